@@ -1,0 +1,62 @@
+import Fastify, { type FastifyError, type FastifyServerOptions } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import authPlugin from './plugins/auth.js';
+import busPlugin from './plugins/bus.js';
+import busRoutes from './routes/bus.js';
+import healthRoutes from './routes/health.js';
+import { defaultConfig, type Config } from './src/config.js';
+import { HealthRegistry } from './src/health.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    health: HealthRegistry;
+  }
+}
+
+export interface BuildOptions extends Partial<Config> {
+  /** Fastify's logger option; defaults to pino at `logLevel`. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+/** Codes Fastify gives its own client errors, mapped to the protocol's. */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'INVALID_FRAME',
+};
+
+/**
+ * The gateway as a Fastify app that does not listen: the server entry and
+ * the tests both build it. `app.close()` releases everything it started.
+ */
+export async function buildApp(options: BuildOptions = {}) {
+  const { logger, ...overrides } = options;
+  const config: Config = { ...defaultConfig(), ...overrides };
+  const app = Fastify({
+    logger: logger ?? { level: config.logLevel },
+    bodyLimit: config.busMaxFrameBytes,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('config', config);
+  app.decorate('health', new HealthRegistry());
+
+  // Every error leaves as `{error, code}`, the same shape as on the bus.
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err.validation) return reply.code(400).send({ error: err.message, code: 'INVALID_FRAME' });
+    const status = err.statusCode ?? 500;
+    if (status < 500) {
+      return reply.code(status).send({ error: err.message, code: FASTIFY_CODES[err.code] ?? err.code ?? 'INVALID_FRAME' });
+    }
+    request.log.error({ err }, 'request failed');
+    return reply.code(status).send({ error: 'internal error', code: 'INTERNAL' });
+  });
+
+  await app.register(authPlugin);
+  await app.register(busPlugin);
+  await app.register(busRoutes);
+  await app.register(healthRoutes);
+  return app;
+}
+
+export type BrainstemApp = Awaited<ReturnType<typeof buildApp>>;

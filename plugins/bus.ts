@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import websocket from '@fastify/websocket';
+import type { FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { WebSocket } from 'ws';
+import { BusRouter } from '../src/bus/bus-router.js';
+import { FrameDispatcher } from '../src/bus/frame-dispatcher.js';
+import { FrameRateLimiter } from '../src/bus/frame-rate-limiter.js';
+import { CloseCode, PROTOCOL_VERSION } from '../src/bus/protocol.js';
+import { registerPubSubActions } from '../src/bus/pubsub-actions.js';
+import type { Config } from '../src/config.js';
+
+export interface Bus {
+  router: BusRouter;
+  dispatcher: FrameDispatcher;
+  /** Binds one accepted WebSocket to the bus (the `/bus` route's wsHandler). */
+  handleSocket(socket: WebSocket, request: FastifyRequest): void;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    bus: Bus;
+    config: Config;
+  }
+}
+
+const CLOSE_GRACE_MS = 1000;
+const BINARY_REFUSED = JSON.stringify({ error: 'binary frames are not accepted', code: 'INVALID_FRAME' });
+
+/**
+ * The nerves: the pub/sub core bound to WebSockets. Shares `app.bus` so the
+ * queue organ can register its actions and follow disconnections.
+ */
+export default fp(async function busPlugin(app) {
+  const { config } = app;
+  const router = new BusRouter({ maxBacklogBytes: config.busMaxBacklogBytes });
+  const limiter = config.busMaxFramesPerSecond > 0 ? new FrameRateLimiter(config.busMaxFramesPerSecond) : null;
+  const dispatcher = new FrameDispatcher(app.log, limiter);
+  registerPubSubActions(dispatcher, router, app.log);
+
+  function handleSocket(socket: WebSocket, request: FastifyRequest): void {
+    const query = request.query as { name?: unknown };
+    const name = typeof query.name === 'string' && query.name !== '' ? query.name.slice(0, 128) : null;
+    const connection = router.attach(socket, {
+      id: randomUUID(),
+      name,
+      remoteAddress: request.socket.remoteAddress ?? 'unknown',
+      principal: request.principal,
+    });
+    // Listeners first, before anything can arrive (see stack-facts).
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) connection.sendRaw(BINARY_REFUSED);
+      else dispatcher.handle(connection, data);
+    });
+    socket.on('pong', () => {
+      connection.missedPongs = 0;
+    });
+    socket.on('error', (err) => {
+      app.log.debug({ err, clientId: connection.id }, 'bus socket error');
+    });
+    socket.on('close', (code: number) => {
+      router.detach(connection);
+      app.log.info({ clientId: connection.id, name, code }, 'bus client disconnected');
+    });
+    app.log.info({ clientId: connection.id, name, remoteAddress: connection.remoteAddress }, 'bus client connected');
+    connection.send({ welcome: { clientId: connection.id, name, protocol: PROTOCOL_VERSION } });
+  }
+
+  app.decorate('bus', { router, dispatcher, handleSocket });
+
+  await app.register(websocket, {
+    options: { maxPayload: config.busMaxFrameBytes },
+    // Tell clients the gateway is going away (1001) so they reconnect; a
+    // client that does not finish the close handshake soon is cut off, so
+    // that app.close() never waits on a peer.
+    preClose(done) {
+      const server = this.websocketServer;
+      const clients = [...server.clients];
+      for (const client of clients) client.close(CloseCode.GOING_AWAY, 'gateway shutting down');
+      const closed = clients.map((client) => new Promise((resolve) => {
+        if (client.readyState === client.CLOSED) resolve(null);
+        else client.once('close', resolve);
+      }));
+      let grace: NodeJS.Timeout | undefined;
+      const timeout = new Promise((resolve) => { grace = setTimeout(resolve, CLOSE_GRACE_MS); });
+      void Promise.race([Promise.all(closed), timeout]).then(() => {
+        clearTimeout(grace);
+        for (const client of clients) client.terminate();
+        server.close(() => done());
+      });
+    },
+  });
+
+  const pingTimer = setInterval(() => router.sweepDeadPeers(), config.busPingIntervalMs);
+  const rateTimer = setInterval(() => router.sampleRates(), 1000);
+  pingTimer.unref();
+  rateTimer.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(pingTimer);
+    clearInterval(rateTimer);
+  });
+  app.health.register('bus', () => ({ ok: true, detail: `${router.connections.size} connections` }));
+}, { name: 'brainstem-bus', dependencies: ['brainstem-auth'] });

@@ -1,0 +1,48 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { normalizeMessage } from '../src/bus/normalize.js';
+import { BusError } from '../src/bus/protocol.js';
+import { errorReply, ErrorBody } from './errors.js';
+
+const Message = Type.Object({
+  type: Type.String(),
+  payload: Type.Optional(Type.Unknown()),
+  source: Type.Optional(Type.String()),
+  timestamp: Type.Optional(Type.String()),
+  correlationId: Type.Optional(Type.Union([Type.String(), Type.Number()])),
+  replyTo: Type.Optional(Type.String()),
+});
+
+/** `GET /bus` (state, and the WebSocket itself) and `POST /bus/publish`. */
+const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.route({
+    method: 'GET',
+    url: '/bus',
+    schema: {
+      querystring: Type.Object({ name: Type.Optional(Type.String()), token: Type.Optional(Type.String()) }),
+    },
+    handler: async () => app.bus.router.describe(),
+    wsHandler: (socket, request) => app.bus.handleSocket(socket, request),
+  });
+
+  app.post('/bus/publish', {
+    schema: {
+      body: Message,
+      response: { 202: Type.Object({ ok: Type.Literal(true), delivered: Type.Integer() }), 400: ErrorBody, 403: ErrorBody },
+    },
+  }, async (request, reply) => {
+    try {
+      const event = normalizeMessage(request.body, request.principal.name ?? 'http');
+      if (!request.principal.may('publish', event.type)) {
+        throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
+      }
+      const delivered = app.bus.router.publish(event);
+      request.log.debug({ type: event.type, delivered }, 'http publish');
+      return reply.code(202).send({ ok: true as const, delivered });
+    } catch (err) {
+      return errorReply(reply, err);
+    }
+  });
+};
+
+export default busRoutes;

@@ -1,0 +1,67 @@
+import type { Principal } from './principal.js';
+
+/** The part of a WebSocket the bus needs; `ws` sockets satisfy it. */
+export interface BusSocket {
+  send(data: Buffer | string, options?: { binary?: boolean }): void;
+  readonly bufferedAmount: number;
+  close(code?: number, reason?: string): void;
+  ping(): void;
+  terminate(): void;
+}
+
+export interface ConnectionInfo {
+  id: string;
+  name: string | null;
+  remoteAddress: string;
+  principal: Principal;
+}
+
+const TEXT = { binary: false } as const;
+
+/** One client of /bus: its socket, identity, subscriptions and counters. */
+export class BusConnection {
+  readonly id: string;
+  readonly name: string | null;
+  readonly remoteAddress: string;
+  readonly principal: Principal;
+  readonly connectedAt = Date.now();
+  readonly patterns = new Set<string>();
+  /** Set once the gateway decided to close it: nothing more is sent. */
+  closing = false;
+  /** Publish sequence number of the last event sent, to deliver once per publish. */
+  lastPublish = 0;
+  framesIn = 0;
+  framesOut = 0;
+  /** Pings sent since the last pong. */
+  missedPongs = 0;
+
+  constructor(readonly socket: BusSocket, info: ConnectionInfo) {
+    this.id = info.id;
+    this.name = info.name;
+    this.remoteAddress = info.remoteAddress;
+    this.principal = info.principal;
+  }
+
+  /** The default `source` of what it publishes. */
+  get label(): string {
+    return this.name ?? this.id;
+  }
+
+  /** Sends an already serialized text frame. */
+  sendRaw(frame: Buffer | string): void {
+    this.framesOut++;
+    this.socket.send(frame, TEXT);
+  }
+
+  /** Serializes and sends one frame meant for this connection only. */
+  send(frame: object): void {
+    if (this.closing) return;
+    this.sendRaw(JSON.stringify(frame));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.socket.close(code, reason);
+  }
+}

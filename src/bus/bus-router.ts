@@ -1,0 +1,171 @@
+import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
+import { CloseCode, type BusEvent } from './protocol.js';
+import { TopicTrie } from './topic-trie.js';
+
+export interface BusRouterOptions {
+  /** Unsent bytes a connection may have queued before it is dropped as a slow consumer. */
+  maxBacklogBytes: number;
+}
+
+export interface BusCounters {
+  connectionsOpened: number;
+  published: number;
+  delivered: number;
+  slowConsumersDropped: number;
+}
+
+export interface BusDescription {
+  connections: {
+    clientId: string;
+    name: string | null;
+    remoteAddress: string;
+    connectedAt: string;
+    ageMs: number;
+    subscriptions: string[];
+    framesIn: number;
+    framesOut: number;
+  }[];
+  subscriptions: Record<string, number>;
+  counters: BusCounters & { connections: number };
+  rates: { publishedPerSecond: number; deliveredPerSecond: number };
+}
+
+type DetachListener = (connection: BusConnection) => void;
+
+/**
+ * The pub/sub core: the registry of connections and their subscriptions.
+ * It knows nothing of Fastify or of how frames arrive.
+ */
+export class BusRouter {
+  readonly connections = new Map<string, BusConnection>();
+  readonly counters: BusCounters = { connectionsOpened: 0, published: 0, delivered: 0, slowConsumersDropped: 0 };
+  private readonly trie = new TopicTrie<BusConnection>();
+  private readonly detachListeners: DetachListener[] = [];
+  private publishSeq = 0;
+  private lastSample = { at: Date.now(), published: 0, delivered: 0 };
+  private rates = { publishedPerSecond: 0, deliveredPerSecond: 0 };
+
+  constructor(private readonly options: BusRouterOptions) {}
+
+  attach(socket: BusSocket, info: ConnectionInfo): BusConnection {
+    const connection = new BusConnection(socket, info);
+    this.connections.set(connection.id, connection);
+    this.counters.connectionsOpened++;
+    return connection;
+  }
+
+  /** Forgets a closed connection and tells the organs that hold state for it. */
+  detach(connection: BusConnection): void {
+    if (!this.connections.delete(connection.id)) return;
+    connection.closing = true;
+    for (const pattern of connection.patterns) this.trie.remove(pattern, connection);
+    connection.patterns.clear();
+    for (const listener of this.detachListeners) listener(connection);
+  }
+
+  onDetach(listener: DetachListener): void {
+    this.detachListeners.push(listener);
+  }
+
+  /** Returns false when the connection already had this pattern. */
+  subscribe(connection: BusConnection, pattern: string): boolean {
+    if (connection.patterns.has(pattern)) return false;
+    connection.patterns.add(pattern);
+    this.trie.add(pattern, connection);
+    return true;
+  }
+
+  /** Returns false when the connection had no such pattern. */
+  unsubscribe(connection: BusConnection, pattern: string): boolean {
+    if (!connection.patterns.delete(pattern)) return false;
+    this.trie.remove(pattern, connection);
+    return true;
+  }
+
+  /**
+   * Delivers an event to every connection with a matching pattern, once
+   * each. The frame is serialized once, whatever the number of subscribers.
+   * Returns the number of connections it was sent to.
+   */
+  publish(event: BusEvent): number {
+    this.counters.published++;
+    const seq = ++this.publishSeq;
+    let frame: Buffer | undefined;
+    let delivered = 0;
+    this.trie.forEachMatch(event.type, (connection) => {
+      if (connection.lastPublish === seq) return;
+      connection.lastPublish = seq;
+      frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`);
+      if (this.deliver(connection, frame)) delivered++;
+    });
+    this.counters.delivered += delivered;
+    return delivered;
+  }
+
+  /**
+   * One liveness round: drops the connections that left two pings
+   * unanswered, pings the others. Call it every ping interval.
+   */
+  sweepDeadPeers(): void {
+    for (const connection of this.connections.values()) {
+      if (connection.missedPongs >= 2) {
+        connection.closing = true;
+        connection.socket.terminate();
+        continue;
+      }
+      connection.missedPongs++;
+      connection.socket.ping();
+    }
+  }
+
+  /** Per-second rates since the previous call; call it on a steady timer. */
+  sampleRates(now = Date.now()): void {
+    const seconds = (now - this.lastSample.at) / 1000;
+    if (seconds <= 0) return;
+    this.rates = {
+      publishedPerSecond: (this.counters.published - this.lastSample.published) / seconds,
+      deliveredPerSecond: (this.counters.delivered - this.lastSample.delivered) / seconds,
+    };
+    this.lastSample = { at: now, published: this.counters.published, delivered: this.counters.delivered };
+  }
+
+  /** The state shown by `GET /bus`. */
+  describe(now = Date.now()): BusDescription {
+    return {
+      connections: [...this.connections.values()].map((c) => ({
+        clientId: c.id,
+        name: c.name,
+        remoteAddress: c.remoteAddress,
+        connectedAt: new Date(c.connectedAt).toISOString(),
+        ageMs: now - c.connectedAt,
+        subscriptions: [...c.patterns],
+        framesIn: c.framesIn,
+        framesOut: c.framesOut,
+      })),
+      subscriptions: this.trie.patternCounts(),
+      counters: { ...this.counters, connections: this.connections.size },
+      rates: this.rates,
+    };
+  }
+
+  /** Subscriber counts per pattern. */
+  subscriptionCounts(): Record<string, number> {
+    return this.trie.patternCounts();
+  }
+
+  /**
+   * Sends a frame unless the connection's unsent backlog is over the limit;
+   * then closes it (1008 `slow consumer`) so it never stalls the others or
+   * grows the gateway's memory.
+   */
+  deliver(connection: BusConnection, frame: Buffer): boolean {
+    if (connection.closing) return false;
+    if (connection.socket.bufferedAmount + frame.length > this.options.maxBacklogBytes) {
+      this.counters.slowConsumersDropped++;
+      connection.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
+      return false;
+    }
+    connection.sendRaw(frame);
+    return true;
+  }
+}

@@ -1,0 +1,104 @@
+import type { BusConnection } from './bus-connection.js';
+import type { FrameRateLimiter } from './frame-rate-limiter.js';
+import { BusError, CloseCode, type ClientFrame, type ErrorCode } from './protocol.js';
+
+/** Extra fields of a receipt (`{ok:true, id, …}`), e.g. `taskId`. */
+export type Receipt = Record<string, unknown>;
+
+/** Returned by a handler that answered the frame itself (`ping` answers `pong`). */
+export const ANSWERED = Symbol('answered');
+
+type Outcome = void | Receipt | typeof ANSWERED;
+
+/** Handles one action; throws (or rejects with) a BusError to refuse it. */
+export type ActionHandler = (connection: BusConnection, frame: ClientFrame) => Outcome | Promise<Outcome>;
+
+/** The slice of pino the bus logs through. */
+export interface BusLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  isLevelEnabled?(level: string): boolean;
+}
+
+function errorFrame(code: ErrorCode, message: string, id: unknown): object {
+  return id === undefined ? { error: message, code } : { error: message, code, id };
+}
+
+function isPromise(value: unknown): value is Promise<Outcome> {
+  return typeof (value as Promise<unknown> | undefined)?.then === 'function';
+}
+
+/**
+ * Parses client frames and routes them to the handler of their `action`.
+ * The organs register their actions (pub/sub here, queues in theirs); the
+ * dispatcher owns what is common: JSON, `id` receipts, errors, rate limits.
+ */
+export class FrameDispatcher {
+  private readonly handlers = new Map<string, ActionHandler>();
+
+  constructor(private readonly log: BusLogger, private readonly limiter: FrameRateLimiter | null) {}
+
+  register(action: string, handler: ActionHandler): void {
+    if (this.handlers.has(action)) throw new Error(`action ${action} is already registered`);
+    this.handlers.set(action, handler);
+  }
+
+  handle(connection: BusConnection, raw: Buffer | string): void {
+    connection.framesIn++;
+    if (this.limiter) {
+      const verdict = this.limiter.check(connection);
+      if (verdict !== 'accept') {
+        if (verdict === 'close') connection.close(CloseCode.POLICY_VIOLATION, 'rate limited');
+        else connection.send(errorFrame('RATE_LIMITED', 'rate limited', undefined));
+        return;
+      }
+    }
+    let frame: unknown;
+    try {
+      frame = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+    } catch {
+      connection.send(errorFrame('INVALID_JSON', 'invalid json', undefined));
+      return;
+    }
+    if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
+      connection.send(errorFrame('INVALID_FRAME', 'frame must be a JSON object', undefined));
+      return;
+    }
+    const { id, action } = frame as ClientFrame;
+    if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
+      connection.send(errorFrame('INVALID_FRAME', 'id must be a string or a number', undefined));
+      return;
+    }
+    const handler = typeof action === 'string' ? this.handlers.get(action) : undefined;
+    if (!handler) {
+      connection.send(errorFrame('UNKNOWN_ACTION', 'unknown action', id));
+      return;
+    }
+    try {
+      const result = handler(connection, frame as ClientFrame);
+      if (isPromise(result)) {
+        result.then((receipt) => this.answer(connection, id, receipt), (err: unknown) => this.refuse(connection, id, err));
+      } else {
+        this.answer(connection, id, result);
+      }
+    } catch (err) {
+      this.refuse(connection, id, err);
+    }
+  }
+
+  private answer(connection: BusConnection, id: string | number | undefined, receipt: Outcome): void {
+    if (id === undefined || receipt === ANSWERED) return;
+    connection.send(receipt ? { ok: true, id, ...receipt } : { ok: true, id });
+  }
+
+  private refuse(connection: BusConnection, id: string | number | undefined, err: unknown): void {
+    if (err instanceof BusError) {
+      connection.send(errorFrame(err.code, err.message, id));
+      return;
+    }
+    this.log.error({ err, clientId: connection.id }, 'bus action failed');
+    connection.send(errorFrame('UNAVAILABLE', 'internal error: the frame was not processed', id));
+  }
+}

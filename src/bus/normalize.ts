@@ -1,0 +1,41 @@
+import { BusError, type BusEvent, type PublishedMessage } from './protocol.js';
+import { isValidTopic } from './topic.js';
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Turns a published message into the event subscribers receive
+ * (spec: "Events"). Throws BusError for a message a subscriber could not
+ * trust: a missing or wildcard type, mistyped optional fields.
+ */
+export function normalizeMessage(message: unknown, defaultSource: string, now = Date.now()): BusEvent {
+  if (!isPlainObject(message)) throw new BusError('INVALID_FRAME', 'message must be an object');
+  const m = message as PublishedMessage;
+  if (typeof m.type !== 'string') throw new BusError('INVALID_FRAME', 'message.type must be a string');
+  if (!isValidTopic(m.type)) throw new BusError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(m.type.slice(0, 300))}`);
+  if (m.source !== undefined && m.source !== null && typeof m.source !== 'string') {
+    throw new BusError('INVALID_FRAME', 'message.source must be a string');
+  }
+  if (m.timestamp !== undefined && m.timestamp !== null && typeof m.timestamp !== 'string') {
+    throw new BusError('INVALID_FRAME', 'message.timestamp must be a string');
+  }
+  const correlationId = m.correlationId;
+  if (correlationId !== undefined && correlationId !== null
+    && typeof correlationId !== 'string' && typeof correlationId !== 'number') {
+    throw new BusError('INVALID_FRAME', 'message.correlationId must be a string or a number');
+  }
+  if (m.replyTo !== undefined && m.replyTo !== null && (typeof m.replyTo !== 'string' || !isValidTopic(m.replyTo))) {
+    throw new BusError('INVALID_TOPIC', 'message.replyTo must be a valid topic');
+  }
+  const event: BusEvent = {
+    type: m.type,
+    source: m.source || defaultSource,
+    payload: m.payload === undefined ? null : m.payload,
+    timestamp: m.timestamp || new Date(now).toISOString(),
+  };
+  if (correlationId !== undefined && correlationId !== null && correlationId !== '') event.correlationId = correlationId;
+  if (typeof m.replyTo === 'string') event.replyTo = m.replyTo;
+  return event;
+}

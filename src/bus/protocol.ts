@@ -1,0 +1,56 @@
+/** Frame shapes and error codes of the /bus wire protocol, version 1. */
+export const PROTOCOL_VERSION = 1;
+
+export type ErrorCode =
+  | 'INVALID_JSON'
+  | 'UNKNOWN_ACTION'
+  | 'INVALID_FRAME'
+  | 'INVALID_TOPIC'
+  | 'INVALID_QUEUE'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'UNKNOWN_TASK'
+  | 'FORBIDDEN'
+  | 'UNAVAILABLE'
+  | 'RATE_LIMITED';
+
+/** A refused frame: sent to the client as `{error, code, id?}`. */
+export class BusError extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'BusError';
+  }
+}
+
+/** A client frame after JSON parsing: an object with a string `action`. */
+export interface ClientFrame {
+  action: string;
+  id?: string | number;
+  [field: string]: unknown;
+}
+
+/** The normalized event every subscriber receives inside `{"event": …}`. */
+export interface BusEvent {
+  type: string;
+  source: string;
+  payload: unknown;
+  timestamp: string;
+  correlationId?: string | number;
+  replyTo?: string;
+}
+
+/** What a published message may carry before normalization. */
+export interface PublishedMessage {
+  type?: unknown;
+  source?: unknown;
+  payload?: unknown;
+  timestamp?: unknown;
+  correlationId?: unknown;
+  replyTo?: unknown;
+}
+
+/** WebSocket close codes the gateway uses. */
+export const CloseCode = {
+  GOING_AWAY: 1001,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+} as const;

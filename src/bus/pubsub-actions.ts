@@ -1,0 +1,48 @@
+import type { BusRouter } from './bus-router.js';
+import { ANSWERED, type BusLogger, type FrameDispatcher } from './frame-dispatcher.js';
+import { normalizeMessage } from './normalize.js';
+import { BusError, type ClientFrame } from './protocol.js';
+import { isValidPattern } from './topic.js';
+
+function patternOf(frame: ClientFrame): string {
+  if (typeof frame.topic !== 'string') throw new BusError('INVALID_FRAME', 'topic must be a string');
+  if (!isValidPattern(frame.topic)) {
+    throw new BusError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(frame.topic.slice(0, 300))}`);
+  }
+  return frame.topic;
+}
+
+/** The pub/sub actions of the protocol: subscribe, unsubscribe, publish, ping. */
+export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRouter, log: BusLogger): void {
+  const debug = log.isLevelEnabled?.('debug') ?? false;
+
+  dispatcher.register('subscribe', (connection, frame) => {
+    const pattern = patternOf(frame);
+    if (!connection.principal.may('subscribe', pattern)) {
+      throw new BusError('FORBIDDEN', `not allowed to subscribe to ${pattern}`);
+    }
+    router.subscribe(connection, pattern);
+    if (debug) log.debug({ clientId: connection.id, name: connection.name, pattern }, 'subscribe');
+  });
+
+  dispatcher.register('unsubscribe', (connection, frame) => {
+    const pattern = patternOf(frame);
+    router.unsubscribe(connection, pattern);
+    if (debug) log.debug({ clientId: connection.id, name: connection.name, pattern }, 'unsubscribe');
+  });
+
+  dispatcher.register('publish', (connection, frame) => {
+    const event = normalizeMessage(frame.message, connection.label);
+    if (!connection.principal.may('publish', event.type)) {
+      throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
+    }
+    const delivered = router.publish(event);
+    if (debug) log.debug({ clientId: connection.id, type: event.type, delivered }, 'publish');
+    return { delivered };
+  });
+
+  dispatcher.register('ping', (connection, frame) => {
+    connection.send(frame.id === undefined ? { pong: Date.now() } : { pong: Date.now(), id: frame.id });
+    return ANSWERED;
+  });
+}

@@ -1,0 +1,110 @@
+/**
+ * Subscription index: patterns to subscribers, matched per segment so the
+ * cost of a publish grows with the topic's depth and the wildcards on its
+ * path, never with the number of subscribed patterns.
+ */
+class TrieNode<T> {
+  readonly children = new Map<string, TrieNode<T>>();
+  /** Subscribers whose pattern ends exactly here. */
+  readonly exact = new Set<T>();
+  /** Subscribers whose pattern ends here with `>`: one or more further segments. */
+  readonly rest = new Set<T>();
+
+  isEmpty(): boolean {
+    return this.children.size === 0 && this.exact.size === 0 && this.rest.size === 0;
+  }
+}
+
+export class TopicTrie<T> {
+  private readonly root = new TrieNode<T>();
+  /** pattern -> subscriber count, for introspection (`GET /bus`). */
+  private readonly counts = new Map<string, number>();
+
+  add(pattern: string, subscriber: T): boolean {
+    const segments = pattern.split('.');
+    let node = this.root;
+    const last = segments.length - 1;
+    for (let i = 0; i < last; i++) node = this.child(node, segments[i] as string);
+    const final = segments[last] as string;
+    const set = final === '>' ? node.rest : this.child(node, final).exact;
+    if (set.has(subscriber)) return false;
+    set.add(subscriber);
+    this.counts.set(pattern, (this.counts.get(pattern) ?? 0) + 1);
+    return true;
+  }
+
+  remove(pattern: string, subscriber: T): boolean {
+    const segments = pattern.split('.');
+    const path: TrieNode<T>[] = [this.root];
+    let node: TrieNode<T> | undefined = this.root;
+    const last = segments.length - 1;
+    for (let i = 0; i < last && node; i++) {
+      node = node.children.get(segments[i] as string);
+      if (node) path.push(node);
+    }
+    if (!node) return false;
+    const final = segments[last] as string;
+    let removed: boolean;
+    if (final === '>') {
+      removed = node.rest.delete(subscriber);
+    } else {
+      const leaf = node.children.get(final);
+      removed = leaf ? leaf.exact.delete(subscriber) : false;
+      if (leaf) path.push(leaf);
+    }
+    if (!removed) return false;
+    const count = (this.counts.get(pattern) ?? 1) - 1;
+    if (count === 0) this.counts.delete(pattern);
+    else this.counts.set(pattern, count);
+    this.prune(path, segments);
+    return true;
+  }
+
+  /**
+   * Calls `visit` for every subscriber of a pattern matching `topic`. A
+   * subscriber with several matching patterns is visited once per pattern:
+   * callers deduplicate (BusRouter stamps connections per publish).
+   */
+  forEachMatch(topic: string, visit: (subscriber: T) => void): void {
+    this.walk(this.root, topic.split('.'), 0, visit);
+  }
+
+  /** Number of subscribers per pattern. */
+  patternCounts(): Record<string, number> {
+    return Object.fromEntries(this.counts);
+  }
+
+  get patternCount(): number {
+    return this.counts.size;
+  }
+
+  private walk(node: TrieNode<T>, segments: string[], depth: number, visit: (s: T) => void): void {
+    if (depth === segments.length) {
+      for (const s of node.exact) visit(s);
+      return;
+    }
+    for (const s of node.rest) visit(s);
+    const named = node.children.get(segments[depth] as string);
+    if (named) this.walk(named, segments, depth + 1, visit);
+    const star = node.children.get('*');
+    if (star) this.walk(star, segments, depth + 1, visit);
+  }
+
+  private child(node: TrieNode<T>, segment: string): TrieNode<T> {
+    let next = node.children.get(segment);
+    if (!next) {
+      next = new TrieNode<T>();
+      node.children.set(segment, next);
+    }
+    return next;
+  }
+
+  /** Drops the empty nodes left at the end of a removed pattern's path. */
+  private prune(path: TrieNode<T>[], segments: string[]): void {
+    for (let i = path.length - 1; i > 0; i--) {
+      const node = path[i] as TrieNode<T>;
+      if (!node.isEmpty()) return;
+      (path[i - 1] as TrieNode<T>).children.delete(segments[i - 1] as string);
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The gateway's settings: one table, read from the environment and
+ * validated at start. A bad value stops the start with one readable line.
+ */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+interface Setting<T> {
+  env: string;
+  default: T;
+  parse(raw: string): T;
+  doc: string;
+}
+
+function integer(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new Error(`expected a whole number from ${min} to ${max}`);
+    const value = Number(raw);
+    if (value < min || value > max) throw new Error(`expected a whole number from ${min} to ${max}`);
+    return value;
+  };
+}
+
+function oneOf<const T extends string>(choices: readonly T[]): (raw: string) => T {
+  return (raw) => {
+    if (!(choices as readonly string[]).includes(raw)) throw new Error(`expected one of ${choices.join(', ')}`);
+    return raw as T;
+  };
+}
+
+function boolean(raw: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new Error('expected true or false');
+}
+
+function text(raw: string): string {
+  if (raw.trim() === '') throw new Error('expected a non-empty value');
+  return raw;
+}
+
+function optionalText(raw: string): string | null {
+  return raw.trim() === '' ? null : raw;
+}
+
+function url(protocols: string[]): (raw: string) => string | null {
+  return (raw) => {
+    if (raw.trim() === '') return null;
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      throw new Error(`expected a URL (${protocols.join(' or ')})`);
+    }
+    if (!protocols.includes(parsed.protocol)) throw new Error(`expected a URL (${protocols.join(' or ')})`);
+    return raw;
+  };
+}
+
+const MiB = 1024 * 1024;
+
+export const SETTINGS = {
+  port: { env: 'PORT', default: 8080, parse: integer(0, 65535), doc: 'TCP port of the gateway' },
+  host: { env: 'HOST', default: '127.0.0.1', parse: text, doc: 'address to bind' },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    default: 'info' as 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent',
+    parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    doc: 'pino log level; debug shows every subscribe and publish',
+  },
+  busMaxFrameBytes: {
+    env: 'BUS_MAX_FRAME_BYTES', default: 1 * MiB, parse: integer(1024, 256 * MiB),
+    doc: 'largest frame a client may send; a larger one closes it with 1009',
+  },
+  busMaxBacklogBytes: {
+    env: 'BUS_MAX_BACKLOG_BYTES', default: 8 * MiB, parse: integer(64 * 1024, 1024 * MiB),
+    doc: 'unsent bytes a subscriber may owe before it is closed with 1008 slow consumer',
+  },
+  busPingIntervalMs: {
+    env: 'BUS_PING_INTERVAL_MS', default: 30_000, parse: integer(100, 3_600_000),
+    doc: 'WebSocket ping interval; a peer silent for two intervals is dropped',
+  },
+  busMaxFramesPerSecond: {
+    env: 'BUS_MAX_FRAMES_PER_SECOND', default: 100_000, parse: integer(0, 10_000_000),
+    doc: 'frames a connection may send per second (0: no limit); over it RATE_LIMITED, then 1008',
+  },
+  redisUrl: {
+    env: 'REDIS_URL', default: null as string | null, parse: url(['redis:', 'rediss:']),
+    doc: 'Redis for queues and heartbeats; unset: the gateway runs its own redis-server',
+  },
+  dataDir: { env: 'DATA_DIR', default: './var', parse: text, doc: 'where the embedded redis-server keeps its data' },
+  redisServerBin: {
+    env: 'REDIS_SERVER_BIN', default: 'redis-server', parse: text,
+    doc: 'redis-server binary for the embedded Redis',
+  },
+} satisfies Record<string, Setting<unknown>>;
+
+type Settings = typeof SETTINGS;
+export type Config = { -readonly [K in keyof Settings]: ReturnType<Settings[K]['parse']> | Settings[K]['default'] };
+
+export function defaultConfig(): Config {
+  const config: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(SETTINGS)) config[key] = setting.default;
+  return config as Config;
+}
+
+/** Reads every setting from `env`; throws ConfigError naming the first bad one. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const config: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const raw = env[setting.env];
+    if (raw === undefined) {
+      config[key] = setting.default;
+      continue;
+    }
+    try {
+      config[key] = setting.parse(raw);
+    } catch (err) {
+      throw new ConfigError(`${setting.env}=${JSON.stringify(raw)}: ${(err as Error).message}`);
+    }
+  }
+  return config as Config;
+}

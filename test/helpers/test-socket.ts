@@ -1,0 +1,96 @@
+import { once } from 'node:events';
+import WebSocket from 'ws';
+
+type Frame = Record<string, unknown>;
+type Predicate = (frame: Frame) => boolean;
+
+/**
+ * A raw protocol client for tests: every frame received is kept in order,
+ * and `next` waits for the first one (optionally matching) not yet taken.
+ */
+export class TestSocket {
+  readonly received: Frame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private readonly waiters: { predicate: Predicate; resolve: (f: Frame) => void }[] = [];
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as Frame;
+      const index = this.waiters.findIndex((w) => w.predicate(frame));
+      if (index >= 0) {
+        const [waiter] = this.waiters.splice(index, 1);
+        waiter?.resolve(frame);
+      } else {
+        this.received.push(frame);
+      }
+    });
+    this.closed = new Promise((resolve) => {
+      ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+    });
+    ws.on('error', () => {});
+  }
+
+  /** Opens a connection and consumes its welcome frame. */
+  static async open(url: string, options?: WebSocket.ClientOptions): Promise<TestSocket> {
+    const socket = new TestSocket(new WebSocket(url, options));
+    await once(socket.ws, 'open');
+    await socket.next((f) => 'welcome' in f);
+    return socket;
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  /** Sends a frame with an id and waits for its receipt or error. */
+  async call(frame: Frame, id: string | number = Math.random().toString(36).slice(2)): Promise<Frame> {
+    this.send({ ...frame, id });
+    return this.next((f) => f.id === id && ('ok' in f || 'error' in f));
+  }
+
+  next(predicate: Predicate = () => true, timeoutMs = 5000): Promise<Frame> {
+    const index = this.received.findIndex(predicate);
+    if (index >= 0) return Promise.resolve(this.received.splice(index, 1)[0] as Frame);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        predicate,
+        resolve: (frame: Frame) => {
+          clearTimeout(timer);
+          resolve(frame);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error(`no matching frame within ${timeoutMs} ms; unmatched: ${JSON.stringify(this.received).slice(0, 500)}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Resolves true if no frame matching arrives within `ms`. */
+  async nothing(predicate: Predicate = () => true, ms = 200): Promise<boolean> {
+    try {
+      await this.next(predicate, ms);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  event(type?: string, timeoutMs?: number): Promise<Frame> {
+    return this.next((f) => 'event' in f && (type === undefined || (f.event as Frame).type === type), timeoutMs);
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
+
+/** Waits until `condition` holds, checking every 10 ms; rejects after `timeoutMs`. */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
