@@ -2,6 +2,7 @@ import Fastify, { type FastifyError, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import authPlugin from './plugins/auth.js';
 import busPlugin from './plugins/bus.js';
+import redisPlugin from './plugins/redis.js';
 import busRoutes from './routes/bus.js';
 import healthRoutes from './routes/health.js';
 import { defaultConfig, type Config } from './src/config.js';
@@ -53,6 +54,7 @@ export async function buildApp(options: BuildOptions = {}) {
   });
 
   await app.register(authPlugin);
+  await app.register(redisPlugin);
   await app.register(busPlugin);
   await app.register(busRoutes);
   await app.register(healthRoutes);
