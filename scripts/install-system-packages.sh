@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs, from Debian/Ubuntu packages, what brainstem and its tests use
+# and the machine lacks: redis-server (the gateway's embedded Redis),
+# python3-websockets (the Python client's tests) and chromium (the browser
+# tests). Does nothing when all are there.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "installing system packages: ${need[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
