@@ -1,3 +1,5 @@
+import { parseQueueOverrides, type QueueOverrides } from './queues/task-options.js';
+
 /**
  * The gateway's settings: one table, read from the environment and
  * validated at start. A bad value stops the start with one readable line.
@@ -87,6 +89,43 @@ export const SETTINGS = {
   busMaxFramesPerSecond: {
     env: 'BUS_MAX_FRAMES_PER_SECOND', default: 100_000, parse: integer(0, 10_000_000),
     doc: 'frames a connection may send per second (0: no limit); over it RATE_LIMITED, then 1008',
+  },
+  queueAttempts: {
+    env: 'QUEUE_ATTEMPTS', default: 5, parse: integer(1, 1000),
+    doc: 'deliveries a task gets before it goes to the dead letters (per task: opts.attempts)',
+  },
+  queueBackoffType: {
+    env: 'QUEUE_BACKOFF_TYPE', default: 'exponential' as 'exponential' | 'fixed',
+    parse: oneOf(['exponential', 'fixed'] as const),
+    doc: 'delay before a failed task is retried: exponential (doubling) or fixed (per task: opts.backoff)',
+  },
+  queueBackoffMs: {
+    env: 'QUEUE_BACKOFF_MS', default: 1000, parse: integer(0, 86_400_000),
+    doc: 'first retry delay of a failed task',
+  },
+  queueOverrides: {
+    env: 'QUEUE_OVERRIDES', default: {} as QueueOverrides, parse: parseQueueOverrides,
+    doc: 'per-queue attempts/backoff as JSON, e.g. {"agent.think":{"attempts":3,"backoff":{"type":"fixed","delay":500}}}',
+  },
+  queueLeaseMs: {
+    env: 'QUEUE_LEASE_MS', default: 30_000, parse: integer(500, 3_600_000),
+    doc: 'lock on a delivered task, renewed while its worker is connected; after a gateway crash it returns once this expires',
+  },
+  queueStalledCheckMs: {
+    env: 'QUEUE_STALLED_CHECK_MS', default: 15_000, parse: integer(100, 3_600_000),
+    doc: 'how often expired leases (a crashed gateway) are looked for and their tasks returned',
+  },
+  queueKeepCompleted: {
+    env: 'QUEUE_KEEP_COMPLETED', default: 1000, parse: integer(0, 10_000_000),
+    doc: 'completed tasks kept per queue for inspection (failed ones are kept until retried or removed)',
+  },
+  queueStoreTimeoutMs: {
+    env: 'QUEUE_STORE_TIMEOUT_MS', default: 5000, parse: integer(100, 600_000),
+    doc: 'how long an enqueue waits for Redis before it answers UNAVAILABLE',
+  },
+  queuePrefix: {
+    env: 'QUEUE_PREFIX', default: 'bull', parse: text,
+    doc: 'BullMQ key prefix: BullMQ producers and tools with the same prefix see the same queues',
   },
   redisUrl: {
     env: 'REDIS_URL', default: null as string | null, parse: url(['redis:', 'rediss:']),
