@@ -2,10 +2,14 @@ import Fastify, { type FastifyError, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import authPlugin from './plugins/auth.js';
 import busPlugin from './plugins/bus.js';
+import edgePlugin from './plugins/edge.js';
 import redisPlugin from './plugins/redis.js';
 import busRoutes from './routes/bus.js';
 import healthRoutes from './routes/health.js';
 import { defaultConfig, type Config } from './src/config.js';
+import { assertSafeBinding } from './src/edge/bind-check.js';
+import { loadEdgeConfig, type EdgeConfig } from './src/edge/edge-config.js';
+import { redactTokenInUrl } from './src/edge/gateway-credentials.js';
 import { HealthRegistry } from './src/health.js';
 
 declare module 'fastify' {
@@ -17,6 +21,8 @@ declare module 'fastify' {
 export interface BuildOptions extends Partial<Config> {
   /** Fastify's logger option; defaults to pino at `logLevel`. */
   logger?: FastifyServerOptions['logger'];
+  /** The edge config itself (tests); otherwise read from `configPath`. */
+  edge?: EdgeConfig;
 }
 
 /** Codes Fastify gives its own client errors, mapped to the protocol's. */
@@ -32,10 +38,17 @@ const FASTIFY_CODES: Record<string, string> = {
  * the tests both build it. `app.close()` releases everything it started.
  */
 export async function buildApp(options: BuildOptions = {}) {
-  const { logger, ...overrides } = options;
+  const { logger, edge: givenEdge, ...overrides } = options;
   const config: Config = { ...defaultConfig(), ...overrides };
+  // Checked before anything starts: a bad file or an unsafe bind stops here.
+  const edge = givenEdge ?? loadEdgeConfig(config.configPath);
+  assertSafeBinding({ host: config.host, insecure: config.insecure, tokenCount: edge.tokens.length });
   const app = Fastify({
-    logger: logger ?? { level: config.logLevel },
+    logger: logger ?? {
+      level: config.logLevel,
+      // A browser passes its token as ?token=: keep it out of the logs.
+      serializers: { req: (req) => ({ method: req.method, url: redactTokenInUrl(req.url), host: req.host, remoteAddress: req.ip }) },
+    },
     bodyLimit: config.busMaxFrameBytes,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -53,8 +66,11 @@ export async function buildApp(options: BuildOptions = {}) {
     return reply.code(status).send({ error: 'internal error', code: 'INTERNAL' });
   });
 
-  await app.register(authPlugin);
+  await app.register(authPlugin, { tokens: edge.tokens });
+  if (config.insecure && edge.tokens.length === 0) app.log.warn({ host: config.host }, 'BRAINSTEM_INSECURE: no tokens, anyone who can reach the gateway has full access');
   await app.register(redisPlugin);
+  // The edge before the bus: proxied WebSocket upgrades must be wired before @fastify/websocket (stack-facts).
+  await app.register(edgePlugin, { edge });
   await app.register(busPlugin);
   await app.register(busRoutes);
   await app.register(healthRoutes);

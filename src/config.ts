@@ -136,6 +136,26 @@ export const SETTINGS = {
     env: 'REDIS_SERVER_BIN', default: 'redis-server', parse: text,
     doc: 'redis-server binary for the embedded Redis',
   },
+  configPath: {
+    env: 'BRAINSTEM_CONFIG', default: null as string | null, parse: optionalText,
+    doc: 'the edge config file (proxy routes, frontends, tokens, CORS origins); unset: none, auth off',
+  },
+  insecure: {
+    env: 'BRAINSTEM_INSECURE', default: false, parse: boolean,
+    doc: 'allow listening beyond loopback with no tokens configured (anyone on the network gets full access)',
+  },
+  dashboardDir: {
+    env: 'DASHBOARD_DIR', default: null as string | null, parse: optionalText,
+    doc: 'folder served at / (unset: public/ of the package, the dashboard)',
+  },
+  httpRateLimitPerMinute: {
+    env: 'HTTP_RATE_LIMIT_PER_MINUTE', default: 3000, parse: integer(0, 10_000_000),
+    doc: 'HTTP requests (WebSocket upgrades included) one client address may make per minute (0: no limit); over it 429 RATE_LIMITED',
+  },
+  httpRateLimitLoopback: {
+    env: 'HTTP_RATE_LIMIT_LOOPBACK', default: false, parse: boolean,
+    doc: 'apply the HTTP rate limit to loopback clients too (off: local services, tests and benchmarks are never throttled)',
+  },
 } satisfies Record<string, Setting<unknown>>;
 
 type Settings = typeof SETTINGS;

@@ -1,0 +1,124 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import httpProxy from '@fastify/http-proxy';
+import rateLimit from '@fastify/rate-limit';
+import fastifyStatic from '@fastify/static';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Principal } from '../src/bus/principal.js';
+import { isLoopbackHost } from '../src/edge/bind-check.js';
+import type { EdgeConfig, ProxyRoute } from '../src/edge/edge-config.js';
+import { headersWithoutToken, queryWithoutToken } from '../src/edge/gateway-credentials.js';
+import { packageRoot } from '../src/edge/package-root.js';
+import { presentedToken, type TokenCarrier } from './auth.js';
+
+export interface EdgeOptions {
+  edge: EdgeConfig;
+}
+
+/** How long an upstream may take to accept a connection before it counts as down. */
+const UPSTREAM_CONNECT_TIMEOUT_MS = 5000;
+
+class RateLimitedError extends Error {
+  readonly code = 'RATE_LIMITED';
+  constructor(readonly statusCode: number, message: string) {
+    super(message);
+  }
+}
+
+/** The token the gateway accepted for this request, if any (it never goes upstream). */
+function gatewayToken(request: TokenCarrier & { principal: Principal }): string | null {
+  return request.principal.name === null ? null : presentedToken(request);
+}
+
+function upstreamFailed(reply: FastifyReply, error: Error, route: ProxyRoute): void {
+  const timedOut = (error as { statusCode?: number }).statusCode === 504;
+  reply.request.log.warn({ err: error, prefix: route.prefix, upstream: route.upstream }, 'upstream failed');
+  void reply.code(timedOut ? 504 : 502).send({
+    error: timedOut ? `the service behind ${route.prefix} did not answer in time` : `the service behind ${route.prefix} is unavailable`,
+    code: timedOut ? 'GATEWAY_TIMEOUT' : 'BAD_GATEWAY',
+  });
+}
+
+async function registerProxy(app: FastifyInstance, route: ProxyRoute): Promise<void> {
+  const queryString = (_search: string | undefined, reqUrl: string, request: TokenCarrier & { principal: Principal }) =>
+    queryWithoutToken(reqUrl, gatewayToken(request));
+  const options: Parameters<typeof httpProxy>[1] = {
+    prefix: route.prefix,
+    upstream: route.upstream,
+    rewritePrefix: route.rewritePrefix,
+    ...(route.websocket ? { websocket: true as const } : {}),
+    // Read by the auth hook, which runs before the upstream sees anything.
+    config: { access: route.auth ? 'token' : 'open' },
+    undici: { connect: { timeout: UPSTREAM_CONNECT_TIMEOUT_MS } },
+    replyOptions: {
+      queryString,
+      rewriteRequestHeaders: (request, headers) => headersWithoutToken(headers, gatewayToken(request)),
+      onError: (reply, { error }) => upstreamFailed(reply as FastifyReply, error, route),
+    },
+    wsClientOptions: { queryString, handshakeTimeout: UPSTREAM_CONNECT_TIMEOUT_MS },
+  };
+  await app.register(httpProxy, options);
+}
+
+/**
+ * One folder served under a prefix, with security headers. Each frontend
+ * gets its own scope so that its helmet settings stay its own; proxied
+ * pages keep the headers their service sets.
+ */
+async function registerPages(app: FastifyInstance, prefix: string, root: string, csp: boolean): Promise<void> {
+  await app.register(async (pages) => {
+    await pages.register(helmet, {
+      global: true,
+      // Plain http on a LAN is the normal case here: no forced upgrade, no HSTS.
+      strictTransportSecurity: false,
+      contentSecurityPolicy: csp ? { useDefaults: true, directives: { 'upgrade-insecure-requests': null } } : false,
+    });
+    await pages.register(fastifyStatic, { root, prefix, redirect: prefix !== '/', decorateReply: false });
+  });
+}
+
+/**
+ * The skin: rate limits, CORS, proxied internal services and frontends.
+ * Registered before the bus so that the proxies' WebSocket upgrade handling
+ * is in place before @fastify/websocket's (see stack-facts).
+ */
+export default fp<EdgeOptions>(async function edgePlugin(app, { edge }) {
+  const { config } = app;
+
+  if (config.httpRateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      global: true,
+      max: config.httpRateLimitPerMinute,
+      timeWindow: 60_000,
+      ...(config.httpRateLimitLoopback ? {} : { allowList: (request: FastifyRequest) => isLoopbackHost(request.ip) }),
+      errorResponseBuilder: (_request, context) =>
+        new RateLimitedError(context.statusCode, `rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`),
+    });
+  }
+
+  if (edge.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: edge.corsOrigins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['Authorization', 'Content-Type'],
+      maxAge: 600,
+    });
+  }
+
+  for (const route of edge.proxy) {
+    await registerProxy(app, route);
+    app.log.info({ prefix: route.prefix, upstream: route.upstream, websocket: route.websocket, auth: route.auth }, 'proxy route');
+  }
+
+  for (const frontend of edge.static) {
+    await registerPages(app, frontend.prefix, frontend.root, frontend.csp);
+    app.log.info({ prefix: frontend.prefix, root: frontend.root }, 'frontend');
+  }
+
+  const dashboard = config.dashboardDir !== null ? resolve(config.dashboardDir) : join(packageRoot(), 'public');
+  if (existsSync(dashboard)) await registerPages(app, '/', dashboard, true);
+  else app.log.warn({ dashboard }, 'no dashboard folder: nothing is served at /');
+}, { name: 'brainstem-edge', dependencies: ['brainstem-auth'] });
