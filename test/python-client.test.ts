@@ -1,0 +1,152 @@
+import t from 'tap';
+import { buildApp, type BrainstemApp } from '../app.js';
+import { isValidPattern, isValidQueueName, isValidTopic, patternMatches } from '../src/bus/topic.js';
+import { startGateway } from './helpers/gateway.js';
+import { TestSocket } from './helpers/test-socket.js';
+import { PythonProcess, startDriver } from './python/python-process.js';
+
+type Frame = Record<string, unknown>;
+
+/** The Python exception class a driver command failed with. */
+async function failureKind(call: Promise<unknown>): Promise<unknown> {
+  try {
+    await call;
+  } catch (err) {
+    return (err as { kind?: unknown }).kind;
+  }
+  return 'no error';
+}
+
+t.test('pub/sub with wildcards: each handler sees each matching event once', async (t) => {
+  const gw = await startGateway(t);
+  const py = await startDriver(t, gw.busUrl, 'py-sub');
+  await py.call({ op: 'subscribe', topic: 'agent.*', tag: 'star' });
+  await py.call({ op: 'subscribe', topic: 'agent.>', tag: 'tail' });
+  await py.call({ op: 'subscribe', topic: 'fs.change', tag: 'exact' });
+  await py.call({ op: 'subscribe_many', topics: ['tts.*', 'tts.>', 'tts.speak'], tag: 'overlap' });
+  await py.call({ op: 'subscribe', topic: 'end', tag: 'end' });
+
+  const ts = await TestSocket.open(`${gw.busUrl}?name=ts-pub`);
+  t.teardown(() => ts.close());
+  for (const type of ['agent.reply', 'agent.x.y', 'agentx', 'fs.change', 'fs.other', 'tts.speak', 'end']) {
+    ts.send({ action: 'publish', message: { type, payload: { type } } });
+  }
+  await py.next((l) => l.tag === 'end');
+  const seen = py.take((l) => 'event' in l).map((l) => `${l.tag}:${(l.event as Frame).type}`);
+  t.same(seen.sort(), ['exact:fs.change', 'overlap:tts.speak', 'star:agent.reply', 'tail:agent.reply', 'tail:agent.x.y'].sort());
+});
+
+t.test('Python publishes: a TypeScript subscriber gets the normalized event', async (t) => {
+  const gw = await startGateway(t);
+  const ts = await TestSocket.open(gw.busUrl);
+  t.teardown(() => ts.close());
+  await ts.call({ action: 'subscribe', topic: 'transcript.>' });
+  const py = await startDriver(t, gw.busUrl, 'stt');
+  const answer = await py.call({ op: 'publish', type: 'transcript.final', payload: { text: 'hello' }, confirm: true, opts: { correlationId: 'c-1' } });
+  t.equal(answer.delivered, 1, 'the receipt counts the deliveries');
+  const event = (await ts.event('transcript.final')).event as Frame;
+  t.same(event.payload, { text: 'hello' });
+  t.equal(event.source, 'stt', 'the client id is the source');
+  t.equal(event.correlationId, 'c-1');
+  t.ok(!Number.isNaN(Date.parse(event.timestamp as string)));
+
+  t.equal(await failureKind(py.call({ op: 'publish', type: 'bad..type' })), 'ValueError', 'an invalid type fails before it is sent');
+  t.equal(await failureKind(py.call({ op: 'subscribe', topic: 'a.>.b' })), 'ValueError');
+});
+
+t.test('unsubscribe stops the events', async (t) => {
+  const gw = await startGateway(t);
+  const py = await startDriver(t, gw.busUrl, 'py');
+  await py.call({ op: 'subscribe', topic: 'a.*' });
+  await py.call({ op: 'subscribe', topic: 'end' });
+  await py.call({ op: 'unsubscribe', topic: 'a.*' });
+  t.same(gw.app.bus.router.subscriptionCounts()['a.*'] ?? 0, 0, 'the gateway dropped the subscription');
+  await py.call({ op: 'publish', type: 'a.b' });
+  await py.call({ op: 'publish', type: 'end' });
+  await py.next((l) => l.tag === 'end');
+  t.same(py.take((l) => l.tag === 'a.*'), []);
+});
+
+t.test('request/reply: TypeScript responder, Python requester', async (t) => {
+  const gw = await startGateway(t);
+  const responder = await TestSocket.open(`${gw.busUrl}?name=math`);
+  t.teardown(() => responder.close());
+  await responder.call({ action: 'subscribe', topic: 'math.add' });
+  responder.ws.on('message', (data) => {
+    const frame = JSON.parse(String(data)) as { event?: Frame };
+    const event = frame.event;
+    if (!event || event.type !== 'math.add') return;
+    const { a, b } = event.payload as { a: number; b: number };
+    responder.send({ action: 'publish', message: { type: event.replyTo, correlationId: event.correlationId, payload: { sum: a + b } } });
+  });
+  const py = await startDriver(t, gw.busUrl, 'cephalon');
+  const answers = await Promise.all([1, 2, 3].map((a) => py.call({ op: 'request', type: 'math.add', payload: { a, b: 10 } })));
+  t.same(answers.map((a) => a.reply), [{ sum: 11 }, { sum: 12 }, { sum: 13 }], 'concurrent requests get their own replies');
+
+  const started = Date.now();
+  t.equal(await failureKind(py.call({ op: 'request', type: 'nobody.home', timeout: 0.3 })), 'RequestTimeout');
+  t.ok(Date.now() - started >= 250, 'rejects at its timeout');
+});
+
+t.test('request/reply: Python responder, TypeScript requester', async (t) => {
+  const gw = await startGateway(t);
+  const py = await startDriver(t, gw.busUrl, 'py-echo');
+  await py.call({ op: 'respond', topic: 'echo.*' });
+  const requester = await TestSocket.open(gw.busUrl);
+  t.teardown(() => requester.close());
+  await requester.call({ action: 'subscribe', topic: 'ts.inbox.1' });
+  requester.send({ action: 'publish', message: { type: 'echo.please', payload: { x: 1 }, replyTo: 'ts.inbox.1', correlationId: 'c-9' } });
+  const reply = (await requester.event('ts.inbox.1')).event as Frame;
+  t.equal(reply.correlationId, 'c-9');
+  t.same(reply.payload, { echo: { x: 1 }, by: 'py-echo' });
+});
+
+t.test('topic rules and wildcard matching are the gateway\'s', async (t) => {
+  const topics = ['a', 'a.b', 'a.b.c', 'agent.reply', 'agentx', 'x.y', 'a.b.c.d', 'fs\u00a0x', 'tab\there', 'a\ufeff', 'sep\u001fx', 'ü.日本'];
+  const patterns = ['a', '*', '>', 'a.*', 'a.>', '*.b', '*.*', 'a.*.c', 'a.>.c', '>.a', 'agent.*', 'a..b', '.a', 'a.', '**', 'a*', 'ü.>', ''];
+  const cases = patterns.flatMap((p) => topics.map((topic) => [p, topic] as const));
+  const check = PythonProcess.start(t, 'topics_check.py');
+  check.send({ cases, names: [...topics, ...patterns, 'q'.repeat(128), 'q'.repeat(129)] });
+  check.child.stdin.end();
+  const out = await check.next((l) => 'matches' in l);
+  const expected = cases.map(([p, topic]) => isValidPattern(p) && patternMatches(p, topic));
+  t.same(out.matches, expected, 'pattern_matches agrees on every case');
+  const names = [...topics, ...patterns, 'q'.repeat(128), 'q'.repeat(129)];
+  t.same(out.topics, names.map((n) => isValidTopic(n)));
+  t.same(out.patterns, names.map((n) => isValidPattern(n)));
+  t.same(out.queues, names.map((n) => isValidQueueName(n)));
+  t.equal((await check.exited).code, 0);
+});
+
+async function gatewayOnPort(port: number, dataDir: string): Promise<BrainstemApp> {
+  const app = await buildApp({ logger: false, dataDir });
+  await app.listen({ port, host: '127.0.0.1' });
+  return app;
+}
+
+t.test('the gateway restarts: the client reconnects, resubscribes, and sends what waited', async (t) => {
+  const first = await startGateway(t);
+  const py = await startDriver(t, first.busUrl, 'py-restart');
+  await py.call({ op: 'subscribe', topic: 'news.>' });
+  await py.call({ op: 'publish', type: 'news.one' });
+  t.equal(((await py.next((l) => 'event' in l)).event as Frame).type, 'news.one');
+
+  await first.app.close();
+  t.equal((await py.next((l) => 'disconnected' in l)).disconnected, 1001, 'the gateway said it is going away');
+  const buffered = py.call({ op: 'publish', type: 'news.buffered', payload: 'sent while down' });
+  t.same((await py.call({ op: 'status' })).connected, false);
+  await buffered;
+
+  const second = await gatewayOnPort(first.port, first.app.config.dataDir);
+  t.teardown(() => second.close());
+  await py.next((l) => 'connected' in l, 10_000);
+  const restored = (await py.next((l) => 'event' in l)).event as Frame;
+  t.equal(restored.type, 'news.buffered', 'the subscription came back before the buffered publish went out');
+  t.equal(second.bus.router.subscriptionCounts()['news.>'], 1, 'subscribed again on the new gateway');
+
+  const ts = await TestSocket.open(`ws://127.0.0.1:${first.port}/bus`);
+  t.teardown(() => ts.close());
+  ts.send({ action: 'publish', message: { type: 'news.after', payload: 2 } });
+  t.equal(((await py.next((l) => 'event' in l)).event as Frame).type, 'news.after');
+  await py.call({ op: 'close' });
+});

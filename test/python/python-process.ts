@@ -1,0 +1,153 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** Debian's interpreter, where python3-websockets is installed (not a pyenv shim). */
+export const PYTHON = '/usr/bin/python3';
+export const packageSource = fileURLToPath(new URL('../../clients/python/src', import.meta.url));
+export const seedRoot = fileURLToPath(new URL('../fixtures/seed', import.meta.url));
+export const scriptsDir = fileURLToPath(new URL('.', import.meta.url));
+
+type Line = Record<string, unknown>;
+type Predicate = (line: Line) => boolean;
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface PythonOptions {
+  /** Folders put on PYTHONPATH (default: the package's source). */
+  path?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+/**
+ * A Python script run under /usr/bin/python3 that prints one JSON object per
+ * line: every line is kept in order and `next` waits for the first one
+ * (optionally matching) not yet taken. Killed at teardown if still running.
+ */
+export class PythonProcess {
+  readonly lines: Line[] = [];
+  readonly all: Line[] = [];
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly waiters: { predicate: Predicate; resolve: (l: Line) => void }[] = [];
+  private partial = '';
+  private counter = 0;
+
+  private constructor(readonly child: ChildProcessWithoutNullStreams) {
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      this.partial += chunk;
+      let newline: number;
+      while ((newline = this.partial.indexOf('\n')) >= 0) {
+        const text = this.partial.slice(0, newline).trim();
+        this.partial = this.partial.slice(newline + 1);
+        if (text) this.accept(text);
+      }
+    });
+    child.stderr.on('data', (chunk: string) => {
+      this.stderr += chunk;
+    });
+    child.stdin.on('error', () => {});
+    this.exited = new Promise((resolve) => {
+      child.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+  }
+
+  static start(t: Teardown, script: string, args: string[] = [], options: PythonOptions = {}): PythonProcess {
+    const child = spawn(PYTHON, ['-u', script, ...args], {
+      cwd: options.cwd ?? scriptsDir,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/tmp',
+        PYTHONPATH: (options.path ?? [packageSource]).join(':'),
+        // Keep the source tree free of __pycache__ folders.
+        PYTHONDONTWRITEBYTECODE: '1',
+        PYTHONUNBUFFERED: '1',
+        ...options.env,
+      },
+    });
+    const python = new PythonProcess(child);
+    t.teardown(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await python.exited;
+      }
+    });
+    return python;
+  }
+
+  private accept(text: string): void {
+    let line: Line;
+    try {
+      line = JSON.parse(text) as Line;
+    } catch {
+      line = { text };
+    }
+    this.all.push(line);
+    const index = this.waiters.findIndex((w) => w.predicate(line));
+    if (index >= 0) {
+      const [waiter] = this.waiters.splice(index, 1);
+      waiter?.resolve(line);
+    } else {
+      this.lines.push(line);
+    }
+  }
+
+  next(predicate: Predicate = () => true, timeoutMs = 10_000): Promise<Line> {
+    const index = this.lines.findIndex(predicate);
+    if (index >= 0) return Promise.resolve(this.lines.splice(index, 1)[0] as Line);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        predicate,
+        resolve: (line: Line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error(`no matching line within ${timeoutMs} ms; unmatched: ${JSON.stringify(this.lines).slice(0, 600)}; stderr: ${this.stderr.slice(-1500)}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Lines matching, taken out of the unmatched list. */
+  take(predicate: Predicate): Line[] {
+    const taken = this.lines.filter(predicate);
+    for (const line of taken) this.lines.splice(this.lines.indexOf(line), 1);
+    return taken;
+  }
+
+  send(command: Line): void {
+    this.child.stdin.write(`${JSON.stringify(command)}\n`);
+  }
+
+  /**
+   * For `driver.py`: sends a command and waits for its answer; rejects with
+   * the Python error (its `code` attached) when the command raised.
+   */
+  async call(command: Line, timeoutMs = 10_000): Promise<Line> {
+    const n = ++this.counter;
+    this.send({ ...command, n });
+    const answer = await this.next((l) => l.n === n, timeoutMs);
+    if (answer.error !== undefined) {
+      throw Object.assign(new Error(String(answer.error)), { code: answer.code, kind: answer.kind });
+    }
+    return answer;
+  }
+
+  signal(name: NodeJS.Signals): void {
+    this.child.kill(name);
+  }
+}
+
+/** Starts `driver.py`: a BrokerClient of the package driven by JSON commands on stdin. */
+export async function startDriver(t: Teardown, busUrl: string, name: string, extra: Record<string, string> = {}): Promise<PythonProcess> {
+  const python = PythonProcess.start(t, 'driver.py', [busUrl, name], { env: extra });
+  await python.next((l) => l.ready === true);
+  return python;
+}

@@ -1,0 +1,18 @@
+"""Reads {cases: [[pattern, topic]], names: [...]} on stdin; prints the package's verdicts."""
+
+import json
+import sys
+
+from brainstem import is_valid_pattern, is_valid_queue_name, is_valid_topic, pattern_matches
+
+request = json.loads(sys.stdin.readline())
+print(
+    json.dumps(
+        {
+            "matches": [is_valid_pattern(p) and pattern_matches(p, t) for p, t in request["cases"]],
+            "topics": [is_valid_topic(n) for n in request["names"]],
+            "patterns": [is_valid_pattern(n) for n in request["names"]],
+            "queues": [is_valid_queue_name(n) for n in request["names"]],
+        }
+    )
+)
