@@ -12,11 +12,7 @@ import sys
 import time
 
 from brainstem import BrokerClient, BrokerError, RequestTimeout
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+from stdio import emit, stdin_lines
 
 
 class Driver:
@@ -170,14 +166,10 @@ async def main():
     driver = Driver(client)
     emit({"ready": True, "welcome": client.welcome})
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     running = set()
-    while True:
-        line = await reader.readline()
+    async for line in stdin_lines():
         if not line:
-            break
+            continue
         task = asyncio.create_task(driver.run(json.loads(line)))
         running.add(task)
         task.add_done_callback(running.discard)
