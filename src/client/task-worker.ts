@@ -1,0 +1,122 @@
+import { BrokerError, type Task, type TaskHandler } from './types.js';
+
+/** What a worker needs from its client (kept narrow so the client's state stays private). */
+export interface WorkerPort {
+  pull(worker: TaskWorker): void;
+  settle(action: 'ack' | 'fail', task: Task, epoch: number, fields: Record<string, unknown>): Promise<void>;
+  /** Forget the worker's open pulls: tasks that still arrive on them are handed back. */
+  release(worker: TaskWorker): void;
+  report(err: unknown): void;
+  schedule(fn: () => void, ms: number): () => void;
+}
+
+/** Refusals worth asking again for: the store is down for a moment, or we went too fast. */
+const TRANSIENT = new Set(['UNAVAILABLE', 'RATE_LIMITED']);
+/** The task is no longer ours (the connection closed): the gateway delivers it again. Nothing to report. */
+const LEASE_GONE = new Set(['LEASE_LOST', 'DISCONNECTED', 'CLOSED', 'UNKNOWN_TASK']);
+/** The ack's result could not be sent: ack without it rather than leave the task hanging. */
+const RESULT_REFUSED = new Set(['INVALID_FRAME', 'PAYLOAD_TOO_LARGE']);
+const PULL_RETRY_MS = 1000;
+
+/**
+ * One `work(queue, handler, {concurrency})`: holds `concurrency` credits,
+ * each either an open pull or a task in hand, so it never holds more.
+ */
+export class TaskWorker {
+  /** Tasks whose handler is running or whose ack/fail awaits its receipt. */
+  inHand = 0;
+  acked = 0;
+  failed = 0;
+  /** Resolves once stopped and every task in hand is settled. */
+  readonly stopped: Promise<void>;
+  private halted = false;
+  private resolveStopped: () => void = () => {};
+  private readonly retries = new Set<() => void>();
+
+  constructor(
+    private readonly port: WorkerPort,
+    readonly queue: string,
+    private readonly handler: TaskHandler,
+    readonly concurrency: number,
+  ) {
+    this.stopped = new Promise((resolve) => {
+      this.resolveStopped = resolve;
+    });
+  }
+
+  get running(): boolean {
+    return !this.halted;
+  }
+
+  start(): void {
+    for (let i = 0; i < this.concurrency; i++) this.port.pull(this);
+  }
+
+  /** Stops pulling and waits for the tasks in hand to be acked or failed. */
+  async stop(): Promise<void> {
+    this.halt();
+    await this.stopped;
+  }
+
+  /** Stops pulling now; `stopped` resolves when the tasks in hand are done. */
+  halt(): void {
+    if (this.halted) return;
+    this.halted = true;
+    for (const cancel of this.retries) cancel();
+    this.retries.clear();
+    this.port.release(this);
+    if (this.inHand === 0) this.resolveStopped();
+  }
+
+  run(task: Task, epoch: number): void {
+    this.inHand++;
+    void this.process(task, epoch);
+  }
+
+  pullRefused(err: BrokerError): void {
+    this.port.report(new BrokerError(err.code, `pull from ${this.queue} refused: ${err.message}`));
+    if (this.halted || !TRANSIENT.has(err.code)) return;
+    const cancel = this.port.schedule(() => {
+      this.retries.delete(cancel);
+      if (!this.halted) this.port.pull(this);
+    }, PULL_RETRY_MS);
+    this.retries.add(cancel);
+  }
+
+  private async process(task: Task, epoch: number): Promise<void> {
+    let succeeded = true;
+    let result: unknown;
+    let reason = '';
+    try {
+      result = await this.handler(task);
+    } catch (err) {
+      succeeded = false;
+      reason = err instanceof Error ? err.message : String(err);
+    }
+    try {
+      if (succeeded) {
+        await this.ack(task, epoch, result);
+        this.acked++;
+      } else {
+        await this.port.settle('fail', task, epoch, { reason });
+        this.failed++;
+      }
+    } catch (err) {
+      if (!(err instanceof BrokerError && LEASE_GONE.has(err.code))) this.port.report(err);
+    }
+    this.inHand--;
+    if (!this.halted) this.port.pull(this);
+    else if (this.inHand === 0) this.resolveStopped();
+  }
+
+  private async ack(task: Task, epoch: number, result: unknown): Promise<void> {
+    if (result === undefined) return this.port.settle('ack', task, epoch, {});
+    try {
+      await this.port.settle('ack', task, epoch, { result });
+    } catch (err) {
+      if (!(err instanceof BrokerError && RESULT_REFUSED.has(err.code))) throw err;
+      this.port.report(new BrokerError(err.code, `result of task ${task.id} not sent: ${err.message}`));
+      await this.port.settle('ack', task, epoch, {});
+    }
+  }
+}
