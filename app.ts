@@ -3,9 +3,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import authPlugin from './plugins/auth.js';
 import busPlugin from './plugins/bus.js';
 import edgePlugin from './plugins/edge.js';
+import queuesPlugin from './plugins/queues.js';
 import redisPlugin from './plugins/redis.js';
 import busRoutes from './routes/bus.js';
 import healthRoutes from './routes/health.js';
+import queueRoutes from './routes/queues.js';
 import { defaultConfig, type Config } from './src/config.js';
 import { assertSafeBinding } from './src/edge/bind-check.js';
 import { loadEdgeConfig, type EdgeConfig } from './src/edge/edge-config.js';
@@ -73,6 +75,8 @@ export async function buildApp(options: BuildOptions = {}) {
   await app.register(edgePlugin, { edge });
   await app.register(busPlugin);
   await app.register(busRoutes);
+  await app.register(queuesPlugin);
+  await app.register(queueRoutes);
   await app.register(healthRoutes);
   return app;
 }

@@ -1,0 +1,44 @@
+import fp from 'fastify-plugin';
+import { registerQueueActions } from '../src/queues/queue-actions.js';
+import { QueueService } from '../src/queues/queue-service.js';
+import { outcomeEvents } from '../src/queues/task-outcome.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    queues: QueueService;
+  }
+}
+
+/**
+ * The queue organ: BullMQ queues behind the bus actions enqueue, pull, ack
+ * and fail. Outcomes go out on the bus; a connection that closes gives its
+ * leased tasks back at once.
+ */
+export default fp(async function queuesPlugin(app) {
+  const { config, bus } = app;
+  const service = new QueueService({
+    queueConnection: app.redis.createConnection('queue'),
+    workerConnection: app.redis.createConnection('worker'),
+    prefix: config.queuePrefix,
+    defaults: { attempts: config.queueAttempts, backoff: { type: config.queueBackoffType, delay: config.queueBackoffMs } },
+    overrides: config.queueOverrides,
+    leaseMs: config.queueLeaseMs,
+    stalledCheckMs: config.queueStalledCheckMs,
+    keepCompleted: config.queueKeepCompleted,
+    storeTimeoutMs: config.queueStoreTimeoutMs,
+    log: app.log,
+    onOutcome(outcome) {
+      for (const event of outcomeEvents(outcome)) bus.router.publish(event);
+    },
+  });
+  registerQueueActions(bus.dispatcher, service, app.log);
+  bus.router.onDetach((connection) => service.release(connection.id));
+  app.decorate('queues', service);
+  service.start();
+
+  // Informational: Redis itself is the required 'redis' check.
+  app.health.register('queues', () => ({ ok: true, detail: `${service.leasedCount} tasks leased` }), false);
+  app.addHook('onClose', async () => {
+    await service.close();
+  });
+}, { name: 'brainstem-queues', dependencies: ['brainstem-redis', 'brainstem-bus'] });

@@ -1,0 +1,48 @@
+import type { BusEvent } from '../bus/protocol.js';
+
+/** What happened to a task, for the bus: followers and the task's requester. */
+export interface TaskOutcome {
+  kind: 'completed' | 'failed' | 'dead';
+  queue: string;
+  taskId: string;
+  /** Deliveries so far, the one that ended here included. */
+  attempts: number;
+  reason?: string;
+  /** The worker's result (`ack`'s `result`), for `completed`. */
+  result?: unknown;
+  /** The topic the requester waits on (`opts.replyTo` of the enqueue). */
+  replyTo?: string;
+  /** Who ended the attempt: the worker's label, or the gateway. */
+  source: string;
+}
+
+export const GATEWAY_SOURCE = 'brainstem';
+
+/**
+ * The bus events of an outcome: `queue.completed`, `queue.failed` (every
+ * failed attempt) and `queue.dead` (`{queue, taskId, attempts, reason?}`),
+ * and the reply on `replyTo` (correlationId = taskId) when the task is done
+ * for good: its result, or `{error}` when it is dead.
+ */
+export function outcomeEvents(outcome: TaskOutcome, now = Date.now()): BusEvent[] {
+  const timestamp = new Date(now).toISOString();
+  const { queue, taskId, attempts, reason } = outcome;
+  const payload = reason === undefined ? { queue, taskId, attempts } : { queue, taskId, attempts, reason };
+  const events: BusEvent[] = [];
+  if (outcome.kind === 'completed') {
+    events.push({ type: 'queue.completed', source: GATEWAY_SOURCE, payload, timestamp });
+  } else {
+    events.push({ type: 'queue.failed', source: GATEWAY_SOURCE, payload, timestamp });
+    if (outcome.kind === 'dead') events.push({ type: 'queue.dead', source: GATEWAY_SOURCE, payload, timestamp });
+  }
+  if (outcome.replyTo && outcome.kind !== 'failed') {
+    events.push({
+      type: outcome.replyTo,
+      source: outcome.source,
+      payload: outcome.kind === 'completed' ? (outcome.result ?? null) : { error: reason ?? 'failed' },
+      timestamp,
+      correlationId: taskId,
+    });
+  }
+  return events;
+}
