@@ -1,5 +1,6 @@
 import t from 'tap';
 import { buildApp, type BrainstemApp } from '../app.js';
+import { BrokerClient } from '../src/client/index.js';
 import { isValidPattern, isValidQueueName, isValidTopic, patternMatches } from '../src/bus/topic.js';
 import { startGateway } from './helpers/gateway.js';
 import { TestSocket } from './helpers/test-socket.js';
@@ -81,7 +82,8 @@ t.test('request/reply: TypeScript responder, Python requester', async (t) => {
   });
   const py = await startDriver(t, gw.busUrl, 'cephalon');
   const answers = await Promise.all([1, 2, 3].map((a) => py.call({ op: 'request', type: 'math.add', payload: { a, b: 10 } })));
-  t.same(answers.map((a) => a.reply), [{ sum: 11 }, { sum: 12 }, { sum: 13 }], 'concurrent requests get their own replies');
+  t.same(answers.map((a) => (a.reply as Frame).payload), [{ sum: 11 }, { sum: 12 }, { sum: 13 }], 'concurrent requests get their own replies');
+  t.equal((answers[0]?.reply as Frame).source, 'math', 'the whole reply event comes back');
 
   const started = Date.now();
   t.equal(await failureKind(py.call({ op: 'request', type: 'nobody.home', timeout: 0.3 })), 'RequestTimeout');
@@ -99,6 +101,23 @@ t.test('request/reply: Python responder, TypeScript requester', async (t) => {
   const reply = (await requester.event('ts.inbox.1')).event as Frame;
   t.equal(reply.correlationId, 'c-9');
   t.same(reply.payload, { echo: { x: 1 }, by: 'py-echo' });
+});
+
+t.test('request/reply between the TypeScript client and the Python client, both ways', async (t) => {
+  const gw = await startGateway(t);
+  const ts = new BrokerClient({ url: gw.busUrl, id: 'ts-llm' });
+  await ts.connect();
+  t.teardown(() => ts.close());
+  const py = await startDriver(t, gw.busUrl, 'py-tts');
+
+  await ts.respond('llm.think', (event) => ({ thought: `about ${String((event.payload as Frame).topic)}` }));
+  const answer = await py.call({ op: 'request', type: 'llm.think', payload: { topic: 'bees' } });
+  t.same((answer.reply as Frame).payload, { thought: 'about bees' }, 'Python asks, TypeScript answers');
+  t.equal((answer.reply as Frame).source, 'ts-llm');
+
+  await py.call({ op: 'respond', topic: 'tts.>' });
+  const reply = await ts.request('tts.speak.now', { text: 'hi' }, { timeout: 5000 });
+  t.same(reply.payload, { echo: { text: 'hi' }, by: 'py-tts' }, 'TypeScript asks, Python answers');
 });
 
 t.test('topic rules and wildcard matching are the gateway\'s', async (t) => {

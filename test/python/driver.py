@@ -60,10 +60,10 @@ class Driver:
     async def op_respond(self, cmd):
         """Answers requests on a topic with the payload echoed and this client's name."""
 
-        async def responder(event):
-            await self.client.reply(event, {"echo": event.get("payload"), "by": self.client.client_id})
+        def responder(event):
+            return {"echo": event.get("payload"), "by": self.client.client_id}
 
-        await self.client.subscribe(cmd["topic"], responder)
+        await self.client.respond(cmd["topic"], responder)
         return {}
 
     async def op_enqueue(self, cmd):

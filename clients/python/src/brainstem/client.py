@@ -197,8 +197,9 @@ class BrokerClient:
             raise ValueError(f"unknown listener {name!r}: expected connected, disconnected or error")
         self._listeners[name].append(listener)
 
-    async def connect(self) -> None:
-        """Opens the connection; raises ``ConnectionError`` if the first attempt fails.
+    async def connect(self, retry: bool = False) -> None:
+        """Opens the connection; raises ``ConnectionError`` if the first attempt fails,
+        unless ``retry`` (then it keeps trying, with backoff).
 
         Once connected, the client reconnects by itself until ``close()``.
         """
@@ -207,10 +208,18 @@ class BrokerClient:
         self._closing = False
         self._events = asyncio.Queue()
         self._inbox_lock = asyncio.Lock()
-        try:
-            await self._open()
-        except Exception as err:
-            raise ConnectionError(f"cannot connect to {self.url}: {err}") from err
+        delay = self.backoff_initial
+        while True:
+            try:
+                await self._open()
+                break
+            except Exception as err:
+                if not retry:
+                    raise ConnectionError(f"cannot connect to {self.url}: {err}") from err
+                if delay == self.backoff_initial:
+                    log.warning("cannot connect to %s (%s): retrying", self.url, err)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, self.backoff_max)
         self._runner = asyncio.create_task(self._run(), name="brainstem-reader")
         self._event_pump = asyncio.create_task(self._pump_events(), name="brainstem-events")
 
@@ -609,8 +618,8 @@ class BrokerClient:
         delivered = receipt.get("delivered")
         return delivered if isinstance(delivered, int) else None
 
-    async def request(self, type_: str, payload: Any = None, timeout: float = 10.0) -> Any:
-        """Publishes ``type_`` with a ``replyTo`` and ``correlationId`` and returns the reply's payload.
+    async def request(self, type_: str, payload: Any = None, timeout: float = 10.0) -> Event:
+        """Publishes ``type_`` with a ``replyTo`` and ``correlationId`` and returns the reply event.
 
         Raises ``RequestTimeout`` when no reply arrives within ``timeout`` seconds.
         """
@@ -625,7 +634,7 @@ class BrokerClient:
             raise RequestTimeout(f"no reply to {type_} within {timeout} s") from None
         finally:
             self._requests.pop(correlation, None)
-        return event.get("payload")
+        return event
 
     async def reply(self, event: Event, payload: Any) -> None:
         """Answers a request: publishes ``payload`` to the event's ``replyTo`` with its ``correlationId``."""
@@ -633,6 +642,16 @@ class BrokerClient:
         if not reply_to:
             raise ValueError("the event has no replyTo: nobody waits for a reply")
         await self.publish(reply_to, payload, correlationId=event.get("correlationId"))
+
+    async def respond(self, topic: str, handler: EventHandler) -> None:
+        """Subscribes ``handler`` to ``topic``; what it returns for a request is published as the reply."""
+
+        async def responder(event: Event) -> None:
+            result = await call_handler(handler, event)
+            if event.get("replyTo"):
+                await self.reply(event, result)
+
+        await self.subscribe(topic, responder)
 
     async def _ensure_inbox(self) -> str:
         assert self._inbox_lock is not None, "connect() first"

@@ -62,7 +62,8 @@ class Service:
         """Connects, subscribes to the topics, works the queues, starts the heartbeat."""
         if self.queues and self.handle_task is None:
             raise ValueError("queues given without handle_task")
-        await self.client.connect()
+        # Services often start before the gateway (a PM2 boot): wait for it.
+        await self.client.connect(retry=True)
         log.info("[%s] connected to %s", self.id, self.client.url)
         for topic in self.topics:
             await self.client.subscribe(topic, self._on_event)
