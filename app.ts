@@ -3,9 +3,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import authPlugin from './plugins/auth.js';
 import busPlugin from './plugins/bus.js';
 import edgePlugin from './plugins/edge.js';
+import heartbeatPlugin from './plugins/heartbeat.js';
 import queuesPlugin from './plugins/queues.js';
 import redisPlugin from './plugins/redis.js';
 import busRoutes from './routes/bus.js';
+import heartbeatRoutes from './routes/heartbeat.js';
 import healthRoutes from './routes/health.js';
 import queueRoutes from './routes/queues.js';
 import { defaultConfig, type Config } from './src/config.js';
@@ -77,6 +79,8 @@ export async function buildApp(options: BuildOptions = {}) {
   await app.register(busRoutes);
   await app.register(queuesPlugin);
   await app.register(queueRoutes);
+  await app.register(heartbeatPlugin);
+  await app.register(heartbeatRoutes);
   await app.register(healthRoutes);
   return app;
 }

@@ -156,6 +156,40 @@ export const SETTINGS = {
     env: 'HTTP_RATE_LIMIT_LOOPBACK', default: false, parse: boolean,
     doc: 'apply the HTTP rate limit to loopback clients too (off: local services, tests and benchmarks are never throttled)',
   },
+  heartbeatTimeoutMs: {
+    env: 'HEARTBEAT_TIMEOUT', default: 10_000, parse: integer(1, 86_400_000),
+    doc: 'ms without a beat before a service is stale (reported on the bus, and stopped when that is safe)',
+  },
+  heartbeatCheckIntervalMs: {
+    env: 'CHECK_INTERVAL', default: 5_000, parse: integer(10, 3_600_000),
+    doc: 'ms between two looks for stale services',
+  },
+  heartbeatStop: {
+    env: 'HEARTBEAT_STOP', default: true, parse: boolean,
+    doc: 'stop stale services that beat from this machine (SIGTERM, then SIGKILL); off: only report them',
+  },
+  heartbeatStopGraceMs: {
+    env: 'HEARTBEAT_STOP_GRACE', default: 5_000, parse: integer(0, 600_000),
+    doc: 'ms between the SIGTERM and the SIGKILL of a stale service that is still there',
+  },
+  heartbeatWarnCpu: {
+    env: 'HEARTBEAT_WARN_CPU', default: 90, parse: integer(0, 100_000),
+    doc: 'cpu percent (100 = one core) over which heartbeat.warn is published (0: never)',
+  },
+  heartbeatWarnMemoryMb: {
+    env: 'HEARTBEAT_WARN_MEMORY_MB', default: 2048, parse: integer(0, 16_777_216),
+    doc: 'resident memory in MiB over which heartbeat.warn is published (0: never)',
+  },
+  mongoUrl: {
+    env: 'MONGO_URL', default: null as string | null, parse: url(['mongodb:', 'mongodb+srv:']),
+    doc: 'MongoDB for heartbeat records, as the original service kept them; unset: they live in Redis',
+  },
+  mongoDbName: { env: 'DB_NAME', default: 'heartbeat_db', parse: text, doc: 'MongoDB database of the heartbeat records' },
+  mongoCollection: { env: 'COLLECTION', default: 'heartbeats', parse: text, doc: 'MongoDB collection of the heartbeat records' },
+  ecosystemConfig: {
+    env: 'ECOSYSTEM_CONFIG', default: null as string | null, parse: optionalText,
+    doc: 'PM2 ecosystem file whose apps[].instances limit live heartbeats per name; unset: the project\'s ecosystem.config.cjs',
+  },
 } satisfies Record<string, Setting<unknown>>;
 
 type Settings = typeof SETTINGS;

@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import fp from 'fastify-plugin';
+import { normalizeMessage } from '../src/bus/normalize.js';
+import { HeartbeatMonitor } from '../src/heartbeat/heartbeat-monitor.js';
+import type { HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
+import { defaultEcosystemPath, loadInstanceLimits, type LoadedLimits } from '../src/heartbeat/instance-limits.js';
+import { MongoHeartbeatStore } from '../src/heartbeat/mongo-heartbeat-store.js';
+import { forgetProcessSamples } from '../src/heartbeat/process-metrics.js';
+import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+
+export interface HeartbeatOrgan {
+  monitor: HeartbeatMonitor;
+  store: HeartbeatStore;
+  /** The ecosystem file read for instance limits, and what it gave. */
+  limits: LoadedLimits;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    heartbeat: HeartbeatOrgan;
+  }
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * The heartbeat organ: records in MongoDB when MONGO_URL is set (the
+ * original's store), else in the gateway's Redis; instance limits from the
+ * PM2 ecosystem file; a check every CHECK_INTERVAL; `heartbeat.ping`,
+ * `heartbeat.down` and `heartbeat.warn` published on the bus with source
+ * `heartbeat`. On close this session's records are marked stopped.
+ */
+export default fp(async function heartbeatPlugin(app) {
+  const { config } = app;
+  const log = app.log.child({ organ: 'heartbeat' });
+
+  let store: HeartbeatStore;
+  if (config.mongoUrl) {
+    const mongo = new MongoHeartbeatStore({ url: config.mongoUrl, dbName: config.mongoDbName, collection: config.mongoCollection });
+    mongo.prepare().catch((err: Error) => log.warn({ err: err.message }, 'mongodb did not answer at start: heartbeats answer 503 until it does'));
+    store = mongo;
+  } else {
+    store = new RedisHeartbeatStore(app.redis.client);
+  }
+
+  const limits = loadInstanceLimits(config.ecosystemConfig ?? defaultEcosystemPath());
+  if (limits.problem) log.warn({ path: limits.path, problem: limits.problem }, 'ecosystem file not loaded: no instance limits');
+  else log.info({ path: limits.path, limits: Object.fromEntries(limits.limits) }, 'instance limits loaded');
+
+  const monitor = new HeartbeatMonitor({
+    store,
+    sessionId: randomUUID(),
+    settings: {
+      timeoutMs: config.heartbeatTimeoutMs,
+      checkIntervalMs: config.heartbeatCheckIntervalMs,
+      stopEnabled: config.heartbeatStop,
+      stopGraceMs: config.heartbeatStopGraceMs,
+      warnCpuPercent: config.heartbeatWarnCpu,
+      warnMemoryBytes: config.heartbeatWarnMemoryMb * MiB,
+    },
+    limits: limits.limits,
+    protectedPids: () => [app.redis.supervisor?.pid],
+    publish: (type, payload) => {
+      app.bus.router.publish(normalizeMessage({ type, payload }, 'heartbeat'));
+    },
+    log,
+  });
+  monitor.start();
+
+  app.decorate('heartbeat', { monitor, store, limits });
+
+  app.health.register('heartbeats', async () => {
+    await store.ping();
+    return { ok: true, detail: `${store.kind}, session ${monitor.sessionId}` };
+  }, false);
+
+  app.addHook('onClose', async () => {
+    await monitor.close();
+    await store.close();
+    forgetProcessSamples();
+  });
+}, { name: 'brainstem-heartbeat', dependencies: ['brainstem-bus', 'brainstem-redis'] });

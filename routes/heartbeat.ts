@@ -1,0 +1,136 @@
+import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import type { WebSocket } from 'ws';
+import { OPEN_PRINCIPAL } from '../src/bus/principal.js';
+import { HeartbeatError } from '../src/heartbeat/heartbeat-monitor.js';
+import { ErrorBody } from './errors.js';
+
+/** `{pid, name}`: pid as a number or digits, as the original's parseInt took it. */
+const Beat = Type.Object({
+  pid: Type.Union([Type.Integer({ minimum: 1 }), Type.String({ pattern: '^\\s*[0-9]+\\s*$' })]),
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+});
+
+const BeatReply = Type.Object({
+  status: Type.Literal('ok'),
+  pid: Type.Integer(),
+  name: Type.String(),
+  cpu: Type.Number(),
+  memory: Type.Number(),
+  netRx: Type.Number(),
+  netTx: Type.Number(),
+});
+
+const RecordWithStatus = Type.Object({
+  pid: Type.Integer(),
+  last: Type.Number(),
+  name: Type.String(),
+  sessionId: Type.String(),
+  cpu: Type.Number(),
+  memory: Type.Number(),
+  netRx: Type.Number(),
+  netTx: Type.Number(),
+  killedAt: Type.Optional(Type.Number()),
+  startTime: Type.Union([Type.String(), Type.Null()]),
+  local: Type.Boolean(),
+  firstBeat: Type.Number(),
+  downAt: Type.Optional(Type.Number()),
+  status: Type.Union([Type.Literal('alive'), Type.Literal('stale'), Type.Literal('stopped')]),
+});
+
+const INVALID_BEAT = { error: 'pid and name required', code: 'INVALID_FRAME' };
+const INVALID_JSON = { error: 'invalid json', code: 'INVALID_JSON' };
+
+function errorBody(err: unknown, request: FastifyRequest): { status: 400 | 409 | 500 | 503; body: { error: string; code: string } } {
+  if (err instanceof HeartbeatError) return { status: err.status, body: { error: err.message, code: err.code } };
+  request.log.error({ err }, 'heartbeat failed');
+  return { status: 500, body: { error: 'internal error', code: 'INTERNAL' } };
+}
+
+/**
+ * The user's heartbeat service as routes: `POST /heartbeat` and
+ * `POST /heartbeat/heartbeat` (where the user's HeartbeatClient posts),
+ * WebSocket `/heartbeat`, `GET /heartbeats`. Bodies and error strings are
+ * the original's, with the gateway's `code` beside each error.
+ */
+const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { monitor } = app.heartbeat;
+
+  // The edge refuses a missing token before this; here too, so the
+  // heartbeat routes never serve an anonymous caller when tokens exist.
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.principal !== OPEN_PRINCIPAL && request.principal.name === null) {
+      return reply.code(401).header('www-authenticate', 'Bearer')
+        .send({ error: 'a token is required (Authorization: Bearer or ?token=)', code: 'UNAUTHORIZED' });
+    }
+  });
+
+  const beatRoute = {
+    // The original answered every malformed beat with one message: keep it,
+    // and check types without coercion (`true` must not become pid 1).
+    attachValidation: true,
+    validatorCompiler: TypeBoxValidatorCompiler,
+    schema: {
+      body: Beat,
+      response: { 200: BeatReply, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 500: ErrorBody, 503: ErrorBody },
+    },
+  };
+  async function acceptBeat(request: FastifyRequest<{ Body: { pid: unknown; name: unknown } }>, reply: FastifyReply) {
+    if (request.validationError) return reply.code(400).send(INVALID_BEAT);
+    try {
+      return await monitor.beat(request.body, request.socket.remoteAddress);
+    } catch (err) {
+      const { status, body } = errorBody(err, request);
+      return reply.code(status).send(body);
+    }
+  }
+  app.post('/heartbeat', beatRoute, acceptBeat);
+  app.post('/heartbeat/heartbeat', beatRoute, acceptBeat);
+
+  app.route({
+    method: 'GET',
+    url: '/heartbeat',
+    schema: { response: { 426: ErrorBody } },
+    handler: async (_request, reply) => reply.code(426).header('upgrade', 'websocket')
+      .send({ error: 'open a WebSocket here, or POST {pid, name}', code: 'UPGRADE_REQUIRED' }),
+    wsHandler: (socket: WebSocket, request) => {
+      const remoteAddress = request.socket.remoteAddress;
+      // Answers leave in the order the frames came, one beat at a time.
+      let answered: Promise<void> = Promise.resolve();
+      const reply = (body: object) => {
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(body));
+      };
+      socket.on('message', (data: Buffer) => {
+        let frame: unknown;
+        try {
+          frame = JSON.parse(data.toString());
+        } catch {
+          answered = answered.then(() => reply(INVALID_JSON));
+          return;
+        }
+        const input = typeof frame === 'object' && frame !== null && !Array.isArray(frame)
+          ? frame as { pid?: unknown; name?: unknown }
+          : {};
+        answered = answered.then(() => monitor.beat({ pid: input.pid, name: input.name }, remoteAddress).then(
+          reply,
+          (err: unknown) => reply(errorBody(err, request).body),
+        ));
+      });
+      socket.on('error', (err) => request.log.debug({ err }, 'heartbeat socket error'));
+    },
+  });
+
+  app.get('/heartbeats', {
+    schema: { response: { 200: Type.Array(RecordWithStatus), 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 500: ErrorBody, 503: ErrorBody } },
+  }, async (request, reply) => {
+    try {
+      return await monitor.list();
+    } catch (err) {
+      const { status, body } = errorBody(err, request);
+      return reply.code(status).send(body);
+    }
+  });
+};
+
+export default heartbeatRoutes;

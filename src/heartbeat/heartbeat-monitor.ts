@@ -1,0 +1,341 @@
+import {
+  StoreUnavailableError, storeCall, type BeatRecord, type HeartbeatRecord, type HeartbeatStore,
+} from './heartbeat-store.js';
+import type { InstanceLimits } from './instance-limits.js';
+import {
+  isLoopback, NO_METRICS, readProcessIdentity, sampleProcess, type ProcessMetrics, type ProcessSample,
+} from './process-metrics.js';
+
+export interface HeartbeatSettings {
+  /** ms without a beat before a service is stale. */
+  timeoutMs: number;
+  /** ms between two checks for stale services. */
+  checkIntervalMs: number;
+  /** Stop stale local services; false: only report them. */
+  stopEnabled: boolean;
+  /** ms between SIGTERM and SIGKILL. */
+  stopGraceMs: number;
+  /** cpu percent over which `heartbeat.warn` is published; 0: never. */
+  warnCpuPercent: number;
+  /** memory bytes over which `heartbeat.warn` is published; 0: never. */
+  warnMemoryBytes: number;
+}
+
+export type HeartbeatEventType = 'heartbeat.ping' | 'heartbeat.down' | 'heartbeat.warn';
+
+/** The few logger methods the monitor uses (pino's signature). */
+export interface MonitorLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface HeartbeatMonitorOptions {
+  store: HeartbeatStore;
+  /** This boot of the gateway: records it received are marked stopped when it closes. */
+  sessionId: string;
+  settings: HeartbeatSettings;
+  limits: InstanceLimits;
+  /** Pids that are never signalled (pid 1 and the gateway are always added). */
+  protectedPids?: () => Iterable<number | undefined>;
+  publish(type: HeartbeatEventType, payload: object): void;
+  log: MonitorLog;
+}
+
+/** A refused beat, with the HTTP status and the error code it is answered with. */
+export class HeartbeatError extends Error {
+  constructor(readonly status: 400 | 409 | 503, readonly code: string, message: string) {
+    super(message);
+    this.name = 'HeartbeatError';
+  }
+}
+
+export type HeartbeatStatus = 'alive' | 'stale' | 'stopped';
+export type RecordWithStatus = HeartbeatRecord & { status: HeartbeatStatus };
+
+/** The original service's answer to an accepted beat. */
+export interface BeatReply extends ProcessMetrics {
+  status: 'ok';
+  pid: number;
+  name: string;
+}
+
+export interface DownReport {
+  pid: number;
+  name: string;
+  last: number;
+  action: 'stopped' | 'reported';
+  /** Why it was only reported; absent when it was stopped. */
+  reason?: string;
+}
+
+/** Largest pid Linux hands out (PID_MAX_LIMIT on 64-bit). */
+const MAX_PID = 4_194_304;
+const MAX_NAME = 200;
+
+/** A pid as the original accepted it (a number or digits), or null. */
+export function parsePid(value: unknown): number | null {
+  const pid = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  return typeof pid === 'number' && Number.isInteger(pid) && pid > 0 && pid <= MAX_PID ? pid : null;
+}
+
+function parseName(value: unknown): string | null {
+  return typeof value === 'string' && value.trim() !== '' && value.length <= MAX_NAME ? value : null;
+}
+
+export function statusOf(record: HeartbeatRecord, now: number, timeoutMs: number): HeartbeatStatus {
+  if (record.killedAt !== undefined) return 'stopped';
+  return now - record.last <= timeoutMs ? 'alive' : 'stale';
+}
+
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err);
+}
+
+/**
+ * The heartbeat organ's core, free of Fastify: accepts beats (limits,
+ * metrics, the process's start time), finds services that went quiet and
+ * stops them only when that is safe, and tells the system through
+ * `publish`. Safe means: the beat came from this machine, the pid is not
+ * pid 1, the gateway or its parent, and the pid still has the start time
+ * it had at its first beat (so a reused pid never gets a stranger killed);
+ * SIGTERM first, SIGKILL after the grace period.
+ */
+export class HeartbeatMonitor {
+  private readonly store: HeartbeatStore;
+  private readonly settings: HeartbeatSettings;
+  private checkTimer: NodeJS.Timeout | null = null;
+  private readonly killTimers = new Set<NodeJS.Timeout>();
+  private checking: Promise<DownReport[]> | null = null;
+  /** Per name, the beat being accepted: limits are counted one beat at a time. */
+  private readonly beatsInFlight = new Map<string, Promise<unknown>>();
+  /** Per pid, the thresholds it is over, so `heartbeat.warn` fires once per crossing. */
+  private readonly overThreshold = new Map<number, Set<'cpu' | 'memory'>>();
+  private closed = false;
+
+  constructor(private readonly options: HeartbeatMonitorOptions) {
+    this.store = options.store;
+    this.settings = options.settings;
+  }
+
+  get sessionId(): string {
+    return this.options.sessionId;
+  }
+
+  /** Starts the periodic check for stale services. */
+  start(): void {
+    if (this.checkTimer || this.closed) return;
+    this.checkTimer = setInterval(() => {
+      this.check().catch((err: unknown) => this.options.log.error({ err }, 'heartbeat check failed'));
+    }, this.settings.checkIntervalMs);
+    this.checkTimer.unref();
+  }
+
+  /**
+   * One beat: `{pid, name}` from `remoteAddress`. Resolves with the
+   * original's reply; rejects with HeartbeatError (400, 409, 503).
+   */
+  async beat(input: { pid: unknown; name: unknown }, remoteAddress: string | undefined): Promise<BeatReply> {
+    const pid = parsePid(input.pid);
+    const name = parseName(input.name);
+    if (pid === null || name === null) throw new HeartbeatError(400, 'INVALID_FRAME', 'pid and name required');
+    // After close a beat would undo the session's stopped marks.
+    if (this.closed) throw new HeartbeatError(503, 'UNAVAILABLE', 'heartbeat service shutting down');
+    const previous = this.beatsInFlight.get(name) ?? Promise.resolve();
+    const accepted = previous.catch(() => undefined).then(() => this.accept(pid, name, isLoopback(remoteAddress)));
+    this.beatsInFlight.set(name, accepted);
+    try {
+      return await accepted;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        this.options.log.warn({ err: err.message, pid, name }, 'heartbeat refused: store unavailable');
+        throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
+      }
+      throw err;
+    } finally {
+      if (this.beatsInFlight.get(name) === accepted) this.beatsInFlight.delete(name);
+    }
+  }
+
+  private async accept(pid: number, name: string, local: boolean): Promise<BeatReply> {
+    const { timeoutMs } = this.settings;
+    const sessionId = this.options.sessionId;
+    const existing = await this.store.get(pid);
+    if (!existing || existing.sessionId !== sessionId) {
+      const allowed = this.options.limits.get(name) ?? Infinity;
+      if (Number.isFinite(allowed) && await this.store.countLive(name, sessionId, Date.now() - timeoutMs) >= allowed) {
+        throw new HeartbeatError(409, 'INSTANCE_LIMIT', `instance limit exceeded for ${name}`);
+      }
+    }
+    // A beat from another machine names a pid that is not ours: reading
+    // this machine's /proc for it would describe a stranger.
+    const sample: ProcessSample = local ? await sampleProcess(pid) : { metrics: { ...NO_METRICS }, elapsedMs: null };
+    const startTime = local ? (await readProcessIdentity(pid))?.startTime ?? null : null;
+    const now = Date.now();
+    const sameProcess = existing !== null && existing.startTime === startTime && existing.name === name;
+    const record: BeatRecord = {
+      pid,
+      last: now,
+      name,
+      sessionId,
+      ...sample.metrics,
+      startTime,
+      local,
+      firstBeat: sameProcess ? existing.firstBeat : now,
+    };
+    await this.store.saveBeat(record);
+
+    const uptime = Math.floor((sample.elapsedMs ?? now - record.firstBeat) / 1000);
+    this.options.publish('heartbeat.ping', { ...record, uptime });
+    this.warnOnThresholds(record);
+    return { status: 'ok', pid, name, ...sample.metrics };
+  }
+
+  private warnOnThresholds(record: BeatRecord): void {
+    const { warnCpuPercent, warnMemoryBytes } = this.settings;
+    const over = this.overThreshold.get(record.pid) ?? new Set();
+    const checks = [
+      { metric: 'cpu' as const, value: record.cpu, threshold: warnCpuPercent },
+      { metric: 'memory' as const, value: record.memory, threshold: warnMemoryBytes },
+    ];
+    for (const { metric, value, threshold } of checks) {
+      if (threshold > 0 && value > threshold) {
+        if (over.has(metric)) continue;
+        over.add(metric);
+        this.options.publish('heartbeat.warn', {
+          pid: record.pid, name: record.name, metric, value, threshold, cpu: record.cpu, memory: record.memory,
+        });
+      } else {
+        over.delete(metric);
+      }
+    }
+    if (over.size > 0) this.overThreshold.set(record.pid, over);
+    else this.overThreshold.delete(record.pid);
+  }
+
+  /** Every record with its status; rejects with HeartbeatError(503) when the store is down. */
+  async list(now = Date.now()): Promise<RecordWithStatus[]> {
+    let records: HeartbeatRecord[];
+    try {
+      records = await this.store.list();
+    } catch (err) {
+      this.options.log.warn({ err: (err as Error).message }, 'heartbeat list failed: store unavailable');
+      throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
+    }
+    return records.map((record) => ({ ...record, status: statusOf(record, now, this.settings.timeoutMs) }));
+  }
+
+  /**
+   * One round: every record quiet for longer than the timeout is reported
+   * down once, and stopped when that is safe and enabled. Rounds never
+   * overlap; a round while one runs returns that round's reports.
+   */
+  check(now = Date.now()): Promise<DownReport[]> {
+    if (this.closed) return Promise.resolve([]);
+    this.checking ??= this.runCheck(now).finally(() => {
+      this.checking = null;
+    });
+    return this.checking;
+  }
+
+  private async runCheck(now: number): Promise<DownReport[]> {
+    let stale: HeartbeatRecord[];
+    try {
+      stale = await this.store.findStale(now - this.settings.timeoutMs);
+    } catch (err) {
+      this.options.log.warn({ err: (err as Error).message }, 'heartbeat check skipped: store unavailable');
+      return [];
+    }
+    const reports: DownReport[] = [];
+    for (const record of stale) {
+      try {
+        const report = await this.takeDown(record, now);
+        if (report) reports.push(report);
+      } catch (err) {
+        this.options.log.warn({ err: (err as Error).message, pid: record.pid }, 'heartbeat check: store unavailable');
+      }
+    }
+    return reports;
+  }
+
+  private async takeDown(record: HeartbeatRecord, now: number): Promise<DownReport | null> {
+    // Claim it first: if a beat arrived since the query, the beat wins.
+    if (!await storeCall(() => this.store.markDown(record.pid, record.last, now))) return null;
+    this.overThreshold.delete(record.pid);
+    const { pid, name, last } = record;
+    const refusal = await this.whyNotStop(record);
+    let report: DownReport;
+    if (refusal) {
+      report = { pid, name, last, action: 'reported', reason: refusal };
+    } else {
+      try {
+        process.kill(pid, 'SIGTERM');
+        report = { pid, name, last, action: 'stopped' };
+        await this.store.markKilled(pid, now).catch((err: unknown) => {
+          this.options.log.warn({ err: (err as Error).message, pid }, 'could not mark the stopped service killed');
+        });
+        this.escalate(pid, name, record.startTime as string);
+      } catch (err) {
+        report = { pid, name, last, action: 'reported', reason: `signal failed: ${errorCode(err)}` };
+      }
+    }
+    this.options.log[report.action === 'stopped' ? 'warn' : 'info'](
+      { ...report, quietForMs: now - last },
+      report.action === 'stopped' ? 'service went quiet: SIGTERM sent' : 'service went quiet: reported, not stopped',
+    );
+    this.options.publish('heartbeat.down', report);
+    return report;
+  }
+
+  /** Null when the record's process may be stopped now; otherwise why not. */
+  private async whyNotStop(record: HeartbeatRecord): Promise<string | null> {
+    if (!this.settings.stopEnabled) return 'stopping disabled';
+    if (!record.local) return 'not local';
+    const protectedPids = new Set<number | undefined>([1, process.pid, process.ppid, ...(this.options.protectedPids?.() ?? [])]);
+    if (protectedPids.has(record.pid)) return 'protected pid';
+    if (record.startTime === null) return 'start time unknown';
+    const identity = await readProcessIdentity(record.pid);
+    if (identity === null) return 'already exited';
+    if (identity.startTime !== record.startTime) return 'pid reused';
+    return null;
+  }
+
+  /** SIGKILL after the grace period, if the very same process is still there. */
+  private escalate(pid: number, name: string, startTime: string): void {
+    const timer = setTimeout(() => {
+      this.killTimers.delete(timer);
+      void readProcessIdentity(pid).then((identity) => {
+        if (this.closed || identity?.startTime !== startTime) return;
+        try {
+          process.kill(pid, 'SIGKILL');
+          this.options.log.warn({ pid, name, graceMs: this.settings.stopGraceMs }, 'service ignored SIGTERM: SIGKILL sent');
+        } catch (err) {
+          this.options.log.warn({ pid, name, err: errorCode(err) }, 'SIGKILL failed');
+        }
+      });
+    }, this.settings.stopGraceMs);
+    timer.unref();
+    this.killTimers.add(timer);
+  }
+
+  /**
+   * Stops the checks and pending SIGKILLs, then marks this session's
+   * records stopped, as the original's cleanup did.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.checkTimer) clearInterval(this.checkTimer);
+    this.checkTimer = null;
+    for (const timer of this.killTimers) clearTimeout(timer);
+    this.killTimers.clear();
+    await this.checking?.catch(() => undefined);
+    await Promise.allSettled([...this.beatsInFlight.values()]);
+    try {
+      const marked = await this.store.endSession(this.options.sessionId, Date.now());
+      this.options.log.info({ sessionId: this.options.sessionId, marked }, 'heartbeat session ended');
+    } catch (err) {
+      this.options.log.warn({ err: (err as Error).message }, 'could not mark this session\'s heartbeat records stopped');
+    }
+  }
+}

@@ -1,0 +1,185 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import t from 'tap';
+import type { BuildOptions } from '../app.js';
+import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+import { startGateway } from './helpers/gateway.js';
+import { TestSocket } from './helpers/test-socket.js';
+
+type Frame = Record<string, unknown>;
+type Teardown = { teardown(fn: () => unknown): void };
+
+/** Short timeouts so a quiet service is found within a fraction of a second. */
+const FAST: BuildOptions = { heartbeatTimeoutMs: 300, heartbeatCheckIntervalMs: 100, heartbeatStopGraceMs: 400 };
+
+interface Sleeper {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** A real process to be watched: `sleep 300`, optionally deaf to SIGTERM. Killed at teardown if still there. */
+function sleeper(t: Teardown, ignoreSigterm = false): Sleeper {
+  // `exec` keeps the ignored SIGTERM disposition, so the sleep itself is deaf to it.
+  const child = ignoreSigterm
+    ? spawn('sh', ['-c', 'trap "" TERM; exec sleep 300'], { stdio: 'ignore' })
+    : spawn('sleep', ['300'], { stdio: 'ignore' });
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return { child, pid: child.pid as number, exited };
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function downEvents(t: Teardown, busUrl: string): Promise<TestSocket> {
+  const sub = await TestSocket.open(`${busUrl}?name=watcher`);
+  t.teardown(() => sub.close());
+  await sub.call({ action: 'subscribe', topic: 'heartbeat.*' });
+  return sub;
+}
+
+async function beat(httpUrl: string, pid: number, name: string): Promise<number> {
+  const res = await fetch(`${httpUrl}/heartbeat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ pid, name }),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('a real process that beats once and goes quiet is reported down and stopped with SIGTERM', async (t) => {
+  const gw = await startGateway(t, FAST);
+  const sub = await downEvents(t, gw.busUrl);
+  const sleep = sleeper(t);
+  t.equal(await beat(gw.httpUrl, sleep.pid, 'stt'), 200);
+  const ping = (await sub.event('heartbeat.ping')).event as Frame;
+  t.match(ping.payload, { pid: sleep.pid, name: 'stt', local: true, startTime: /^\d+$/ });
+
+  const { event } = await sub.event('heartbeat.down', 3000) as { event: Frame };
+  t.equal(event.source, 'heartbeat');
+  t.same(event.payload, { pid: sleep.pid, name: 'stt', last: (ping.payload as Frame).last, action: 'stopped' });
+  const exit = await sleep.exited;
+  t.equal(exit.signal, 'SIGTERM', 'stopped with SIGTERM first');
+  t.notOk(isRunning(sleep.pid), 'the process is really gone');
+
+  const res = await fetch(`${gw.httpUrl}/heartbeats`);
+  const [record] = await res.json() as Frame[];
+  t.match(record, { pid: sleep.pid, status: 'stopped', killedAt: Number, downAt: Number });
+  t.ok(await sub.nothing((f) => 'event' in f, 400), 'reported once, not every check');
+});
+
+t.test('a process that ignores SIGTERM gets SIGKILL after the grace period', async (t) => {
+  const gw = await startGateway(t, FAST);
+  const sub = await downEvents(t, gw.busUrl);
+  const deaf = sleeper(t, true);
+  // Give sh the moment it needs to set the trap and exec.
+  await settle(100);
+  t.equal(await beat(gw.httpUrl, deaf.pid, 'tts'), 200);
+  const { event } = await sub.event('heartbeat.down', 3000) as { event: Frame };
+  const downAt = Date.now();
+  t.match(event.payload, { pid: deaf.pid, action: 'stopped' });
+  await settle(200);
+  t.ok(isRunning(deaf.pid), 'SIGTERM ignored: still running within the grace period');
+  const exit = await deaf.exited;
+  t.equal(exit.signal, 'SIGKILL');
+  t.ok(Date.now() - downAt >= 350, 'SIGKILL only after the grace period');
+});
+
+t.test('a pid whose start time no longer matches is reported, never signalled', async (t) => {
+  const gw = await startGateway(t, FAST);
+  const sub = await downEvents(t, gw.busUrl);
+  const sleep = sleeper(t);
+  t.equal(await beat(gw.httpUrl, sleep.pid, 'stt'), 200);
+  await sub.event('heartbeat.ping');
+  // As if the service died and the kernel gave its pid to this stranger:
+  // the record keeps the start time of the process that beat.
+  const store = gw.app.heartbeat.store as RedisHeartbeatStore;
+  await gw.app.redis.client.hset(store.keyOf(sleep.pid), 'startTime', '1');
+
+  const { event } = await sub.event('heartbeat.down', 3000) as { event: Frame };
+  t.match(event.payload, { pid: sleep.pid, name: 'stt', action: 'reported', reason: 'pid reused' });
+  await settle(600);
+  t.ok(isRunning(sleep.pid), 'the stranger was not signalled');
+  t.equal(sleep.child.signalCode, null);
+  const [record] = await (await fetch(`${gw.httpUrl}/heartbeats`)).json() as Frame[];
+  t.match(record, { pid: sleep.pid, status: 'stale', downAt: Number });
+  t.notOk('killedAt' in (record as Frame), 'not marked killed: nothing was killed');
+});
+
+t.test('a beat from another machine is never eligible for stopping', async (t) => {
+  const gw = await startGateway(t, FAST);
+  const sub = await downEvents(t, gw.busUrl);
+  const sleep = sleeper(t);
+  const res = await gw.app.inject({ method: 'POST', url: '/heartbeat', payload: { pid: sleep.pid, name: 'remote-tts' }, remoteAddress: '10.1.2.3' });
+  t.equal(res.statusCode, 200);
+  t.match(res.json(), { status: 'ok', pid: sleep.pid, cpu: 0, memory: 0, netRx: 0, netTx: 0 },
+    'no metrics: the pid names a process on the sender\'s machine, not this one');
+  const ping = (await sub.event('heartbeat.ping')).event as Frame;
+  t.match(ping.payload, { pid: sleep.pid, local: false, startTime: null });
+
+  const { event } = await sub.event('heartbeat.down', 3000) as { event: Frame };
+  t.match(event.payload, { pid: sleep.pid, action: 'reported', reason: 'not local' });
+  await settle(600);
+  t.ok(isRunning(sleep.pid), 'this machine\'s process with that pid is untouched');
+
+  // A mapped IPv4 loopback peer is local.
+  const local = await gw.app.inject({ method: 'POST', url: '/heartbeat', payload: { pid: sleep.pid, name: 'tts' }, remoteAddress: '::ffff:127.0.0.1' });
+  t.equal(local.statusCode, 200);
+  t.match((await sub.event('heartbeat.ping')).event, { payload: { local: true } });
+});
+
+t.test('pid 1 and the gateway itself are never signalled', async (t) => {
+  const gw = await startGateway(t, FAST);
+  const sub = await downEvents(t, gw.busUrl);
+  t.equal(await beat(gw.httpUrl, process.pid, 'brainstem'), 200);
+  t.equal(await beat(gw.httpUrl, 1, 'init'), 200);
+  const reports = [
+    ((await sub.event('heartbeat.down', 3000)).event as Frame).payload as Frame,
+    ((await sub.event('heartbeat.down', 3000)).event as Frame).payload as Frame,
+  ].sort((a, b) => (a.pid as number) - (b.pid as number));
+  t.match(reports, [
+    { pid: 1, action: 'reported', reason: 'protected pid' },
+    { pid: process.pid, action: 'reported', reason: 'protected pid' },
+  ]);
+});
+
+t.test('with stopping turned off, a quiet local process is only reported', async (t) => {
+  const gw = await startGateway(t, { ...FAST, heartbeatStop: false });
+  const sub = await downEvents(t, gw.busUrl);
+  const sleep = sleeper(t);
+  t.equal(await beat(gw.httpUrl, sleep.pid, 'stt'), 200);
+  const { event } = await sub.event('heartbeat.down', 3000) as { event: Frame };
+  t.match(event.payload, { pid: sleep.pid, action: 'reported', reason: 'stopping disabled' });
+  await settle(600);
+  t.ok(isRunning(sleep.pid));
+
+  // It beats again: alive again, and reported again when it next goes quiet.
+  t.equal(await beat(gw.httpUrl, sleep.pid, 'stt'), 200);
+  const [record] = await (await fetch(`${gw.httpUrl}/heartbeats`)).json() as Frame[];
+  t.match(record, { status: 'alive' });
+  t.notOk('downAt' in (record as Frame));
+  t.match((await sub.event('heartbeat.down', 3000)).event, { payload: { pid: sleep.pid, action: 'reported' } });
+});
+
+t.test('a process that exits on its own is reported, not signalled', async (t) => {
+  const gw = await startGateway(t, FAST);
+  const sub = await downEvents(t, gw.busUrl);
+  const sleep = sleeper(t);
+  t.equal(await beat(gw.httpUrl, sleep.pid, 'stt'), 200);
+  sleep.child.kill('SIGINT');
+  await sleep.exited;
+  const { event } = await sub.event('heartbeat.down', 3000) as { event: Frame };
+  t.match(event.payload, { pid: sleep.pid, action: 'reported', reason: 'already exited' });
+});
