@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import type { Redis } from 'ioredis';
 import { registerQueueActions } from '../src/queues/queue-actions.js';
 import { QueueService } from '../src/queues/queue-service.js';
 import { outcomeEvents } from '../src/queues/task-outcome.js';
@@ -9,6 +10,22 @@ declare module 'fastify' {
   }
 }
 
+const CONNECT_WAIT_MS = 3000;
+
+/** Resolves once the connection is ready, or after a while if Redis is away (it reconnects by itself). */
+function settled(connection: Redis): Promise<void> {
+  if (connection.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, CONNECT_WAIT_MS);
+    function done() {
+      clearTimeout(timer);
+      connection.off('ready', done);
+      resolve();
+    }
+    connection.once('ready', done);
+  });
+}
+
 /**
  * The queue organ: BullMQ queues behind the bus actions enqueue, pull, ack
  * and fail. Outcomes go out on the bus; a connection that closes gives its
@@ -16,9 +33,13 @@ declare module 'fastify' {
  */
 export default fp(async function queuesPlugin(app) {
   const { config, bus } = app;
+  const queueConnection = app.redis.createConnection('queue');
+  const workerConnection = app.redis.createConnection('worker');
+  // A fail-fast connection still connecting would refuse the first enqueues.
+  if (app.redis.isReady()) await Promise.all([settled(queueConnection), settled(workerConnection)]);
   const service = new QueueService({
-    queueConnection: app.redis.createConnection('queue'),
-    workerConnection: app.redis.createConnection('worker'),
+    queueConnection,
+    workerConnection,
     prefix: config.queuePrefix,
     defaults: { attempts: config.queueAttempts, backoff: { type: config.queueBackoffType, delay: config.queueBackoffMs } },
     overrides: config.queueOverrides,

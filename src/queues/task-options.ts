@@ -84,7 +84,7 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
   const { priority, delay, attempts, backoff, jobId, replyTo } = opts;
   if (priority !== undefined) {
     if (!isWholeNumber(priority, 0, MAX_PRIORITY)) {
-      throw new BusError('INVALID_FRAME', `opts.priority must be a whole number from 0 (none) to ${MAX_PRIORITY}; lower runs first`);
+      throw new BusError('INVALID_FRAME', `opts.priority must be a whole number from 0 (none) to ${MAX_PRIORITY}: lower runs first, after tasks without one`);
     }
     if (priority > 0) options.priority = priority;
   }
