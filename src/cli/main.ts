@@ -1,0 +1,358 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { BrokerClient, type EnqueueOptions } from '../client/index.js';
+import { httpBaseOf } from '../client/start-service.js';
+import { readStdin } from './stdin.js';
+
+/** A failure the user caused or can fix: printed as one line, exit status 1. */
+export class CliError extends Error {}
+
+const COMMANDS: Record<string, { usage: string; summary: string; details?: string }> = {
+  start: {
+    usage: 'brainstem start [--port N] [--host ADDRESS]',
+    summary: 'run the gateway in the foreground (Ctrl-C stops it)',
+    details: 'Other settings come from the environment (PORT, HOST, REDIS_URL, LOG_LEVEL, …; see the README).',
+  },
+  pub: {
+    usage: 'brainstem pub TOPIC [JSON|-]',
+    summary: 'publish an event; prints the receipt ({"ok":true,"delivered":N})',
+    details: 'Without JSON the payload is read from piped stdin (one value, or one per line: each is published), else null.',
+  },
+  sub: {
+    usage: 'brainstem sub PATTERN... [--count N]',
+    summary: 'print each matching event as one JSON line until interrupted',
+    details: 'Wildcards: * matches one segment, > (last) one or more. Quote them for the shell: brainstem sub \'agent.>\'.\n'
+      + '--count N exits after N events. Reconnects if the gateway restarts.',
+  },
+  request: {
+    usage: 'brainstem request TYPE [JSON|-] [--timeout MS]',
+    summary: 'publish with replyTo and print the reply event (exit 1 if none within --timeout, default 10000)',
+  },
+  enqueue: {
+    usage: 'brainstem enqueue QUEUE [JSON|-] [--priority N] [--delay MS] [--attempts N] [--job-id ID]',
+    summary: 'store a task durably; prints its taskId once the gateway has stored it',
+    details: 'Without JSON the task is read from piped stdin (one value, or one per line: each is enqueued).',
+  },
+  queues: {
+    usage: 'brainstem queues [QUEUE]',
+    summary: 'every queue with its counts and pullers (or one queue with its tasks), as JSON',
+  },
+  heartbeats: {
+    usage: 'brainstem heartbeats',
+    summary: 'the processes that send heartbeats, with their last beat and metrics, as JSON',
+  },
+};
+
+const COMMON_OPTIONS = `Options (every command):
+  --url URL       the gateway: ws://HOST:PORT/bus or http://HOST:PORT
+                  (default: $BRAINSTEM_URL, else ws://127.0.0.1:8080/bus)
+  --token TOKEN   bearer token when auth is on (default: $BRAINSTEM_TOKEN)
+  --name NAME     the name this command connects as (default: brainstem-cli)
+  -h, --help      help; brainstem COMMAND --help for one command
+  -v, --version   the version`;
+
+function usage(): string {
+  const commands = Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`).join('\n');
+  return `brainstem: the gateway of the local nervous system, and its command line.
+
+Commands:
+${commands}
+
+${COMMON_OPTIONS}
+
+JSON is taken from the argument, or from stdin when the argument is - or
+absent and stdin is piped. Exit status: 0 on success, 1 on any failure
+(bad JSON or arguments, gateway unreachable, refused, timeout).
+
+Examples:
+  brainstem sub 'fs.>'
+  brainstem pub fs.change '{"path":"src/a.ts"}'
+  echo '{"input":"hello"}' | brainstem enqueue agent.think
+  brainstem request math.add '{"a":1,"b":2}' --timeout 2000
+`;
+}
+
+function commandHelp(name: string): string {
+  const command = COMMANDS[name] as { usage: string; summary: string; details?: string };
+  return `Usage: ${command.usage}\n\n${command.summary}\n${command.details ? `\n${command.details}\n` : ''}\n${COMMON_OPTIONS}\n`;
+}
+
+function version(): string {
+  // dist/src/cli/ when built, src/cli/ when run from source.
+  for (const candidate of ['../../../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(candidate, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'brainstem' && pkg.version) return pkg.version;
+    } catch {
+      // Try the next place.
+    }
+  }
+  return 'unknown';
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new CliError(`invalid JSON for the ${what}: ${(err as Error).message.replace(/\s+/g, ' ')}`);
+  }
+}
+
+/** The payloads of a command: the argument, else stdin (one JSON value, or one per line), else none. */
+async function payloads(argument: string | undefined, what: string): Promise<unknown[] | null> {
+  if (argument !== undefined && argument !== '-') return [parseJson(argument, what)];
+  const input = await readStdin(argument === '-');
+  if (input === null) return null;
+  const text = input.trim();
+  if (text === '') {
+    if (argument === '-') throw new CliError(`no JSON on stdin for the ${what}`);
+    return null;
+  }
+  try {
+    return [JSON.parse(text)];
+  } catch {
+    // Not one value: JSON Lines, one value per line.
+    return text.split('\n').filter((line) => line.trim() !== '').map((line, i) => parseJson(line, `${what} on stdin line ${i + 1}`));
+  }
+}
+
+function positiveInteger(raw: string | undefined, option: string, allowZero = false): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || (!allowZero && value === 0) || !Number.isSafeInteger(value)) {
+    throw new CliError(`${option} must be a whole number${allowZero ? '' : ' above 0'}, not ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+interface Context {
+  url: string;
+  token: string | undefined;
+  name: string;
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+function needPositionals(positionals: string[], min: number, max: number, command: string): void {
+  if (positionals.length < min || positionals.length > max) {
+    throw new CliError(`wrong arguments. Usage: ${(COMMANDS[command] as { usage: string }).usage}`);
+  }
+}
+
+async function connected(context: Context, reconnect: boolean): Promise<BrokerClient> {
+  const client = new BrokerClient({
+    url: context.url,
+    id: context.name,
+    ...(context.token === undefined ? {} : { token: context.token }),
+    ...(reconnect ? {} : { reconnect: false as const }),
+  });
+  client.on('error', (err) => context.err(`brainstem: ${err.message}`));
+  await client.connect();
+  return client;
+}
+
+async function http(context: Context, path: string): Promise<unknown> {
+  const url = `${httpBaseOf(context.url)}${path}`;
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (context.token) headers.authorization = `Bearer ${context.token}`;
+  let response: Response;
+  try {
+    response = await fetch(url, { headers });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new CliError(`cannot reach ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+  }
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not JSON: reported as text below.
+  }
+  if (!response.ok) {
+    const message = typeof body === 'object' && body !== null && 'error' in body ? String((body as { error: unknown }).error) : text.slice(0, 200);
+    throw new CliError(`${url} answered ${response.status}: ${message}`);
+  }
+  return body;
+}
+
+async function pub(context: Context, positionals: string[]): Promise<void> {
+  needPositionals(positionals, 1, 2, 'pub');
+  const [topic, argument] = positionals as [string, string | undefined];
+  const values = (await payloads(argument, 'payload')) ?? [null];
+  const client = await connected(context, false);
+  try {
+    for (const value of values) {
+      const receipt = await client.publish(topic, value);
+      context.out(JSON.stringify({ ok: true, delivered: receipt.delivered }));
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+async function enqueue(context: Context, positionals: string[], values: Record<string, string | undefined>): Promise<void> {
+  needPositionals(positionals, 1, 2, 'enqueue');
+  const [queue, argument] = positionals as [string, string | undefined];
+  const opts: EnqueueOptions = {};
+  const priority = positiveInteger(values.priority, '--priority', true);
+  const delay = positiveInteger(values.delay, '--delay', true);
+  const attempts = positiveInteger(values.attempts, '--attempts');
+  if (priority !== undefined) opts.priority = priority;
+  if (delay !== undefined) opts.delay = delay;
+  if (attempts !== undefined) opts.attempts = attempts;
+  if (values['job-id'] !== undefined) opts.jobId = values['job-id'];
+  const tasks = (await payloads(argument, 'task')) ?? [null];
+  const client = await connected(context, false);
+  try {
+    for (const task of tasks) context.out(await client.enqueue(queue, task, Object.keys(opts).length > 0 ? opts : undefined));
+  } finally {
+    await client.close();
+  }
+}
+
+async function request(context: Context, positionals: string[], values: Record<string, string | undefined>): Promise<void> {
+  needPositionals(positionals, 1, 2, 'request');
+  const [type, argument] = positionals as [string, string | undefined];
+  const timeout = positiveInteger(values.timeout, '--timeout') ?? 10_000;
+  const given = await payloads(argument, 'payload');
+  if (given && given.length > 1) throw new CliError('request takes one JSON value, not several');
+  const client = await connected(context, false);
+  try {
+    context.out(JSON.stringify(await client.request(type, given?.[0] ?? null, { timeout })));
+  } finally {
+    await client.close();
+  }
+}
+
+async function sub(context: Context, positionals: string[], values: Record<string, string | undefined>): Promise<void> {
+  if (positionals.length === 0) throw new CliError(`wrong arguments. Usage: ${(COMMANDS.sub as { usage: string }).usage}`);
+  const count = positiveInteger(values.count, '--count');
+  const client = await connected(context, true);
+  let seen = 0;
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const onEvent = (event: unknown) => {
+    if (count !== undefined && seen >= count) return;
+    seen++;
+    context.out(JSON.stringify(event));
+    if (count !== undefined && seen >= count) finish();
+  };
+  client.on('disconnected', ({ code, reason }) => context.err(`brainstem: disconnected (${code}${reason ? ` ${reason}` : ''}); reconnecting`));
+  client.on('connected', ({ reconnected }) => {
+    if (reconnected) context.err('brainstem: reconnected');
+  });
+  try {
+    await Promise.all(positionals.map((pattern) => client.subscribe(pattern, onEvent)));
+  } catch (err) {
+    await client.close();
+    throw err;
+  }
+  context.err(`brainstem: subscribed to ${positionals.join(' ')} at ${context.url}`);
+  const stop = () => finish();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // `brainstem sub … | head -1`: a closed stdout is a normal end.
+  process.stdout.once('error', stop);
+  await finished;
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  await client.close();
+}
+
+async function start(values: Record<string, string | undefined>): Promise<void> {
+  const env = { ...process.env };
+  if (values.port !== undefined) env.PORT = String(positiveInteger(values.port, '--port', true));
+  if (values.host !== undefined) env.HOST = values.host;
+  const { startGateway } = await import('../../server.js');
+  await startGateway(env);
+}
+
+/** Runs the command line; resolves with the exit status, or null when the process keeps running (start). */
+export async function main(argv: string[]): Promise<number | null> {
+  const context: Context = {
+    url: process.env.BRAINSTEM_URL || 'ws://127.0.0.1:8080/bus',
+    token: process.env.BRAINSTEM_TOKEN || undefined,
+    name: 'brainstem-cli',
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  };
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: argv,
+        allowPositionals: true,
+        strict: true,
+        options: {
+          url: { type: 'string' },
+          token: { type: 'string' },
+          name: { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+          version: { type: 'boolean', short: 'v' },
+          count: { type: 'string' },
+          timeout: { type: 'string' },
+          priority: { type: 'string' },
+          delay: { type: 'string' },
+          attempts: { type: 'string' },
+          'job-id': { type: 'string' },
+          port: { type: 'string' },
+          host: { type: 'string' },
+        },
+      });
+    } catch (err) {
+      throw new CliError(`${(err as Error).message.split('\n')[0]} (see brainstem --help)`);
+    }
+    const { values, positionals } = parsed;
+    const [command, ...rest] = positionals;
+    if (values.version) {
+      context.out(version());
+      return 0;
+    }
+    if (command === 'help') {
+      context.out(rest[0] && COMMANDS[rest[0]] ? commandHelp(rest[0]) : usage());
+      return 0;
+    }
+    if (values.help || command === undefined) {
+      context.out(command && COMMANDS[command] ? commandHelp(command) : usage());
+      return command === undefined && !values.help ? 1 : 0;
+    }
+    if (values.url !== undefined) context.url = values.url;
+    if (values.token !== undefined) context.token = values.token;
+    if (values.name !== undefined) context.name = values.name;
+    const strings = values as Record<string, string | undefined>;
+    switch (command) {
+      case 'start':
+        await start(strings);
+        return null;
+      case 'pub':
+        await pub(context, rest);
+        return 0;
+      case 'sub':
+        await sub(context, rest, strings);
+        return 0;
+      case 'request':
+        await request(context, rest, strings);
+        return 0;
+      case 'enqueue':
+        await enqueue(context, rest, strings);
+        return 0;
+      case 'queues':
+        needPositionals(rest, 0, 1, 'queues');
+        context.out(JSON.stringify(await http(context, rest[0] ? `/queues/${encodeURIComponent(rest[0])}` : '/queues'), null, 2));
+        return 0;
+      case 'heartbeats':
+        needPositionals(rest, 0, 0, 'heartbeats');
+        context.out(JSON.stringify(await http(context, '/heartbeats'), null, 2));
+        return 0;
+      default:
+        throw new CliError(`unknown command ${JSON.stringify(command)} (see brainstem --help)`);
+    }
+  } catch (err) {
+    // CliError, BrokerError (the gateway's refusal or the client's), anything else: one line, status 1.
+    context.err(`brainstem: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
