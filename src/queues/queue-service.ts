@@ -206,7 +206,13 @@ export class QueueService {
   async ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
     const lease = this.takeLease(consumer, taskId);
     await this.settle(lease, async () => {
-      await lease.job.moveToCompleted(result ?? null, lease.token, false);
+      try {
+        await lease.job.moveToCompleted(result ?? null, lease.token, false);
+      } catch (err) {
+        // A reply lost to a Redis restart makes the resent command find the
+        // task already completed: that ack did its job.
+        if (!lostLease(err) || !(await lease.job.isCompleted())) throw err;
+      }
       this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
         result: result ?? null, replyTo: this.replyToOf(lease.job), source: consumer.label,
