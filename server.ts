@@ -1,4 +1,4 @@
-import { buildApp } from './app.js';
+import { buildApp, type BrainstemApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './src/config.js';
 
 /**
@@ -7,8 +7,11 @@ import { ConfigError, loadConfig, type Config } from './src/config.js';
  */
 export async function startGateway(env: Record<string, string | undefined> = process.env) {
   let config: Config;
+  let app: BrainstemApp;
   try {
     config = loadConfig(env);
+    // buildApp also checks the edge config file and the bind address.
+    app = await buildApp(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`brainstem: ${err.message}\n`);
@@ -16,7 +19,6 @@ export async function startGateway(env: Record<string, string | undefined> = pro
     }
     throw err;
   }
-  const app = await buildApp(config);
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;

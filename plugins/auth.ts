@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { OPEN_PRINCIPAL, type Principal } from '../src/bus/principal.js';
 import { describeRequirement, requirementFor, satisfies, type DeclaredAccess } from '../src/edge/access-policy.js';
@@ -44,6 +44,14 @@ function isCorsPreflight(request: FastifyRequest): boolean {
     && request.headers['access-control-request-method'] !== undefined;
 }
 
+function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: string; code: string }): FastifyReply {
+  // A refused WebSocket upgrade answers on the raw socket, which no HTTP
+  // machinery owns any more: close it once the answer is out, or it would
+  // stay open and hold app.close() forever.
+  if (request.headers.upgrade !== undefined) reply.raw.once('finish', () => request.raw.socket.destroy());
+  return reply.send(body);
+}
+
 /**
  * Gives every request a principal in `onRequest`, which runs before any
  * handler and before a WebSocket upgrade, and refuses what the caller may
@@ -77,14 +85,14 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     if (requirement.kind === 'open') return;
     if (principal === null) {
       request.log.info({ url: request.routeOptions.url, reason: presented === null ? 'missing' : 'unknown' }, 'refused: no valid token');
-      return reply.code(401).header('www-authenticate', 'Bearer').send({
+      return refuse(request, reply.code(401).header('www-authenticate', 'Bearer'), {
         error: presented === null ? 'a token is required (Authorization: Bearer or ?token=)' : 'unknown token',
         code: 'UNAUTHORIZED',
       });
     }
     if (!satisfies(principal, requirement)) {
       request.log.info({ url: request.routeOptions.url, token: principal.name }, 'refused: token lacks the right');
-      return reply.code(403).send({ error: describeRequirement(requirement), code: 'FORBIDDEN' });
+      return refuse(request, reply.code(403), { error: describeRequirement(requirement), code: 'FORBIDDEN' });
     }
   });
 }, { name: 'brainstem-auth' });
