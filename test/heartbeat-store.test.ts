@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
+import t from 'tap';
+import { StoreUnavailableError, type BeatRecord, type HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
+import { MongoHeartbeatStore } from '../src/heartbeat/mongo-heartbeat-store.js';
+import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+import { startRedis } from './helpers/redis.js';
+
+type Test = typeof t;
+
+function record(pid: number, fields: Partial<BeatRecord> = {}): BeatRecord {
+  return {
+    pid, last: 1_000_000, name: 'tts', sessionId: 's1', cpu: 1.5, memory: 2048, netRx: 10, netTx: 20,
+    startTime: '12345', local: true, firstBeat: 900_000, ...fields,
+  };
+}
+
+/**
+ * What every HeartbeatStore must do, whatever keeps the records: the
+ * monitor relies on each of these rules to count instances, find stale
+ * services once, and never let a check overwrite a fresher beat.
+ */
+function storeContract(t: Test, makeStore: (t: Test) => Promise<HeartbeatStore>): void {
+  t.test('a saved beat reads back with the original document fields', async (t) => {
+    const store = await makeStore(t);
+    t.equal(await store.get(101), null);
+    t.same(await store.list(), []);
+    await store.saveBeat(record(101));
+    await store.saveBeat(record(102, { startTime: null, local: false, name: 'stt', cpu: 0 }));
+    t.same(await store.get(101), record(101));
+    t.same(await store.get(102), record(102, { startTime: null, local: false, name: 'stt', cpu: 0 }));
+    t.same((await store.list()).map((r) => r.pid), [101, 102], 'listed by pid');
+    await store.saveBeat(record(101, { last: 1_000_500, cpu: 3.25, name: 'tts' }));
+    t.match(await store.get(101), { last: 1_000_500, cpu: 3.25 }, 'upserted by pid');
+    t.equal((await store.list()).length, 2);
+    await store.ping();
+  });
+
+  t.test('countLive counts this name in this session, recent and not killed', async (t) => {
+    const store = await makeStore(t);
+    await store.saveBeat(record(201, { last: 5000 }));
+    await store.saveBeat(record(202, { last: 5000 }));
+    await store.saveBeat(record(203, { last: 1000 }));
+    await store.saveBeat(record(204, { last: 5000, sessionId: 's0' }));
+    await store.saveBeat(record(205, { last: 5000, name: 'stt' }));
+    t.equal(await store.countLive('tts', 's1', 4000), 2);
+    await store.markKilled(202, 6000);
+    t.equal(await store.countLive('tts', 's1', 4000), 1, 'a killed instance does not count');
+    t.equal(await store.countLive('tts', 's1', 0), 2);
+    t.equal(await store.countLive('nobody', 's1', 0), 0);
+  });
+
+  t.test('findStale and markDown: each quiet record is taken once, and a new beat wins', async (t) => {
+    const store = await makeStore(t);
+    await store.saveBeat(record(301, { last: 1000 }));
+    await store.saveBeat(record(302, { last: 1000 }));
+    await store.saveBeat(record(303, { last: 9000 }));
+    t.same((await store.findStale(5000)).map((r) => r.pid).sort(), [301, 302]);
+
+    t.equal(await store.markDown(301, 1000, 6000), true);
+    t.equal(await store.markDown(301, 1000, 6001), false, 'taken once');
+    t.match(await store.get(301), { downAt: 6000 });
+
+    // 302 beat again after the query found it stale: the stale `last` no longer matches.
+    await store.saveBeat(record(302, { last: 7000 }));
+    t.equal(await store.markDown(302, 1000, 7001), false, 'the fresher beat wins');
+    t.notOk('downAt' in (await store.get(302) ?? {}));
+    t.same((await store.findStale(5000)).map((r) => r.pid), [], 'down records are not stale again');
+    t.equal(await store.markDown(999, 1000, 7001), false, 'no record, nothing marked');
+    t.equal(await store.get(999), null);
+  });
+
+  t.test('a beat clears killedAt and downAt; markKilled never creates a record', async (t) => {
+    const store = await makeStore(t);
+    await store.saveBeat(record(401, { last: 1000 }));
+    t.equal(await store.markDown(401, 1000, 2000), true);
+    await store.markKilled(401, 2000);
+    t.match(await store.get(401), { killedAt: 2000, downAt: 2000 });
+    await store.saveBeat(record(401, { last: 3000 }));
+    const back = await store.get(401);
+    t.notOk(back && 'killedAt' in back);
+    t.notOk(back && 'downAt' in back);
+    await store.markKilled(402, 2000);
+    t.equal(await store.get(402), null);
+  });
+
+  t.test("endSession marks only that session's live records killed", async (t) => {
+    const store = await makeStore(t);
+    await store.saveBeat(record(501));
+    await store.saveBeat(record(502));
+    await store.saveBeat(record(503, { sessionId: 's0' }));
+    await store.markKilled(502, 100);
+    t.equal(await store.endSession('s1', 7000), 1);
+    t.match(await store.get(501), { killedAt: 7000 });
+    t.match(await store.get(502), { killedAt: 100 }, 'an earlier kill time is kept');
+    t.notOk('killedAt' in (await store.get(503) ?? {}));
+    t.equal(await store.endSession('s1', 8000), 0);
+  });
+}
+
+t.test('RedisHeartbeatStore', async (t) => {
+  const redis = await startRedis(t);
+  storeContract(t, async (t) => {
+    const store = new RedisHeartbeatStore(new Redis(redis.url), { prefix: `test:${randomUUID()}`, ownsConnection: true });
+    t.teardown(() => store.close());
+    return store;
+  });
+
+  t.test('a store that cannot reach Redis rejects with StoreUnavailableError', async (t) => {
+    const unreachable = new Redis({ port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    unreachable.on('error', () => {});
+    const store = new RedisHeartbeatStore(unreachable, { ownsConnection: true });
+    t.teardown(() => store.close());
+    await t.rejects(store.get(1), StoreUnavailableError);
+    await t.rejects(store.saveBeat(record(1)), StoreUnavailableError);
+    await t.rejects(store.list(), StoreUnavailableError);
+    await t.rejects(store.endSession('s1', 1), StoreUnavailableError);
+  });
+});
+
+const mongoUrl = process.env.MONGO_URL;
+if (!mongoUrl) t.comment('SKIP MongoHeartbeatStore: MONGO_URL is not set');
+t.test('MongoHeartbeatStore', { skip: mongoUrl ? false : 'MongoHeartbeatStore: MONGO_URL is not set' }, async (t) => {
+  const dbName = `brainstem_test_${randomUUID().slice(0, 8)}`;
+  const admin = new MongoClient(mongoUrl as string);
+  t.teardown(async () => {
+    await admin.db(dbName).dropDatabase();
+    await admin.close();
+  });
+  storeContract(t, async (t) => {
+    const store = new MongoHeartbeatStore({ url: mongoUrl as string, dbName, collection: `heartbeats_${randomUUID().slice(0, 8)}` });
+    await store.prepare();
+    t.teardown(() => store.close());
+    return store;
+  });
+});
+
+t.test('a MongoHeartbeatStore with no server rejects with StoreUnavailableError (no MongoDB needed)', async (t) => {
+  const store = new MongoHeartbeatStore({ url: 'mongodb://127.0.0.1:1', dbName: 'heartbeat_db', collection: 'heartbeats', serverSelectionTimeoutMS: 200 });
+  t.teardown(() => store.close());
+  await t.rejects(store.get(1), StoreUnavailableError);
+  await t.rejects(store.saveBeat(record(1)), StoreUnavailableError);
+  await t.rejects(store.ping(), StoreUnavailableError);
+});
