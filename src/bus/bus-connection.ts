@@ -9,11 +9,19 @@ export interface BusSocket {
   terminate(): void;
 }
 
+/** The byte stream under a WebSocket, when the bus may batch writes to it. */
+export interface CorkableStream {
+  cork(): void;
+  uncork(): void;
+}
+
 export interface ConnectionInfo {
   id: string;
   name: string | null;
   remoteAddress: string;
   principal: Principal;
+  /** The TCP socket under `socket`: events sent in one tick go out in one write. */
+  stream?: CorkableStream | null;
 }
 
 const TEXT = { binary: false } as const;
@@ -24,6 +32,7 @@ export class BusConnection {
   readonly name: string | null;
   readonly remoteAddress: string;
   readonly principal: Principal;
+  readonly stream: CorkableStream | null;
   readonly connectedAt = Date.now();
   readonly patterns = new Set<string>();
   /** Set once the gateway decided to close it: nothing more is sent. */
@@ -34,12 +43,15 @@ export class BusConnection {
   framesOut = 0;
   /** Pings sent since the last pong. */
   missedPongs = 0;
+  /** Its stream is corked until the router's end-of-tick flush. */
+  corked = false;
 
   constructor(readonly socket: BusSocket, info: ConnectionInfo) {
     this.id = info.id;
     this.name = info.name;
     this.remoteAddress = info.remoteAddress;
     this.principal = info.principal;
+    this.stream = info.stream ?? null;
   }
 
   /** The default `source` of what it publishes. */

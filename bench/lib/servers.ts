@@ -1,0 +1,185 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The brokers a scenario compares, each run in its own process. */
+export type ServerKind = 'brainstem' | 'seed' | 'wire';
+
+export const SERVER_LABELS: Record<ServerKind, string> = {
+  brainstem: 'brainstem',
+  seed: 'seed ws broker',
+  wire: 'wire limit',
+};
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+export const paths = {
+  repoRoot,
+  gateway: join(repoRoot, 'dist/server.js'),
+  seedBroker: join(repoRoot, 'bench/baselines/seed-broker.js'),
+  wireLimit: join(repoRoot, 'dist/bench/baselines/wire-limit.js'),
+};
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} before listening`);
+    const open = await new Promise<boolean>((resolve) => {
+      const probe = connect(port, '127.0.0.1');
+      probe.once('connect', () => { probe.destroy(); resolve(true); });
+      probe.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Resident set size of a process, in bytes (Linux /proc). */
+export function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  if (!match) throw new Error(`no VmRSS for ${pid}`);
+  return Number(match[1]) * 1024;
+}
+
+/** CPU seconds (user + system) a process has used so far (Linux /proc). */
+export function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which may hold spaces: utime is the 14th field, stime the 15th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+export interface RunningServer {
+  kind: ServerKind;
+  pid: number;
+  port: number;
+  url: string;
+  rss(): number;
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Redis for the gateway (it then runs no embedded redis-server). */
+  redisUrl: string;
+  /** Extra environment for the gateway (e.g. BUS_MAX_BACKLOG_BYTES). */
+  env?: Record<string, string>;
+  /** Extra Node options for the gateway (`--node-args`), for experiments. */
+  nodeArgs?: string[];
+  /** Write a V8 CPU profile of the server into this folder. */
+  cpuProfileDir?: string;
+  /** Where the server's stdout/stderr go (default: discarded). */
+  logFile?: string;
+}
+
+/**
+ * The gateway exactly as `npm start` runs it, configured for the bench:
+ * no per-connection frame rate limit (BUS_MAX_FRAMES_PER_SECOND=0: the
+ * publisher sends far more than the default 100,000 frames/s allows in
+ * bursts), LOG_LEVEL=info (connects and disconnects logged), the bench's
+ * Redis. Baselines get only PORT.
+ */
+export function gatewayEnv(port: number, dataDir: string, options: StartOptions): Record<string, string> {
+  return {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    BUS_MAX_FRAMES_PER_SECOND: '0',
+    REDIS_URL: options.redisUrl,
+    DATA_DIR: dataDir,
+    ...options.env,
+  };
+}
+
+export async function startServer(kind: ServerKind, options: StartOptions): Promise<RunningServer> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'brainstem-bench-'));
+  const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : [];
+  if (kind === 'brainstem' && options.nodeArgs) nodeArgs.push(...options.nodeArgs);
+  let script: string;
+  let env: Record<string, string>;
+  if (kind === 'brainstem') {
+    script = paths.gateway;
+    env = gatewayEnv(port, dataDir, options);
+  } else {
+    script = kind === 'seed' ? paths.seedBroker : paths.wireLimit;
+    env = { PORT: String(port) };
+  }
+  const out = options.logFile ? createWriteStream(options.logFile, { flags: 'a' }) : null;
+  if (out) await once(out, 'open');
+  const child = spawn(process.execPath, [...nodeArgs, script], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', out ?? 'ignore', out ?? 'ignore'],
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`could not start ${kind}`);
+  try {
+    await waitForPort(port, child, SERVER_LABELS[kind]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return {
+    kind,
+    pid,
+    port,
+    url: kind === 'brainstem' ? `ws://127.0.0.1:${port}/bus?name=bench` : `ws://127.0.0.1:${port}`,
+    rss: () => rssOf(pid),
+    cpuSeconds: () => cpuSecondsOf(pid),
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      out?.end();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface BenchRedis {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A redis-server as the gateway's docs ask for queues: AOF everysec, noeviction. */
+export async function startBenchRedis(): Promise<BenchRedis> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'brainstem-bench-redis-'));
+  const child = spawn('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    '--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction',
+    '--save', '', '--loglevel', 'warning',
+  ], { stdio: 'ignore' });
+  await waitForPort(port, child, 'redis-server');
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

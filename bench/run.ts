@@ -1,0 +1,248 @@
+/**
+ * `npm run bench`: the bus against its baselines, side by side in one run.
+ * Each scenario runs `--rounds` times (default 3); in every round each
+ * server is started fresh in its own process and driven by clients in this
+ * one. Each scenario prints a table of medians to stdout and one JSON line.
+ * See bench/README.md.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
+import { SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
+import { runConnections, type ConnectionsOptions } from './scenarios/connections.js';
+import { runFanout, type FanoutOptions } from './scenarios/fanout.js';
+import { runLatency, type LatencyOptions } from './scenarios/latency.js';
+
+const { values: args } = parseArgs({
+  options: {
+    only: { type: 'string', default: 'S1,S2,S3,Q1' },
+    rounds: { type: 'string', default: '3' },
+    servers: { type: 'string', default: 'brainstem,seed,wire' },
+    quick: { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    connections: { type: 'string' },
+    'node-args': { type: 'string' },
+  },
+});
+
+const scenarios = new Set(args.only.split(',').map((s) => s.trim().toUpperCase()));
+const rounds = Math.max(1, Number(args.rounds));
+const servers = args.servers.split(',').map((s) => s.trim()) as ServerKind[];
+for (const kind of servers) if (!(kind in SERVER_LABELS)) throw new Error(`unknown server ${kind}`);
+
+const fanoutOptions: FanoutOptions = { subscribers: 10, payloadBytes: 256, durationMs: args.quick ? 2000 : 5000, window: 1000 };
+const latencyOptions: LatencyOptions = {
+  ratePerSecond: 5000, durationMs: args.quick ? 3000 : 10_000, warmupMs: 1000, payloadBytes: 256,
+};
+const connectionsOptions: ConnectionsOptions = {
+  connections: Number(args.connections ?? (args.quick ? 1000 : 5000)), broadcasts: 5, payloadBytes: 256,
+};
+
+type Row = Record<string, number | boolean>;
+
+interface ScenarioSpec<R extends Row> {
+  name: string;
+  title: string;
+  run(kind: ServerKind, redis: BenchRedis, round: number): Promise<R>;
+  columns: { key: keyof R & string; label: string; digits?: number }[];
+  /** Ratios and pass/fail against the issue's targets, from per-round results. */
+  verdict(byServer: Map<ServerKind, R[]>): { ratios: Record<string, number>; targets: Record<string, boolean> };
+}
+
+async function withServer<R>(kind: ServerKind, redis: BenchRedis, body: (server: Awaited<ReturnType<typeof startServer>>) => Promise<R>): Promise<R> {
+  const profiling = kind === 'brainstem' && args.profile !== undefined;
+  if (profiling) mkdirSync(args.profile as string, { recursive: true });
+  const server = await startServer(kind, {
+    redisUrl: redis.url,
+    ...(profiling ? { cpuProfileDir: args.profile } : {}),
+    ...(args['node-args'] ? { nodeArgs: args['node-args'].split(' ').filter(Boolean) } : {}),
+  });
+  try {
+    return await body(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Rotates the order servers run in, so no server always runs first or last. */
+function order(round: number): ServerKind[] {
+  return servers.map((_, i) => servers[(i + round) % servers.length] as ServerKind);
+}
+
+function perRoundRatio<R extends Row>(byServer: Map<ServerKind, R[]>, key: keyof R, a: ServerKind, b: ServerKind): number {
+  const as = byServer.get(a);
+  const bs = byServer.get(b);
+  if (!as || !bs) return Number.NaN;
+  return median(as.map((r, i) => (r[key] as number) / ((bs[i]?.[key] as number) ?? Number.NaN)));
+}
+
+const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
+  name: 'S1',
+  title: `S1 fan-out: 1 publisher, ${fanoutOptions.subscribers} subscribers, ${fanoutOptions.payloadBytes}-byte payloads, `
+    + `window ${fanoutOptions.window}, ${fanoutOptions.durationMs / 1000} s`,
+  run: (kind, redis) => withServer(kind, redis, (server) => runFanout(server, fanoutOptions)),
+  columns: [
+    { key: 'publishedPerSecond', label: 'published/s' },
+    { key: 'deliveredPerSecond', label: 'delivered/s' },
+    { key: 'allDelivered', label: 'all delivered' },
+    { key: 'p50Ms', label: 'p50 ms', digits: 2 },
+    { key: 'p99Ms', label: 'p99 ms', digits: 2 },
+    { key: 'serverCpuPercent', label: 'server CPU %' },
+    { key: 'clientCpuPercent', label: 'client CPU %' },
+    { key: 'serverRssMB', label: 'server RSS MB', digits: 1 },
+  ],
+  verdict(byServer) {
+    const vsSeed = perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'seed');
+    const vsWire = perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'wire');
+    const all = byServer.get('brainstem')?.every((r) => r.allDelivered) ?? false;
+    return {
+      ratios: { deliveredVsSeed: vsSeed, deliveredVsWireLimit: vsWire },
+      targets: { 'delivered >= 5x seed': vsSeed >= 5, 'delivered >= 0.6x wire limit': vsWire >= 0.6, 'all delivered': all },
+    };
+  },
+};
+
+const S2: ScenarioSpec<Awaited<ReturnType<typeof runLatency>>> = {
+  name: 'S2',
+  title: `S2 latency: ${latencyOptions.ratePerSecond} msg/s for ${latencyOptions.durationMs / 1000} s to one subscriber `
+    + `(after ${latencyOptions.warmupMs / 1000} s of warm-up)`,
+  run: (kind, redis) => withServer(kind, redis, (server) => runLatency(server, latencyOptions)),
+  columns: [
+    { key: 'sent', label: 'sent' },
+    { key: 'lost', label: 'lost' },
+    { key: 'p50Ms', label: 'p50 ms', digits: 3 },
+    { key: 'p99Ms', label: 'p99 ms', digits: 3 },
+    { key: 'p999Ms', label: 'p99.9 ms', digits: 3 },
+    { key: 'maxMs', label: 'max ms', digits: 2 },
+    { key: 'serverRssMB', label: 'server RSS MB', digits: 1 },
+  ],
+  verdict(byServer) {
+    const brainstem = byServer.get('brainstem') ?? [];
+    const p99 = median(brainstem.map((r) => r.p99Ms));
+    return {
+      ratios: { p99VsSeed: perRoundRatio(byServer, 'p99Ms', 'brainstem', 'seed') },
+      targets: { 'p99 <= 1 ms': p99 <= 1, 'nothing lost': brainstem.every((r) => r.lost === 0) },
+    };
+  },
+};
+
+const S3: ScenarioSpec<Awaited<ReturnType<typeof runConnections>>> = {
+  name: 'S3',
+  title: `S3 many connections: ${connectionsOptions.connections} idle subscribers (own topic + one shared), `
+    + `${connectionsOptions.broadcasts} broadcasts`,
+  run: (kind, redis) => withServer(kind, redis, (server) => runConnections(server, connectionsOptions)),
+  columns: [
+    { key: 'rssBeforeMB', label: 'RSS before MB', digits: 1 },
+    { key: 'rssIdleMB', label: 'RSS idle MB', digits: 1 },
+    { key: 'rssAfterMB', label: 'RSS after MB', digits: 1 },
+    { key: 'bytesPerConnection', label: 'bytes/conn' },
+    { key: 'connectSeconds', label: 'connect s', digits: 2 },
+    { key: 'broadcastMedianMs', label: 'broadcast median ms', digits: 1 },
+    { key: 'broadcastMaxMs', label: 'broadcast max ms', digits: 1 },
+    { key: 'allReached', label: 'all reached' },
+  ],
+  verdict(byServer) {
+    const brainstem = byServer.get('brainstem') ?? [];
+    const rss = median(brainstem.map((r) => Math.max(r.rssIdleMB, r.rssAfterMB)));
+    const broadcast = median(brainstem.map((r) => r.broadcastMedianMs));
+    const full = connectionsOptions.connections >= 5000;
+    return {
+      ratios: {
+        rssVsSeed: perRoundRatio(byServer, 'rssAfterMB', 'brainstem', 'seed'),
+        broadcastVsSeed: perRoundRatio(byServer, 'broadcastMedianMs', 'brainstem', 'seed'),
+      },
+      targets: {
+        [`RSS <= 100 MB${full ? '' : ' (fewer than 5,000 connections: not the target run)'}`]: rss <= 100,
+        'broadcast median <= 120 ms': broadcast <= 120,
+        'all reached': brainstem.every((r) => r.allReached),
+      },
+    };
+  },
+};
+
+async function runScenario<R extends Row>(spec: ScenarioSpec<R>, redis: BenchRedis): Promise<void> {
+  const byServer = new Map<ServerKind, R[]>(servers.map((kind) => [kind, []]));
+  const loads: string[] = [load()];
+  for (let round = 0; round < rounds; round++) {
+    for (const kind of order(round)) {
+      const result = await spec.run(kind, redis, round);
+      byServer.get(kind)?.push(result);
+      log(`${spec.name} round ${round + 1}/${rounds} ${SERVER_LABELS[kind]}: ${JSON.stringify(result)}`);
+    }
+    loads.push(load());
+  }
+  const medians = new Map([...byServer].map(([kind, results]) => [kind, medianOf(results)]));
+  const rows = [...medians].map(([kind, m]) => [
+    SERVER_LABELS[kind],
+    ...spec.columns.map((c) => formatNumber(m[c.key] as number | boolean, c.digits ?? 0)),
+  ]);
+  const { ratios, targets } = spec.verdict(byServer);
+  process.stdout.write(`\n${spec.title} — medians of ${rounds}\n`);
+  process.stdout.write(`${table(['server', ...spec.columns.map((c) => c.label)], rows)}\n`);
+  for (const [name, value] of Object.entries(ratios)) process.stdout.write(`  ${name}: ${formatNumber(value, 2)}\n`);
+  for (const [name, ok] of Object.entries(targets)) process.stdout.write(`  target ${name}: ${ok ? 'met' : 'NOT met'}\n`);
+  process.stdout.write(`${JSON.stringify({
+    scenario: spec.name,
+    rounds,
+    medians: Object.fromEntries(medians),
+    perRound: Object.fromEntries(byServer),
+    ratios,
+    targets,
+    loadavg: loads,
+  })}\n`);
+}
+
+/** S3 needs a descriptor per connection in this process: make sure the soft limit allows it. */
+function ensureDescriptors(): void {
+  if (!scenarios.has('S3') || process.env.BENCH_FD_RAISED) return;
+  const needed = connectionsOptions.connections + 512;
+  const soft = Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim());
+  if (!(soft < needed)) return;
+  const hard = Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim());
+  if (hard < needed) {
+    throw new Error(`S3 needs ${needed} file descriptors, the hard limit is ${hard}: lower --connections`);
+  }
+  log(`raising the descriptor limit from ${soft} to ${needed} for S3`);
+  const result = spawnSync('sh', ['-c', `ulimit -n ${needed} && exec "$0" "$@"`, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_FD_RAISED: '1' },
+  });
+  process.exit(result.status ?? 1);
+}
+
+interface QueueBenchModule {
+  runQueueBench?: (options: { redisUrl: string; rounds: number; quick: boolean }) => Promise<unknown>;
+}
+
+/** Q1 lives in bench/queues.ts (the queue organ's bench). */
+async function runQ1(redis: BenchRedis): Promise<void> {
+  const specifier = './queues.js';
+  const module = (await import(specifier).catch(() => null)) as QueueBenchModule | null;
+  if (!module?.runQueueBench) {
+    log('Q1 skipped: bench/queues.ts is not built');
+    return;
+  }
+  await module.runQueueBench({ redisUrl: redis.url, rounds, quick: args.quick });
+}
+
+async function main(): Promise<void> {
+  ensureDescriptors();
+  log(`bench: ${cpus().length} CPUs, load ${load()}, ${rounds} round(s), servers ${servers.join(', ')}`);
+  const redis = await startBenchRedis();
+  try {
+    if (scenarios.has('S1')) await runScenario(S1, redis);
+    if (scenarios.has('S2')) await runScenario(S2, redis);
+    if (scenarios.has('S3')) await runScenario(S3, redis);
+    if (scenarios.has('Q1')) await runQ1(redis);
+  } finally {
+    await redis.stop();
+  }
+  log(`bench done, load ${load()}`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

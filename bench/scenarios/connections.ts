@@ -1,0 +1,84 @@
+import {
+  closeClients, now, openClient, openClients, probeUntilSubscribed, publishFrameBuilder, sleep, subscribeFrame, waitFor,
+} from '../lib/clients.js';
+import { MB, median } from '../lib/report.js';
+import type { RunningServer } from '../lib/servers.js';
+
+export interface ConnectionsOptions {
+  connections: number;
+  broadcasts: number;
+  payloadBytes: number;
+}
+
+export interface ConnectionsResult extends Record<string, number | boolean> {
+  connections: number;
+  rssBeforeMB: number;
+  rssIdleMB: number;
+  rssAfterMB: number;
+  bytesPerConnection: number;
+  connectSeconds: number;
+  broadcastMedianMs: number;
+  broadcastMaxMs: number;
+  allReached: boolean;
+}
+
+const SHARED = 'bench.all';
+
+/**
+ * S3: many idle subscribers, each on a topic of its own and on one shared
+ * topic, then a few broadcasts on the shared one: the time from send until
+ * the last subscriber has it, and the server's RSS before the connections,
+ * with them idle, and after the broadcasts.
+ */
+export async function runConnections(server: RunningServer, options: ConnectionsOptions): Promise<ConnectionsResult> {
+  const greets = server.kind === 'brainstem';
+  await sleep(500);
+  const rssBefore = server.rss();
+  const connectStart = now();
+  const subscribers = await openClients(server.url, greets, options.connections);
+  const connectSeconds = (now() - connectStart) / 1000;
+  const publisher = await openClient(server.url, greets);
+  let reached = 0;
+  let lastAt = 0;
+  const received = subscribers.map((ws, i) => {
+    const counter = { count: 0 };
+    ws.on('message', () => {
+      counter.count++;
+      reached++;
+      lastAt = now();
+    });
+    ws.send(subscribeFrame(`bench.client.${i}`));
+    ws.send(subscribeFrame(SHARED));
+    return counter;
+  });
+  await probeUntilSubscribed(publisher, SHARED, options.connections, (i) => received[i]?.count ?? 0, 120_000);
+  await sleep(1000);
+  const rssIdle = server.rss();
+
+  const frame = publishFrameBuilder(SHARED, options.payloadBytes);
+  const times: number[] = [];
+  let allReached = true;
+  for (let b = 0; b < options.broadcasts; b++) {
+    reached = 0;
+    const sentAt = now();
+    publisher.send(frame(b, sentAt));
+    const ok = await waitFor(() => reached >= options.connections, 30_000, 1);
+    allReached &&= ok;
+    times.push(ok ? lastAt - sentAt : Number.NaN);
+    await sleep(300);
+  }
+  const rssAfter = server.rss();
+  await closeClients([...subscribers, publisher]);
+
+  return {
+    connections: options.connections,
+    rssBeforeMB: rssBefore / MB,
+    rssIdleMB: rssIdle / MB,
+    rssAfterMB: rssAfter / MB,
+    bytesPerConnection: (rssIdle - rssBefore) / options.connections,
+    connectSeconds,
+    broadcastMedianMs: median(times),
+    broadcastMaxMs: Math.max(...times),
+    allReached,
+  };
+}

@@ -1,0 +1,117 @@
+import type WebSocket from 'ws';
+import {
+  closeClients, now, openClient, openClients, probeUntilSubscribed, publishFrameBuilder, sentAt, subscribeFrame, waitFor,
+} from '../lib/clients.js';
+import { MB, quantile } from '../lib/report.js';
+import type { RunningServer } from '../lib/servers.js';
+
+export interface FanoutOptions {
+  subscribers: number;
+  payloadBytes: number;
+  durationMs: number;
+  /** Publisher flow control: at most this many messages not yet received by the slowest subscriber. */
+  window: number;
+}
+
+export interface FanoutResult extends Record<string, number | boolean> {
+  published: number;
+  publishedPerSecond: number;
+  deliveredPerSecond: number;
+  allDelivered: boolean;
+  p50Ms: number;
+  p99Ms: number;
+  serverCpuPercent: number;
+  clientCpuPercent: number;
+  serverRssMB: number;
+}
+
+const TOPIC = 'bench.fanout';
+
+/**
+ * S1: one publisher, N subscribers of one topic. The publisher keeps at most
+ * `window` messages ahead of the slowest subscriber (flow control), so what
+ * is measured is sustained delivery, not how much a server can buffer.
+ * Latency is sampled on subscriber 0 (send to receive, same clock).
+ */
+export async function runFanout(server: RunningServer, options: FanoutOptions): Promise<FanoutResult> {
+  const greets = server.kind === 'brainstem';
+  const subscribers = await openClients(server.url, greets, options.subscribers);
+  const publisher = await openClient(server.url, greets);
+  const latencies: number[] = [];
+  let measuring = false;
+  let blocked = false;
+  let lastDeliveryAt = 0;
+
+  const received = subscribers.map((ws, i) => {
+    const counter = { count: 0 };
+    ws.on('message', (data: Buffer) => {
+      counter.count++;
+      if (!measuring) return;
+      lastDeliveryAt = now();
+      if (i === 0) latencies.push(lastDeliveryAt - sentAt(data.toString()));
+      if (blocked) {
+        blocked = false;
+        setImmediate(pump);
+      }
+    });
+    ws.send(subscribeFrame(TOPIC));
+    return counter;
+  });
+  await probeUntilSubscribed(publisher, TOPIC, options.subscribers, (i) => received[i]?.count ?? 0);
+  for (const counter of received) counter.count = 0;
+
+  const frame = publishFrameBuilder(TOPIC, options.payloadBytes);
+  let published = 0;
+  let stopped = false;
+  let stoppedAt = 0;
+  const slowest = () => {
+    let min = Infinity;
+    for (const counter of received) if (counter.count < min) min = counter.count;
+    return min;
+  };
+  function pump(): void {
+    if (stopped) return;
+    const floor = slowest();
+    while (published - floor < options.window && publisher.bufferedAmount < MB) {
+      const t = now();
+      if (t - start >= options.durationMs) {
+        stopped = true;
+        stoppedAt = t;
+        return;
+      }
+      publisher.send(frame(published, t));
+      published++;
+    }
+    blocked = true;
+  }
+
+  const serverCpu0 = server.cpuSeconds();
+  const clientCpu0 = process.cpuUsage();
+  measuring = true;
+  const start = now();
+  // A safety net for a publisher blocked on its own socket buffer rather than on the window.
+  const nudge = setInterval(() => { if (!stopped) pump(); }, 5);
+  pump();
+  await waitFor(() => stopped, options.durationMs + 5000);
+  clearInterval(nudge);
+  const allDelivered = await waitFor(() => received.every((counter) => counter.count === published), 15_000);
+  const elapsed = now() - start;
+  const serverCpu = server.cpuSeconds() - serverCpu0;
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const totalDelivered = received.reduce((sum, counter) => sum + counter.count, 0);
+  const serverRss = server.rss();
+  await closeClients([...subscribers, publisher] as WebSocket[]);
+
+  latencies.sort((a, b) => a - b);
+  return {
+    published,
+    publishedPerSecond: published / ((stoppedAt - start) / 1000),
+    deliveredPerSecond: totalDelivered / ((lastDeliveryAt - start) / 1000),
+    allDelivered,
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms: quantile(latencies, 0.99),
+    serverCpuPercent: (serverCpu / (elapsed / 1000)) * 100,
+    clientCpuPercent: ((clientCpu.user + clientCpu.system) / 1000 / elapsed) * 100,
+    serverRssMB: serverRss / MB,
+  };
+}
