@@ -56,7 +56,7 @@ class Task(TypedDict):
 EventHandler = Callable[[Event], Any]
 """Called with each matching event; may be a plain function or a coroutine function."""
 TaskHandler = Callable[[Task], Any]
-"""Called with each task; may be a plain function or a coroutine function."""
+"""Called with each task; a coroutine function, or a plain function (run in a worker thread)."""
 Listener = Callable[..., Any]
 
 
@@ -85,6 +85,22 @@ class RequestTimeout(BrokerError, asyncio.TimeoutError):
 async def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
     """Calls a sync or async handler and returns its result."""
     result = handler(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def is_async_callable(handler: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))
+
+
+async def call_task_handler(handler: Callable[..., Any], task: Any) -> Any:
+    """Calls a task handler: a plain function runs in a worker thread, so
+    that blocking work (a model, a file) does not stall the connection,
+    the heartbeats or the other tasks."""
+    if is_async_callable(handler):
+        return await handler(task)
+    result = await asyncio.to_thread(handler, task)
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -459,7 +475,7 @@ class BrokerClient:
         elif pull is not None and pull.future is not None and not pull.future.done():
             pull.future.set_result(task)  # type: ignore[arg-type]
         elif self.task_handler is not None:
-            self._spawn(call_handler(self.task_handler, task), f"task handler for {queue}")
+            self._spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
         else:
             log.warning("task %s from %s arrived with no on_task handler", task.get("id"), queue)
 
@@ -743,8 +759,9 @@ class BrokerClient:
     async def work(self, queue: str, handler: TaskHandler, concurrency: int = 1) -> "Worker":
         """Processes ``queue`` with at most ``concurrency`` tasks in hand.
 
-        ``handler(task)`` may be sync or async: its return value acks the task
-        (as the ack's ``result``), an exception fails it with its message.
+        ``handler(task)`` may be a coroutine function or a plain function (run
+        in a worker thread): its return value acks the task (as the ack's
+        ``result``), an exception fails it with its message.
         """
         _check_queue(queue)
         if concurrency < 1:
@@ -817,7 +834,7 @@ class Worker:
         self.in_hand += 1
         try:
             try:
-                result = await call_handler(self.handler, task)
+                result = await call_task_handler(self.handler, task)
             except Exception as err:
                 self.failed += 1
                 reason = str(err) or type(err).__name__
