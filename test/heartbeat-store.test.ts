@@ -1,13 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { StoreUnavailableError, type BeatRecord, type HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
 import { MongoHeartbeatStore } from '../src/heartbeat/mongo-heartbeat-store.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
 import { startRedis } from './helpers/redis.js';
-
-type Test = typeof t;
 
 function record(pid: number, fields: Partial<BeatRecord> = {}): BeatRecord {
   return {
