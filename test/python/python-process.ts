@@ -1,8 +1,12 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-/** Debian's interpreter, where python3-websockets is installed (not a pyenv shim). */
-export const PYTHON = '/usr/bin/python3';
+/**
+ * Debian's interpreter, where python3-websockets is installed (not a pyenv
+ * shim). BRAINSTEM_TEST_PYTHON runs the same tests under another one, e.g.
+ * a venv with a newer websockets.
+ */
+export const PYTHON = process.env.BRAINSTEM_TEST_PYTHON ?? '/usr/bin/python3';
 export const packageSource = fileURLToPath(new URL('../../clients/python/src', import.meta.url));
 export const seedRoot = fileURLToPath(new URL('../fixtures/seed', import.meta.url));
 export const scriptsDir = fileURLToPath(new URL('.', import.meta.url));

@@ -31,6 +31,10 @@ DEFAULT_URL = "ws://127.0.0.1:8080/bus"
 
 log = logging.getLogger("brainstem")
 
+# websockets before 11 exports `connect` lazily, out of type checkers' sight;
+# from 14 on it is the new asyncio client. Both take the arguments used here.
+_ws_connect: Callable[..., Any] = getattr(websockets, "connect")
+
 
 class Event(TypedDict, total=False):
     """An event as subscribers receive it (``type``, ``source``, ``payload`` and ``timestamp`` are always set)."""
@@ -284,7 +288,7 @@ class BrokerClient:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
     async def _open(self) -> None:
-        ws = await websockets.connect(
+        ws = await _ws_connect(
             self._connect_url(),
             open_timeout=self.open_timeout,
             max_size=self.max_frame_bytes,
