@@ -1,4 +1,5 @@
 import type { BusEvent } from '../bus/protocol.js';
+import { HeartbeatClient } from '../heartbeat/heartbeat-client.js';
 import { BrokerClient, toBusUrl, type BrokerClientOptions } from './broker-client.js';
 import type { Task } from './types.js';
 
@@ -53,33 +54,6 @@ export function httpBaseOf(busUrl: string): string {
 }
 
 /**
- * Posts `{pid, name}` on an interval, as the seed's HeartbeatClient does,
- * so the heartbeat organ sees the service alive. Failures are reported
- * once per outage, not once per beat.
- */
-function startHeartbeat(name: string, url: string, intervalMs: number, token: string | undefined, log: ServiceLog): () => void {
-  let failing = false;
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const beat = async () => {
-    try {
-      const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ pid: process.pid, name }) });
-      if (!response.ok) throw new Error(`status ${response.status}`);
-      await response.arrayBuffer();
-      if (failing) log.info(`[${name}] heartbeat is back`);
-      failing = false;
-    } catch (err) {
-      if (!failing) log.error(`[${name}] heartbeat to ${url} failed: ${(err as Error).message}`);
-      failing = true;
-    }
-  };
-  void beat();
-  const timer = setInterval(() => void beat(), intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
-}
-
-/**
  * The seed's service template, made durable: connects (waiting for the
  * gateway if it is not up yet), subscribes `topics` to `handleEvent`,
  * works `queues` with `handleTask`, heartbeats, and on SIGINT or SIGTERM
@@ -115,13 +89,27 @@ export async function startService(options: ServiceOptions): Promise<BrokerClien
     client.work(queue, (task) => handleTask(task, client), { concurrency });
   }
 
-  let stopHeartbeat = () => {};
   if (options.heartbeat !== false) {
     const settings = typeof options.heartbeat === 'object' ? options.heartbeat : {};
-    const url = settings.url ?? `${httpBaseOf(client.url)}/heartbeat`;
-    stopHeartbeat = startHeartbeat(id, url, settings.interval ?? 3000, options.token, log);
+    // Report a failing heartbeat once per outage, not once per beat.
+    let failing = false;
+    const heartbeat = new HeartbeatClient({
+      url: settings.url ?? `${httpBaseOf(client.url)}/heartbeat`,
+      name: id,
+      interval: settings.interval ?? 3000,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      onHeartbeat: () => {
+        if (failing) log.info(`[${id}] heartbeat is back`);
+        failing = false;
+      },
+      onError: (err) => {
+        if (!failing) log.error(`[${id}] heartbeat failed: ${err.message}`);
+        failing = true;
+      },
+    });
+    heartbeat.start();
+    client.on('closed', () => heartbeat.stop());
   }
-  client.on('closed', () => stopHeartbeat());
 
   if (options.exitOnSignal !== false) {
     const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
