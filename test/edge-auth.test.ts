@@ -147,7 +147,7 @@ t.test('REST: queue mutations need admin (403 otherwise); enqueue needs the queu
 
   const enqueueDenied = await post('/queues/generate.text/tasks', TOKENS.tts, { task: {} });
   t.equal(enqueueDenied.status, 403);
-  t.same(await enqueueDenied.json(), { error: 'this token may not use queue generate.text', code: 'FORBIDDEN' });
+  t.same(await enqueueDenied.json(), { error: 'not allowed to use queue generate.text', code: 'FORBIDDEN' });
   const enqueued = await post('/queues/generate.audio/tasks', TOKENS.tts, { task: { text: 'hi' } });
   t.equal(enqueued.status, 201, 'enqueue on a queue the token names');
   t.match(await enqueued.json(), { ok: true, taskId: String });

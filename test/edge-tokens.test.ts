@@ -1,5 +1,5 @@
 import t from 'tap';
-import { requirementFor, satisfies } from '../src/edge/access-policy.js';
+import { describeRequirement, requirementFor, satisfies } from '../src/edge/access-policy.js';
 import { headersWithoutToken, queryWithoutToken, redactTokenInUrl } from '../src/edge/gateway-credentials.js';
 import { ANONYMOUS_PRINCIPAL, TokenPrincipal, TokenTable } from '../src/edge/token-table.js';
 import { tokenSpec } from './helpers/edge.js';
@@ -60,6 +60,8 @@ t.test('access policy: which surface needs what', async (t) => {
   t.ok(satisfies(tts, { kind: 'right', right: 'queue', subject: 'generate.audio' }));
   t.notOk(satisfies(tts, { kind: 'right', right: 'queue', subject: 'other' }));
   t.notOk(satisfies(tts, { kind: 'admin' }));
+  t.equal(describeRequirement({ kind: 'right', right: 'queue', subject: 'other' }), 'not allowed to use queue other', 'worded as on the bus');
+  t.equal(describeRequirement({ kind: 'admin' }), 'this needs an admin token');
 });
 
 t.test('the gateway token never leaves for an upstream, nor lands in logs', async (t) => {

@@ -71,8 +71,11 @@ export function describeRequirement(requirement: Requirement): string {
   switch (requirement.kind) {
     case 'admin':
       return 'this needs an admin token';
+    // The same words as the bus's FORBIDDEN for the same right.
     case 'right':
-      return `this token may not ${requirement.right === 'queue' ? 'use queue' : requirement.right} ${requirement.subject}`;
+      if (requirement.right === 'queue') return `not allowed to use queue ${requirement.subject}`;
+      if (requirement.right === 'subscribe') return `not allowed to subscribe to ${requirement.subject}`;
+      return `not allowed to publish ${requirement.subject}`;
     default:
       return 'not allowed';
   }
