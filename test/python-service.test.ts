@@ -148,3 +148,19 @@ t.test('a service started before the gateway connects when it comes up', async (
   const [id] = await enqueue(producer, 'early.q', [{}]);
   t.equal((await stt.next((l) => 'done' in l)).done, id);
 });
+
+t.test("by default the heartbeats go to the gateway's own /heartbeat", async (t) => {
+  const gw = await startGateway(t);
+  const watcher = await TestSocket.open(gw.busUrl);
+  t.teardown(() => watcher.close());
+  await watcher.call({ action: 'subscribe', topic: 'heartbeat.ping' });
+  const stt = startStt(t, gw.busUrl, 'beats.q', 'default');
+  const ping = (await watcher.next((f) => 'event' in f && ((f.event as Frame).payload as Frame).pid === stt.child.pid, 10_000)).event as Frame;
+  t.equal((ping.payload as Frame).name, 'stt', 'the gateway accepted the beat and told the bus');
+  const records = await (await fetch(`${gw.httpUrl}/heartbeats`)).json() as Frame[];
+  const record = records.find((r) => r.pid === stt.child.pid);
+  t.equal(record?.name, 'stt');
+  t.equal(record?.status, 'alive');
+  stt.signal('SIGTERM');
+  t.equal((await stt.exited).code, 0);
+});

@@ -1,6 +1,6 @@
 """A speech-to-text service on brainstem.start_service, for the tests.
 
-Usage: service.py BUS_URL QUEUE HEARTBEAT_URL [sync]. Task payloads:
+Usage: service.py BUS_URL QUEUE HEARTBEAT_URL|default [sync]. Task payloads:
 {"seconds": S} sleeps S seconds; {"fail": true} raises. "sync" makes both
 handlers plain functions. Requests on voice.* are answered with a pong.
 """
@@ -13,6 +13,8 @@ from brainstem import start_service
 from stdio import emit
 
 url, queue, heartbeat_url = sys.argv[1:4]
+if heartbeat_url == "default":
+    heartbeat_url = None  # beside the bus: the gateway's POST /heartbeat
 sync = sys.argv[4:] == ["sync"]
 
 
