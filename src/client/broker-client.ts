@@ -19,8 +19,11 @@ export interface EnqueueOptions {
   priority?: number;
   delay?: number;
   attempts?: number;
-  backoff?: number | { type: string; delay: number };
+  backoff?: number | { type: 'exponential' | 'fixed'; delay: number };
+  /** The taskId to use instead of one the gateway picks. */
   jobId?: string;
+  /** When the task is done the gateway publishes its result there (correlationId = taskId). */
+  replyTo?: string;
 }
 
 export interface ReconnectOptions {
