@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { join, resolve } from 'node:path';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
@@ -80,6 +81,39 @@ async function registerPages(app: FastifyInstance, prefix: string, root: string,
   });
 }
 
+function isUnderPrefix(rawUrl: string | undefined, prefixes: readonly string[]): boolean {
+  const pathname = (rawUrl ?? '').split('?', 1)[0] as string;
+  return prefixes.some((prefix) => pathname === prefix || pathname.startsWith(`${prefix}/`));
+}
+
+/**
+ * Every 'upgrade' listener sees every upgrade. The proxy's listener takes
+ * the ones under its prefixes; @fastify/websocket's (the bus) would take
+ * them too, fail on the socket the proxy already owns, and log a warning
+ * with a stack for every proxied WebSocket. Listeners added after the
+ * proxies are therefore shown only the upgrades outside those prefixes,
+ * with the same path test the proxy uses.
+ */
+function keepProxiedUpgradesToTheProxy(app: FastifyInstance, prefixes: readonly string[]): void {
+  if (prefixes.length === 0) return;
+  const proxyListeners = new Set(app.server.listeners('upgrade'));
+  const guards: ((...args: unknown[]) => void)[] = [];
+  app.addHook('onReady', async () => {
+    for (const listener of app.server.listeners('upgrade') as ((...args: unknown[]) => void)[]) {
+      if (proxyListeners.has(listener)) continue;
+      const guard = (request: unknown, ...rest: unknown[]) => {
+        if (!isUnderPrefix((request as IncomingMessage).url, prefixes)) listener.call(app.server, request, ...rest);
+      };
+      app.server.removeListener('upgrade', listener);
+      app.server.on('upgrade', guard);
+      guards.push(guard);
+    }
+  });
+  app.addHook('onClose', async () => {
+    for (const guard of guards) app.server.removeListener('upgrade', guard);
+  });
+}
+
 /**
  * The skin: rate limits, CORS, proxied internal services and frontends.
  * Registered before the bus so that the proxies' WebSocket upgrade handling
@@ -112,6 +146,7 @@ export default fp<EdgeOptions>(async function edgePlugin(app, { edge }) {
     await registerProxy(app, route);
     app.log.info({ prefix: route.prefix, upstream: route.upstream, websocket: route.websocket, auth: route.auth }, 'proxy route');
   }
+  keepProxiedUpgradesToTheProxy(app, edge.proxy.filter((route) => route.websocket).map((route) => route.prefix));
 
   for (const frontend of edge.static) {
     await registerPages(app, frontend.prefix, frontend.root, frontend.csp);

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import t from 'tap';
 import WebSocket from 'ws';
 import { bearer, edgeConfig, tokenSpec } from './helpers/edge.js';
@@ -68,8 +69,10 @@ t.test('prefix and rewritePrefix: the upstream gets its own path, query, method 
 
 t.test('WebSocket proxying, side by side with /bus on the same gateway', async (t) => {
   const echo = await startWsEchoUpstream(t);
+  const warnings: string[] = [];
   const gw = await startGateway(t, {
     redisUrl: redis.url,
+    logger: { level: 'warn', stream: new Writable({ write(line: Buffer, _encoding, done) { warnings.push(line.toString()); done(); } }) },
     edge: edgeConfig({ proxy: [{ prefix: '/voice', upstream: echo.url, websocket: true, auth: true, rewritePrefix: '' }] }),
   });
   const proxied = `ws://127.0.0.1:${gw.port}/voice/stream?room=a`;
@@ -92,6 +95,7 @@ t.test('WebSocket proxying, side by side with /bus on the same gateway', async (
   await bus.call({ action: 'publish', message: { type: 'edge.check', payload: 1 } });
   t.equal(((await bus.event('edge.check')).event as { payload: number }).payload, 1, '/bus still works');
   t.equal(await wsFirstMessage(proxied, 'third'), 'echo:third', 'a proxied upgrade after the bus one works too');
+  t.same(warnings, [], 'no upgrade is claimed twice (no ERR_HTTP_SOCKET_ASSIGNED warnings)');
 });
 
 t.test('an upstream that is down answers 502 with a JSON body, at once', async (t) => {
