@@ -209,9 +209,9 @@ export class QueueService {
       try {
         await lease.job.moveToCompleted(result ?? null, lease.token, false);
       } catch (err) {
-        // A reply lost to a Redis restart makes the resent command find the
-        // task already completed: that ack did its job.
-        if (!lostLease(err) || !(await lease.job.isCompleted())) throw err;
+        // The command may have run with its reply lost to a Redis restart
+        // (then a resent one finds no lock): if the task is done, so is the ack.
+        if (!(await lease.job.isCompleted().catch(() => false))) throw err;
       }
       this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
