@@ -2,6 +2,7 @@ import t from 'tap';
 import { buildApp, type BrainstemApp } from '../app.js';
 import { BrokerClient } from '../src/client/index.js';
 import { isValidPattern, isValidQueueName, isValidTopic, patternMatches } from '../src/bus/topic.js';
+import { edgeConfig, tokenSpec } from './helpers/edge.js';
 import { startGateway } from './helpers/gateway.js';
 import { TestSocket } from './helpers/test-socket.js';
 import { PythonProcess, startDriver } from './python/python-process.js';
@@ -168,4 +169,22 @@ t.test('the gateway restarts: the client reconnects, resubscribes, and sends wha
   ts.send({ action: 'publish', message: { type: 'news.after', payload: 2 } });
   t.equal(((await py.next((l) => 'event' in l)).event as Frame).type, 'news.after');
   await py.call({ op: 'close' });
+});
+
+t.test('with tokens: the token opens the bus, a forbidden frame raises FORBIDDEN, no token is refused', async (t) => {
+  const token = 'stt-token-0123456789abcdef';
+  const gw = await startGateway(t, {
+    edge: edgeConfig({ tokens: [tokenSpec('stt', token, { publish: ['transcript.>'], subscribe: ['voice.*', '_inbox.*'], queues: ['transcribe.audio'] })] }),
+  });
+  const py = await startDriver(t, gw.busUrl, 'stt', { BRAINSTEM_TOKEN: token });
+  await py.call({ op: 'subscribe', topic: 'voice.*' });
+  const forbidden = await py.call({ op: 'subscribe', topic: 'agent.reply' }).catch((e: Frame) => e);
+  t.equal(forbidden.kind, 'BrokerError');
+  t.equal(forbidden.code, 'FORBIDDEN', 'the refusal carries its code');
+  t.equal(gw.app.bus.router.subscriptionCounts()['agent.reply'] ?? 0, 0, 'and changed nothing');
+  t.equal(await failureKind(py.call({ op: 'request', type: 'transcript.final', timeout: 0.2 })), 'RequestTimeout', 'its inbox may be subscribed');
+
+  const anonymous = PythonProcess.start(t, 'driver.py', [gw.busUrl, 'anonymous']);
+  t.equal((await anonymous.exited).code, 1);
+  t.match(anonymous.stderr, /ConnectionError: cannot connect to .*401/, 'connect() without a token fails with the reason');
 });
