@@ -7,6 +7,7 @@ import heartbeatPlugin from './plugins/heartbeat.js';
 import queuesPlugin from './plugins/queues.js';
 import redisPlugin from './plugins/redis.js';
 import busRoutes from './routes/bus.js';
+import dashboardRoutes from './routes/dashboard.js';
 import heartbeatRoutes from './routes/heartbeat.js';
 import healthRoutes from './routes/health.js';
 import queueRoutes from './routes/queues.js';
@@ -81,6 +82,7 @@ export async function buildApp(options: BuildOptions = {}) {
   await app.register(queueRoutes);
   await app.register(heartbeatPlugin);
   await app.register(heartbeatRoutes);
+  await app.register(dashboardRoutes);
   await app.register(healthRoutes);
   return app;
 }

@@ -1,0 +1,82 @@
+/** The gateway's REST routes as the dashboard calls them, with its token. */
+import type { BusDescription } from '../bus/bus-router.js';
+import type { RecordWithStatus } from '../heartbeat/heartbeat-monitor.js';
+import type { QueueDetail, QueueSummary, TaskState } from '../queues/queue-service.js';
+
+export type { BusDescription, QueueDetail, QueueSummary, RecordWithStatus };
+
+export interface DashboardSession {
+  auth: boolean;
+  name: string | null;
+  admin: boolean;
+  instanceLimits: Record<string, number>;
+}
+
+export interface RetryReceipt {
+  ok: true;
+  taskId: string;
+  from: TaskState;
+}
+
+/** A refusal from the gateway: its `{error, code}` and the HTTP status. */
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export class Api {
+  /** `base`: the page's own address, so the dashboard also works under a proxy prefix. */
+  constructor(private readonly base: string, private readonly token: () => string | null) {}
+
+  session(): Promise<DashboardSession> {
+    return this.request('GET', 'dashboard/session');
+  }
+
+  heartbeats(): Promise<RecordWithStatus[]> {
+    return this.request('GET', 'heartbeats');
+  }
+
+  async queues(): Promise<QueueSummary[]> {
+    return (await this.request<{ queues: QueueSummary[] }>('GET', 'queues')).queues;
+  }
+
+  queue(name: string, limit: number): Promise<QueueDetail> {
+    return this.request('GET', `queues/${encodeURIComponent(name)}?limit=${limit}`);
+  }
+
+  bus(): Promise<BusDescription> {
+    return this.request('GET', 'bus');
+  }
+
+  retryTask(queue: string, taskId: string): Promise<RetryReceipt> {
+    return this.request('POST', `queues/${encodeURIComponent(queue)}/tasks/${encodeURIComponent(taskId)}/retry`);
+  }
+
+  removeTask(queue: string, taskId: string): Promise<{ ok: true; taskId: string }> {
+    return this.request('DELETE', `queues/${encodeURIComponent(queue)}/tasks/${encodeURIComponent(taskId)}`);
+  }
+
+  private async request<T>(method: string, path: string): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    const token = this.token();
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.base), { method, headers, cache: 'no-store' });
+    } catch (err) {
+      throw new ApiError(0, 'OFFLINE', `the gateway did not answer (${(err as Error).message})`);
+    }
+    const body = await response.json().catch(() => null) as unknown;
+    if (!response.ok) {
+      const refusal = (body ?? {}) as { error?: unknown; code?: unknown };
+      throw new ApiError(
+        response.status,
+        typeof refusal.code === 'string' ? refusal.code : `HTTP_${response.status}`,
+        typeof refusal.error === 'string' ? refusal.error : `${method} /${path} answered ${response.status}`,
+      );
+    }
+    return body as T;
+  }
+}
