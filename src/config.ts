@@ -90,6 +90,18 @@ export const SETTINGS = {
     env: 'BUS_MAX_FRAMES_PER_SECOND', default: 100_000, parse: integer(0, 10_000_000),
     doc: 'frames a connection may send per second (0: no limit); over it RATE_LIMITED, then 1008',
   },
+  busCluster: {
+    env: 'BUS_CLUSTER', default: true, parse: boolean,
+    doc: 'with REDIS_URL set, gateways on the same Redis share one bus (events cross Redis only where subscribed)',
+  },
+  busClusterChannel: {
+    env: 'BUS_CLUSTER_CHANNEL', default: 'brainstem:bus', parse: text,
+    doc: 'prefix of the Redis pub/sub channels of the shared bus; one per cluster',
+  },
+  busClusterHeartbeatMs: {
+    env: 'BUS_CLUSTER_HEARTBEAT_MS', default: 1000, parse: integer(50, 60_000),
+    doc: 'how often each gateway tells the others it is alive; silent for 3.5 beats, it is forgotten',
+  },
   queueAttempts: {
     env: 'QUEUE_ATTEMPTS', default: 5, parse: integer(1, 1000),
     doc: 'deliveries a task gets before it goes to the dead letters (per task: opts.attempts)',

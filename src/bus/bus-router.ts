@@ -12,6 +12,25 @@ export interface BusCounters {
   published: number;
   delivered: number;
   slowConsumersDropped: number;
+  /** Events sent to other instances of the cluster (one per instance). */
+  forwardedToPeers: number;
+  /** Events other instances sent here for local subscribers. */
+  receivedFromPeers: number;
+}
+
+/**
+ * The rest of the cluster, as the router sees it (ClusterBridge). Attached
+ * only while other instances exist: alone, publishing pays nothing for it.
+ */
+export interface RemoteBus {
+  /** A pattern got its first local subscriber; resolves once the others know. */
+  patternAdded(pattern: string): void;
+  /** A pattern lost its last local subscriber. */
+  patternRemoved(pattern: string): void;
+  /** Resolves when the interest changes made so far have reached Redis. */
+  interestPropagated(): Promise<void> | undefined;
+  /** An event published here: to every other instance with a matching pattern, once. */
+  forward(type: string, frame: () => Buffer): void;
 }
 
 export interface BusDescription {
@@ -28,6 +47,8 @@ export interface BusDescription {
   subscriptions: Record<string, number>;
   counters: BusCounters & { connections: number };
   rates: { publishedPerSecond: number; deliveredPerSecond: number };
+  /** The gateway instances sharing this bus through Redis, when clustering is on. */
+  cluster?: unknown;
 }
 
 type DetachListener = (connection: BusConnection) => void;
@@ -38,7 +59,11 @@ type DetachListener = (connection: BusConnection) => void;
  */
 export class BusRouter {
   readonly connections = new Map<string, BusConnection>();
-  readonly counters: BusCounters = { connectionsOpened: 0, published: 0, delivered: 0, slowConsumersDropped: 0 };
+  readonly counters: BusCounters = {
+    connectionsOpened: 0, published: 0, delivered: 0, slowConsumersDropped: 0, forwardedToPeers: 0, receivedFromPeers: 0,
+  };
+  private remote: RemoteBus | null = null;
+  private describeCluster: (() => unknown) | null = null;
   private readonly trie = new TopicTrie<BusConnection>();
   private readonly detachListeners: DetachListener[] = [];
   private publishSeq = 0;
@@ -67,7 +92,7 @@ export class BusRouter {
   detach(connection: BusConnection): void {
     if (!this.connections.delete(connection.id)) return;
     connection.closing = true;
-    for (const pattern of connection.patterns) this.trie.remove(pattern, connection);
+    for (const pattern of connection.patterns) this.removeFromTrie(pattern, connection);
     connection.patterns.clear();
     for (const listener of this.detachListeners) listener(connection);
   }
@@ -81,34 +106,78 @@ export class BusRouter {
     if (connection.patterns.has(pattern)) return false;
     connection.patterns.add(pattern);
     this.trie.add(pattern, connection);
+    if (this.remote && this.trie.countOf(pattern) === 1) this.remote.patternAdded(pattern);
     return true;
   }
 
   /** Returns false when the connection had no such pattern. */
   unsubscribe(connection: BusConnection, pattern: string): boolean {
     if (!connection.patterns.delete(pattern)) return false;
-    this.trie.remove(pattern, connection);
+    this.removeFromTrie(pattern, connection);
     return true;
   }
 
   /**
+   * Resolves when the other instances know of the subscriptions made so
+   * far; undefined when there are none to tell (a subscribe's receipt waits
+   * for it, so that an event published anywhere after the receipt arrives).
+   */
+  interestPropagated(): Promise<void> | undefined {
+    return this.remote?.interestPropagated();
+  }
+
+  /** Every pattern with a local subscriber: this instance's interest. */
+  localPatterns(): string[] {
+    return [...this.trie.patterns()];
+  }
+
+  /** Attaches the rest of the cluster (or detaches it: null). */
+  setRemote(remote: RemoteBus | null): void {
+    this.remote = remote;
+  }
+
+  /** What `GET /bus` shows under `cluster`. */
+  setClusterDescriber(describe: (() => unknown) | null): void {
+    this.describeCluster = describe;
+  }
+
+  /**
    * Delivers an event to every connection with a matching pattern, once
-   * each. The frame is serialized once, whatever the number of subscribers.
-   * Returns the number of connections it was sent to.
+   * each, and to the other instances that have one. The frame is
+   * serialized once, whatever the number of subscribers. Returns the
+   * number of local connections it was sent to.
    */
   publish(event: BusEvent): number {
     this.counters.published++;
-    const seq = ++this.publishSeq;
     let frame: Buffer | undefined;
+    const serialize = () => (frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`));
+    const delivered = this.deliverLocally(event.type, serialize);
+    this.remote?.forward(event.type, serialize);
+    return delivered;
+  }
+
+  /** An event another instance published, already serialized there. */
+  deliverFromPeer(type: string, frame: Buffer): number {
+    this.counters.receivedFromPeers++;
+    return this.deliverLocally(type, () => frame);
+  }
+
+  private deliverLocally(type: string, frame: () => Buffer): number {
+    const seq = ++this.publishSeq;
     let delivered = 0;
-    this.trie.forEachMatch(event.type, (connection) => {
+    this.trie.forEachMatch(type, (connection) => {
       if (connection.lastPublish === seq) return;
       connection.lastPublish = seq;
-      frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`);
-      if (this.deliver(connection, frame)) delivered++;
+      if (this.deliver(connection, frame())) delivered++;
     });
     this.counters.delivered += delivered;
     return delivered;
+  }
+
+  private removeFromTrie(pattern: string, connection: BusConnection): void {
+    if (this.trie.remove(pattern, connection) && this.remote && this.trie.countOf(pattern) === 0) {
+      this.remote.patternRemoved(pattern);
+    }
   }
 
   /**
@@ -154,6 +223,7 @@ export class BusRouter {
       subscriptions: this.trie.patternCounts(),
       counters: { ...this.counters, connections: this.connections.size },
       rates: this.rates,
+      ...(this.describeCluster ? { cluster: this.describeCluster() } : {}),
     };
   }
 

@@ -23,6 +23,8 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     }
     router.subscribe(connection, pattern);
     if (debug) log.debug({ clientId: connection.id, name: connection.name, pattern }, 'subscribe');
+    // In a cluster the receipt waits until the other instances know the pattern.
+    return router.interestPropagated();
   });
 
   dispatcher.register('unsubscribe', (connection, frame) => {

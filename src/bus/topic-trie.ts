@@ -78,6 +78,20 @@ export class TopicTrie<T> {
     return this.counts.size;
   }
 
+  /** Subscribers of exactly this pattern (0 when none). */
+  countOf(pattern: string): number {
+    return this.counts.get(pattern) ?? 0;
+  }
+
+  /** Every pattern with at least one subscriber. */
+  patterns(): IterableIterator<string> {
+    return this.counts.keys();
+  }
+
+  get isEmpty(): boolean {
+    return this.counts.size === 0;
+  }
+
   private walk(node: TrieNode<T>, segments: string[], depth: number, visit: (s: T) => void): void {
     if (depth === segments.length) {
       for (const s of node.exact) visit(s);
