@@ -1,12 +1,23 @@
 // PM2 apps. The heartbeat organ reads `instances` per name as its limit.
+//
+// Two gateways as one broker: start PM2 with REDIS_URL set to a Redis both
+// can reach (`REDIS_URL=redis://127.0.0.1:6379 pm2 start ecosystem.config.cjs`).
+// A second gateway then runs on port 8081; the bus (events cross between
+// them through Redis pub/sub) and the queues (BullMQ) are shared, and
+// `GET /bus` on either lists both. Without REDIS_URL one gateway runs, with
+// its own embedded Redis.
+const sharedRedis = process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL } : {};
+const gateway = (name, port) => ({
+  name,
+  script: 'dist/server.js',
+  instances: 1,
+  env: { PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', ...sharedRedis },
+});
+
 module.exports = {
   apps: [
-    {
-      name: 'brainstem',
-      script: 'dist/server.js',
-      instances: 1,
-      env: { PORT: '8080', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
-    },
+    gateway('brainstem', 8080),
+    ...(process.env.REDIS_URL ? [gateway('brainstem-2', 8081)] : []),
     // The seed's flow, on brainstem/client (examples/): a file change becomes
     // fs.change, an agent.think task, an answer on replyTo, an action.plan.
     {
