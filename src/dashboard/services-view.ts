@@ -55,6 +55,8 @@ export class ServicesView {
     const seen = new Set<number>();
     for (const record of records) {
       seen.add(record.pid);
+      // A ping that arrived while the request was on its way is newer than the response.
+      if (record.last < (this.services.get(record.pid)?.record.last ?? -Infinity)) continue;
       this.upsert(record);
     }
     for (const pid of this.services.keys()) if (!seen.has(pid)) this.services.delete(pid);

@@ -79,6 +79,18 @@ export async function openPage(t: Teardown, context: BrowserContext, url: string
   return { page, problems };
 }
 
+/** The dashboard in a new tab, once its bus connection is up. */
+export async function openDashboard(t: Teardown, context: BrowserContext, url: string): Promise<DashboardPage> {
+  const opened = await openPage(t, context, url);
+  await opened.page.locator('#link[data-state="live"]').waitFor();
+  return opened;
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() as Record<string, unknown> };
+}
+
 export async function screenshot(page: Page, name: string, viewport = LAPTOP): Promise<string> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   const path = join(SCREENSHOTS, `${name}.png`);
