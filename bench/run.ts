@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
+import { runQueueBench } from './queues.js';
 import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
 import { SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
 import { runConnections, type ConnectionsOptions } from './scenarios/connections.js';
@@ -212,21 +213,6 @@ function ensureDescriptors(): void {
   process.exit(result.status ?? 1);
 }
 
-interface QueueBenchModule {
-  runQueueBench?: (options: { redisUrl: string; rounds: number; quick: boolean }) => Promise<unknown>;
-}
-
-/** Q1 lives in bench/queues.ts (the queue organ's bench). */
-async function runQ1(redis: BenchRedis): Promise<void> {
-  const specifier = './queues.js';
-  const module = (await import(specifier).catch(() => null)) as QueueBenchModule | null;
-  if (!module?.runQueueBench) {
-    log('Q1 skipped: bench/queues.ts is not built');
-    return;
-  }
-  await module.runQueueBench({ redisUrl: redis.url, rounds, quick: args.quick });
-}
-
 async function main(): Promise<void> {
   ensureDescriptors();
   log(`bench: ${cpus().length} CPUs, load ${load()}, ${rounds} round(s), servers ${servers.join(', ')}`);
@@ -235,7 +221,7 @@ async function main(): Promise<void> {
     if (scenarios.has('S1')) await runScenario(S1, redis);
     if (scenarios.has('S2')) await runScenario(S2, redis);
     if (scenarios.has('S3')) await runScenario(S3, redis);
-    if (scenarios.has('Q1')) await runQ1(redis);
+    if (scenarios.has('Q1')) await runQueueBench({ redisUrl: redis.url, rounds, quick: args.quick });
   } finally {
     await redis.stop();
   }
