@@ -149,6 +149,25 @@ t.test('a worker that closes mid-task: another gets the same task with attempts 
   t.match(await second.call({ action: 'ack', taskId }), { ok: true }, 'and it can be acked');
 });
 
+t.test('a task that keeps killing its workers ends in the dead letters', async (t) => {
+  const gw = await gateway(t);
+  const queue = freshQueue('poison.pill');
+  const observer = await open(gw.busUrl, 'dashboard', t);
+  await observer.call({ action: 'subscribe', topic: 'queue.dead' });
+  const { taskId } = await observer.call({ action: 'enqueue', queue, task: 'crash', opts: { attempts: 2 } });
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    const victim = await TestSocket.open(`${gw.busUrl}?name=victim-${attempt}`);
+    await victim.call({ action: 'pull', queue });
+    t.equal((await nextTask(victim)).attempts, attempt);
+    victim.close();
+  }
+  const dead = (await observer.event('queue.dead')).event as Frame;
+  t.same(dead.payload, { queue, taskId, attempts: 2, reason: 'worker disconnected' });
+  const survivor = await open(gw.busUrl, 'survivor', t);
+  await survivor.call({ action: 'pull', queue });
+  t.ok(await survivor.nothing(isTask, 400), 'it is not delivered a third time');
+});
+
 t.test('fail retries with backoff until attempts are spent, then dead; retried over REST it is delivered again', async (t) => {
   const gw = await gateway(t);
   const queue = freshQueue('render.page');

@@ -408,7 +408,7 @@ export class QueueService {
     if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
       // It went out `maxAttempts` times and never came back: the gateway
       // stopped each time while a worker had it.
-      const reason = `delivered ${maxAttempts} times without ack or fail`;
+      const reason = `no ack or fail after ${maxAttempts} ${maxAttempts === 1 ? 'delivery' : 'deliveries'}: attempts spent`;
       this.track(this.uncountDelivery(runtime, job, token)
         .then(() => this.failAttempt(job, token, runtime.name, reason, { final: true, attempts: job.attemptsStarted - 1 }))
         .catch((err: unknown) => {
