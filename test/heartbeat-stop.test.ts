@@ -2,9 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import t from 'tap';
 import type { BuildOptions } from '../app.js';
+import { readProcessIdentity } from '../src/heartbeat/process-metrics.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
 import { startGateway } from './helpers/gateway.js';
-import { TestSocket } from './helpers/test-socket.js';
+import { startRedis } from './helpers/redis.js';
+import { TestSocket, until } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;
 type Teardown = { teardown(fn: () => unknown): void };
@@ -182,4 +184,58 @@ t.test('a process that exits on its own is reported, not signalled', async (t) =
   await sleep.exited;
   const { event } = await sub.event('heartbeat.down', 3000) as { event: Frame };
   t.match(event.payload, { pid: sleep.pid, action: 'reported', reason: 'already exited' });
+});
+
+t.test('after a restart, records left by a crashed gateway are judged only a full timeout later', async (t) => {
+  const bootedAt = Date.now();
+  const gw = await startGateway(t, { ...FAST, heartbeatTimeoutMs: 1500 });
+  const sub = await downEvents(t, gw.busUrl);
+  const returning = sleeper(t);
+  const gone = sleeper(t);
+  // What a crashed gateway leaves behind: records of local processes, last heard a minute ago, never ended.
+  const { store } = gw.app.heartbeat;
+  for (const { pid } of [returning, gone]) {
+    await store.saveBeat({
+      pid, name: `svc-${pid}`, last: Date.now() - 60_000, sessionId: 'crashed', cpu: 0, memory: 0, netRx: 0, netTx: 0,
+      startTime: (await readProcessIdentity(pid))?.startTime ?? null, local: true, firstBeat: Date.now() - 120_000,
+    });
+  }
+  await settle(300);
+  t.equal(await beat(gw.httpUrl, returning.pid, `svc-${returning.pid}`), 200, 'one service beats again soon after the restart');
+
+  const { event } = await sub.event('heartbeat.down', 5000) as { event: Frame };
+  t.match(event.payload, { pid: gone.pid, action: 'stopped' });
+  t.ok(Date.now() - bootedAt >= 1500, 'not before a full timeout after the boot');
+  await gone.exited;
+  t.ok(isRunning(returning.pid), 'the service that beat again was left alone');
+});
+
+t.test('a store outage longer than the timeout does not get beating services stopped', async (t) => {
+  const redis = await startRedis(t);
+  // Checks far more often than beats: the first check after the outage comes before the next beat.
+  const gw = await startGateway(t, { ...FAST, heartbeatTimeoutMs: 1200, heartbeatCheckIntervalMs: 20, redisUrl: redis.url });
+  const sub = await downEvents(t, gw.busUrl);
+  const service = sleeper(t);
+  t.equal(await beat(gw.httpUrl, service.pid, 'stt'), 200);
+
+  // The service keeps beating through an outage longer than the timeout...
+  await redis.stop();
+  await until(() => !gw.app.redis.isReady());
+  const refused: number[] = [];
+  for (const startedAt = Date.now(); Date.now() - startedAt < 1600;) {
+    refused.push(await beat(gw.httpUrl, service.pid, 'stt'));
+    await settle(200);
+  }
+  await redis.restart();
+  while (!gw.app.redis.isReady()) {
+    refused.push(await beat(gw.httpUrl, service.pid, 'stt'));
+    await settle(50);
+  }
+  t.ok(refused.filter((status) => status === 503).length >= 5, 'beats were refused during the outage');
+  // ...and its next beat comes half a second after the store is back.
+  await settle(500);
+  t.equal(await beat(gw.httpUrl, service.pid, 'stt'), 200);
+  await settle(300);
+  t.ok(isRunning(service.pid), 'still running');
+  t.ok(await sub.nothing((f) => 'event' in f && (f.event as Frame).type === 'heartbeat.down', 100), 'never reported down');
 });

@@ -112,6 +112,13 @@ export class HeartbeatMonitor {
   /** Per pid, the thresholds it is over, so `heartbeat.warn` fires once per crossing. */
   private readonly overThreshold = new Map<number, Set<'cpu' | 'memory'>>();
   private closed = false;
+  /**
+   * The last moment beats could not be heard: the boot, or a store failure.
+   * Nobody is judged until a full timeout after it, so a gateway restart or
+   * a store outage longer than the timeout never gets healthy services
+   * stopped before their next beat lands.
+   */
+  private deafAt = Date.now();
 
   constructor(private readonly options: HeartbeatMonitorOptions) {
     this.store = options.store;
@@ -148,6 +155,7 @@ export class HeartbeatMonitor {
       return await accepted;
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
+        this.deafAt = Date.now();
         this.options.log.warn({ err: err.message, pid, name }, 'heartbeat refused: store unavailable');
         throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
       }
@@ -239,10 +247,12 @@ export class HeartbeatMonitor {
   }
 
   private async runCheck(now: number): Promise<DownReport[]> {
+    if (now - this.deafAt < this.settings.timeoutMs) return [];
     let stale: HeartbeatRecord[];
     try {
       stale = await this.store.findStale(now - this.settings.timeoutMs);
     } catch (err) {
+      this.deafAt = Date.now();
       this.options.log.warn({ err: (err as Error).message }, 'heartbeat check skipped: store unavailable');
       return [];
     }
@@ -252,7 +262,9 @@ export class HeartbeatMonitor {
         const report = await this.takeDown(record, now);
         if (report) reports.push(report);
       } catch (err) {
+        this.deafAt = Date.now();
         this.options.log.warn({ err: (err as Error).message, pid: record.pid }, 'heartbeat check: store unavailable');
+        break;
       }
     }
     return reports;
