@@ -3,15 +3,20 @@
  * cost of a publish grows with the topic's depth and the wildcards on its
  * path, never with the number of subscribed patterns.
  */
+/**
+ * One segment of the index. Its collections are created on first use: with
+ * thousands of connections each on a topic of its own, most nodes hold one
+ * subscriber and no children, and empty Maps and Sets cost ~200 bytes each.
+ */
 class TrieNode<T> {
-  readonly children = new Map<string, TrieNode<T>>();
+  children: Map<string, TrieNode<T>> | null = null;
   /** Subscribers whose pattern ends exactly here. */
-  readonly exact = new Set<T>();
+  exact: Set<T> | null = null;
   /** Subscribers whose pattern ends here with `>`: one or more further segments. */
-  readonly rest = new Set<T>();
+  rest: Set<T> | null = null;
 
   isEmpty(): boolean {
-    return this.children.size === 0 && this.exact.size === 0 && this.rest.size === 0;
+    return !this.children?.size && !this.exact?.size && !this.rest?.size;
   }
 }
 
@@ -26,7 +31,13 @@ export class TopicTrie<T> {
     const last = segments.length - 1;
     for (let i = 0; i < last; i++) node = this.child(node, segments[i] as string);
     const final = segments[last] as string;
-    const set = final === '>' ? node.rest : this.child(node, final).exact;
+    let set: Set<T>;
+    if (final === '>') {
+      set = node.rest ??= new Set<T>();
+    } else {
+      const leaf = this.child(node, final);
+      set = leaf.exact ??= new Set<T>();
+    }
     if (set.has(subscriber)) return false;
     set.add(subscriber);
     this.counts.set(pattern, (this.counts.get(pattern) ?? 0) + 1);
@@ -39,18 +50,22 @@ export class TopicTrie<T> {
     let node: TrieNode<T> | undefined = this.root;
     const last = segments.length - 1;
     for (let i = 0; i < last && node; i++) {
-      node = node.children.get(segments[i] as string);
+      node = node.children?.get(segments[i] as string);
       if (node) path.push(node);
     }
     if (!node) return false;
     const final = segments[last] as string;
     let removed: boolean;
     if (final === '>') {
-      removed = node.rest.delete(subscriber);
+      removed = node.rest?.delete(subscriber) ?? false;
+      if (node.rest?.size === 0) node.rest = null;
     } else {
-      const leaf = node.children.get(final);
-      removed = leaf ? leaf.exact.delete(subscriber) : false;
-      if (leaf) path.push(leaf);
+      const leaf = node.children?.get(final);
+      removed = leaf?.exact?.delete(subscriber) ?? false;
+      if (leaf) {
+        if (leaf.exact?.size === 0) leaf.exact = null;
+        path.push(leaf);
+      }
     }
     if (!removed) return false;
     const count = (this.counts.get(pattern) ?? 1) - 1;
@@ -88,27 +103,26 @@ export class TopicTrie<T> {
     return this.counts.keys();
   }
 
-  get isEmpty(): boolean {
-    return this.counts.size === 0;
-  }
-
   private walk(node: TrieNode<T>, segments: string[], depth: number, visit: (s: T) => void): void {
     if (depth === segments.length) {
-      for (const s of node.exact) visit(s);
+      if (node.exact) for (const s of node.exact) visit(s);
       return;
     }
-    for (const s of node.rest) visit(s);
-    const named = node.children.get(segments[depth] as string);
+    if (node.rest) for (const s of node.rest) visit(s);
+    const children = node.children;
+    if (!children) return;
+    const named = children.get(segments[depth] as string);
     if (named) this.walk(named, segments, depth + 1, visit);
-    const star = node.children.get('*');
+    const star = children.get('*');
     if (star) this.walk(star, segments, depth + 1, visit);
   }
 
   private child(node: TrieNode<T>, segment: string): TrieNode<T> {
-    let next = node.children.get(segment);
+    const children = node.children ??= new Map<string, TrieNode<T>>();
+    let next = children.get(segment);
     if (!next) {
       next = new TrieNode<T>();
-      node.children.set(segment, next);
+      children.set(segment, next);
     }
     return next;
   }
@@ -118,7 +132,9 @@ export class TopicTrie<T> {
     for (let i = path.length - 1; i > 0; i--) {
       const node = path[i] as TrieNode<T>;
       if (!node.isEmpty()) return;
-      (path[i - 1] as TrieNode<T>).children.delete(segments[i - 1] as string);
+      const parent = path[i - 1] as TrieNode<T>;
+      parent.children?.delete(segments[i - 1] as string);
+      if (parent.children?.size === 0) parent.children = null;
     }
   }
 }
