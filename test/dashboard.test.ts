@@ -8,6 +8,7 @@ import {
   ensureDashboardBuilt, eventually, launchBrowser, openDashboard, postJson, screenshot, textBecomes,
 } from './helpers/dashboard-browser.js';
 import { startGateway } from './helpers/gateway.js';
+import { TestSocket } from './helpers/test-socket.js';
 
 ensureDashboardBuilt();
 
@@ -117,6 +118,14 @@ t.test('a published event appears in the tail under a matching filter and not un
   t.equal(await entry('heartbeat.marker2').count(), 0, 'without drawing it');
   await page.locator('#tail-pause').click();
   await entry('heartbeat.marker2').waitFor();
+
+  // A burst larger than the tail keeps: the oldest go, the newest are drawn first.
+  const burst = await TestSocket.open(`${gw.busUrl}?name=burst`);
+  t.teardown(() => burst.close());
+  for (let i = 1; i <= 1500; i++) burst.send({ action: 'publish', message: { type: 'heartbeat.burst', payload: { i } } });
+  await textBecomes(t, page.locator('#tail-status'), '200 shown · 1000/1000 kept', 'kept in memory up to its cap, 200 drawn');
+  t.match(await page.locator('#tail-list li').first().textContent(), /\{"i":1500\}/, 'the newest first');
+  t.equal(await page.locator('#tail-list li').count(), 200, 'no more rows than it draws');
 
   await filter.fill('agent.>>');
   await filter.press('Enter');
