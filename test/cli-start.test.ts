@@ -26,7 +26,7 @@ t.test('brainstem start runs the gateway until SIGTERM', async (t) => {
     } catch {
       return false;
     }
-  }, 20_000);
+  }, 45_000);
   const pubCode = await new Promise<number | null>((resolve) => {
     execFile(process.execPath, [cli, 'pub', 'a.b', '1'], { env: { ...process.env, BRAINSTEM_URL: `http://127.0.0.1:${port}` } },
       (err) => resolve(err ? (err.code as number) : 0));

@@ -15,7 +15,7 @@ interface Run { code: number | null; stdout: string; stderr: string }
 
 function brainstem(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...options.env }, timeout: 20_000 },
+    const child = execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...options.env }, timeout: 60_000 },
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }));
     if (options.input !== undefined) child.stdin?.end(options.input);
   });
