@@ -35,7 +35,7 @@ type QueueRound = {
   completedPerSecond: number;
   /** Stored (receipted / add resolved) per second while the workers run. */
   enqueuedPerSecond: number;
-  /** Enqueue sent → task in a worker's hands. */
+  /** Enqueue sent → task in a worker's hands: mostly time queued behind the backlog the producer builds. */
   p50Ms: number;
   p99Ms: number;
   allCompleted: boolean;
@@ -167,8 +167,8 @@ async function runRaw(redisUrl: string, queue: string, tasks: number): Promise<Q
 const COLUMNS: { key: keyof QueueRound & string; label: string; digits?: number }[] = [
   { key: 'completedPerSecond', label: 'completed/s' },
   { key: 'enqueuedPerSecond', label: 'enqueued/s' },
-  { key: 'p50Ms', label: 'p50 ms', digits: 1 },
-  { key: 'p99Ms', label: 'p99 ms', digits: 1 },
+  { key: 'p50Ms', label: 'enqueue→worker p50 ms', digits: 0 },
+  { key: 'p99Ms', label: 'p99 ms', digits: 0 },
   { key: 'allCompleted', label: 'all completed' },
   { key: 'serverCpuPercent', label: 'gateway CPU %' },
 ];
