@@ -113,12 +113,13 @@ export class HeartbeatMonitor {
   private readonly overThreshold = new Map<number, Set<'cpu' | 'memory'>>();
   private closed = false;
   /**
-   * The last moment beats could not be heard: the boot, or a store failure.
-   * Nobody is judged until a full timeout after it, so a gateway restart or
-   * a store outage longer than the timeout never gets healthy services
-   * stopped before their next beat lands.
+   * When beats could last not be heard: the boot, a store failure, or the
+   * store's return after one. Nobody is judged until a full timeout after
+   * it, so a gateway restart or a store outage longer than the timeout
+   * never gets healthy services stopped before their next beat lands.
    */
   private deafAt = Date.now();
+  private storeFailing = false;
 
   constructor(private readonly options: HeartbeatMonitorOptions) {
     this.store = options.store;
@@ -138,6 +139,13 @@ export class HeartbeatMonitor {
     this.checkTimer.unref();
   }
 
+  /** Follows the store's state for `deafAt`: a failure, and the first success after one, restart the wait. */
+  private noteStore(ok: boolean): void {
+    if (ok && !this.storeFailing) return;
+    this.storeFailing = !ok;
+    this.deafAt = Date.now();
+  }
+
   /**
    * One beat: `{pid, name}` from `remoteAddress`. Resolves with the
    * original's reply; rejects with HeartbeatError (400, 409, 503).
@@ -152,10 +160,12 @@ export class HeartbeatMonitor {
     const accepted = previous.catch(() => undefined).then(() => this.accept(pid, name, isLoopback(remoteAddress)));
     this.beatsInFlight.set(name, accepted);
     try {
-      return await accepted;
+      const reply = await accepted;
+      this.noteStore(true);
+      return reply;
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
-        this.deafAt = Date.now();
+        this.noteStore(false);
         this.options.log.warn({ err: err.message, pid, name }, 'heartbeat refused: store unavailable');
         throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
       }
@@ -252,8 +262,13 @@ export class HeartbeatMonitor {
     try {
       stale = await this.store.findStale(now - this.settings.timeoutMs);
     } catch (err) {
-      this.deafAt = Date.now();
+      this.noteStore(false);
       this.options.log.warn({ err: (err as Error).message }, 'heartbeat check skipped: store unavailable');
+      return [];
+    }
+    // Just back: give everyone a full timeout to be heard again.
+    if (this.storeFailing) {
+      this.noteStore(true);
       return [];
     }
     const reports: DownReport[] = [];
@@ -262,7 +277,7 @@ export class HeartbeatMonitor {
         const report = await this.takeDown(record, now);
         if (report) reports.push(report);
       } catch (err) {
-        this.deafAt = Date.now();
+        this.noteStore(false);
         this.options.log.warn({ err: (err as Error).message, pid: record.pid }, 'heartbeat check: store unavailable');
         break;
       }
