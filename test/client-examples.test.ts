@@ -39,7 +39,7 @@ t.test('the examples: a file change becomes fs.change, then agent.think, then an
     createInterface({ input: child.stderr }).on('line', (line) => lines.push(`stderr: ${line}`));
     return { name, child, lines, exited: once(child, 'exit') as Promise<[number | null]> };
   });
-  for (const p of processes) await until(() => p.lines.some((l) => l.includes('connected to broker')), 15_000);
+  for (const p of processes) await until(() => p.lines.some((l) => l.includes('connected to broker')), 30_000);
   const watcher = processes[0]!;
   await until(() => watcher.lines.some((l) => l.includes('watching')), 5000);
 

@@ -45,7 +45,7 @@ startService({
     if (line.startsWith('{"event"')) events.push(JSON.parse(line).event);
   });
   createInterface({ input: child.stderr }).on('line', (line) => output.push(line));
-  await until(() => output.includes('[tts] connected to broker'), 15_000);
+  await until(() => output.includes('[tts] connected to broker'), 30_000);
 
   const producer = new BrokerClient({ url: gw.busUrl, id: 'cephalon', reconnect: { initialDelayMs: 50, maxDelayMs: 300 } });
   t.teardown(() => producer.close());

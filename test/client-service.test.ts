@@ -28,7 +28,7 @@ t.test('startService: events, tasks, heartbeats; SIGTERM finishes the tasks in h
   createInterface({ input: child.stdout }).on('line', (line) => lines.push(line));
   createInterface({ input: child.stderr }).on('line', (line) => lines.push(`stderr: ${line}`));
 
-  await until(() => lines.includes('ready'), 15_000);
+  await until(() => lines.includes('ready'), 30_000);
   t.ok(lines.includes(`[${name}] connected to broker`), 'says it is connected, as the seed template did');
   await producer.publish('note.written', { text: 'hi' });
   await until(() => lines.includes('event note.written'));

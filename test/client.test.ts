@@ -155,7 +155,11 @@ t.test('gateway restart: the client reconnects, resubscribes and sends what wait
   const disconnects: number[] = [];
   let reconnects = 0;
   c.on('disconnected', ({ code }) => disconnects.push(code));
-  c.on('connected', ({ reconnected }) => { if (reconnected) reconnects++; });
+  const clientIds: (string | null)[] = [];
+  c.on('connected', ({ reconnected, clientId }) => {
+    clientIds.push(clientId);
+    if (reconnected) reconnects++;
+  });
   await c.connect();
   await c.subscribe('agent.reply', (event) => { seen.push(event.payload); });
   await c.publish('agent.reply', 'before');
@@ -170,6 +174,10 @@ t.test('gateway restart: the client reconnects, resubscribes and sends what wait
   t.same(await waited, { delivered: 1 }, 'restored its subscription before sending what waited');
   await until(() => seen.length === 2);
   t.equal(reconnects, 1);
+  t.equal(clientIds.length, 2);
+  t.ok(clientIds.every((id) => /^[0-9a-f-]{36}$/.test(id ?? '')), 'each connection announced with the id its welcome gave');
+  t.not(clientIds[0], clientIds[1]);
+  t.equal(c.clientId, clientIds[1]);
 
   const other = client(t, gw.busUrl);
   await other.connect();
@@ -186,11 +194,15 @@ t.test('a gateway that stops answering is dropped by the keepalive and reconnect
   let connections = 0;
   // A peer that accepts and then says nothing, as a hung gateway would.
   wss.on('connection', () => { connections++; });
-  const c = client(t, `ws://127.0.0.1:${port}/bus`, { keepaliveMs: 100, reconnect: { initialDelayMs: 20, maxDelayMs: 50 } });
+  // Silent for 2 × 600 ms: dropped. (Without a welcome frame it counts as connected after 1 s.)
+  const c = client(t, `ws://127.0.0.1:${port}/bus`, { keepaliveMs: 600, reconnect: { initialDelayMs: 20, maxDelayMs: 50 } });
   const reasons: string[] = [];
   c.on('disconnected', ({ reason }) => reasons.push(reason));
+  const started = Date.now();
   await c.connect();
-  await until(() => connections >= 2, 3000);
+  t.ok(Date.now() - started >= 900, 'a server with no welcome frame still counts as connected, after a while');
+  t.equal(c.clientId, null);
+  await until(() => connections >= 2, 5000);
   t.match(reasons[0], /stopped answering/);
 });
 

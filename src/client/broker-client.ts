@@ -113,6 +113,8 @@ const DEFAULTS = {
 /** A connection that lasted this long was healthy: the next reconnect starts from the first delay. */
 const STABLE_CONNECTION_MS = 1000;
 const CLOSE_GRACE_MS = 1000;
+/** A server that sends no welcome frame (not this gateway) counts as connected after this long. */
+const WELCOME_WAIT_MS = 1000;
 
 function noop(): void {}
 
@@ -205,6 +207,9 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
+  private welcomeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Opened but not yet announced: whether it is a reconnection. */
+  private pendingAnnouncement: boolean | null = null;
 
   private readonly buffer: Outgoing[] = [];
   private readonly inflight = new Map<FrameId, Outgoing>();
@@ -260,7 +265,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
    */
   connect(options: ConnectOptions = {}): Promise<void> {
     if (this.state === 'closed') return rejected(new BrokerError('CLOSED', 'the client is closed'));
-    if (this.state === 'open') return Promise.resolve();
+    if (this.state === 'open' && this.pendingAnnouncement === null) return Promise.resolve();
     if (options.retry) this.retryFirstConnect = true;
     if (!this.connecting) {
       this.connecting = quiet(new Promise<void>((resolve, reject) => {
@@ -274,7 +279,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
   /** Closes for good: pending calls reject with CLOSED; no reconnect. */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
-    const wasOpen = this.state === 'open';
+    const wasAnnounced = this.state === 'open' && this.pendingAnnouncement === null;
     this.state = 'closed';
     this.clearTimers();
     const err = new BrokerError('CLOSED', 'the client is closed');
@@ -296,7 +301,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     const socket = this.socket;
     this.socket = null;
     if (socket) await this.closeGracefully(socket);
-    if (wasOpen) this.emit('disconnected', { code: 1000, reason: 'client closed' });
+    if (wasAnnounced) this.emit('disconnected', { code: 1000, reason: 'client closed' });
     this.emit('closed', undefined);
   }
 
@@ -345,6 +350,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     this.connectTimer = null;
     this.state = 'open';
     this.epoch++;
+    this.clientId = null;
     const reconnected = this.everConnected;
     this.everConnected = true;
     this.openedAt = Date.now();
@@ -355,6 +361,15 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     for (const pull of this.pulls.values()) this.sendPull(pull);
     for (const out of this.buffer.splice(0)) this.transmit(out);
     this.startKeepalive();
+    // Announced once the welcome names the connection (clientId), which follows the open at once.
+    this.welcomeTimer = setTimeout(() => this.announceConnected(reconnected), WELCOME_WAIT_MS);
+    this.pendingAnnouncement = reconnected;
+  }
+
+  private announceConnected(reconnected: boolean): void {
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = null;
+    this.pendingAnnouncement = null;
     this.emit('connected', { clientId: this.clientId, reconnected });
     this.connectWaiter?.resolve();
     this.connectWaiter = null;
@@ -365,8 +380,12 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     if (socket !== this.socket) return;
     this.socket = null;
     const wasOpen = this.state === 'open';
+    const wasAnnounced = wasOpen && this.pendingAnnouncement === null;
     if (this.connectTimer) clearTimeout(this.connectTimer);
     this.connectTimer = null;
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = null;
+    this.pendingAnnouncement = null;
     this.stopKeepalive();
     this.orphanPulls.clear();
     const resend: Outgoing[] = [];
@@ -378,7 +397,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     this.inflight.clear();
     this.buffer.unshift(...resend);
     if (this.state === 'closed') return;
-    if (wasOpen) this.emit('disconnected', { code, reason });
+    if (wasAnnounced) this.emit('disconnected', { code, reason });
 
     if (!this.everConnected && !this.retryFirstConnect) {
       this.state = 'idle';
@@ -443,8 +462,10 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
   private clearTimers(): void {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
     this.reconnectTimer = null;
     this.connectTimer = null;
+    this.welcomeTimer = null;
     this.stopKeepalive();
   }
 
@@ -558,6 +579,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     }
     if (isObject(frame.welcome)) {
       this.clientId = typeof frame.welcome.clientId === 'string' ? frame.welcome.clientId : null;
+      if (this.pendingAnnouncement !== null) this.announceConnected(this.pendingAnnouncement);
       return;
     }
     const id = frame.id;
