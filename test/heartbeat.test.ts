@@ -120,7 +120,7 @@ t.test('a missing or malformed pid or name answers 400 and stores nothing', asyn
 
 t.test('instance limits from the PM2 ecosystem file answer 409 while the instances are live', async (t) => {
   const ecosystem = ecosystemFile(t, [{ name: 'tts', instances: 1 }, { name: 'stt', instances: 2 }, { name: 'llm' }]);
-  const gw = await startGateway(t, { ecosystemConfig: ecosystem, heartbeatTimeoutMs: 400, heartbeatCheckIntervalMs: 60_000 });
+  const gw = await startGateway(t, { ecosystemConfig: ecosystem, heartbeatTimeoutMs: 2000, heartbeatCheckIntervalMs: 60_000 });
   t.same(Object.fromEntries(gw.app.heartbeat.limits.limits), { tts: 1, stt: 2, llm: 1 }, 'instances missing means 1');
   const beat = (pid: number, name: string) => post(`${gw.httpUrl}/heartbeat`, { pid, name });
 
@@ -136,7 +136,7 @@ t.test('instance limits from the PM2 ecosystem file answer 409 while the instanc
   t.equal((await beat(FAKE_PID + 7, 'llm')).status, 409);
   for (let i = 10; i < 15; i++) t.equal((await beat(FAKE_PID + i, 'misc')).status, 200, 'names not in the file are unlimited');
 
-  await new Promise((r) => setTimeout(r, 450));
+  await new Promise((r) => setTimeout(r, 2100));
   t.equal((await beat(FAKE_PID + 2, 'tts')).status, 200, 'once the old instance is stale, a new one may start');
 });
 
