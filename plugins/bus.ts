@@ -61,7 +61,10 @@ const BINARY_REFUSED = JSON.stringify({ error: 'binary frames are not accepted',
  */
 export default fp(async function busPlugin(app) {
   const { config } = app;
-  const router = new BusRouter({ maxBacklogBytes: config.busMaxBacklogBytes });
+  const router = new BusRouter({
+    maxBacklogBytes: config.busMaxBacklogBytes,
+    maxPatternsPerConnection: config.busMaxSubscriptions,
+  });
   const limiter = config.busMaxFramesPerSecond > 0 ? new FrameRateLimiter(config.busMaxFramesPerSecond) : null;
   const dispatcher = new FrameDispatcher(app.log, limiter);
   registerPubSubActions(dispatcher, router, app.log);

@@ -90,6 +90,10 @@ export const SETTINGS = {
     env: 'BUS_MAX_FRAMES_PER_SECOND', default: 100_000, parse: integer(0, 10_000_000),
     doc: 'frames a connection may send per second (0: no limit); over it RATE_LIMITED, then 1008',
   },
+  busMaxSubscriptions: {
+    env: 'BUS_MAX_SUBSCRIPTIONS', default: 10_000, parse: integer(1, 10_000_000),
+    doc: 'patterns one connection may subscribe to; one more is refused with RATE_LIMITED',
+  },
   busCluster: {
     env: 'BUS_CLUSTER', default: true, parse: boolean,
     doc: 'with REDIS_URL set, gateways on the same Redis share one bus (events cross Redis only where subscribed)',

@@ -1,10 +1,12 @@
 import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
-import { CloseCode, type BusEvent } from './protocol.js';
+import { BusError, CloseCode, type BusEvent } from './protocol.js';
 import { TopicTrie } from './topic-trie.js';
 
 export interface BusRouterOptions {
   /** Unsent bytes a connection may have queued before it is dropped as a slow consumer. */
   maxBacklogBytes: number;
+  /** Patterns one connection may hold, so that its state stays bounded (default: no limit). */
+  maxPatternsPerConnection?: number;
 }
 
 export interface BusCounters {
@@ -101,9 +103,16 @@ export class BusRouter {
     this.detachListeners.push(listener);
   }
 
-  /** Returns false when the connection already had this pattern. */
+  /**
+   * Returns false when the connection already had this pattern; throws
+   * RATE_LIMITED when it holds as many patterns as it may.
+   */
   subscribe(connection: BusConnection, pattern: string): boolean {
     if (connection.patterns.has(pattern)) return false;
+    const limit = this.options.maxPatternsPerConnection;
+    if (limit !== undefined && connection.patterns.size >= limit) {
+      throw new BusError('RATE_LIMITED', `too many subscriptions: at most ${limit} patterns per connection`);
+    }
     connection.patterns.add(pattern);
     this.trie.add(pattern, connection);
     if (this.remote && this.trie.countOf(pattern) === 1) this.remote.patternAdded(pattern);
