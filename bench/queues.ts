@@ -4,7 +4,9 @@
  * on the same Redis in the same run. One producer keeps up to WINDOW
  * enqueues in flight. Prints a table of medians and one JSON line.
  *
- * Run alone: npm run build && node dist/bench/queues.js [--rounds 3] [--quick]
+ * Run alone: npm run build && node dist/bench/queues.js [--rounds 3] [--quick] [--profile DIR]
+ * (--profile writes a V8 CPU profile of each gateway run into DIR; read it
+ * with node dist/bench/profile-summary.js FILE).
  * (`npm run bench` runs it as Q1 with the other scenarios.)
  */
 import { randomUUID } from 'node:crypto';
@@ -27,6 +29,8 @@ export interface QueueBenchOptions {
   redisUrl?: string;
   rounds?: number;
   quick?: boolean;
+  /** Write a CPU profile of each gateway run into this folder. */
+  profileDir?: string;
 }
 
 type QueueRound = {
@@ -64,8 +68,8 @@ function summarize(tasks: number, started: number, storedAt: number, completedAt
 }
 
 /** Through the gateway: WebSocket producer and workers speaking the /bus protocol. */
-async function runGateway(redisUrl: string, queue: string, tasks: number): Promise<QueueRound> {
-  const server = await startServer('brainstem', { redisUrl, env: { LOG_LEVEL: 'warn' } });
+async function runGateway(redisUrl: string, queue: string, tasks: number, profileDir?: string): Promise<QueueRound> {
+  const server = await startServer('brainstem', { redisUrl, env: { LOG_LEVEL: 'warn' }, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
   const clients: WebSocket[] = [];
   try {
     const producer = await openClient(server.url, true);
@@ -188,7 +192,9 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
       const order = round % 2 === 0 ? ['gateway', 'raw'] : ['raw', 'gateway'];
       for (const side of order) {
         const queue = `bench.q1.${side}.${round}.${randomUUID().slice(0, 8)}`;
-        const result = side === 'gateway' ? await runGateway(redisUrl, queue, tasks) : await runRaw(redisUrl, queue, tasks);
+        const result = side === 'gateway'
+          ? await runGateway(redisUrl, queue, tasks, options.profileDir)
+          : await runRaw(redisUrl, queue, tasks);
         (side === 'gateway' ? gateway : raw).push(result);
         log(`Q1 round ${round + 1}/${rounds} ${side}: ${JSON.stringify(result)}`);
       }
@@ -225,8 +231,11 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, quick: { type: 'boolean', default: false } } });
-  runQueueBench({ rounds: Number(values.rounds), quick: values.quick }).catch((err: unknown) => {
+  const { values } = parseArgs({
+    options: { rounds: { type: 'string', default: '3' }, quick: { type: 'boolean', default: false }, profile: { type: 'string' } },
+  });
+  const profile = values.profile ? { profileDir: values.profile } : {};
+  runQueueBench({ rounds: Number(values.rounds), quick: values.quick, ...profile }).catch((err: unknown) => {
     process.stderr.write(`queue bench failed: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);
   });
