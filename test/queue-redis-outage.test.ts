@@ -24,7 +24,7 @@ t.test('Redis down: enqueue is refused with UNAVAILABLE (never a receipt), healt
   const started = Date.now();
   const refused = await producer.call({ action: 'enqueue', queue, task: 'lost?' }, 'e1');
   t.same(refused, { error: 'the queue store (Redis) is unreachable: nothing was changed', code: 'UNAVAILABLE', id: 'e1' });
-  t.ok(Date.now() - started < 1000, 'at once, not after a timeout');
+  t.ok(Date.now() - started < 3000, 'at once, not after the 5 s store timeout');
   const rest = await fetch(`${gw.httpUrl}/queues/${queue}/tasks`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ task: 1 }),
   });
