@@ -25,6 +25,7 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     connections: { type: 'string' },
     'node-args': { type: 'string' },
+    'gateway-log': { type: 'string' },
   },
 });
 
@@ -59,6 +60,7 @@ async function withServer<R>(kind: ServerKind, redis: BenchRedis, body: (server:
     redisUrl: redis.url,
     ...(profiling ? { cpuProfileDir: args.profile } : {}),
     ...(args['node-args'] ? { nodeArgs: args['node-args'].split(' ').filter(Boolean) } : {}),
+    ...(kind === 'brainstem' && args['gateway-log'] ? { logFile: args['gateway-log'] } : {}),
   });
   try {
     return await body(server);
