@@ -76,22 +76,22 @@ t.test('kill -9 of the gateway with 2,000 receipted tasks, some leased: after a 
 
   const second = await spawnGateway(t, dataDir);
   const after = work(await connect(`${second.busUrl}?name=worker-2`, t), 20);
-  await until(() => missing(receipted, before.acked, after.acked).length === 0, 60_000)
-    .catch(() => undefined);
-  t.same(missing(receipted, before.acked, after.acked), [], `all ${receipted.size} receipted tasks were done, none missing`, {
-    errors: [...before.errors, ...after.errors].slice(0, 5),
-  });
   // Enqueues cut off by the crash may have been stored without a receipt: they are worked off too.
   const countsOf = async () => ((await (await fetch(`${second.httpUrl}/queues/${QUEUE}`)).json()) as Frame).counts as Frame;
   await until(async () => {
+    if (missing(receipted, before.delivered, after.delivered).length > 0) return false;
     const now = await countsOf();
     return now.waiting === 0 && now.active === 0 && now.delayed === 0;
-  }, 20_000).catch(() => undefined);
-  const unique = new Set([...before.acked, ...after.acked]);
+  }, 60_000).catch(() => undefined);
+  t.same(missing(receipted, before.delivered, after.delivered), [], `all ${receipted.size} receipted tasks arrived, none missing`, {
+    errors: [...before.errors, ...after.errors].slice(0, 5),
+  });
+  // A task acked just before the crash may have lost only its receipt: Redis has it completed, and it is not redone.
+  const arrived = new Set([...before.delivered, ...after.delivered]);
   const counts = await countsOf();
   t.match(counts, { waiting: 0, active: 0, delayed: 0, failed: 0 });
-  t.equal(counts.completed, unique.size, 'and Redis agrees on what is done');
-  t.comment(`redelivered after the crash (at-least-once): ${before.delivered.length + after.delivered.length - unique.size}`);
+  t.equal(counts.completed, arrived.size, 'every task that arrived was completed once, in Redis');
+  t.comment(`delivered twice (leased at the crash, at-least-once): ${before.delivered.length + after.delivered.length - arrived.size}`);
 
   // The held task's only delivery ended with the crash: back from its expired lease, it is dead, not delivered again.
   const poisonPuller = await connect(`${second.busUrl}?name=poison-puller`, t);
