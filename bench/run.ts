@@ -93,6 +93,7 @@ const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
     { key: 'p50Ms', label: 'p50 ms', digits: 2 },
     { key: 'p99Ms', label: 'p99 ms', digits: 2 },
     { key: 'serverCpuPercent', label: 'server CPU %' },
+    { key: 'serverMicrosPerDelivery', label: 'server µs/delivery', digits: 2 },
     { key: 'clientCpuPercent', label: 'client CPU %' },
     { key: 'serverRssMB', label: 'server RSS MB', digits: 1 },
   ],
@@ -101,7 +102,13 @@ const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
     const vsWire = perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'wire');
     const all = byServer.get('brainstem')?.every((r) => r.allDelivered) ?? false;
     return {
-      ratios: { deliveredVsSeed: vsSeed, deliveredVsWireLimit: vsWire },
+      ratios: {
+        deliveredVsSeed: vsSeed,
+        deliveredVsWireLimit: vsWire,
+        // CPU per delivery, seed's over brainstem's: how much more work the seed does per message.
+        cpuEfficiencyVsSeed: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'seed', 'brainstem'),
+        cpuEfficiencyVsWireLimit: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'wire', 'brainstem'),
+      },
       targets: { 'delivered >= 5x seed': vsSeed >= 5, 'delivered >= 0.6x wire limit': vsWire >= 0.6, 'all delivered': all },
     };
   },

@@ -21,6 +21,8 @@ export interface FanoutResult extends Record<string, number | boolean> {
   p50Ms: number;
   p99Ms: number;
   serverCpuPercent: number;
+  /** Server CPU time per delivered message: what the machine's noise does not change much. */
+  serverMicrosPerDelivery: number;
   clientCpuPercent: number;
   serverRssMB: number;
 }
@@ -111,6 +113,7 @@ export async function runFanout(server: RunningServer, options: FanoutOptions): 
     p50Ms: quantile(latencies, 0.5),
     p99Ms: quantile(latencies, 0.99),
     serverCpuPercent: (serverCpu / (elapsed / 1000)) * 100,
+    serverMicrosPerDelivery: (serverCpu * 1e6) / totalDelivered,
     clientCpuPercent: ((clientCpu.user + clientCpu.system) / 1000 / elapsed) * 100,
     serverRssMB: serverRss / MB,
   };
