@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { freePort } from './helpers/restartable-gateway.js';
+import { freePort } from './helpers/ports.js';
 import { until } from './helpers/test-socket.js';
 
 const cli = fileURLToPath(new URL('../dist/src/cli/brainstem.js', import.meta.url));

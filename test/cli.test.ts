@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { startGateway } from './helpers/gateway.js';
-import { freePort } from './helpers/restartable-gateway.js';
+import { freePort } from './helpers/ports.js';
 import { until } from './helpers/test-socket.js';
 
 /** The built command (`npm test` builds before it runs the tests). */

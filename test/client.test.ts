@@ -3,7 +3,8 @@ import t from 'tap';
 import { WebSocketServer } from 'ws';
 import { BrokerClient, BrokerError, type BusEvent } from '../src/client/index.js';
 import { startGateway } from './helpers/gateway.js';
-import { freePort, startRestartableGateway } from './helpers/restartable-gateway.js';
+import { freePort } from './helpers/ports.js';
+import { startRestartableGateway } from './helpers/restartable-gateway.js';
 import { until } from './helpers/test-socket.js';
 
 interface Teardown {

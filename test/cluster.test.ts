@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { serverEntry } from './helpers/process.js';
 import { startRedis } from './helpers/redis.js';
-import { freePort } from './helpers/restartable-gateway.js';
+import { freePort } from './helpers/ports.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;

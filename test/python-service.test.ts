@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { buildApp } from '../app.js';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
-import { freePort } from './helpers/restartable-gateway.js';
+import { freePort } from './helpers/ports.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 import { PythonProcess } from './python/python-process.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { serverEntry } from './helpers/process.js';
 import { connect, enqueueAll, missing, nextFrame, QUEUE, RECEIPTED, work } from './helpers/queue-load.js';
-import { freePort } from './helpers/restartable-gateway.js';
+import { freePort } from './helpers/ports.js';
 import { until } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;

@@ -1,9 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp, type BrainstemApp, type BuildOptions } from '../../app.js';
+import { freePort } from './ports.js';
 import { startRedis, type TestRedis } from './redis.js';
 
 interface Teardown {
@@ -20,15 +19,6 @@ export interface RestartableGateway {
   start(): Promise<void>;
   /** Closes the gateway (clients see 1001), waits `downMs`, starts it again on the same port and Redis. */
   restart(downMs?: number): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 /**
