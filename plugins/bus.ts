@@ -101,6 +101,13 @@ export default fp(async function busPlugin(app) {
 
   app.decorate('bus', { router, dispatcher, handleSocket });
 
+  // An upgrade refused while the gateway closes is answered 503 on a socket
+  // that nothing ends once its peer hangs up; the HTTP server, and so
+  // app.close(), would wait for it forever. End our side when theirs ends.
+  app.server.on('upgrade', (_request, socket: Socket) => {
+    socket.once('end', () => socket.end());
+  });
+
   await app.register(websocket, {
     options: { maxPayload: config.busMaxFrameBytes },
     // Tell clients the gateway is going away (1001) so they reconnect; a
@@ -118,7 +125,7 @@ export default fp(async function busPlugin(app) {
       const timeout = new Promise((resolve) => { grace = setTimeout(resolve, CLOSE_GRACE_MS); });
       void Promise.race([Promise.all(closed), timeout]).then(() => {
         clearTimeout(grace);
-        for (const client of clients) client.terminate();
+        for (const client of server.clients) client.terminate();
         server.close(() => done());
       });
     },
