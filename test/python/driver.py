@@ -8,6 +8,9 @@ meanwhile (events, tasks, connection changes).
 
 import asyncio
 import json
+import logging
+import os
+import signal
 import sys
 import time
 
@@ -157,12 +160,24 @@ class Driver:
             emit({"n": n, "error": str(err), "code": None, "kind": type(err).__name__})
 
 
+def dump_tasks():
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def main():
+    logging.basicConfig(
+        level=logging.DEBUG if os.environ.get("BRAINSTEM_DEBUG") else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     client = BrokerClient(sys.argv[1], sys.argv[2], backoff_initial=0.05, backoff_max=0.5)
     client.on("connected", lambda welcome: emit({"connected": welcome}))
     client.on("disconnected", lambda code: emit({"disconnected": code}))
     client.on("error", lambda err: emit({"gatewayError": str(err), "code": err.code}))
     await client.connect()
+    # SIGUSR1: where every task of this process waits, for a test that hangs.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
     driver = Driver(client)
     emit({"ready": True, "welcome": client.welcome})
 

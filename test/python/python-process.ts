@@ -70,6 +70,8 @@ export class PythonProcess {
         // Keep the source tree free of __pycache__ folders.
         PYTHONDONTWRITEBYTECODE: '1',
         PYTHONUNBUFFERED: '1',
+        // Set BRAINSTEM_DEBUG=1 to see the clients' debug log on failures.
+        ...(process.env.BRAINSTEM_DEBUG ? { BRAINSTEM_DEBUG: process.env.BRAINSTEM_DEBUG } : {}),
         ...options.env,
       },
     });

@@ -16,6 +16,7 @@ import os
 import random
 import uuid
 from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, TypedDict, Union
@@ -98,13 +99,13 @@ def is_async_callable(handler: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))
 
 
-async def call_task_handler(handler: Callable[..., Any], task: Any) -> Any:
-    """Calls a task handler: a plain function runs in a worker thread, so
-    that blocking work (a model, a file) does not stall the connection,
-    the heartbeats or the other tasks."""
+async def call_task_handler(handler: Callable[..., Any], task: Any, executor: Optional[Executor] = None) -> Any:
+    """Calls a task handler: a plain function runs in a thread (of
+    ``executor``, else the loop's default), so that blocking work (a model,
+    a file) does not stall the connection, the heartbeats or the other tasks."""
     if is_async_callable(handler):
         return await handler(task)
-    result = await asyncio.to_thread(handler, task)
+    result = await asyncio.get_running_loop().run_in_executor(executor, handler, task)
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -804,8 +805,13 @@ class Worker:
     _slots: List["asyncio.Task[None]"] = field(default_factory=list)
     _waiting: Dict[int, _Pull] = field(default_factory=dict)
     _late: set["asyncio.Task[None]"] = field(default_factory=set)
+    # Plain-function handlers get threads of their own, one per slot: they
+    # never wait behind other thread work (the heartbeat, to_thread calls).
+    _threads: Optional[ThreadPoolExecutor] = None
 
     def _start(self) -> None:
+        if not is_async_callable(self.handler):
+            self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"brainstem-{self.queue}")
         self._slots = [
             asyncio.create_task(self._slot(index), name=f"brainstem-work-{self.queue}-{index}")
             for index in range(self.concurrency)
@@ -838,7 +844,7 @@ class Worker:
         self.in_hand += 1
         try:
             try:
-                result = await call_task_handler(self.handler, task)
+                result = await call_task_handler(self.handler, task, self._threads)
             except Exception as err:
                 self.failed += 1
                 reason = str(err) or type(err).__name__
@@ -878,6 +884,8 @@ class Worker:
                 pass
         while self._late:
             await asyncio.gather(*list(self._late), return_exceptions=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
 
     async def wait(self) -> None:
         """Returns when every slot has ended (after ``stop()`` or ``client.close()``)."""

@@ -8,6 +8,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,6 +44,8 @@ class HeartbeatClient:
         self.token = token
         self.timeout = timeout
         self._task: Optional[asyncio.Task[None]] = None
+        # Its own thread: a beat never waits behind blocking task handlers.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="brainstem-heartbeat")
         if not self.name:
             raise ValueError("name required for HeartbeatClient")
 
@@ -61,7 +64,7 @@ class HeartbeatClient:
 
     async def send_once(self) -> Dict[str, Any]:
         """Sends one beat and returns the gateway's answer; raises on failure."""
-        return await asyncio.to_thread(self._post)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._post)
 
     def start(self) -> None:
         """Beats now and then every ``interval`` seconds, until ``stop()``."""

@@ -110,7 +110,11 @@ class Service:
                 # Not the main thread, or no signals on this platform.
                 pass
         try:
-            await self.start()
+            try:
+                await self.start()
+            except BaseException:
+                await self.client.close()
+                raise
             await self._stop_requested.wait()
             log.info("[%s] stopping: finishing %d task(s) in hand", self.id, self.in_hand)
             await self.stop()
