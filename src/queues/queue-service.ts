@@ -92,6 +92,8 @@ const MAX_PARALLEL_FETCHES = 16;
 /** BullMQ's blocking wait on an empty queue, in seconds; a new task wakes it at once. */
 const DRAIN_DELAY_S = 5;
 const FETCH_RETRY_MS = 1000;
+/** After Redis comes back, resent commands settle before orphans are looked for. */
+const RECLAIM_DELAY_MS = 1000;
 const REASONS_KEPT = 50;
 /** BullMQ error codes of a job whose lock this gateway no longer holds. */
 const LOST_LEASE_CODES = new Set([-1, -2, -3, -6]);
@@ -147,6 +149,9 @@ export class QueueService {
   /** Settlements (ack, fail, give-backs) in flight: close() waits for them. */
   private readonly pending = new Set<Promise<unknown>>();
   private readonly fetches = new Set<Promise<void>>();
+  /** Lock tokens with a fetch, ack, fail or give-back in flight: their tasks are accounted for. */
+  private readonly busyTokens = new Set<string>();
+  private reclaimTimer: NodeJS.Timeout | undefined;
   private readonly renewTimer: NodeJS.Timeout;
   private tokenSeq = 0;
   private closing = false;
@@ -169,6 +174,18 @@ export class QueueService {
     };
     if (this.options.queueConnection.status === 'ready') recover();
     else this.options.queueConnection.once('ready', recover);
+    // A fetch whose reply a Redis restart lost is sent again by ioredis and
+    // brings another task: the first stays locked with this gateway's token
+    // and no one holds it. Such orphans go back at once, not after their lease.
+    this.options.workerConnection.on('ready', () => {
+      clearTimeout(this.reclaimTimer);
+      this.reclaimTimer = setTimeout(() => {
+        this.reclaimOrphans().catch((err: unknown) => {
+          this.options.log.warn({ err }, 'queues: could not look for orphaned tasks; they return when their leases expire');
+        });
+      }, RECLAIM_DELAY_MS);
+      this.reclaimTimer.unref();
+    });
   }
 
   get leasedCount(): number {
@@ -222,7 +239,15 @@ export class QueueService {
 
   async fail(consumer: TaskConsumer, taskId: string, reason: string): Promise<void> {
     const lease = this.takeLease(consumer, taskId);
-    await this.settle(lease, () => this.failAttempt(lease.job, lease.token, lease.queue, reason, { source: consumer.label }));
+    await this.settle(lease, async () => {
+      try {
+        await this.failAttempt(lease.job, lease.token, lease.queue, reason, { source: consumer.label });
+      } catch (err) {
+        // As for ack: a resent command finds the task no longer active when
+        // the first one ran; either way it is out of this worker's hands.
+        if ((await lease.job.getState().catch(() => 'active')) === 'active') throw err;
+      }
+    });
   }
 
   /**
@@ -232,7 +257,8 @@ export class QueueService {
   release(consumerId: string, reason = 'worker disconnected'): void {
     this.ledger.drop(consumerId);
     for (const lease of this.leases.takeAll(consumerId)) {
-      this.track(this.failAttempt(lease.job, lease.token, lease.queue, reason, { immediate: true }).catch((err: unknown) => {
+      const giveBack = () => this.failAttempt(lease.job, lease.token, lease.queue, reason, { immediate: true });
+      this.track(this.withToken(lease.token, giveBack).catch((err: unknown) => {
         if (lostLease(err)) return;
         this.options.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
       }));
@@ -310,6 +336,7 @@ export class QueueService {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.renewTimer);
+    clearTimeout(this.reclaimTimer);
     await Promise.allSettled([...this.pending]);
     for (const consumerId of this.leases.consumers()) this.release(consumerId, 'gateway shutting down');
     await Promise.allSettled([...this.pending]);
@@ -385,6 +412,7 @@ export class QueueService {
   private async fetchOne(runtime: QueueRuntime): Promise<void> {
     const worker = this.workerOf(runtime);
     const token = `${worker.id}:${++this.tokenSeq}`;
+    this.busyTokens.add(token);
     let job: TaskJob | undefined;
     try {
       job = await worker.getNextJob(token);
@@ -394,6 +422,7 @@ export class QueueService {
         await delay(FETCH_RETRY_MS);
       }
     }
+    this.busyTokens.delete(token);
     runtime.fetching--;
     runtime.idle = !job;
     if (job) {
@@ -409,9 +438,10 @@ export class QueueService {
       // It went out `maxAttempts` times and never came back: the gateway
       // stopped each time while a worker had it.
       const reason = `no ack or fail after ${maxAttempts} ${maxAttempts === 1 ? 'delivery' : 'deliveries'}: attempts spent`;
-      this.track(this.uncountDelivery(runtime, job, token)
-        .then(() => this.failAttempt(job, token, runtime.name, reason, { final: true, attempts: job.attemptsStarted - 1 }))
-        .catch((err: unknown) => {
+      this.track(this.withToken(token, async () => {
+        await this.uncountDelivery(runtime, job, token);
+        await this.failAttempt(job, token, runtime.name, reason, { final: true, attempts: job.attemptsStarted - 1 });
+      }).catch((err: unknown) => {
           this.options.log.error({ err, queue: runtime.name, taskId: job.id }, 'queues: could not dead-letter a task');
         }));
       return;
@@ -443,8 +473,10 @@ export class QueueService {
 
   private async giveBack(runtime: QueueRuntime, job: TaskJob, token: string): Promise<void> {
     try {
-      await this.uncountDelivery(runtime, job, token);
-      await job.moveToWait(token);
+      await this.withToken(token, async () => {
+        await this.uncountDelivery(runtime, job, token);
+        await job.moveToWait(token);
+      });
     } catch (err) {
       this.options.log.warn({ err, queue: runtime.name, taskId: job.id }, 'queues: could not give back an undelivered task; it returns when its lease expires');
     }
@@ -481,7 +513,7 @@ export class QueueService {
 
   /** Runs an ack or fail; a lost lease is UNKNOWN_TASK, a Redis error UNAVAILABLE (the lease stays). */
   private async settle(lease: Lease<TaskJob>, action: () => Promise<void>): Promise<void> {
-    const run = action();
+    const run = this.withToken(lease.token, action);
     this.track(run.catch(() => undefined));
     try {
       await run;
@@ -493,6 +525,15 @@ export class QueueService {
       if (lease.consumer.closing || this.closing) this.release(lease.consumer.id);
       else this.leases.add(lease);
       throw unavailable();
+    }
+  }
+
+  private async withToken<T>(token: string, action: () => Promise<T>): Promise<T> {
+    this.busyTokens.add(token);
+    try {
+      return await action();
+    } finally {
+      this.busyTokens.delete(token);
     }
   }
 
@@ -567,6 +608,32 @@ export class QueueService {
       for (const key of keys) names.add(key.slice(prefix.length, -':meta'.length));
     } while (cursor !== '0');
     return [...names].sort();
+  }
+
+  /**
+   * Gives back the active tasks locked with one of this gateway's tokens
+   * that no lease and no fetch in flight accounts for.
+   */
+  private async reclaimOrphans(): Promise<void> {
+    const connection = this.options.workerConnection;
+    for (const runtime of [...this.runtimes.values()]) {
+      const worker = runtime.worker;
+      if (!worker || this.closing) continue;
+      const active = await connection.lrange(runtime.queue.keys.active as string, 0, -1);
+      if (active.length === 0) continue;
+      const locks = await connection.mget(active.map((id) => `${runtime.queue.toKey(id)}:lock`));
+      const accountedFor = (token: string) => this.busyTokens.has(token)
+        || this.leases.inQueue(runtime.name).some((lease) => lease.token === token);
+      for (const [index, id] of active.entries()) {
+        const token = locks[index];
+        if (!token?.startsWith(`${worker.id}:`) || accountedFor(token)) continue;
+        const job = await runtime.queue.getJob(id) as TaskJob | undefined;
+        // Checked again after the await: a lease or settlement may have begun.
+        if (!job || accountedFor(token)) continue;
+        this.options.log.warn({ queue: runtime.name, taskId: id }, 'queues: a task fetched as Redis went down reached no one: giving it back');
+        await this.giveBack(runtime, job, token);
+      }
+    }
   }
 
   private async recoverActiveQueues(): Promise<void> {
