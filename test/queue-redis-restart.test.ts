@@ -8,7 +8,8 @@ type Frame = Record<string, unknown>;
 
 t.test('a Redis restart (append-only file) under load: every receipted task arrives', async (t) => {
   const redis = await startRedis(t, { appendonly: true });
-  const gw = await startGateway(t, { redisUrl: redis.url, queueKeepCompleted: 100_000 });
+  // Leases longer than the wait below: a task may not rely on its lease expiring to come back.
+  const gw = await startGateway(t, { redisUrl: redis.url, queueKeepCompleted: 100_000, queueLeaseMs: 60_000 });
   const worker = work(await connect(`${gw.busUrl}?name=worker`, t), 10);
   const producer = await connect(`${gw.busUrl}?name=producer`, t);
   let restarted: Promise<void> = Promise.resolve();
@@ -18,7 +19,7 @@ t.test('a Redis restart (append-only file) under load: every receipted task arri
   await enough;
   await restarted;
   t.ok(worker.delivered.length < RECEIPTED, `Redis went down mid-work (${worker.delivered.length} delivered)`);
-  await until(() => missing(receipted, worker.acked).length === 0, 40_000).catch(() => undefined);
+  await until(() => missing(receipted, worker.acked).length === 0, 30_000).catch(() => undefined);
   t.same(missing(receipted, worker.acked), [], `all ${receipted.size} receipted tasks were done, none missing`, {
     errors: worker.errors.slice(0, 5),
   });
