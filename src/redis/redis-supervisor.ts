@@ -117,7 +117,9 @@ export class RedisSupervisor {
     return new Promise((resolvePromise, reject) => {
       let child: ChildProcess;
       try {
-        child = spawn(this.options.bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+        // Its own process group: a Ctrl-C meant for the gateway must not kill
+        // Redis under it; the gateway stops it in order on close.
+        child = spawn(this.options.bin, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
       } catch (err) {
         reject(err);
         return;
