@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { serverEntry } from './helpers/process.js';
+import { serverEntry, untilHealthy } from './helpers/process.js';
 import { startRedis } from './helpers/redis.js';
 import { freePort } from './helpers/ports.js';
 import { TestSocket, until } from './helpers/test-socket.js';
@@ -62,14 +62,7 @@ async function spawnInstance(t: Teardown, name: string, redisUrl: string, env: R
     rmSync(dataDir, { recursive: true, force: true });
   });
   const httpUrl = `http://127.0.0.1:${port}`;
-  // Generous: a loaded machine takes seconds to start a Node process.
-  await until(async () => {
-    try {
-      return (await fetch(`${httpUrl}/health`)).status === 200;
-    } catch {
-      return false;
-    }
-  }, 45_000);
+  await untilHealthy(httpUrl);
   return { child, name, httpUrl, busUrl: `ws://127.0.0.1:${port}/bus` };
 }
 

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { serverEntry } from './helpers/process.js';
+import { serverEntry, untilHealthy } from './helpers/process.js';
 import { connect, enqueueAll, missing, nextFrame, QUEUE, RECEIPTED, work } from './helpers/queue-load.js';
 import { freePort } from './helpers/ports.js';
 import { until } from './helpers/test-socket.js';
@@ -34,14 +34,7 @@ async function spawnGateway(t: Teardown, dataDir: string): Promise<GatewayProces
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   const httpUrl = `http://127.0.0.1:${port}`;
-  // Generous: a loaded machine takes seconds to start a Node process.
-  await until(async () => {
-    try {
-      return (await fetch(`${httpUrl}/health`)).status === 200;
-    } catch {
-      return false;
-    }
-  }, 45_000);
+  await untilHealthy(httpUrl);
   return { child, httpUrl, busUrl: `ws://127.0.0.1:${port}/bus` };
 }
 
