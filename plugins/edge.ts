@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { join, resolve } from 'node:path';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
-import httpProxy from '@fastify/http-proxy';
+import type httpProxy from '@fastify/http-proxy';
 import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -61,7 +61,9 @@ async function registerProxy(app: FastifyInstance, route: ProxyRoute): Promise<v
     },
     wsClientOptions: { queryString, handshakeTimeout: UPSTREAM_CONNECT_TIMEOUT_MS },
   };
-  await app.register(httpProxy, options);
+  // The proxy and its HTTP client cost about 10 MB: loaded only when a route needs them.
+  const { default: proxy } = await import('@fastify/http-proxy');
+  await app.register(proxy, options);
 }
 
 /**

@@ -4,7 +4,6 @@ import { normalizeMessage } from '../src/bus/normalize.js';
 import { HeartbeatMonitor } from '../src/heartbeat/heartbeat-monitor.js';
 import type { HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
 import { defaultEcosystemPath, loadInstanceLimits, type LoadedLimits } from '../src/heartbeat/instance-limits.js';
-import { MongoHeartbeatStore } from '../src/heartbeat/mongo-heartbeat-store.js';
 import { forgetProcessSamples } from '../src/heartbeat/process-metrics.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
 
@@ -36,6 +35,8 @@ export default fp(async function heartbeatPlugin(app) {
 
   let store: HeartbeatStore;
   if (config.mongoUrl) {
+    // The driver costs about 25 MB of memory: loaded only by the gateways that use it.
+    const { MongoHeartbeatStore } = await import('../src/heartbeat/mongo-heartbeat-store.js');
     const mongo = new MongoHeartbeatStore({ url: config.mongoUrl, dbName: config.mongoDbName, collection: config.mongoCollection });
     mongo.prepare().catch((err: Error) => log.warn({ err: err.message }, 'mongodb did not answer at start: heartbeats answer 503 until it does'));
     store = mongo;

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
 import fp from 'fastify-plugin';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { RedisSupervisor } from '../src/redis/redis-supervisor.js';
 import { lossySettings, redisOptionsFromUrl } from '../src/redis/redis-settings.js';
+import { TickBatchedRedis } from '../src/redis/tick-batched-redis.js';
+import { TickWriteBatch } from '../src/streams/tick-write-batch.js';
 
 export type ConnectionPurpose = 'queue' | 'worker' | 'subscriber';
 
@@ -53,15 +55,16 @@ export default fp(async function redisPlugin(app) {
   }
 
   const connections = new Set<Redis>();
+  const writes = new TickWriteBatch();
   function createConnection(purpose: ConnectionPurpose): Redis {
     const failFast = purpose === 'queue';
-    const connection = new Redis({
+    const connection = new TickBatchedRedis({
       ...base,
       connectionName: `brainstem:${purpose}`,
       enableOfflineQueue: !failFast,
       maxRetriesPerRequest: failFast ? 1 : null,
       retryStrategy: (times) => Math.min(times * 100, 2000),
-    });
+    }, writes);
     connection.on('error', () => {
       // Reported once per outage by the shared client below.
     });

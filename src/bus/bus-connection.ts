@@ -1,4 +1,7 @@
 import type { Principal } from './principal.js';
+import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
+
+export type { CorkableStream } from '../streams/tick-write-batch.js';
 
 /** The part of a WebSocket the bus needs; `ws` sockets satisfy it. */
 export interface BusSocket {
@@ -7,12 +10,6 @@ export interface BusSocket {
   close(code?: number, reason?: string): void;
   ping(): void;
   terminate(): void;
-}
-
-/** The byte stream under a WebSocket, when the bus may batch writes to it. */
-export interface CorkableStream {
-  cork(): void;
-  uncork(): void;
 }
 
 export interface ConnectionInfo {
@@ -43,10 +40,10 @@ export class BusConnection {
   framesOut = 0;
   /** Pings sent since the last pong. */
   missedPongs = 0;
-  /** Its stream is corked until the router's end-of-tick flush. */
-  corked = false;
+  /** The tick in which its stream was last corked: frames of one tick leave in one write. */
+  private corkedInTick = -1;
 
-  constructor(readonly socket: BusSocket, info: ConnectionInfo) {
+  constructor(readonly socket: BusSocket, info: ConnectionInfo, private readonly batch: TickWriteBatch | null = null) {
     this.id = info.id;
     this.name = info.name;
     this.remoteAddress = info.remoteAddress;
@@ -62,6 +59,10 @@ export class BusConnection {
   /** Sends an already serialized text frame. */
   sendRaw(frame: Buffer | string): void {
     this.framesOut++;
+    if (this.stream && this.batch && this.corkedInTick !== this.batch.tick) {
+      this.corkedInTick = this.batch.tick;
+      this.batch.hold(this.stream);
+    }
     this.socket.send(frame, TEXT);
   }
 

@@ -1,6 +1,7 @@
 import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
 import { BusError, CloseCode, type BusEvent } from './protocol.js';
 import { TopicTrie } from './topic-trie.js';
+import { TickWriteBatch } from '../streams/tick-write-batch.js';
 
 export interface BusRouterOptions {
   /** Unsent bytes a connection may have queued before it is dropped as a slow consumer. */
@@ -71,20 +72,12 @@ export class BusRouter {
   private publishSeq = 0;
   private lastSample = { at: Date.now(), published: 0, delivered: 0 };
   private rates = { publishedPerSecond: 0, deliveredPerSecond: 0 };
-  /** Connections corked in this tick, uncorked together when it ends. */
-  private readonly corked: BusConnection[] = [];
-  private readonly uncorkAll = (): void => {
-    for (const connection of this.corked) {
-      connection.corked = false;
-      connection.stream?.uncork();
-    }
-    this.corked.length = 0;
-  };
+  private readonly writes = new TickWriteBatch();
 
   constructor(private readonly options: BusRouterOptions) {}
 
   attach(socket: BusSocket, info: ConnectionInfo): BusConnection {
-    const connection = new BusConnection(socket, info);
+    const connection = new BusConnection(socket, info, this.writes);
     this.connections.set(connection.id, connection);
     this.counters.connectionsOpened++;
     return connection;
@@ -245,12 +238,8 @@ export class BusRouter {
    * Sends a frame unless the connection's unsent backlog is over the limit;
    * then closes it (1008 `slow consumer`) so it never stalls the others or
    * grows the gateway's memory.
-   *
-   * Writes are batched per tick: the first event for a connection corks its
-   * TCP socket and the end of the tick uncorks them all, so the many events
-   * one read of a publisher's socket produces leave in one write per
-   * subscriber (the write syscall, not JavaScript, was the profile's top
-   * cost). Nothing waits: the flush runs before the event loop moves on.
+   * Writes are batched per tick (TickWriteBatch): the many events one read
+   * of a publisher's socket produces leave in one write per subscriber.
    */
   deliver(connection: BusConnection, frame: Buffer): boolean {
     if (connection.closing) return false;
@@ -258,11 +247,6 @@ export class BusRouter {
       this.counters.slowConsumersDropped++;
       connection.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
       return false;
-    }
-    if (!connection.corked && connection.stream) {
-      connection.corked = true;
-      connection.stream.cork();
-      if (this.corked.push(connection) === 1) process.nextTick(this.uncorkAll);
     }
     connection.sendRaw(frame);
     return true;

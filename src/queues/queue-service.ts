@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Queue, UnrecoverableError, Worker, type Job, type JobsOptions, type JobType } from 'bullmq';
+import { Job, Queue, UnrecoverableError, Worker, type JobJson, type JobsOptions, type JobType } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
 import { CreditLedger, type PullId, type TaskConsumer } from './credit-ledger.js';
@@ -222,18 +222,29 @@ export class QueueService {
 
   async ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
     const lease = this.takeLease(consumer, taskId);
+    const runtime = this.runtime(lease.queue);
     await this.settle(lease, async () => {
+      // While pulls wait, the completion also fetches the next task, under the
+      // same lock token, as BullMQ's own Worker does: one Redis command a task
+      // instead of two. It counts as a fetch in flight meanwhile.
+      const fetchNext = this.wantsTasks(runtime);
+      if (fetchNext) runtime.fetching++;
+      let next: unknown;
       try {
-        await lease.job.moveToCompleted(result ?? null, lease.token, false);
+        next = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
       } catch (err) {
         // The command may have run with its reply lost to a Redis restart
         // (then a resent one finds no lock): if the task is done, so is the ack.
+        // A task that lost reply fetched is an orphan reclaimOrphans returns.
         if (!(await lease.job.isCompleted().catch(() => false))) throw err;
+      } finally {
+        if (fetchNext) runtime.fetching--;
       }
       this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
         result: result ?? null, replyTo: this.replyToOf(lease.job), source: consumer.label,
       });
+      if (fetchNext) this.fetched(runtime, this.nextJob(runtime, next, lease.token), lease.token);
     });
   }
 
@@ -424,6 +435,25 @@ export class QueueService {
     }
     this.busyTokens.delete(token);
     runtime.fetching--;
+    this.fetched(runtime, job, token);
+  }
+
+  /** Pulls wait for more tasks than fetches in flight will bring. */
+  private wantsTasks(runtime: QueueRuntime): boolean {
+    return !this.closing && !runtime.idle && runtime.fetching < this.ledger.credits(runtime.name);
+  }
+
+  /** The task a completion fetched with `fetchNext` (BullMQ's raw next-job reply), if any. */
+  private nextJob(runtime: QueueRuntime, reply: unknown, token: string): TaskJob | undefined {
+    const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
+    if (!data || !id || !runtime.worker) return undefined;
+    const job = Job.fromJSON<unknown, unknown, string>(runtime.worker, data, id);
+    job.token = token;
+    return job;
+  }
+
+  /** A fetch ended: its task (if any) goes to the next credit, and fetching goes on while pulls wait. */
+  private fetched(runtime: QueueRuntime, job: TaskJob | undefined, token: string): void {
     runtime.idle = !job;
     if (job) {
       if (this.closing) this.track(this.giveBack(runtime, job, token));
