@@ -24,6 +24,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     profile: { type: 'string' },
     connections: { type: 'string' },
+    'settle-seconds': { type: 'string' },
     'node-args': { type: 'string' },
     'gateway-log': { type: 'string' },
   },
@@ -40,6 +41,7 @@ const latencyOptions: LatencyOptions = {
 };
 const connectionsOptions: ConnectionsOptions = {
   connections: Number(args.connections ?? (args.quick ? 1000 : 5000)), broadcasts: 5, payloadBytes: 256,
+  settleSeconds: Number(args['settle-seconds'] ?? (args.quick ? 0 : 75)),
 };
 
 type Row = Record<string, number | boolean>;
@@ -147,6 +149,7 @@ const S3: ScenarioSpec<Awaited<ReturnType<typeof runConnections>>> = {
     { key: 'rssBeforeMB', label: 'RSS before MB', digits: 1 },
     { key: 'rssIdleMB', label: 'RSS idle MB', digits: 1 },
     { key: 'rssAfterMB', label: 'RSS after MB', digits: 1 },
+    { key: 'rssSettledMB', label: 'RSS settled MB', digits: 1 },
     { key: 'bytesPerConnection', label: 'bytes/conn' },
     { key: 'connectSeconds', label: 'connect s', digits: 2 },
     { key: 'broadcastMedianMs', label: 'broadcast median ms', digits: 1 },
@@ -156,15 +159,18 @@ const S3: ScenarioSpec<Awaited<ReturnType<typeof runConnections>>> = {
   verdict(byServer) {
     const brainstem = byServer.get('brainstem') ?? [];
     const rss = median(brainstem.map((r) => Math.max(r.rssIdleMB, r.rssAfterMB)));
+    const settled = median(brainstem.map((r) => r.rssSettledMB));
     const broadcast = median(brainstem.map((r) => r.broadcastMedianMs));
     const full = connectionsOptions.connections >= 5000;
     return {
       ratios: {
         rssVsSeed: perRoundRatio(byServer, 'rssAfterMB', 'brainstem', 'seed'),
+        rssSettledVsSeed: perRoundRatio(byServer, 'rssSettledMB', 'brainstem', 'seed'),
         broadcastVsSeed: perRoundRatio(byServer, 'broadcastMedianMs', 'brainstem', 'seed'),
       },
       targets: {
         [`RSS <= 100 MB${full ? '' : ' (fewer than 5,000 connections: not the target run)'}`]: rss <= 100,
+        ...(Number.isNaN(settled) ? {} : { 'RSS settled <= 100 MB': settled <= 100 }),
         'broadcast median <= 120 ms': broadcast <= 120,
         'all reached': brainstem.every((r) => r.allReached),
       },

@@ -8,6 +8,13 @@ export interface ConnectionsOptions {
   connections: number;
   broadcasts: number;
   payloadBytes: number;
+  /**
+   * Idle seconds after the broadcasts before the settled RSS reading (0: no
+   * such reading). A Node server keeps the young generation a burst of
+   * allocation grew (start-up, 5,000 handshakes) until V8's memory reducer
+   * runs in the idle process: 55-60 s after the connections, here.
+   */
+  settleSeconds: number;
 }
 
 export interface ConnectionsResult extends Record<string, number | boolean> {
@@ -15,6 +22,8 @@ export interface ConnectionsResult extends Record<string, number | boolean> {
   rssBeforeMB: number;
   rssIdleMB: number;
   rssAfterMB: number;
+  /** With the connections, after settleSeconds without traffic; NaN without a settle time. */
+  rssSettledMB: number;
   bytesPerConnection: number;
   connectSeconds: number;
   broadcastMedianMs: number;
@@ -68,6 +77,11 @@ export async function runConnections(server: RunningServer, options: Connections
     await sleep(300);
   }
   const rssAfter = server.rss();
+  let rssSettled = Number.NaN;
+  if (options.settleSeconds > 0) {
+    await sleep(options.settleSeconds * 1000);
+    rssSettled = server.rss();
+  }
   await closeClients([...subscribers, publisher]);
 
   return {
@@ -75,6 +89,7 @@ export async function runConnections(server: RunningServer, options: Connections
     rssBeforeMB: rssBefore / MB,
     rssIdleMB: rssIdle / MB,
     rssAfterMB: rssAfter / MB,
+    rssSettledMB: rssSettled / MB,
     bytesPerConnection: (rssIdle - rssBefore) / options.connections,
     connectSeconds,
     broadcastMedianMs: median(times),
