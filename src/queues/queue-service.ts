@@ -229,22 +229,24 @@ export class QueueService {
       // instead of two. It counts as a fetch in flight meanwhile.
       const fetchNext = this.wantsTasks(runtime);
       if (fetchNext) runtime.fetching++;
-      let next: unknown;
+      let next: TaskJob | undefined;
       try {
-        next = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
+        next = this.nextJob(runtime, await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext), lease.token);
       } catch (err) {
         // The command may have run with its reply lost to a Redis restart
         // (then a resent one finds no lock): if the task is done, so is the ack.
         // A task that lost reply fetched is an orphan reclaimOrphans returns.
         if (!(await lease.job.isCompleted().catch(() => false))) throw err;
       } finally {
-        if (fetchNext) runtime.fetching--;
+        if (fetchNext) {
+          runtime.fetching--;
+          this.fetched(runtime, next, lease.token);
+        }
       }
       this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
         result: result ?? null, replyTo: this.replyToOf(lease.job), source: consumer.label,
       });
-      if (fetchNext) this.fetched(runtime, this.nextJob(runtime, next, lease.token), lease.token);
     });
   }
 
@@ -443,7 +445,7 @@ export class QueueService {
     return !this.closing && !runtime.idle && runtime.fetching < this.ledger.credits(runtime.name);
   }
 
-  /** The task a completion fetched with `fetchNext` (BullMQ's raw next-job reply), if any. */
+  /** The task a completion fetched with `fetchNext` (BullMQ's next-job reply), if any. */
   private nextJob(runtime: QueueRuntime, reply: unknown, token: string): TaskJob | undefined {
     const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
     if (!data || !id || !runtime.worker) return undefined;
