@@ -29,6 +29,10 @@ export default fp(async function busClusterPlugin(app) {
     },
   });
   bridge.start();
+  // Its hello left before the server listened: the others learn its port now.
+  app.addHook('onListen', async () => {
+    bridge.announce();
+  });
   app.log.info({ instanceId: bridge.instanceId, channel: config.busClusterChannel }, 'bus cluster: joined');
   // preClose: the goodbye must leave before the Redis connections close.
   app.addHook('preClose', async () => {

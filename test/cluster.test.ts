@@ -74,7 +74,8 @@ async function busState(instance: Instance): Promise<BusState> {
 async function clusterOf(instances: Instance[], count: number): Promise<void> {
   await until(async () => {
     const states = await Promise.all(instances.map(busState));
-    return states.every((s) => s.cluster?.instances.length === count);
+    // Formed: every instance knows every other, with the port it listens on.
+    return states.every((s) => s.cluster?.instances.length === count && s.cluster.instances.every((i) => i.port !== null));
   }, 20_000);
 }
 

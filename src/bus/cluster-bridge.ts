@@ -214,6 +214,12 @@ export class ClusterBridge implements RemoteBus {
     return { ...this.options.info(), startedAt: this.startedAt };
   }
 
+  /** Tells the other instances this one's info now, not at the next beat (its port, once it listens). */
+  announce(): void {
+    if (this.stopped || this.publisher.status !== 'ready') return;
+    this.sendControl({ op: 'beat', from: this.instanceId, version: this.version, info: this.info() }).catch(this.onPublishError);
+  }
+
   private beat(): void {
     const now = Date.now();
     for (const peer of this.peers.values()) {
@@ -222,8 +228,7 @@ export class ClusterBridge implements RemoteBus {
         this.forget(peer);
       }
     }
-    if (this.publisher.status !== 'ready') return;
-    this.sendControl({ op: 'beat', from: this.instanceId, version: this.version, info: this.info() }).catch(this.onPublishError);
+    this.announce();
   }
 
   private onMessage(channel: string, message: Buffer): void {
