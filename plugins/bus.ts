@@ -41,7 +41,8 @@ function endOwnSide(this: Socket): void {
  */
 function tcpSocketOf(socket: WebSocket): CorkableStream | null {
   const stream = (socket as unknown as { _socket?: Partial<CorkableStream> })._socket;
-  return typeof stream?.cork === 'function' && typeof stream.uncork === 'function' ? (stream as CorkableStream) : null;
+  const corkable = typeof stream?.cork === 'function' && typeof stream.uncork === 'function' && typeof stream.writableCorked === 'number';
+  return corkable ? (stream as CorkableStream) : null;
 }
 
 /**

@@ -40,10 +40,8 @@ export class BusConnection {
   framesOut = 0;
   /** Pings sent since the last pong. */
   missedPongs = 0;
-  /** The tick in which its stream was last corked: frames of one tick leave in one write. */
-  private corkedInTick = -1;
-
-  constructor(readonly socket: BusSocket, info: ConnectionInfo, private readonly batch: TickWriteBatch | null = null) {
+  /** Frames of one tick leave in one write (the router's batch). */
+  constructor(readonly socket: BusSocket, info: ConnectionInfo, private readonly batch: TickWriteBatch) {
     this.id = info.id;
     this.name = info.name;
     this.remoteAddress = info.remoteAddress;
@@ -59,10 +57,7 @@ export class BusConnection {
   /** Sends an already serialized text frame. */
   sendRaw(frame: Buffer | string): void {
     this.framesOut++;
-    if (this.stream && this.batch && this.corkedInTick !== this.batch.tick) {
-      this.corkedInTick = this.batch.tick;
-      this.batch.hold(this.stream);
-    }
+    if (this.stream) this.batch.hold(this.stream);
     this.socket.send(frame, TEXT);
   }
 

@@ -11,8 +11,6 @@ type Stream = Parameters<Redis['sendCommand']>[1];
  * slower here (Q1 completed/s 0.46× raw BullMQ instead of 0.63×).
  */
 export class TickBatchedRedis extends Redis {
-  private corkedInTick = -1;
-
   constructor(options: RedisOptions, private readonly batch: TickWriteBatch) {
     // BullMQ reads replies in ioredis's default (legacy) shape.
     super({ ...options, replyMapping: 'legacy' });
@@ -20,10 +18,7 @@ export class TickBatchedRedis extends Redis {
 
   override sendCommand(command: Command, stream?: Stream): unknown {
     const socket = this.stream as (CorkableStream & { writable: boolean }) | undefined;
-    if (!stream && socket?.writable && this.corkedInTick !== this.batch.tick) {
-      this.corkedInTick = this.batch.tick;
-      this.batch.hold(socket);
-    }
+    if (!stream && socket?.writable) this.batch.hold(socket);
     return super.sendCommand(command, stream);
   }
 }

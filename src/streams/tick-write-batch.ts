@@ -2,6 +2,8 @@
 export interface CorkableStream {
   cork(): void;
   uncork(): void;
+  /** How many corks are pending (Node's Writable): a held stream is not held again. */
+  readonly writableCorked: number;
 }
 
 /**
@@ -12,17 +14,15 @@ export interface CorkableStream {
  * Nothing waits: the flush runs before the event loop moves on.
  */
 export class TickWriteBatch {
-  /** Counts flushes: a writer holds its stream once per value. */
-  tick = 0;
   private readonly corked: CorkableStream[] = [];
   private readonly uncorkAll = (): void => {
-    this.tick++;
     for (const stream of this.corked) stream.uncork();
     this.corked.length = 0;
   };
 
-  /** Corks `stream` until the end of this tick; call once per stream per `tick`. */
+  /** Corks `stream` until the end of this tick, unless it is corked already. */
   hold(stream: CorkableStream): void {
+    if (stream.writableCorked > 0) return;
     stream.cork();
     if (this.corked.push(stream) === 1) process.nextTick(this.uncorkAll);
   }
