@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { BrokerClient, BrokerError, type Task } from '../src/client/index.js';
 import { startGateway } from './helpers/gateway.js';
@@ -16,7 +17,6 @@ function client(t: Teardown, url: string, options: ConstructorParameters<typeof 
   return c;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function pullersOf(httpUrl: string, queue: string): Promise<Puller[]> {
   const response = await fetch(`${httpUrl}/queues/${queue}`);

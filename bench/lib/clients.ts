@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 
 /**
@@ -85,9 +86,7 @@ export async function waitFor(condition: () => boolean, timeoutMs: number, stepM
   return true;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
 
 /**
  * Makes sure every subscriber's subscriptions are in place, the same way

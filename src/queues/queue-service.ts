@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Job, Queue, UnrecoverableError, Worker, type JobJson, type JobsOptions, type JobType } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
@@ -118,10 +119,6 @@ function lostLease(err: unknown): boolean {
 
 function unavailable(): BusError {
   return new BusError('UNAVAILABLE', 'the queue store (Redis) is unreachable: nothing was changed');
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 interface QueueRuntime {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 
 export interface RedisSupervisorOptions {
   /** The redis-server binary. */
@@ -17,10 +18,6 @@ export interface RedisSupervisorOptions {
 export class RedisUnavailableError extends Error {}
 
 const READY_TIMEOUT_MS = 10_000;
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 /** Resolves once something answers on the unix socket, false if nothing does. */
 function socketAnswers(path: string): Promise<boolean> {

@@ -1,12 +1,2 @@
-import { once } from 'node:events';
-import { createServer } from 'node:net';
-
-/** A loopback port free right now, for servers that must know theirs before they start. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
+// One definition for the bench and the tests, which start servers the same way.
+export { freePort } from '../../bench/lib/free-port.js';
