@@ -1,21 +1,7 @@
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { BrokerClient } from '../src/client/index.js';
+import { brainstem } from './helpers/cli.js';
 import { startGateway } from './helpers/gateway.js';
-
-/** The built command (`npm test` builds before it runs the tests). */
-const cli = fileURLToPath(new URL('../dist/src/cli/brainstem.js', import.meta.url));
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function brainstem(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...options.env }, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }));
-    if (options.input !== undefined) child.stdin?.end(options.input);
-  });
-}
 
 t.test('bad input exits 1 with a one-line message', async (t) => {
   const gw = await startGateway(t);

@@ -1,24 +1,11 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { brainstem, cli } from './helpers/cli.js';
 import { startGateway } from './helpers/gateway.js';
 import { freePort } from './helpers/ports.js';
 import { until } from './helpers/test-socket.js';
-
-/** The built command (`npm test` builds before it runs the tests). */
-const cli = fileURLToPath(new URL('../dist/src/cli/brainstem.js', import.meta.url));
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function brainstem(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...options.env }, timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }));
-    if (options.input !== undefined) child.stdin?.end(options.input);
-  });
-}
 
 /** A long-running command with its stdout and stderr as lines. */
 function background(args: string[], env: NodeJS.ProcessEnv = {}) {

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { buildApp } from '../app.js';
 import { ConfigError, loadConfig } from '../src/config.js';
@@ -177,7 +178,7 @@ t.test('the server process: refuses a bad file or an unsafe bind with one messag
   let logged = '';
   server.stdout.on('data', (chunk: Buffer) => { logged += chunk.toString(); });
   t.equal((await fetch(`${listening}/health?token=never-log-this-value`)).status, 200);
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await sleep(200);
   t.match(logged, /"url":"\/health\?token=\*\*\*"/, 'requests are logged with the token masked');
   t.notMatch(logged, /never-log-this-value/);
   const exited = new Promise((resolve) => server.once('exit', resolve));

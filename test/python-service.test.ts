@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { buildApp } from '../app.js';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
@@ -83,7 +84,7 @@ t.test('start_service: heartbeats, answers requests, and on SIGTERM finishes the
   t.same((await taskOf(gw, 'transcribe.audio', b as string)).result, { text: `transcript of ${b}` }, 'the return value is the result');
   t.equal((await taskOf(gw, 'transcribe.audio', c as string)).state, 'waiting', 'the third task waits for the next worker');
   const beats = sink.beats.length;
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   t.equal(sink.beats.length, beats, 'the heartbeats stopped');
 });
 
@@ -116,7 +117,7 @@ t.test('a second signal exits at once; the task in hand goes back to its queue',
   const stt = startStt(t, gw.busUrl, 'long.q', sink.url);
   await stt.next((l) => l.started === long);
   stt.signal('SIGTERM');
-  await new Promise((r) => setTimeout(r, 200));
+  await sleep(200);
   t.equal(stt.child.exitCode, null, 'still finishing its task after one signal');
   const before = Date.now();
   stt.signal('SIGTERM');
@@ -132,7 +133,7 @@ t.test('a service started before the gateway connects when it comes up', async (
   const sink = await heartbeatSink(t);
   const busUrl = `ws://127.0.0.1:${port}/bus`;
   const stt = startStt(t, busUrl, 'early.q', sink.url);
-  await new Promise((r) => setTimeout(r, 400));
+  await sleep(400);
   t.equal(stt.child.exitCode, null, 'it waits instead of exiting');
   const dataDir = mkdtempSync(join(tmpdir(), 'brainstem-gw-'));
   const app = await buildApp({ logger: false, dataDir });

@@ -81,7 +81,7 @@ export async function waitFor(condition: () => boolean, timeoutMs: number, stepM
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
+    await sleep(stepMs);
   }
   return true;
 }

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port.js';
 
 /** The brokers a scenario compares, each run in its own process. */
@@ -36,7 +37,7 @@ async function waitForPort(port: number, child: ChildProcess, what: string, time
     });
     if (open) return;
     if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
 }
 

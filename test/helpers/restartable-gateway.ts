@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { buildApp, type BrainstemApp, type BuildOptions } from '../../app.js';
 import { freePort } from './ports.js';
 import { startRedis, type TestRedis } from './redis.js';
@@ -61,7 +62,7 @@ export async function startRestartableGateway(t: Teardown, options: BuildOptions
     start,
     async restart(downMs = 0) {
       await stop();
-      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+      if (downMs > 0) await sleep(downMs);
       await start();
     },
   };
