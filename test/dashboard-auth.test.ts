@@ -1,17 +1,12 @@
 import t from 'tap';
-import {
-  ensureDashboardBuilt, launchBrowser, openPage, screenshot, textBecomes,
-} from './helpers/dashboard-browser.js';
+import { dashboardSession, openPage, screenshot, textBecomes } from './helpers/dashboard-browser.js';
 import { bearer, edgeConfig, tokenSpec } from './helpers/edge.js';
-import { startGateway } from './helpers/gateway.js';
 import { TestSocket } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;
 
-ensureDashboardBuilt();
-
 const TOKENS = { ops: 'ops-token-0123456789abcdef', viewer: 'viewer-token-0123456789ab' };
-const gw = await startGateway(t, {
+const { gw, browser, pageUrl } = await dashboardSession(t, {
   edge: edgeConfig({
     tokens: [
       tokenSpec('ops', TOKENS.ops, { admin: true }),
@@ -20,8 +15,6 @@ const gw = await startGateway(t, {
     ],
   }),
 });
-const browser = await launchBrowser(t);
-const pageUrl = `${gw.httpUrl}/?refresh=1`;
 
 /** The page's own 401s (asking for the session without a token) are how it learns to ask: not problems. */
 const unexpected = (problems: string[]) => problems.filter((problem) => !/status of 401/.test(problem));

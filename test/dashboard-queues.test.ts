@@ -1,20 +1,10 @@
-import t, { type Test } from 'tap';
-import {
-  ensureDashboardBuilt, launchBrowser, openDashboard, PHONE, postJson, screenshot, textBecomes,
-} from './helpers/dashboard-browser.js';
-import { startGateway } from './helpers/gateway.js';
+import t from 'tap';
+import { dashboardSession, PHONE, screenshot, textBecomes } from './helpers/dashboard-browser.js';
 import { TestSocket } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;
 
-ensureDashboardBuilt();
-
-const gw = await startGateway(t, { queueBackoffMs: 0 });
-const browser = await launchBrowser(t);
-/** REST refreshes every second: the test waits for the page, not for a 5 s poll. */
-const pageUrl = `${gw.httpUrl}/?refresh=1`;
-const dashboard = (t: Test) => openDashboard(t, browser, pageUrl);
-const post = (path: string, body: unknown) => postJson(`${gw.httpUrl}${path}`, body);
+const { gw, dashboard, post } = await dashboardSession(t, { queueBackoffMs: 0 });
 
 t.test('an enqueued task raises the waiting count; a worker shows up, and its acks as completions per second', async (t) => {
   const { page, problems } = await dashboard(t);

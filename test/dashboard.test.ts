@@ -3,14 +3,9 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
-import {
-  ensureDashboardBuilt, eventually, launchBrowser, openDashboard, postJson, screenshot, textBecomes,
-} from './helpers/dashboard-browser.js';
-import { startGateway } from './helpers/gateway.js';
+import t from 'tap';
+import { dashboardSession, eventually, screenshot, textBecomes } from './helpers/dashboard-browser.js';
 import { TestSocket } from './helpers/test-socket.js';
-
-ensureDashboardBuilt();
 
 // An ecosystem file, so the instance column has a limit to show.
 const ecosystemDir = mkdtempSync(join(tmpdir(), 'brainstem-dash-eco-'));
@@ -18,19 +13,13 @@ t.teardown(() => rmSync(ecosystemDir, { recursive: true, force: true }));
 const ecosystemConfig = join(ecosystemDir, 'ecosystem.config.cjs');
 writeFileSync(ecosystemConfig, 'module.exports = { apps: [{ name: "stt", script: "stt.js", instances: 2 }] };\n');
 
-const gw = await startGateway(t, {
+const { gw, dashboard, post } = await dashboardSession(t, {
   ecosystemConfig,
   // A quiet service is stopped within seconds, with room for a loaded machine's late beats.
   heartbeatTimeoutMs: 3000,
   heartbeatCheckIntervalMs: 200,
   heartbeatStopGraceMs: 500,
 });
-const browser = await launchBrowser(t);
-/** REST refreshes every second: the test waits for the page, not for a 5 s poll. */
-const pageUrl = `${gw.httpUrl}/?refresh=1`;
-
-const dashboard = (t: Test) => openDashboard(t, browser, pageUrl);
-const post = (path: string, body: unknown) => postJson(`${gw.httpUrl}${path}`, body);
 
 t.test('the page loads with no console errors and shows every section, its own bus connection among them', async (t) => {
   const { page, problems } = await dashboard(t);

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import type { BuildOptions } from '../../app.js';
+import { startGateway } from './gateway.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -90,6 +92,26 @@ export async function openDashboard(t: Teardown, context: BrowserContext, url: s
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
   return { status: res.status, body: await res.json() as Record<string, unknown> };
+}
+
+/**
+ * A gateway, a browser, and the dashboard's URL on that gateway. The page
+ * refreshes REST every second (`?refresh=1`): tests wait for the page, not
+ * for a 5 s poll. `dashboard(t)` opens a tab once the page is live; `post`
+ * sends JSON to the gateway.
+ */
+export async function dashboardSession(t: Teardown, options: BuildOptions = {}) {
+  ensureDashboardBuilt();
+  const gw = await startGateway(t, options);
+  const browser = await launchBrowser(t);
+  const pageUrl = `${gw.httpUrl}/?refresh=1`;
+  return {
+    gw,
+    browser,
+    pageUrl,
+    dashboard: (t: Teardown) => openDashboard(t, browser, pageUrl),
+    post: (path: string, body: unknown) => postJson(`${gw.httpUrl}${path}`, body),
+  };
 }
 
 export async function screenshot(page: Page, name: string, viewport = LAPTOP): Promise<string> {
