@@ -5,11 +5,13 @@ import busPlugin from './plugins/bus.js';
 import busClusterPlugin from './plugins/bus-cluster.js';
 import edgePlugin from './plugins/edge.js';
 import heartbeatPlugin from './plugins/heartbeat.js';
+import metricsPlugin from './plugins/metrics.js';
 import queuesPlugin from './plugins/queues.js';
 import redisPlugin from './plugins/redis.js';
 import busRoutes from './routes/bus.js';
 import dashboardRoutes from './routes/dashboard.js';
 import heartbeatRoutes from './routes/heartbeat.js';
+import metricsRoutes from './routes/metrics.js';
 import healthRoutes from './routes/health.js';
 import queueRoutes from './routes/queues.js';
 import { defaultConfig, type Config } from './src/config.js';
@@ -80,12 +82,14 @@ export async function buildApp(options: BuildOptions = {}) {
   await app.register(busPlugin);
   await app.register(busClusterPlugin);
   await app.register(busRoutes);
+  await app.register(metricsPlugin, { proxyPrefixes: edge.proxy.map((route) => route.prefix) });
   await app.register(queuesPlugin);
   await app.register(queueRoutes);
   await app.register(heartbeatPlugin);
   await app.register(heartbeatRoutes);
   await app.register(dashboardRoutes);
   await app.register(healthRoutes);
+  await app.register(metricsRoutes);
   return app;
 }
 

@@ -50,7 +50,9 @@ export default fp(async function queuesPlugin(app) {
     log: app.log,
     onOutcome(outcome) {
       for (const event of outcomeEvents(outcome)) bus.router.publish(event);
+      app.metrics.taskSettled(outcome.queue, outcome.kind, outcome.runMs);
     },
+    onDelivered: (queue, waitMs) => app.metrics.taskDelivered(queue, waitMs),
   });
   registerQueueActions(bus.dispatcher, service, app.log);
   bus.router.onDetach((connection) => service.release(connection.id));
@@ -62,4 +64,4 @@ export default fp(async function queuesPlugin(app) {
   app.addHook('onClose', async () => {
     await service.close();
   });
-}, { name: 'brainstem-queues', dependencies: ['brainstem-redis', 'brainstem-bus'] });
+}, { name: 'brainstem-queues', dependencies: ['brainstem-redis', 'brainstem-bus', 'brainstem-metrics'] });

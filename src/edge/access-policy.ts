@@ -31,6 +31,8 @@ export function requirementFor(
   // Not found: the 404 answers, and it tells nothing.
   if (routeUrl === undefined) return { kind: 'open' };
 
+  if (routeUrl === '/metrics') return { kind: 'admin' };
+
   // Services post their heartbeats: any known token, no admin.
   if (under(routeUrl, '/heartbeat') || under(routeUrl, '/heartbeats')) return { kind: 'token' };
 

@@ -30,6 +30,8 @@ export interface QueueServiceOptions {
   log: QueueLogger;
   /** Called for every acked, failed and dead task (the plugin publishes it on the bus). */
   onOutcome(outcome: TaskOutcome): void;
+  /** Called for every task handed to a worker, with how long it waited since it could run. */
+  onDelivered?(queue: string, waitMs: number): void;
 }
 
 /** The task as a worker receives it in `{"task": …}`. */
@@ -242,7 +244,7 @@ export class QueueService {
       }
       this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
-        result: result ?? null, replyTo: this.replyToOf(lease.job), source: consumer.label,
+        result: result ?? null, replyTo: this.replyToOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
       });
     });
   }
@@ -251,7 +253,7 @@ export class QueueService {
     const lease = this.takeLease(consumer, taskId);
     await this.settle(lease, async () => {
       try {
-        await this.failAttempt(lease.job, lease.token, lease.queue, reason, { source: consumer.label });
+        await this.failAttempt(lease.job, lease.token, lease.queue, reason, { source: consumer.label, runMs: Date.now() - lease.deliveredAt });
       } catch (err) {
         // As for ack: a resent command finds the task no longer active when
         // the first one ran; either way it is out of this worker's hands.
@@ -492,6 +494,7 @@ export class QueueService {
       attempts: job.attemptsStarted,
     };
     credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
+    this.options.onDelivered?.(runtime.name, lease.deliveredAt - job.timestamp - (job.opts.delay ?? 0));
   }
 
   /** This fetch never reached a worker: it must not count as a delivery. */
@@ -522,6 +525,7 @@ export class QueueService {
     final?: boolean;
     attempts?: number;
     source?: string;
+    runMs?: number;
   }): Promise<void> {
     const dead = how.final === true || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     // The job object is this delivery's own copy: dropping its backoff here
@@ -530,7 +534,7 @@ export class QueueService {
     await job.moveToFailed(attemptFailure(reason, how.final), token, false);
     this.options.onOutcome({
       kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
-      reason, replyTo: this.replyToOf(job), source: how.source ?? GATEWAY_SOURCE,
+      reason, replyTo: this.replyToOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
     });
   }
 

@@ -14,6 +14,8 @@ export interface TaskOutcome {
   replyTo?: string;
   /** Who ended the attempt: the worker's label, or the gateway. */
   source: string;
+  /** From delivery to this end, when a worker held the task. */
+  runMs?: number;
 }
 
 export const GATEWAY_SOURCE = 'brainstem';

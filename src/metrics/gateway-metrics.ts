@@ -1,0 +1,179 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The bus figures the router already counts; read at scrape, never on the hot path. */
+export interface BusFigures {
+  connections: number;
+  published: number;
+  delivered: number;
+  slowConsumersDropped: number;
+}
+
+export interface QueueFigures {
+  name: string;
+  counts: { waiting: number; active: number; delayed: number; failed: number };
+}
+
+export interface InstanceFigures {
+  name: string;
+  status: string;
+}
+
+/** Where the figures come from: the organs, seen through what they already expose. */
+export interface MetricSources {
+  bus(): BusFigures;
+  queues(): Promise<QueueFigures[]>;
+  instances(): Promise<InstanceFigures[]>;
+  /**
+   * Whether this gateway reports the figures every gateway of a cluster
+   * shares (queue counts, heartbeat instances), so that a sum over
+   * gateways counts them once.
+   */
+  reportsSharedFigures(): Promise<boolean>;
+}
+
+export type TaskSettlement = 'completed' | 'failed' | 'dead';
+
+const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
+/** Seconds; tasks wait and run from milliseconds (a free worker) to hours (an LLM backlog). */
+const TASK_SECONDS_BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 1800, 3600];
+
+/**
+ * The gateway's Prometheus metrics (spec v2, section 4). Counters the organs
+ * keep anyway are read when scraped; only task settlements and proxied
+ * requests, which nothing else counts, are counted here as they happen.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  private readonly queueCompleted: Counter<'queue'>;
+  private readonly queueFailed: Counter<'queue'>;
+  private readonly queueWait: Histogram<'queue'>;
+  private readonly queueRun: Histogram<'queue'>;
+  private readonly proxyRequests: Counter<'route' | 'code'>;
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+
+    new Gauge({
+      name: 'brainstem_bus_connections', help: 'Open /bus connections on this gateway.', registers,
+      collect() { this.set(sources.bus().connections); },
+    });
+    fromRunningTotal('brainstem_bus_published_total', 'Events published through this gateway, its own queue.* and heartbeat.* events included.', () => sources.bus().published, registers);
+    fromRunningTotal('brainstem_bus_delivered_total', 'Event frames this gateway sent to its /bus connections (tasks not included).', () => sources.bus().delivered, registers);
+    fromRunningTotal('brainstem_bus_slow_consumers_total', 'Connections closed because their unsent backlog passed BUS_MAX_BACKLOG_BYTES.', () => sources.bus().slowConsumersDropped, registers);
+
+    new Gauge({
+      name: 'brainstem_queue_tasks',
+      help: 'Tasks per queue and state, read from Redis (shared by every gateway on that Redis: reported by one of them).',
+      labelNames: ['queue', 'state'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        if (!(await sources.reportsSharedFigures())) return;
+        for (const queue of await sources.queues()) {
+          for (const state of QUEUE_STATES) this.set({ queue: queue.name, state }, queue.counts[state]);
+        }
+      },
+    });
+    new Gauge({
+      name: 'brainstem_heartbeat_instances',
+      help: 'Processes with a heartbeat record, per service name and status (alive, stale, stopped).',
+      labelNames: ['name', 'status'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        if (!(await sources.reportsSharedFigures())) return;
+        const counts = new Map<string, { name: string; status: string; count: number }>();
+        for (const { name, status } of await sources.instances()) {
+          const key = `${name}\u0000${status}`;
+          const entry = counts.get(key) ?? { name, status, count: 0 };
+          entry.count++;
+          counts.set(key, entry);
+        }
+        for (const { name, status, count } of counts.values()) this.set({ name, status }, count);
+      },
+    });
+
+    this.queueCompleted = new Counter({ name: 'brainstem_queue_completed_total', help: 'Tasks acked through this gateway.', labelNames: ['queue'] as const, registers });
+    this.queueFailed = new Counter({ name: 'brainstem_queue_failed_total', help: 'Failed task attempts settled through this gateway (retried or dead).', labelNames: ['queue'] as const, registers });
+    this.queueWait = new Histogram({ name: 'brainstem_queue_wait_seconds', help: 'From enqueue (or the end of its delay) to delivery to a worker.', labelNames: ['queue'] as const, buckets: TASK_SECONDS_BUCKETS, registers });
+    this.queueRun = new Histogram({ name: 'brainstem_queue_run_seconds', help: 'From delivery to a worker to its ack or fail.', labelNames: ['queue'] as const, buckets: TASK_SECONDS_BUCKETS, registers });
+    this.proxyRequests = new Counter({ name: 'brainstem_proxy_requests_total', help: 'Requests answered under a proxy route, by route prefix and HTTP status.', labelNames: ['route', 'code'] as const, registers });
+  }
+
+  taskDelivered(queue: string, waitMs: number): void {
+    this.queueWait.observe({ queue }, Math.max(0, waitMs) / 1000);
+  }
+
+  taskSettled(queue: string, settlement: TaskSettlement, runMs: number | undefined): void {
+    if (settlement === 'completed') this.queueCompleted.inc({ queue });
+    else this.queueFailed.inc({ queue });
+    if (runMs !== undefined) this.queueRun.observe({ queue }, Math.max(0, runMs) / 1000);
+  }
+
+  proxied(route: string, statusCode: number): void {
+    this.proxyRequests.inc({ route, code: String(statusCode) });
+  }
+
+  /** Wait and run time quantiles per queue, from this gateway's histograms (the dashboard's figures). */
+  async taskTimes(): Promise<Record<string, { wait: Quantiles; run: Quantiles }>> {
+    const times: Record<string, { wait: Quantiles; run: Quantiles }> = {};
+    for (const [kind, histogram] of [['wait', this.queueWait], ['run', this.queueRun]] as const) {
+      const { name, values } = await histogram.get();
+      const byQueue = new Map<string, { le: number; count: number }[]>();
+      for (const value of values) {
+        if (value.metricName !== `${name}_bucket`) continue;
+        const labels = value.labels as Record<string, string | number | undefined>;
+        const queue = String(labels.queue);
+        const buckets = byQueue.get(queue) ?? [];
+        buckets.push({ le: labels.le === '+Inf' ? Infinity : Number(labels.le), count: value.value });
+        byQueue.set(queue, buckets);
+      }
+      for (const [queue, buckets] of byQueue) {
+        const entry = times[queue] ?? { wait: EMPTY_QUANTILES, run: EMPTY_QUANTILES };
+        entry[kind] = quantilesOf(buckets);
+        times[queue] = entry;
+      }
+    }
+    return times;
+  }
+
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+export interface Quantiles {
+  count: number;
+  /** Upper bound, in seconds, of the bucket holding the quantile; null with no observation. */
+  p50: number | null;
+  p95: number | null;
+}
+
+const EMPTY_QUANTILES: Quantiles = { count: 0, p50: null, p95: null };
+
+/** Bucket upper bounds for p50 and p95, from cumulative histogram buckets. */
+export function quantilesOf(buckets: { le: number; count: number }[]): Quantiles {
+  const sorted = [...buckets].sort((a, b) => a.le - b.le);
+  const total = sorted.at(-1)?.count ?? 0;
+  if (total === 0) return EMPTY_QUANTILES;
+  const at = (q: number) => sorted.find((bucket) => bucket.count >= q * total)?.le ?? null;
+  return { count: total, p50: at(0.5), p95: at(0.95) };
+}
+
+/** A Prometheus counter that follows a running total kept elsewhere. */
+function fromRunningTotal(name: string, help: string, total: () => number, registers: Registry[]): void {
+  let reported = 0;
+  new Counter({
+    name, help, registers,
+    collect() {
+      const now = total();
+      if (now > reported) this.inc(now - reported);
+      reported = now;
+    },
+  });
+}
