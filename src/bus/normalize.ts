@@ -1,5 +1,6 @@
 import { BusError, type BusEvent, type PublishedMessage } from './protocol.js';
 import { isValidTopic } from './topic.js';
+import { isTraceparent } from './trace-context.js';
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -29,6 +30,10 @@ export function normalizeMessage(message: unknown, defaultSource: string, now = 
   if (m.replyTo !== undefined && m.replyTo !== null && (typeof m.replyTo !== 'string' || !isValidTopic(m.replyTo))) {
     throw new BusError('INVALID_TOPIC', 'message.replyTo must be a valid topic');
   }
+  const { traceparent } = m;
+  if (traceparent !== undefined && traceparent !== null && !isTraceparent(traceparent)) {
+    throw new BusError('INVALID_FRAME', 'message.traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)');
+  }
   const event: BusEvent = {
     type: m.type,
     source: m.source || defaultSource,
@@ -37,5 +42,6 @@ export function normalizeMessage(message: unknown, defaultSource: string, now = 
   };
   if (correlationId !== undefined && correlationId !== null && correlationId !== '') event.correlationId = correlationId;
   if (typeof m.replyTo === 'string') event.replyTo = m.replyTo;
+  if (typeof traceparent === 'string') event.traceparent = traceparent;
   return event;
 }

@@ -36,6 +36,8 @@ export interface BusEvent {
   timestamp: string;
   correlationId?: string | number;
   replyTo?: string;
+  /** W3C trace context, kept as the publisher sent it. */
+  traceparent?: string;
 }
 
 /** What a published message may carry before normalization. */
@@ -46,6 +48,7 @@ export interface PublishedMessage {
   timestamp?: unknown;
   correlationId?: unknown;
   replyTo?: unknown;
+  traceparent?: unknown;
 }
 
 /** WebSocket close codes the gateway uses. */

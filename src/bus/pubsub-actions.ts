@@ -3,6 +3,7 @@ import { ANSWERED, type BusLogger, type FrameDispatcher } from './frame-dispatch
 import { normalizeMessage } from './normalize.js';
 import { BusError, type ClientFrame } from './protocol.js';
 import { isValidPattern } from './topic.js';
+import { traceIdOf } from './trace-context.js';
 
 function patternOf(frame: ClientFrame): string {
   if (typeof frame.topic !== 'string') throw new BusError('INVALID_FRAME', 'topic must be a string');
@@ -39,7 +40,10 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
       throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
     }
     const delivered = router.publish(event);
-    if (debug) log.debug({ clientId: connection.id, type: event.type, delivered }, 'publish');
+    if (debug) {
+      const traceId = event.traceparent === undefined ? undefined : traceIdOf(event.traceparent);
+      log.debug({ clientId: connection.id, type: event.type, delivered, traceId }, 'publish');
+    }
     return { delivered };
   });
 

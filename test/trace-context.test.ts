@@ -1,0 +1,35 @@
+import t from 'tap';
+import { isTraceparent } from '../src/bus/trace-context.js';
+import { startGateway } from './helpers/gateway.js';
+import { startRedis } from './helpers/redis.js';
+import { TestSocket } from './helpers/test-socket.js';
+
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+t.test('traceparent: the W3C format, nothing looser', async (t) => {
+  t.ok(isTraceparent(TRACEPARENT));
+  t.ok(isTraceparent('01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later'), 'a later version may add fields');
+  for (const bad of [
+    '', 'x', TRACEPARENT.toUpperCase(), `${TRACEPARENT}-extra`,
+    'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    `00-${'0'.repeat(32)}-00f067aa0ba902b7-01`, `00-4bf92f3577b34da6a3ce929d0e0e4736-${'0'.repeat(16)}-01`,
+    '00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01', 42, null,
+  ]) t.notOk(isTraceparent(bad), JSON.stringify(bad));
+});
+
+t.test('a message keeps its traceparent; a malformed one is INVALID_FRAME and the connection goes on', async (t) => {
+  const redis = await startRedis(t);
+  const gw = await startGateway(t, { redisUrl: redis.url });
+  const sub = await TestSocket.open(gw.busUrl);
+  const pub = await TestSocket.open(gw.busUrl);
+  t.teardown(() => [sub, pub].forEach((socket) => socket.close()));
+  await sub.call({ action: 'subscribe', topic: 'trace.>' });
+
+  const refused = await pub.call({ action: 'publish', message: { type: 'trace.bad', traceparent: 'not-a-trace' } });
+  t.equal(refused.code, 'INVALID_FRAME');
+  const receipt = await pub.call({ action: 'publish', message: { type: 'trace.ok', payload: 1, traceparent: TRACEPARENT } });
+  t.equal(receipt.delivered, 1);
+  const { event } = await sub.event() as { event: Record<string, unknown> };
+  t.equal(event.type, 'trace.ok', 'the refused message reached no one (the first event is the later one)');
+  t.equal(event.traceparent, TRACEPARENT);
+});
