@@ -2,10 +2,13 @@ import { randomUUID } from 'node:crypto';
 import fp from 'fastify-plugin';
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js';
 import { CachedRead, SharedFiguresLease } from '../src/metrics/shared-figures.js';
+import type { SpanExport } from '../src/trace/span-export.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: GatewayMetrics;
+    /** Present only when OTEL_EXPORTER_OTLP_ENDPOINT is set. */
+    spans?: SpanExport;
   }
 }
 
@@ -24,7 +27,8 @@ function isUnder(path: string, prefix: string): boolean {
 }
 
 /**
- * Observability: the gateway's figures for Prometheus (`GET /metrics`).
+ * Observability: the gateway's figures for Prometheus (`GET /metrics`) and,
+ * when an OTLP endpoint is set, its spans.
  * Registered after the bus and before the queue organ, which reports task
  * deliveries and settlements to `app.metrics`.
  */
@@ -50,6 +54,22 @@ export default fp<MetricsOptions>(async function metricsPlugin(app, options) {
     },
   });
   app.decorate('metrics', metrics);
+
+  if (app.config.otelEndpoint) {
+    const { startSpanExport } = await import('../src/trace/span-export.js');
+    const spans = await startSpanExport(app.config.otelEndpoint, 'brainstem');
+    app.bus.router.observePublishes((event, delivered) => {
+      if (event.traceparent === undefined) return;
+      const now = Date.now();
+      spans.record({ name: `publish ${event.type}`, traceparent: event.traceparent, startMs: now, endMs: now, attributes: { 'messaging.destination.name': event.type, 'brainstem.delivered': delivered } });
+    });
+    app.decorate('spans', spans);
+    app.addHook('onClose', async () => {
+      app.bus.router.observePublishes(null);
+      await spans.close();
+    });
+    log.info({ endpoint: app.config.otelEndpoint }, 'spans exported over OTLP/HTTP');
+  }
 
   const prefixes = options.proxyPrefixes;
   if (prefixes.length > 0) {

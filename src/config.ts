@@ -202,6 +202,10 @@ export const SETTINGS = {
   },
   mongoDbName: { env: 'DB_NAME', default: 'heartbeat_db', parse: text, doc: 'MongoDB database of the heartbeat records' },
   mongoCollection: { env: 'COLLECTION', default: 'heartbeats', parse: text, doc: 'MongoDB collection of the heartbeat records' },
+  otelEndpoint: {
+    env: 'OTEL_EXPORTER_OTLP_ENDPOINT', default: null as string | null, parse: url(['http:', 'https:']),
+    doc: 'OTLP/HTTP collector base URL; set, the gateway exports spans (publish, task wait, task attempt) to its /v1/traces',
+  },
   ecosystemConfig: {
     env: 'ECOSYSTEM_CONFIG', default: null as string | null, parse: optionalText,
     doc: 'PM2 ecosystem file whose apps[].instances limit live heartbeats per name; unset: the project\'s ecosystem.config.cjs',

@@ -1,5 +1,8 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { isTraceparent } from '../src/bus/trace-context.js';
+import { isTraceparent } from '../src/trace/trace-context.js';
 import { startGateway } from './helpers/gateway.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket } from './helpers/test-socket.js';
@@ -32,4 +35,36 @@ t.test('a message keeps its traceparent; a malformed one is INVALID_FRAME and th
   const { event } = await sub.event() as { event: Record<string, unknown> };
   t.equal(event.type, 'trace.ok', 'the refused message reached no one (the first event is the later one)');
   t.equal(event.traceparent, TRACEPARENT);
+});
+
+t.test('with OTEL_EXPORTER_OTLP_ENDPOINT set, a publish is exported as a span under its traceparent', async (t) => {
+  const bodies: unknown[] = [];
+  const receiver = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      if (request.url === '/v1/traces') bodies.push(JSON.parse(Buffer.concat(chunks).toString()));
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  receiver.listen(0, '127.0.0.1');
+  await once(receiver, 'listening');
+  t.teardown(() => receiver.close());
+  const { port } = receiver.address() as AddressInfo;
+
+  const redis = await startRedis(t);
+  const gw = await startGateway(t, { redisUrl: redis.url, otelEndpoint: `http://127.0.0.1:${port}` });
+  const pub = await TestSocket.open(gw.busUrl);
+  t.teardown(() => pub.close());
+  await pub.call({ action: 'publish', message: { type: 'trace.exported', traceparent: TRACEPARENT } });
+  await pub.call({ action: 'publish', message: { type: 'trace.untraced' } });
+  pub.close();
+  // Closing flushes the exporter's batch.
+  await gw.app.close();
+
+  const spans = bodies.flatMap((body) => (body as { resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[] })
+    .resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans)));
+  t.equal(spans.length, 1, 'only the traced publish is exported');
+  t.match(spans[0], { name: 'publish trace.exported', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', parentSpanId: '00f067aa0ba902b7' });
+  t.not(spans[0]?.spanId, '00f067aa0ba902b7', 'the gateway span has its own id');
 });

@@ -55,6 +55,7 @@ export interface BusDescription {
 }
 
 type DetachListener = (connection: BusConnection) => void;
+type PublishObserver = (event: BusEvent, delivered: number) => void;
 
 /**
  * The pub/sub core: the registry of connections and their subscriptions.
@@ -69,6 +70,7 @@ export class BusRouter {
   private describeCluster: (() => unknown) | null = null;
   private readonly trie = new TopicTrie<BusConnection>();
   private readonly detachListeners: DetachListener[] = [];
+  private publishObserver: PublishObserver | null = null;
   private publishSeq = 0;
   private lastSample = { at: Date.now(), published: 0, delivered: 0 };
   private rates = { publishedPerSecond: 0, deliveredPerSecond: 0 };
@@ -155,7 +157,13 @@ export class BusRouter {
     const serialize = () => (frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`));
     const delivered = this.deliverLocally(event.type, serialize);
     this.remote?.forward(event.type, serialize);
+    this.publishObserver?.(event, delivered);
     return delivered;
+  }
+
+  /** Follows every publish made here (span export); one at most, none by default. */
+  observePublishes(observer: PublishObserver | null): void {
+    this.publishObserver = observer;
   }
 
   /** An event another instance published, already serialized there. */

@@ -1,6 +1,6 @@
 import { BusError, type BusEvent, type PublishedMessage } from './protocol.js';
 import { isValidTopic } from './topic.js';
-import { isTraceparent } from './trace-context.js';
+import { isTraceparent } from '../trace/trace-context.js';
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -3,7 +3,7 @@ import { ANSWERED, type BusLogger, type FrameDispatcher } from './frame-dispatch
 import { normalizeMessage } from './normalize.js';
 import { BusError, type ClientFrame } from './protocol.js';
 import { isValidPattern } from './topic.js';
-import { traceIdOf } from './trace-context.js';
+import { traceIdOf } from '../trace/trace-context.js';
 
 function patternOf(frame: ClientFrame): string {
   if (typeof frame.topic !== 'string') throw new BusError('INVALID_FRAME', 'topic must be a string');
