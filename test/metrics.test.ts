@@ -4,7 +4,7 @@ import { startGateway } from './helpers/gateway.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 import { startHttpUpstream } from './helpers/upstreams.js';
-import { quantilesOf } from '../src/metrics/gateway-metrics.js';
+import { RecentDurations } from '../src/metrics/recent-durations.js';
 
 const redis = await startRedis(t);
 
@@ -119,8 +119,13 @@ t.test('with tokens on, /metrics needs an admin token', async (t) => {
   t.match(ok.headers.get('content-type'), /^text\/plain/);
 });
 
-t.test('quantiles come from cumulative buckets', async (t) => {
-  t.same(quantilesOf([]), { count: 0, p50: null, p95: null });
-  t.same(quantilesOf([{ le: 0.1, count: 5 }, { le: 1, count: 9 }, { le: Infinity, count: 10 }]), { count: 10, p50: 0.1, p95: Infinity });
-  t.same(quantilesOf([{ le: 1, count: 0 }, { le: 2, count: 10 }, { le: Infinity, count: 10 }]), { count: 10, p50: 2, p95: 2 });
+t.test('recent durations: p50 and p95 over the window only', async (t) => {
+  const recent = new RecentDurations(60_000, 100);
+  t.same(recent.quantiles('q', 0), { count: 0, p50: null, p95: null });
+  for (let ms = 1; ms <= 20; ms++) recent.add('q', ms, 1000);
+  t.same(recent.quantiles('q', 1000), { count: 20, p50: 10, p95: 19 });
+  recent.add('q', 500, 70_000);
+  t.same(recent.quantiles('q', 70_000), { count: 1, p50: 500, p95: 500 }, 'older samples left the window');
+  for (let i = 0; i < 150; i++) recent.add('r', i, 0);
+  t.equal(recent.quantiles('r', 0).count, 100, 'bounded per key');
 });

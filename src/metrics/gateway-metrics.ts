@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { RecentDurations, type RecentQuantiles } from './recent-durations.js';
 
 /** The bus figures the router already counts; read at scrape, never on the hot path. */
 export interface BusFigures {
@@ -35,6 +36,9 @@ export type TaskSettlement = 'completed' | 'failed' | 'dead';
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
 /** Seconds; tasks wait and run from milliseconds (a free worker) to hours (an LLM backlog). */
+/** The dashboard's wait and run times cover this window. */
+const RECENT_WINDOW_MS = 5 * 60_000;
+const RECENT_MAX_PER_QUEUE = 2000;
 const TASK_SECONDS_BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 1800, 3600];
 
 /**
@@ -49,6 +53,8 @@ export class GatewayMetrics {
   private readonly queueWait: Histogram<'queue'>;
   private readonly queueRun: Histogram<'queue'>;
   private readonly proxyRequests: Counter<'route' | 'code'>;
+  private readonly recentWait = new RecentDurations(RECENT_WINDOW_MS, RECENT_MAX_PER_QUEUE);
+  private readonly recentRun = new RecentDurations(RECENT_WINDOW_MS, RECENT_MAX_PER_QUEUE);
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -102,40 +108,27 @@ export class GatewayMetrics {
   }
 
   taskDelivered(queue: string, waitMs: number): void {
-    this.queueWait.observe({ queue }, Math.max(0, waitMs) / 1000);
+    const ms = Math.max(0, waitMs);
+    this.queueWait.observe({ queue }, ms / 1000);
+    this.recentWait.add(queue, ms);
   }
 
   taskSettled(queue: string, settlement: TaskSettlement, runMs: number | undefined): void {
     if (settlement === 'completed') this.queueCompleted.inc({ queue });
     else this.queueFailed.inc({ queue });
-    if (runMs !== undefined) this.queueRun.observe({ queue }, Math.max(0, runMs) / 1000);
+    if (runMs === undefined) return;
+    const ms = Math.max(0, runMs);
+    this.queueRun.observe({ queue }, ms / 1000);
+    this.recentRun.add(queue, ms);
   }
 
   proxied(route: string, statusCode: number): void {
     this.proxyRequests.inc({ route, code: String(statusCode) });
   }
 
-  /** Wait and run time quantiles per queue, from this gateway's histograms (the dashboard's figures). */
-  async taskTimes(): Promise<Record<string, { wait: Quantiles; run: Quantiles }>> {
-    const times: Record<string, { wait: Quantiles; run: Quantiles }> = {};
-    for (const [kind, histogram] of [['wait', this.queueWait], ['run', this.queueRun]] as const) {
-      const { name, values } = await histogram.get();
-      const byQueue = new Map<string, { le: number; count: number }[]>();
-      for (const value of values) {
-        if (value.metricName !== `${name}_bucket`) continue;
-        const labels = value.labels as Record<string, string | number | undefined>;
-        const queue = String(labels.queue);
-        const buckets = byQueue.get(queue) ?? [];
-        buckets.push({ le: labels.le === '+Inf' ? Infinity : Number(labels.le), count: value.value });
-        byQueue.set(queue, buckets);
-      }
-      for (const [queue, buckets] of byQueue) {
-        const entry = times[queue] ?? { wait: EMPTY_QUANTILES, run: EMPTY_QUANTILES };
-        entry[kind] = quantilesOf(buckets);
-        times[queue] = entry;
-      }
-    }
-    return times;
+  /** Wait and run time per queue over the last minutes (the dashboard's figures). */
+  taskTimes(queue: string, now = Date.now()): { wait: RecentQuantiles; run: RecentQuantiles } {
+    return { wait: this.recentWait.quantiles(queue, now), run: this.recentRun.quantiles(queue, now) };
   }
 
   metrics(): Promise<string> {
@@ -145,24 +138,6 @@ export class GatewayMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
-}
-
-export interface Quantiles {
-  count: number;
-  /** Upper bound, in seconds, of the bucket holding the quantile; null with no observation. */
-  p50: number | null;
-  p95: number | null;
-}
-
-const EMPTY_QUANTILES: Quantiles = { count: 0, p50: null, p95: null };
-
-/** Bucket upper bounds for p50 and p95, from cumulative histogram buckets. */
-export function quantilesOf(buckets: { le: number; count: number }[]): Quantiles {
-  const sorted = [...buckets].sort((a, b) => a.le - b.le);
-  const total = sorted.at(-1)?.count ?? 0;
-  if (total === 0) return EMPTY_QUANTILES;
-  const at = (q: number) => sorted.find((bucket) => bucket.count >= q * total)?.le ?? null;
-  return { count: total, p50: at(0.5), p95: at(0.95) };
 }
 
 /** A Prometheus counter that follows a running total kept elsewhere. */
