@@ -34,6 +34,8 @@ export interface RemoteBus {
   interestPropagated(): Promise<void> | undefined;
   /** An event published here: to every other instance with a matching pattern, once. */
   forward(type: string, frame: () => Buffer): void;
+  /** Whether another instance has a subscriber for `type`. */
+  hasInterest(type: string): boolean;
 }
 
 export interface BusDescription {
@@ -159,6 +161,11 @@ export class BusRouter {
     this.remote?.forward(event.type, serialize);
     this.publishObserver?.(event, delivered);
     return delivered;
+  }
+
+  /** Whether a subscription anywhere in the cluster matches `type` (a request's responders). */
+  hasSubscriber(type: string): boolean {
+    return this.trie.hasMatch(type) || (this.remote?.hasInterest(type) ?? false);
   }
 
   /** Follows every publish made here (span export); one at most, none by default. */

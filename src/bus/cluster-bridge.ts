@@ -155,6 +155,10 @@ export class ClusterBridge implements RemoteBus {
     });
   }
 
+  hasInterest(type: string): boolean {
+    return this.remoteInterest.hasMatch(type);
+  }
+
   describe(): { instanceId: string; instances: object[] } {
     const now = Date.now();
     const self = { id: this.instanceId, self: true, ...this.info(), patterns: this.router.localPatterns().length };

@@ -11,7 +11,8 @@ export type ErrorCode =
   | 'UNKNOWN_TASK'
   | 'FORBIDDEN'
   | 'UNAVAILABLE'
-  | 'RATE_LIMITED';
+  | 'RATE_LIMITED'
+  | 'NO_RESPONDERS';
 
 /** A refused frame: sent to the client as `{error, code, id?}`. */
 export class BusError extends Error {

@@ -39,6 +39,10 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     if (!connection.principal.may('publish', event.type)) {
       throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
     }
+    // A request whose sender waits for the receipt learns at once that nobody serves it.
+    if (event.replyTo !== undefined && frame.id !== undefined && !router.hasSubscriber(event.type)) {
+      throw new BusError('NO_RESPONDERS', `no subscriber for ${event.type}: nobody can answer this request`);
+    }
     const delivered = router.publish(event);
     if (debug) {
       const traceId = event.traceparent === undefined ? undefined : traceIdOf(event.traceparent);

@@ -84,6 +84,11 @@ export class TopicTrie<T> {
     this.walk(this.root, topic.split('.'), 0, visit);
   }
 
+  /** Whether any subscriber has a pattern matching `topic`. */
+  hasMatch(topic: string): boolean {
+    return this.anyMatch(this.root, topic.split('.'), 0);
+  }
+
   /** Number of subscribers per pattern. */
   patternCounts(): Record<string, number> {
     return Object.fromEntries(this.counts);
@@ -115,6 +120,15 @@ export class TopicTrie<T> {
     if (named) this.walk(named, segments, depth + 1, visit);
     const star = children.get('*');
     if (star) this.walk(star, segments, depth + 1, visit);
+  }
+
+  private anyMatch(node: TrieNode<T>, segments: string[], depth: number): boolean {
+    if (depth === segments.length) return (node.exact?.size ?? 0) > 0;
+    if ((node.rest?.size ?? 0) > 0) return true;
+    const named = node.children?.get(segments[depth] as string);
+    if (named && this.anyMatch(named, segments, depth + 1)) return true;
+    const star = node.children?.get('*');
+    return star !== undefined && this.anyMatch(star, segments, depth + 1);
   }
 
   private child(node: TrieNode<T>, segment: string): TrieNode<T> {
