@@ -93,18 +93,18 @@ t.test('the bundled client runs in headless Chromium: pub/sub, request, enqueue,
     const published = await client.publish('ui.click', { x: 1 });
     const reply = await client.request('math.add', { a: 2, b: 3 }, { timeout: 5000 });
     const taskId = await client.enqueue('browser.job', { from: 'page' });
-    let timeoutCode = '';
+    let noResponderCode = '';
     try {
       await client.request('nobody.home', {}, { timeout: 200 });
     } catch (err) {
-      timeoutCode = (err as { code: string }).code;
+      noResponderCode = (err as { code: string }).code;
     }
-    return { published, reply: reply.payload, taskId, timeoutCode };
+    return { published, reply: reply.payload, taskId, noResponderCode };
   });
   t.same(results.published, { delivered: 1 });
   t.equal(results.reply, 5, 'request/reply from the page');
   t.type(results.taskId, 'string', 'enqueue resolves with the taskId');
-  t.equal(results.timeoutCode, 'TIMEOUT');
+  t.equal(results.noResponderCode, 'NO_RESPONDERS');
   await until(() => fromBrowser.length === 1);
   t.match(fromBrowser[0], { type: 'ui.click', source: 'browser-page', payload: { x: 1 } });
 
