@@ -72,7 +72,7 @@ export async function buildApp(options: BuildOptions = {}) {
     return reply.code(status).send({ error: 'internal error', code: 'INTERNAL' });
   });
 
-  await app.register(authPlugin, { tokens: edge.tokens });
+  await app.register(authPlugin, { tokens: edge.tokens, corsOrigins: edge.corsOrigins, hosts: edge.hosts });
   if (config.insecure && edge.tokens.length === 0) app.log.warn({ host: config.host }, 'BRAINSTEM_INSECURE: no tokens, anyone who can reach the gateway has full access');
   await app.register(redisPlugin);
   // The edge before the bus: proxied WebSocket upgrades must be wired before @fastify/websocket (stack-facts).
