@@ -15,8 +15,8 @@ import queueRoutes from './routes/queues.js';
 import { defaultConfig, type Config } from './src/config.js';
 import { assertSafeBinding } from './src/edge/bind-check.js';
 import { loadEdgeConfig, type EdgeConfig } from './src/edge/edge-config.js';
-import { redactTokenInUrl } from './src/edge/gateway-credentials.js';
 import { HealthRegistry } from './src/health.js';
+import { createRedactor, redactTokensInText } from './src/redaction.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -49,17 +49,21 @@ export async function buildApp(options: BuildOptions = {}) {
   // Checked before anything starts: a bad file or an unsafe bind stops here.
   const edge = givenEdge ?? loadEdgeConfig(config.configPath);
   assertSafeBinding({ host: config.host, insecure: config.insecure, tokenCount: edge.tokens.length });
+  // Every log line passes one redaction rule: tokens in URLs (a browser
+  // passes its token as ?token=) and the credentials of REDIS_URL/MONGO_URL.
+  const redact = createRedactor([config.redisUrl, config.mongoUrl]);
+  const logging = {
+    level: config.logLevel,
+    serializers: { req: (req: { method: string; url: string; host: string; ip: string }) => ({ method: req.method, url: req.url, host: req.host, remoteAddress: req.ip }) },
+    hooks: { streamWrite: redact },
+  };
   const app = Fastify({
-    logger: logger ?? {
-      level: config.logLevel,
-      // A browser passes its token as ?token=: keep it out of the logs.
-      serializers: { req: (req) => ({ method: req.method, url: redactTokenInUrl(req.url), host: req.host, remoteAddress: req.ip }) },
-    },
+    logger: logger === undefined ? logging : typeof logger === 'object' && logger !== null ? { ...logging, ...logger } : logger,
     bodyLimit: config.busMaxFrameBytes,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('config', config);
-  app.decorate('health', new HealthRegistry());
+  app.decorate('health', new HealthRegistry(redact));
 
   // Every error leaves as `{error, code}`, the same shape as on the bus.
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -71,6 +75,12 @@ export async function buildApp(options: BuildOptions = {}) {
     request.log.error({ err }, 'request failed');
     return reply.code(status).send({ error: 'internal error', code: 'INTERNAL' });
   });
+
+  // Fastify's own 404 quotes the URL, token included.
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({
+    error: `Route ${request.method}:${redactTokensInText(request.url)} not found`,
+    code: 'NOT_FOUND',
+  }));
 
   await app.register(authPlugin, { tokens: edge.tokens, corsOrigins: edge.corsOrigins, hosts: edge.hosts });
   if (config.insecure && edge.tokens.length === 0) app.log.warn({ host: config.host }, 'BRAINSTEM_INSECURE: no tokens, anyone who can reach the gateway has full access');

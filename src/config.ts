@@ -1,4 +1,5 @@
 import { parseQueueOverrides, type QueueOverrides } from './queues/task-options.js';
+import { maskUrlCredentials } from './redaction.js';
 
 /**
  * The gateway's settings: one table, read from the environment and
@@ -229,7 +230,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     try {
       config[key] = setting.parse(raw);
     } catch (err) {
-      throw new ConfigError(`${setting.env}=${JSON.stringify(raw)}: ${(err as Error).message}`);
+      // The message goes to a terminal or a log: a mistyped REDIS_URL keeps its password.
+      throw new ConfigError(`${setting.env}=${JSON.stringify(maskUrlCredentials(raw))}: ${(err as Error).message}`);
     }
   }
   return config as Config;
