@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { normalizeMessage } from '../src/bus/normalize.js';
+import { publishRefusal } from '../src/bus/principal.js';
 import { BusError } from '../src/bus/protocol.js';
 import { errorReply, ErrorBody } from './errors.js';
 
@@ -32,9 +33,9 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     try {
-      const event = normalizeMessage(request.body, request.principal.name ?? 'http');
+      const event = normalizeMessage(request.body, request.principal.name ?? 'http', request.principal.name);
       if (!request.principal.may('publish', event.type)) {
-        throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
+        throw new BusError('FORBIDDEN', publishRefusal(event.type));
       }
       const delivered = app.bus.router.publish(event);
       request.log.debug({ type: event.type, delivered }, 'http publish');

@@ -36,6 +36,8 @@ export interface BusEvent {
   timestamp: string;
   correlationId?: string | number;
   replyTo?: string;
+  /** The publishing token's name, set by the gateway when tokens are on (never by the client). */
+  token?: string;
 }
 
 /** What a published message may carry before normalization. */
