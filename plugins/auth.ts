@@ -61,7 +61,7 @@ function isCorsPreflight(request: FastifyRequest): boolean {
     && request.headers['access-control-request-method'] !== undefined;
 }
 
-function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: string; code: string }): FastifyReply {
+export function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: string; code: string }): FastifyReply {
   // A refused WebSocket upgrade answers on the raw socket, which no HTTP
   // machinery owns any more: close it once the answer is out, or it would
   // stay open and hold app.close() forever.

@@ -20,9 +20,15 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
     method: 'GET',
     url: '/bus',
     schema: {
-      querystring: Type.Object({ name: Type.Optional(Type.String()), token: Type.Optional(Type.String()) }),
+      querystring: Type.Object({
+        name: Type.Optional(Type.String()),
+        token: Type.Optional(Type.String()),
+        // A page of the connections, oldest first: the answer stays small whatever the number of clients.
+        offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })),
+      }),
     },
-    handler: async () => app.bus.router.describe(),
+    handler: async (request) => app.bus.router.describe({ offset: request.query.offset ?? 0, limit: request.query.limit ?? 200 }),
     wsHandler: (socket, request) => app.bus.handleSocket(socket, request),
   });
 

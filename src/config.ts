@@ -95,6 +95,14 @@ export const SETTINGS = {
     env: 'BUS_MAX_SUBSCRIPTIONS', default: 10_000, parse: integer(1, 10_000_000),
     doc: 'patterns one connection may subscribe to; one more is refused with RATE_LIMITED',
   },
+  busMaxPatternBytes: {
+    env: 'BUS_MAX_PATTERN_BYTES', default: 256 * 1024, parse: integer(1024, 256 * MiB),
+    doc: 'total size (UTF-8 bytes) of the patterns one connection may subscribe to; past it a subscribe is refused with RATE_LIMITED',
+  },
+  busMaxConnectionsPerClient: {
+    env: 'BUS_MAX_CONNECTIONS_PER_CLIENT', default: 256, parse: integer(0, 10_000_000),
+    doc: 'WebSocket connections (bus, heartbeat, proxied) one client address, and one token, may hold open (0: no limit; loopback counts too); past it the upgrade gets 429 RATE_LIMITED',
+  },
   busCluster: {
     env: 'BUS_CLUSTER', default: true, parse: boolean,
     doc: 'with REDIS_URL set, gateways on the same Redis share one bus (events cross Redis only where subscribed)',
