@@ -39,6 +39,15 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'INVALID_FRAME',
 };
 
+/** Node's overdue-request checks: often enough that a timeout is enforced within a quarter of itself. */
+function timeoutChecks(requestTimeoutMs: number): { connectionsCheckingInterval?: number; headersTimeout?: number } {
+  if (requestTimeoutMs === 0) return {};
+  return {
+    connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(requestTimeoutMs / 4))),
+    headersTimeout: Math.min(60_000, requestTimeoutMs),
+  };
+}
+
 /**
  * The gateway as a Fastify app that does not listen: the server entry and
  * the tests both build it. `app.close()` releases everything it started.
@@ -60,6 +69,10 @@ export async function buildApp(options: BuildOptions = {}) {
   const app = Fastify({
     logger: logger === undefined ? logging : typeof logger === 'object' && logger !== null ? { ...logging, ...logger } : logger,
     bodyLimit: config.busMaxFrameBytes,
+    // A request trickled in byte by byte would hold its socket forever. Node
+    // looks for overdue requests every connectionsCheckingInterval.
+    requestTimeout: config.httpRequestTimeoutMs,
+    http: timeoutChecks(config.httpRequestTimeoutMs),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('config', config);

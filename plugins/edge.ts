@@ -80,7 +80,8 @@ async function registerPages(app: FastifyInstance, prefix: string, root: string,
       strictTransportSecurity: false,
       contentSecurityPolicy: csp ? { useDefaults: true, directives: { 'upgrade-insecure-requests': null } } : false,
     });
-    await pages.register(fastifyStatic, { root, prefix, redirect: prefix !== '/', decorateReply: false });
+    // Dotfiles (.env, .git) are never pages: 404, as if absent.
+    await pages.register(fastifyStatic, { root, prefix, redirect: prefix !== '/', decorateReply: false, dotfiles: 'ignore' });
   });
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { MAX_JSON_DEPTH, valueNestsDeeperThan } from '../src/bus/json-depth.js';
 import { normalizeMessage } from '../src/bus/normalize.js';
 import { publishRefusal } from '../src/bus/principal.js';
 import { BusError } from '../src/bus/protocol.js';
@@ -39,6 +40,7 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     try {
+      if (valueNestsDeeperThan(request.body)) throw new BusError('INVALID_FRAME', `message nests deeper than ${MAX_JSON_DEPTH} levels`);
       const event = normalizeMessage(request.body, request.principal.name ?? 'http', request.principal.name);
       if (!request.principal.may('publish', event.type)) {
         throw new BusError('FORBIDDEN', publishRefusal(event.type));

@@ -173,6 +173,10 @@ export const SETTINGS = {
     env: 'DASHBOARD_DIR', default: null as string | null, parse: optionalText,
     doc: 'folder served at / (unset: public/ of the package, the dashboard)',
   },
+  httpRequestTimeoutMs: {
+    env: 'HTTP_REQUEST_TIMEOUT_MS', default: 60_000, parse: integer(0, 86_400_000),
+    doc: 'ms a client has to send a whole request, headers and body (0: no limit); a slower one is cut with 408',
+  },
   httpRateLimitPerMinute: {
     env: 'HTTP_RATE_LIMIT_PER_MINUTE', default: 3000, parse: integer(0, 10_000_000),
     doc: 'HTTP requests (WebSocket upgrades included) one client address may make per minute (0: no limit); over it 429 RATE_LIMITED',

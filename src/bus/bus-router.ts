@@ -72,6 +72,20 @@ export interface BusDescription {
 
 type DetachListener = (connection: BusConnection) => void;
 
+/**
+ * The `{"event": …}` frame. A payload nested too deeply for JSON.stringify
+ * (it recurses; a 1 MiB frame of brackets overflows the stack) is the
+ * publisher's mistake: refused as INVALID_FRAME before anyone gets it.
+ */
+function eventFrame(event: BusEvent): Buffer {
+  try {
+    return Buffer.from(`{"event":${JSON.stringify(event)}}`);
+  } catch (err) {
+    if (err instanceof RangeError) throw new BusError('INVALID_FRAME', 'message is nested too deeply');
+    throw err;
+  }
+}
+
 function firstOf(items: Iterable<string>, max: number): string[] {
   const first: string[] = [];
   for (const item of items) {
@@ -184,7 +198,7 @@ export class BusRouter {
   publish(event: BusEvent): number {
     this.counters.published++;
     let frame: Buffer | undefined;
-    const serialize = () => (frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`));
+    const serialize = () => (frame ??= eventFrame(event));
     const delivered = this.deliverLocally(event.type, serialize);
     this.remote?.forward(event.type, serialize);
     return delivered;
