@@ -1,4 +1,5 @@
 import t from 'tap';
+import { parseEdgeConfig } from '../src/edge/edge-config.js';
 import { bearer, edgeConfig, tokenSpec } from './helpers/edge.js';
 import { startGateway } from './helpers/gateway.js';
 import { rawRequest, upgradeStatus } from './helpers/raw-http.js';
@@ -106,4 +107,12 @@ t.test('only one token per request', async (t) => {
   t.equal((await rawRequest(`${gw.httpUrl}/queues?token=a-token-0123456789&token=a-token-0123456789`)).status, 400, 'even the same one twice');
   t.equal(await upgradeStatus(`${gw.busUrl}?token=a-token-0123456789`, { headers: bearer('b-token-0123456789') }), 400, 'on the upgrade too');
   t.equal((await rawRequest(`${gw.httpUrl}/queues?token=a-token-0123456789`)).status, 200, 'one is fine');
+});
+
+t.test('hosts in the config file: bare names, checked at start', async (t) => {
+  t.same(parseEdgeConfig('{"hosts": ["Brainstem.LAN", "192.168.1.20", "[fd00::1]"]}', 'c.json', '/tmp').hosts, ['brainstem.lan', '192.168.1.20', '[fd00::1]']);
+  t.throws(() => parseEdgeConfig('{\n"hosts": [\n"brainstem.lan:8080", "http://x"]}', 'c.json', '/tmp'), {
+    message: 'c.json:3: hosts[0]: expected a host name or address such as "brainstem.lan" or "192.168.1.20" (no scheme or port)\n'
+      + 'c.json:3: hosts[1]: expected a host name or address such as "brainstem.lan" or "192.168.1.20" (no scheme or port)',
+  });
 });
