@@ -65,6 +65,7 @@ t.test('JSON nested too deeply is INVALID_FRAME, on the bus and over HTTP; the c
   t.ok(nestsDeeperThan(Buffer.from(`${'['.repeat(300)}${']'.repeat(300)}`)));
   t.notOk(nestsDeeperThan(Buffer.from(`["${'['.repeat(300)}"]`)), 'brackets in a string do not count');
   t.notOk(nestsDeeperThan(Buffer.from(`{"a":"\\"${'{'.repeat(300)}"}`)), 'nor after an escaped quote');
+  t.ok(nestsDeeperThan(`{"a":"\\\\","b":${'['.repeat(300)}${']'.repeat(300)}}`), 'a string ending in an escaped backslash ends there');
   t.ok(valueNestsDeeperThan(JSON.parse(`{"a":${'['.repeat(300)}${']'.repeat(300)}}`)));
   t.notOk(valueNestsDeeperThan({ a: [[1, 2], { b: [3] }] }));
 

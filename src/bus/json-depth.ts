@@ -14,22 +14,19 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
 /**
- * Does the JSON text nest deeper than `max`? One pass over the bytes,
- * brackets inside strings ignored. Text shorter than `max` cannot, and is
- * not scanned: the common small frame costs nothing.
+ * Does the JSON text (already known to parse) nest deeper than `max`? One
+ * pass over the structure, strings jumped over, their brackets ignored.
+ * Text shorter than `max` cannot, and is not scanned.
  */
 export function nestsDeeperThan(text: Buffer | string, max = MAX_JSON_DEPTH): boolean {
   if (text.length <= max) return false;
   const raw = typeof text === 'string' ? Buffer.from(text) : text;
   let depth = 0;
-  let inString = false;
   for (let i = 0; i < raw.length; i++) {
     const byte = raw[i];
-    if (inString) {
-      if (byte === BACKSLASH) i++;
-      else if (byte === QUOTE) inString = false;
-    } else if (byte === QUOTE) {
-      inString = true;
+    if (byte === QUOTE) {
+      i = closingQuote(raw, i);
+      if (i < 0) return false;
     } else if (byte === OPEN_OBJECT || byte === OPEN_ARRAY) {
       if (++depth > max) return true;
     } else if (byte === CLOSE_OBJECT || byte === CLOSE_ARRAY) {
@@ -37,6 +34,18 @@ export function nestsDeeperThan(text: Buffer | string, max = MAX_JSON_DEPTH): bo
     }
   }
   return false;
+}
+
+/** Where the string opened at `start` ends (memchr jumps over its text), or -1. */
+function closingQuote(raw: Buffer, start: number): number {
+  let at = start;
+  for (;;) {
+    at = raw.indexOf(QUOTE, at + 1);
+    if (at < 0) return -1;
+    let backslashes = 0;
+    while (raw[at - 1 - backslashes] === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return at;
+  }
 }
 
 /** The same for a value already parsed (an HTTP body), without recursion. */
