@@ -17,8 +17,8 @@ import queueRoutes from './routes/queues.js';
 import { defaultConfig, type Config } from './src/config.js';
 import { assertSafeBinding } from './src/edge/bind-check.js';
 import { loadEdgeConfig, type EdgeConfig } from './src/edge/edge-config.js';
-import { redactTokenInUrl } from './src/edge/gateway-credentials.js';
 import { HealthRegistry } from './src/health.js';
+import { createRedactor, redactTokensInText } from './src/redaction.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -41,6 +41,15 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'INVALID_FRAME',
 };
 
+/** Node's overdue-request checks: often enough that a timeout is enforced within a quarter of itself. */
+function timeoutChecks(requestTimeoutMs: number): { connectionsCheckingInterval?: number; headersTimeout?: number } {
+  if (requestTimeoutMs === 0) return {};
+  return {
+    connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(requestTimeoutMs / 4))),
+    headersTimeout: Math.min(60_000, requestTimeoutMs),
+  };
+}
+
 /**
  * The gateway as a Fastify app that does not listen: the server entry and
  * the tests both build it. `app.close()` releases everything it started.
@@ -51,17 +60,25 @@ export async function buildApp(options: BuildOptions = {}) {
   // Checked before anything starts: a bad file or an unsafe bind stops here.
   const edge = givenEdge ?? loadEdgeConfig(config.configPath);
   assertSafeBinding({ host: config.host, insecure: config.insecure, tokenCount: edge.tokens.length });
+  // Every log line passes one redaction rule: tokens in URLs (a browser
+  // passes its token as ?token=) and the credentials of REDIS_URL/MONGO_URL.
+  const redact = createRedactor([config.redisUrl, config.mongoUrl]);
+  const logging = {
+    level: config.logLevel,
+    serializers: { req: (req: { method: string; url: string; host: string; ip: string }) => ({ method: req.method, url: req.url, host: req.host, remoteAddress: req.ip }) },
+    hooks: { streamWrite: redact },
+  };
   const app = Fastify({
-    logger: logger ?? {
-      level: config.logLevel,
-      // A browser passes its token as ?token=: keep it out of the logs.
-      serializers: { req: (req) => ({ method: req.method, url: redactTokenInUrl(req.url), host: req.host, remoteAddress: req.ip }) },
-    },
+    logger: logger === undefined ? logging : typeof logger === 'object' && logger !== null ? { ...logging, ...logger } : logger,
     bodyLimit: config.busMaxFrameBytes,
+    // A request trickled in byte by byte would hold its socket forever. Node
+    // looks for overdue requests every connectionsCheckingInterval.
+    requestTimeout: config.httpRequestTimeoutMs,
+    http: timeoutChecks(config.httpRequestTimeoutMs),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('config', config);
-  app.decorate('health', new HealthRegistry());
+  app.decorate('health', new HealthRegistry(redact));
 
   // Every error leaves as `{error, code}`, the same shape as on the bus.
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -74,7 +91,13 @@ export async function buildApp(options: BuildOptions = {}) {
     return reply.code(status).send({ error: 'internal error', code: 'INTERNAL' });
   });
 
-  await app.register(authPlugin, { tokens: edge.tokens });
+  // Fastify's own 404 quotes the URL, token included.
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({
+    error: `Route ${request.method}:${redactTokensInText(request.url)} not found`,
+    code: 'NOT_FOUND',
+  }));
+
+  await app.register(authPlugin, { tokens: edge.tokens, corsOrigins: edge.corsOrigins, hosts: edge.hosts });
   if (config.insecure && edge.tokens.length === 0) app.log.warn({ host: config.host }, 'BRAINSTEM_INSECURE: no tokens, anyone who can reach the gateway has full access');
   await app.register(redisPlugin);
   // The edge before the bus: proxied WebSocket upgrades must be wired before @fastify/websocket (stack-facts).

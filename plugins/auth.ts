@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { OPEN_PRINCIPAL, type Principal } from '../src/bus/principal.js';
 import { describeRequirement, requirementFor, satisfies, type DeclaredAccess } from '../src/edge/access-policy.js';
 import type { TokenSpec } from '../src/edge/edge-config.js';
+import { judgeBrowser, type BrowserPolicy } from '../src/edge/request-origin.js';
 import { ANONYMOUS_PRINCIPAL, TokenTable } from '../src/edge/token-table.js';
 
 declare module 'fastify' {
@@ -19,6 +20,10 @@ declare module 'fastify' {
 export interface AuthOptions {
   /** The configured tokens; none means auth is off and everyone is the open principal. */
   tokens?: readonly TokenSpec[];
+  /** Origins besides the gateway's own allowed to call it (the config's `cors.origins`). */
+  corsOrigins?: readonly string[];
+  /** Host names besides loopback a request may name when no tokens are configured. */
+  hosts?: readonly string[];
 }
 
 /** What a token can be read from: a Fastify request, or the proxy's view of one. */
@@ -27,16 +32,28 @@ export interface TokenCarrier {
   query: unknown;
 }
 
-/** `Authorization: Bearer X` first, else `?token=X` (a browser cannot set headers on a WebSocket). */
-export function presentedToken(request: TokenCarrier): string | null {
+/**
+ * Every token the request carries: `Authorization: Bearer X` first, then
+ * each `?token=X` (a browser cannot set headers on a WebSocket).
+ */
+export function presentedTokens(request: TokenCarrier): string[] {
+  const tokens: string[] = [];
   const header = request.headers.authorization;
   if (typeof header === 'string') {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (match) return match[1] as string;
+    if (match) tokens.push(match[1] as string);
   }
   const query = request.query as Record<string, unknown> | undefined;
-  const token = query?.token;
-  return typeof token === 'string' && token !== '' ? token : null;
+  const inQuery = query?.token;
+  for (const token of Array.isArray(inQuery) ? inQuery : [inQuery]) {
+    if (typeof token === 'string' && token !== '') tokens.push(token);
+  }
+  return tokens;
+}
+
+/** The one token of a request (the auth hook refuses a request with more). */
+export function presentedToken(request: TokenCarrier): string | null {
+  return presentedTokens(request)[0] ?? null;
 }
 
 function isCorsPreflight(request: FastifyRequest): boolean {
@@ -44,7 +61,7 @@ function isCorsPreflight(request: FastifyRequest): boolean {
     && request.headers['access-control-request-method'] !== undefined;
 }
 
-function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: string; code: string }): FastifyReply {
+export function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: string; code: string }): FastifyReply {
   // A refused WebSocket upgrade answers on the raw socket, which no HTTP
   // machinery owns any more: close it once the answer is out, or it would
   // stay open and hold app.close() forever.
@@ -60,7 +77,22 @@ function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: str
  */
 export default fp<AuthOptions>(async function authPlugin(app, options) {
   const table = new TokenTable(options.tokens ?? []);
+  const corsOrigins = options.corsOrigins ?? [];
+  const browsers: BrowserPolicy = { corsOrigins, hosts: options.hosts ?? [], checkHost: table.size === 0 };
   app.decorateRequest('principal', null as unknown as Principal);
+
+  // Before anything else, auth on or off: a page the user merely opened
+  // must not drive the gateway (spec v2 §5).
+  app.addHook('onRequest', async (request, reply) => {
+    const verdict = judgeBrowser(browsers, request.headers.origin, request.headers.host);
+    if (!verdict.ok) {
+      request.log.info({ origin: request.headers.origin, host: request.headers.host }, 'refused: foreign origin or host');
+      return refuse(request, reply.code(403), { error: verdict.message, code: 'FORBIDDEN' });
+    }
+    // Without a CORS section nobody answers preflights: the gateway does,
+    // with no CORS headers (the browser gives up), and nothing goes upstream.
+    if (corsOrigins.length === 0 && isCorsPreflight(request)) return reply.code(204).send();
+  });
 
   if (table.size === 0) {
     app.addHook('onRequest', async (request) => {
@@ -70,7 +102,11 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
   }
 
   app.addHook('onRequest', async (request, reply) => {
-    const presented = presentedToken(request);
+    const tokens = presentedTokens(request);
+    if (tokens.length > 1) {
+      return refuse(request, reply.code(400), { error: 'more than one token: give it once, in the Authorization header or in ?token=', code: 'INVALID_FRAME' });
+    }
+    const presented = tokens[0] ?? null;
     const principal = presented === null ? null : table.resolve(presented);
     request.principal = principal ?? ANONYMOUS_PRINCIPAL;
     // Browsers send preflights without credentials; CORS answers them.

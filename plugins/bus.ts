@@ -77,6 +77,7 @@ export default fp(async function busPlugin(app) {
   const router = new BusRouter({
     maxBacklogBytes: config.busMaxBacklogBytes,
     maxPatternsPerConnection: config.busMaxSubscriptions,
+    maxPatternBytesPerConnection: config.busMaxPatternBytes,
   });
   const limiter = config.busMaxFramesPerSecond > 0 ? new FrameRateLimiter(config.busMaxFramesPerSecond) : null;
   const dispatcher = new FrameDispatcher(app.log, limiter);

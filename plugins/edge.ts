@@ -10,10 +10,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Principal } from '../src/bus/principal.js';
 import { isLoopbackHost } from '../src/edge/bind-check.js';
+import { ConnectionQuota } from '../src/edge/connection-quota.js';
 import type { EdgeConfig, ProxyRoute } from '../src/edge/edge-config.js';
 import { headersWithoutToken, queryWithoutToken } from '../src/edge/gateway-credentials.js';
 import { packageRoot } from '../src/edge/package-root.js';
-import { presentedToken, type TokenCarrier } from './auth.js';
+import { presentedToken, refuse, type TokenCarrier } from './auth.js';
 
 export interface EdgeOptions {
   edge: EdgeConfig;
@@ -79,7 +80,8 @@ async function registerPages(app: FastifyInstance, prefix: string, root: string,
       strictTransportSecurity: false,
       contentSecurityPolicy: csp ? { useDefaults: true, directives: { 'upgrade-insecure-requests': null } } : false,
     });
-    await pages.register(fastifyStatic, { root, prefix, redirect: prefix !== '/', decorateReply: false });
+    // Dotfiles (.env, .git) are never pages: 404, as if absent.
+    await pages.register(fastifyStatic, { root, prefix, redirect: prefix !== '/', decorateReply: false, dotfiles: 'ignore' });
   });
 }
 
@@ -117,12 +119,35 @@ function keepProxiedUpgradesToTheProxy(app: FastifyInstance, prefixes: readonly 
 }
 
 /**
+ * Caps the WebSockets one client address and one token hold open: checked
+ * at the upgrade (after auth, which names the token), released when the
+ * socket closes, whatever route took it.
+ */
+function limitConnectionsPerClient(app: FastifyInstance, maxPerClient: number): void {
+  if (maxPerClient === 0) return;
+  const quota = new ConnectionQuota(maxPerClient);
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.headers.upgrade === undefined) return;
+    const keys = [`address:${request.ip}`];
+    if (request.principal.name !== null) keys.push(`token:${request.principal.name}`);
+    const taken = quota.take(keys);
+    if ('full' in taken) {
+      request.log.info({ over: taken.full }, 'refused: too many connections');
+      const by = taken.full.startsWith('token:') ? 'this token' : 'this address';
+      return refuse(request, reply.code(429), { error: `too many connections from ${by}: at most ${maxPerClient} open at once`, code: 'RATE_LIMITED' });
+    }
+    request.raw.socket.once('close', taken.release);
+  });
+}
+
+/**
  * The skin: rate limits, CORS, proxied internal services and frontends.
  * Registered before the bus so that the proxies' WebSocket upgrade handling
  * is in place before @fastify/websocket's (see stack-facts).
  */
 export default fp<EdgeOptions>(async function edgePlugin(app, { edge }) {
   const { config } = app;
+  limitConnectionsPerClient(app, config.busMaxConnectionsPerClient);
 
   if (config.httpRateLimitPerMinute > 0) {
     await app.register(rateLimit, {

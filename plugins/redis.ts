@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import fp from 'fastify-plugin';
 import type { Redis, RedisOptions } from 'ioredis';
 import { RedisSupervisor } from '../src/redis/redis-supervisor.js';
+import { maskUrlCredentials } from '../src/redaction.js';
 import { lossySettings, redisOptionsFromUrl } from '../src/redis/redis-settings.js';
 import { TickBatchedRedis } from '../src/redis/tick-batched-redis.js';
 import { TickWriteBatch } from '../src/streams/tick-write-batch.js';
@@ -9,7 +10,7 @@ import { TickWriteBatch } from '../src/streams/tick-write-batch.js';
 export type ConnectionPurpose = 'queue' | 'worker' | 'subscriber';
 
 export interface RedisHandle {
-  /** Where Redis is, for people: a redis:// URL or unix:// socket path. */
+  /** Where Redis is, for people (credentials masked): a redis:// URL or unix:// socket path. */
   url: string;
   /** Base connection options (host/port or socket path, credentials). */
   options: RedisOptions;
@@ -46,7 +47,7 @@ export default fp(async function redisPlugin(app) {
   let url: string;
   if (config.redisUrl) {
     base = redisOptionsFromUrl(config.redisUrl);
-    url = config.redisUrl;
+    url = maskUrlCredentials(config.redisUrl);
   } else {
     supervisor = new RedisSupervisor({ bin: config.redisServerBin, dir: join(config.dataDir, 'redis'), log: app.log });
     await supervisor.start();

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { MAX_JSON_DEPTH, valueNestsDeeperThan } from '../src/bus/json-depth.js';
 import { normalizeMessage } from '../src/bus/normalize.js';
+import { publishRefusal } from '../src/bus/principal.js';
 import { BusError } from '../src/bus/protocol.js';
 import { errorReply, ErrorBody } from './errors.js';
 
@@ -19,9 +21,15 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
     method: 'GET',
     url: '/bus',
     schema: {
-      querystring: Type.Object({ name: Type.Optional(Type.String()), token: Type.Optional(Type.String()) }),
+      querystring: Type.Object({
+        name: Type.Optional(Type.String()),
+        token: Type.Optional(Type.String()),
+        // A page of the connections, oldest first: the answer stays small whatever the number of clients.
+        offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })),
+      }),
     },
-    handler: async () => app.bus.router.describe(),
+    handler: async (request) => app.bus.router.describe({ offset: request.query.offset ?? 0, limit: request.query.limit ?? 200 }),
     wsHandler: (socket, request) => app.bus.handleSocket(socket, request),
   });
 
@@ -32,9 +40,10 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     try {
-      const event = normalizeMessage(request.body, request.principal.name ?? 'http');
+      if (valueNestsDeeperThan(request.body)) throw new BusError('INVALID_FRAME', `message nests deeper than ${MAX_JSON_DEPTH} levels`);
+      const event = normalizeMessage(request.body, request.principal.name ?? 'http', request.principal.name);
       if (!request.principal.may('publish', event.type)) {
-        throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
+        throw new BusError('FORBIDDEN', publishRefusal(event.type));
       }
       const delivered = app.bus.router.publish(event);
       request.log.debug({ type: event.type, delivered }, 'http publish');

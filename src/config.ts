@@ -1,4 +1,5 @@
 import { parseQueueOverrides, type QueueOverrides } from './queues/task-options.js';
+import { maskUrlCredentials } from './redaction.js';
 
 /**
  * The gateway's settings: one table, read from the environment and
@@ -94,6 +95,14 @@ export const SETTINGS = {
     env: 'BUS_MAX_SUBSCRIPTIONS', default: 10_000, parse: integer(1, 10_000_000),
     doc: 'patterns one connection may subscribe to; one more is refused with RATE_LIMITED',
   },
+  busMaxPatternBytes: {
+    env: 'BUS_MAX_PATTERN_BYTES', default: 256 * 1024, parse: integer(1024, 256 * MiB),
+    doc: 'total size (UTF-8 bytes) of the patterns one connection may subscribe to; past it a subscribe is refused with RATE_LIMITED',
+  },
+  busMaxConnectionsPerClient: {
+    env: 'BUS_MAX_CONNECTIONS_PER_CLIENT', default: 256, parse: integer(0, 10_000_000),
+    doc: 'WebSocket connections (bus, heartbeat, proxied) one client address, and one token, may hold open (0: no limit; loopback counts too); past it the upgrade gets 429 RATE_LIMITED',
+  },
   busCluster: {
     env: 'BUS_CLUSTER', default: true, parse: boolean,
     doc: 'with REDIS_URL set, gateways on the same Redis share one bus (events cross Redis only where subscribed)',
@@ -164,6 +173,10 @@ export const SETTINGS = {
     env: 'DASHBOARD_DIR', default: null as string | null, parse: optionalText,
     doc: 'folder served at / (unset: public/ of the package, the dashboard)',
   },
+  httpRequestTimeoutMs: {
+    env: 'HTTP_REQUEST_TIMEOUT_MS', default: 60_000, parse: integer(0, 86_400_000),
+    doc: 'ms a client has to send a whole request, headers and body (0: no limit); a slower one is cut with 408',
+  },
   httpRateLimitPerMinute: {
     env: 'HTTP_RATE_LIMIT_PER_MINUTE', default: 3000, parse: integer(0, 10_000_000),
     doc: 'HTTP requests (WebSocket upgrades included) one client address may make per minute (0: no limit); over it 429 RATE_LIMITED',
@@ -233,7 +246,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     try {
       config[key] = setting.parse(raw);
     } catch (err) {
-      throw new ConfigError(`${setting.env}=${JSON.stringify(raw)}: ${(err as Error).message}`);
+      // The message goes to a terminal or a log: a mistyped REDIS_URL keeps its password.
+      throw new ConfigError(`${setting.env}=${JSON.stringify(maskUrlCredentials(raw))}: ${(err as Error).message}`);
     }
   }
   return config as Config;

@@ -11,6 +11,9 @@ type Check = () => Promise<Omit<DependencyState, 'required'>> | Omit<DependencyS
 export class HealthRegistry {
   private readonly checks = new Map<string, { check: Check; required: boolean }>();
 
+  /** `redact` cleans each detail: a driver's error may quote its URL, credentials and all. */
+  constructor(private readonly redact: (text: string) => string = (text) => text) {}
+
   register(name: string, check: Check, required = true): void {
     this.checks.set(name, { check, required });
   }
@@ -25,7 +28,7 @@ export class HealthRegistry {
       } catch (err) {
         state = { ok: false, detail: (err as Error).message };
       }
-      dependencies[name] = { ...state, required };
+      dependencies[name] = state.detail === undefined ? { ...state, required } : { ...state, detail: this.redact(state.detail), required };
       if (required && !state.ok) ok = false;
     }));
     return { ok, dependencies };

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
 import t from 'tap';
 import { BrokerClient, type BusEvent } from '../src/client/index.js';
+import { edgeConfig } from './helpers/edge.js';
 import { startRestartableGateway } from './helpers/restartable-gateway.js';
 import { until } from './helpers/test-socket.js';
 
@@ -45,8 +46,9 @@ t.test('the bundled client runs in headless Chromium: pub/sub, request, enqueue,
   const source = readFileSync(bundle, 'utf8');
   t.notMatch(source, /\brequire\(|from\s*["']node:|import\(["']ws["']\)/, 'nothing from Node in the browser bundle');
 
-  const gw = await startRestartableGateway(t);
   const pageUrl = await servePage(t);
+  // A page of another origin may use the gateway only once listed (spec v2 §5).
+  const gw = await startRestartableGateway(t, { edge: edgeConfig({ corsOrigins: [new URL(pageUrl).origin] }) });
   const profile = mkdtempSync(join(tmpdir(), 'brainstem-client-chromium-'));
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',

@@ -19,7 +19,7 @@ const TOKENS = {
 
 const edge = edgeConfig({
   tokens: [
-    tokenSpec('tts', TOKENS.tts, { publish: ['tts.>', 'heartbeat.ping'], subscribe: ['agent.reply'], queues: ['generate.audio'] }),
+    tokenSpec('tts', TOKENS.tts, { publish: ['tts.>', 'status.ping', 'heartbeat.ping'], subscribe: ['agent.reply'], queues: ['generate.audio'] }),
     tokenSpec('watcher', TOKENS.watcher, { publish: ['fs.*'], subscribe: ['agent.>'] }),
     tokenSpec('ops', TOKENS.ops, { admin: true }),
   ],
@@ -82,7 +82,8 @@ t.test('/bus: each frame is checked against the token; FORBIDDEN changes nothing
 
   // publish: allowed when a pattern matches the type
   t.match(await tts.call({ action: 'publish', message: { type: 'tts.speak.done', payload: 1 } }), { ok: true });
-  t.match(await tts.call({ action: 'publish', message: { type: 'heartbeat.ping', payload: 2 } }), { ok: true });
+  t.match(await tts.call({ action: 'publish', message: { type: 'status.ping', payload: 2 } }), { ok: true });
+  t.match(await tts.call({ action: 'publish', message: { type: 'heartbeat.ping', payload: 2 } }), { code: 'FORBIDDEN' }, 'the gateway\'s own topics need admin, whatever the patterns say');
   t.same(await tts.call({ action: 'publish', message: { type: 'agent.reply', payload: 'forged' } }, 'p'), {
     error: 'not allowed to publish agent.reply', code: 'FORBIDDEN', id: 'p',
   });
@@ -91,7 +92,7 @@ t.test('/bus: each frame is checked against the token; FORBIDDEN changes nothing
   // Everything allowed arrived, in order; the forbidden publish reached no one.
   const seen: unknown[] = [];
   for (let i = 0; i < 2; i++) seen.push(((await ops.event()).event as Frame).type);
-  t.same(seen, ['tts.speak.done', 'heartbeat.ping']);
+  t.same(seen, ['tts.speak.done', 'status.ping']);
   t.ok(await ops.nothing((f) => 'event' in f), 'the forbidden publish was not delivered');
   t.ok(await tts.nothing((f) => 'event' in f), 'the forbidden subscriptions were not made');
   t.same(gw.app.bus.router.describe().connections.find((c) => c.name === 'tts')?.subscriptions, ['agent.reply']);

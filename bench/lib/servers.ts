@@ -84,7 +84,8 @@ export interface StartOptions {
  * The gateway exactly as `npm start` runs it, configured for the bench:
  * no per-connection frame rate limit (BUS_MAX_FRAMES_PER_SECOND=0: the
  * publisher sends far more than the default 100,000 frames/s allows in
- * bursts), LOG_LEVEL=info (connects and disconnects logged), the bench's
+ * bursts), no cap on connections per client (BUS_MAX_CONNECTIONS_PER_CLIENT=0:
+ * S3 opens thousands from one address), LOG_LEVEL=info (connects and disconnects logged), the bench's
  * Redis. Baselines get only PORT.
  */
 export function gatewayEnv(port: number, dataDir: string, options: StartOptions): Record<string, string> {
@@ -93,6 +94,7 @@ export function gatewayEnv(port: number, dataDir: string, options: StartOptions)
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     BUS_MAX_FRAMES_PER_SECOND: '0',
+    BUS_MAX_CONNECTIONS_PER_CLIENT: '0',
     REDIS_URL: options.redisUrl,
     DATA_DIR: dataDir,
     ...options.env,

@@ -32,6 +32,8 @@ export class BusConnection {
   readonly stream: CorkableStream | null;
   readonly connectedAt = Date.now();
   readonly patterns = new Set<string>();
+  /** Total length of `patterns`, bounded by the router. */
+  patternBytes = 0;
   /** Set once the gateway decided to close it: nothing more is sent. */
   closing = false;
   /** Publish sequence number of the last event sent, to deliver once per publish. */

@@ -8,6 +8,8 @@ export interface BusRouterOptions {
   maxBacklogBytes: number;
   /** Patterns one connection may hold, so that its state stays bounded (default: no limit). */
   maxPatternsPerConnection?: number;
+  /** Total length of the patterns one connection may hold (default: no limit). */
+  maxPatternBytesPerConnection?: number;
 }
 
 export interface BusCounters {
@@ -38,18 +40,32 @@ export interface RemoteBus {
   hasInterest(type: string): boolean;
 }
 
+/** At most this many patterns are listed per connection, and in `subscriptions`: the answer stays bounded. */
+export const MAX_LISTED_PATTERNS = 1000;
+
+export interface BusPage {
+  offset?: number;
+  limit?: number;
+}
+
 export interface BusDescription {
+  /** One page of the connections, oldest first. */
   connections: {
     clientId: string;
     name: string | null;
     remoteAddress: string;
     connectedAt: string;
     ageMs: number;
+    /** Its patterns (the first MAX_LISTED_PATTERNS). */
     subscriptions: string[];
+    subscriptionCount: number;
     framesIn: number;
     framesOut: number;
   }[];
+  page: { offset: number; limit: number; total: number };
+  /** Subscribers per pattern (the first MAX_LISTED_PATTERNS patterns). */
   subscriptions: Record<string, number>;
+  patterns: number;
   counters: BusCounters & { connections: number };
   rates: { publishedPerSecond: number; deliveredPerSecond: number };
   /** The gateway instances sharing this bus through Redis, when clustering is on. */
@@ -58,6 +74,29 @@ export interface BusDescription {
 
 type DetachListener = (connection: BusConnection) => void;
 type PublishObserver = (event: BusEvent, delivered: number) => void;
+
+/**
+ * The `{"event": …}` frame. A payload nested too deeply for JSON.stringify
+ * (it recurses; a 1 MiB frame of brackets overflows the stack) is the
+ * publisher's mistake: refused as INVALID_FRAME before anyone gets it.
+ */
+function eventFrame(event: BusEvent): Buffer {
+  try {
+    return Buffer.from(`{"event":${JSON.stringify(event)}}`);
+  } catch (err) {
+    if (err instanceof RangeError) throw new BusError('INVALID_FRAME', 'message is nested too deeply');
+    throw err;
+  }
+}
+
+function firstOf(items: Iterable<string>, max: number): string[] {
+  const first: string[] = [];
+  for (const item of items) {
+    if (first.length >= max) break;
+    first.push(item);
+  }
+  return first;
+}
 
 /**
  * The pub/sub core: the registry of connections and their subscriptions.
@@ -93,6 +132,7 @@ export class BusRouter {
     connection.closing = true;
     for (const pattern of connection.patterns) this.removeFromTrie(pattern, connection);
     connection.patterns.clear();
+    connection.patternBytes = 0;
     for (const listener of this.detachListeners) listener(connection);
   }
 
@@ -110,7 +150,12 @@ export class BusRouter {
     if (limit !== undefined && connection.patterns.size >= limit) {
       throw new BusError('RATE_LIMITED', `too many subscriptions: at most ${limit} patterns per connection`);
     }
+    const byteLimit = this.options.maxPatternBytesPerConnection;
+    if (byteLimit !== undefined && connection.patternBytes + Buffer.byteLength(pattern) > byteLimit) {
+      throw new BusError('RATE_LIMITED', `too many subscriptions: at most ${byteLimit} bytes of patterns per connection`);
+    }
     connection.patterns.add(pattern);
+    connection.patternBytes += Buffer.byteLength(pattern);
     this.trie.add(pattern, connection);
     if (this.remote && this.trie.countOf(pattern) === 1) this.remote.patternAdded(pattern);
     return true;
@@ -119,6 +164,7 @@ export class BusRouter {
   /** Returns false when the connection had no such pattern. */
   unsubscribe(connection: BusConnection, pattern: string): boolean {
     if (!connection.patterns.delete(pattern)) return false;
+    connection.patternBytes -= Buffer.byteLength(pattern);
     this.removeFromTrie(pattern, connection);
     return true;
   }
@@ -156,7 +202,7 @@ export class BusRouter {
   publish(event: BusEvent): number {
     this.counters.published++;
     let frame: Buffer | undefined;
-    const serialize = () => (frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`));
+    const serialize = () => (frame ??= eventFrame(event));
     const delivered = this.deliverLocally(event.type, serialize);
     this.remote?.forward(event.type, serialize);
     this.publishObserver?.(event, delivered);
@@ -224,20 +270,31 @@ export class BusRouter {
     this.lastSample = { at: now, published: this.counters.published, delivered: this.counters.delivered };
   }
 
-  /** The state shown by `GET /bus`. */
-  describe(now = Date.now()): BusDescription {
+  /** The state shown by `GET /bus`: one page of connections, every count. */
+  describe(page: BusPage = {}, now = Date.now()): BusDescription {
+    const offset = page.offset ?? 0;
+    const limit = page.limit ?? Number.MAX_SAFE_INTEGER;
+    const listed: BusConnection[] = [];
+    let index = 0;
+    for (const connection of this.connections.values()) {
+      if (listed.length >= limit) break;
+      if (index++ >= offset) listed.push(connection);
+    }
     return {
-      connections: [...this.connections.values()].map((c) => ({
+      connections: listed.map((c) => ({
         clientId: c.id,
         name: c.name,
         remoteAddress: c.remoteAddress,
         connectedAt: new Date(c.connectedAt).toISOString(),
         ageMs: now - c.connectedAt,
-        subscriptions: [...c.patterns],
+        subscriptions: firstOf(c.patterns, MAX_LISTED_PATTERNS),
+        subscriptionCount: c.patterns.size,
         framesIn: c.framesIn,
         framesOut: c.framesOut,
       })),
-      subscriptions: this.trie.patternCounts(),
+      page: { offset, limit: page.limit ?? this.connections.size, total: this.connections.size },
+      subscriptions: Object.fromEntries(firstOf(this.trie.patterns(), MAX_LISTED_PATTERNS).map((pattern) => [pattern, this.trie.countOf(pattern)])),
+      patterns: this.trie.patternCount,
       counters: { ...this.counters, connections: this.connections.size },
       rates: this.rates,
       ...(this.describeCluster ? { cluster: this.describeCluster() } : {}),

@@ -1,5 +1,6 @@
 import type { BusConnection } from './bus-connection.js';
 import type { FrameRateLimiter } from './frame-rate-limiter.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js';
 import { BusError, CloseCode, type ClientFrame, type ErrorCode } from './protocol.js';
 
 /** Extra fields of a receipt (`{ok:true, id, …}`), e.g. `taskId`. */
@@ -71,6 +72,10 @@ export class FrameDispatcher {
       connection.send(errorFrame('INVALID_FRAME', 'id must be a string or a number', undefined));
       return;
     }
+    if (nestsDeeperThan(raw)) {
+      connection.send(errorFrame('INVALID_FRAME', `frame nests deeper than ${MAX_JSON_DEPTH} levels`, id));
+      return;
+    }
     const handler = typeof action === 'string' ? this.handlers.get(action) : undefined;
     if (!handler) {
       connection.send(errorFrame('UNKNOWN_ACTION', 'unknown action', id));
@@ -96,6 +101,11 @@ export class FrameDispatcher {
   private refuse(connection: BusConnection, id: string | number | undefined, err: unknown): void {
     if (err instanceof BusError) {
       connection.send(errorFrame(err.code, err.message, id));
+      return;
+    }
+    // JSON nested deeper than a recursive walk (stringify, a library's clone) can go.
+    if (err instanceof RangeError && /call stack/i.test(err.message)) {
+      connection.send(errorFrame('INVALID_FRAME', 'frame is nested too deeply', id));
       return;
     }
     this.log.error({ err, clientId: connection.id }, 'bus action failed');

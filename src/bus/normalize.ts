@@ -9,9 +9,11 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /**
  * Turns a published message into the event subscribers receive
  * (spec: "Events"). Throws BusError for a message a subscriber could not
- * trust: a missing or wildcard type, mistyped optional fields.
+ * trust: a missing or wildcard type, mistyped optional fields. `token` is
+ * the publisher's token name (null with auth off): only the gateway sets it,
+ * a `token` field of the message is never copied.
  */
-export function normalizeMessage(message: unknown, defaultSource: string, now = Date.now()): BusEvent {
+export function normalizeMessage(message: unknown, defaultSource: string, token: string | null = null, now = Date.now()): BusEvent {
   if (!isPlainObject(message)) throw new BusError('INVALID_FRAME', 'message must be an object');
   const m = message as PublishedMessage;
   if (typeof m.type !== 'string') throw new BusError('INVALID_FRAME', 'message.type must be a string');
@@ -43,5 +45,6 @@ export function normalizeMessage(message: unknown, defaultSource: string, now = 
   if (correlationId !== undefined && correlationId !== null && correlationId !== '') event.correlationId = correlationId;
   if (typeof m.replyTo === 'string') event.replyTo = m.replyTo;
   if (typeof traceparent === 'string') event.traceparent = traceparent;
+  if (token !== null) event.token = token;
   return event;
 }

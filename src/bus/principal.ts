@@ -15,3 +15,22 @@ export const OPEN_PRINCIPAL: Principal = Object.freeze({
   admin: true,
   may: () => true,
 });
+
+/**
+ * Roots of the topics the gateway itself publishes on (`queue.*`,
+ * `heartbeat.*`, `service.*`): a subscriber must be able to trust them, so
+ * only the gateway or an admin token may publish there.
+ */
+const GATEWAY_TOPIC_ROOTS: ReadonlySet<string> = new Set(['queue', 'heartbeat', 'service']);
+
+export function isGatewayTopic(topic: string): boolean {
+  const dot = topic.indexOf('.');
+  return GATEWAY_TOPIC_ROOTS.has(dot < 0 ? topic : topic.slice(0, dot));
+}
+
+/** Why a publish on `topic` was refused (the bus's and the HTTP route's FORBIDDEN). */
+export function publishRefusal(topic: string): string {
+  return isGatewayTopic(topic)
+    ? `not allowed to publish ${topic}: only the gateway or an admin token publishes on ${topic.split('.', 1)[0]}.*`
+    : `not allowed to publish ${topic}`;
+}

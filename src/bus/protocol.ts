@@ -39,6 +39,8 @@ export interface BusEvent {
   replyTo?: string;
   /** W3C trace context, kept as the publisher sent it. */
   traceparent?: string;
+  /** The publishing token's name, set by the gateway when tokens are on (never by the client). */
+  token?: string;
 }
 
 /** What a published message may carry before normalization. */

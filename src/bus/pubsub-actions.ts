@@ -1,6 +1,7 @@
 import type { BusRouter } from './bus-router.js';
 import { ANSWERED, type BusLogger, type FrameDispatcher } from './frame-dispatcher.js';
 import { normalizeMessage } from './normalize.js';
+import { publishRefusal } from './principal.js';
 import { BusError, type ClientFrame } from './protocol.js';
 import { isValidPattern } from './topic.js';
 import { traceIdOf } from '../trace/trace-context.js';
@@ -35,9 +36,9 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
   });
 
   dispatcher.register('publish', (connection, frame) => {
-    const event = normalizeMessage(frame.message, connection.label);
+    const event = normalizeMessage(frame.message, connection.label, connection.principal.name);
     if (!connection.principal.may('publish', event.type)) {
-      throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
+      throw new BusError('FORBIDDEN', publishRefusal(event.type));
     }
     // A request whose sender waits for the receipt learns at once that nobody serves it.
     if (event.replyTo !== undefined && frame.id !== undefined && !router.hasSubscriber(event.type)) {

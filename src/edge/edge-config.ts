@@ -45,6 +45,7 @@ export const EdgeFileSchema = Type.Object({
   static: Type.Optional(Type.Array(StaticEntry)),
   tokens: Type.Optional(Type.Array(TokenEntry)),
   cors: Type.Optional(Type.Object({ origins: Type.Array(Type.String()) }, { additionalProperties: false })),
+  hosts: Type.Optional(Type.Array(Type.String())),
 }, { additionalProperties: false });
 
 export type EdgeFile = Static<typeof EdgeFileSchema>;
@@ -85,6 +86,8 @@ export interface EdgeConfig {
   static: StaticRoute[];
   tokens: TokenSpec[];
   corsOrigins: string[];
+  /** Names besides loopback a request's `Host` may give when no tokens are configured (lowercase). */
+  hosts: string[];
 }
 
 export const EMPTY_EDGE_CONFIG: EdgeConfig = Object.freeze({
@@ -93,6 +96,7 @@ export const EMPTY_EDGE_CONFIG: EdgeConfig = Object.freeze({
   static: [],
   tokens: [],
   corsOrigins: [],
+  hosts: [],
 });
 
 /** Paths the gateway serves itself; a proxy or frontend may not take them. */
@@ -222,7 +226,20 @@ function meaningProblems(file: EdgeFile, baseDir: string): Problem[] {
     }
     if (!valid) problems.push({ pointer: `/cors/origins/${index}`, message: 'expected an origin such as "http://localhost:5173" (scheme, host, port; no path or trailing "/")' });
   });
+  file.hosts?.forEach((host, index) => {
+    if (hostName(host) === null) problems.push({ pointer: `/hosts/${index}`, message: 'expected a host name or address such as "brainstem.lan" or "192.168.1.20" (no scheme or port)' });
+  });
   return problems;
+}
+
+/** A `hosts` entry as a `Host` header's name compares with it, or null if it is not a bare name. */
+function hostName(entry: string): string | null {
+  try {
+    const url = new URL(`http://${entry}`);
+    return url.host === url.hostname && url.pathname === '/' && url.username === '' && entry.toLowerCase() === url.hostname ? url.hostname : null;
+  } catch {
+    return null;
+  }
 }
 
 export function sha256Hex(text: string): string {
@@ -257,6 +274,7 @@ function normalize(file: EdgeFile, source: string | null, baseDir: string): Edge
       admin: entry.admin ?? false,
     })),
     corsOrigins: file.cors?.origins ?? [],
+    hosts: (file.hosts ?? []).map((entry) => hostName(entry) as string),
   };
 }
 

@@ -24,7 +24,3 @@ export function headersWithoutToken<H extends Record<string, unknown>>(headers: 
   return copy;
 }
 
-/** The URL as logs may show it: a `token` query parameter is masked. */
-export function redactTokenInUrl(url: string): string {
-  return url.replace(/([?&]token=)[^&#]*/gi, '$1***');
-}

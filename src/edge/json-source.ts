@@ -100,7 +100,14 @@ export function parseJsonWithLocations(text: string): LocatedJson {
     for (;;) {
       skipSpace();
       if (text[i] !== '"') fail('expected a "quoted" field name');
+      const keyAt = i;
       const key = parseString();
+      // JSON.parse keeps the last of two equal fields; a reader of the file may
+      // well see the first ("admin": false … "admin": true). Refuse the doubt.
+      if (Object.hasOwn(object, key)) {
+        const first = locationOf(offsets.get(`${pointer}/${escapePointerSegment(key)}`) ?? keyAt);
+        throw new JsonSyntaxError(`duplicate field "${key}" (its first value is on line ${first.line})`, locationOf(keyAt));
+      }
       skipSpace();
       if (text[i] !== ':') fail(`expected ':' after "${key}"`);
       i++;

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Principal, Right } from '../bus/principal.js';
+import { isGatewayTopic, type Principal, type Right } from '../bus/principal.js';
 import { patternCovers, patternMatches } from '../bus/topic.js';
 import type { TokenSpec } from './edge-config.js';
 
@@ -7,7 +7,8 @@ import type { TokenSpec } from './edge-config.js';
  * What one configured token may do. Patterns use the topic wildcards: a
  * subscription is allowed when one of the token's subscribe patterns covers
  * it entirely (`agent.>` covers `agent.*.done`), a publish or a queue when
- * one of the patterns matches the concrete name. Admin may do everything.
+ * one of the patterns matches the concrete name. Admin may do everything;
+ * only admin may publish on the gateway's own topics, whatever the patterns.
  */
 export class TokenPrincipal implements Principal {
   readonly name: string;
@@ -30,7 +31,7 @@ export class TokenPrincipal implements Principal {
       case 'subscribe':
         return this.subscribe.some((allowed) => patternCovers(allowed, subject));
       case 'publish':
-        return this.publish.some((allowed) => patternMatches(allowed, subject));
+        return !isGatewayTopic(subject) && this.publish.some((allowed) => patternMatches(allowed, subject));
       case 'queue':
         return this.queues.some((allowed) => patternMatches(allowed, subject));
       default:

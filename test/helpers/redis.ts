@@ -21,7 +21,7 @@ interface Teardown {
 }
 
 /** A real redis-server on a free loopback port and a temp data folder. */
-export async function startRedis(t: Teardown, options: { appendonly?: boolean } = {}): Promise<TestRedis> {
+export async function startRedis(t: Teardown, options: { appendonly?: boolean; password?: string } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'brainstem-redis-'));
   const port = await freePort();
   let child: ChildProcess | null = null;
@@ -31,8 +31,12 @@ export async function startRedis(t: Teardown, options: { appendonly?: boolean } 
       '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
       '--appendonly', options.appendonly === false ? 'no' : 'yes', '--appendfsync', 'everysec',
       '--maxmemory-policy', 'noeviction', '--save', '', '--loglevel', 'warning',
+      ...(options.password === undefined ? [] : ['--requirepass', options.password]),
     ], { stdio: 'ignore' });
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 20, maxRetriesPerRequest: null });
+    const probe = new Redis({
+      port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 20, maxRetriesPerRequest: null,
+      ...(options.password === undefined ? {} : { password: options.password }),
+    });
     probe.on('error', () => {});
     await probe.connect().catch(() => {});
     await probe.ping();
@@ -53,5 +57,6 @@ export async function startRedis(t: Teardown, options: { appendonly?: boolean } 
     await stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { url: `redis://127.0.0.1:${port}`, port, dir, stop, restart: launch };
+  const credentials = options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`;
+  return { url: `redis://${credentials}127.0.0.1:${port}`, port, dir, stop, restart: launch };
 }
