@@ -266,7 +266,7 @@ async function start(values: Record<string, string | undefined>): Promise<void> 
   const env = { ...process.env };
   if (values.port !== undefined) env.PORT = String(positiveInteger(values.port, '--port', true));
   if (values.host !== undefined) env.HOST = values.host;
-  const { startGateway } = await import('../../server.js');
+  const { startGateway } = await import('../gateway-process.js');
   await startGateway(env);
 }
 

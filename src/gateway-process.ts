@@ -1,0 +1,43 @@
+import { buildApp, type BrainstemApp } from '../app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+
+/**
+ * The gateway process: reads its settings, listens, and closes everything
+ * on SIGINT/SIGTERM. A bad setting stops it with one readable line.
+ *
+ * It lives apart from the entry (server.ts) so that `brainstem start` and
+ * tests can import it without starting anything, and the entry can start
+ * the gateway unconditionally: under PM2, `process.argv[1]` is PM2's own
+ * container script, so a main-module check there never starts it.
+ */
+export async function startGateway(env: Record<string, string | undefined> = process.env) {
+  let config: Config;
+  let app: BrainstemApp;
+  try {
+    config = loadConfig(env);
+    // buildApp also checks the edge config file and the bind address.
+    app = await buildApp(config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`brainstem: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, 'shutting down');
+    app.close().then(() => process.exit(0), (err: unknown) => {
+      app.log.error({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  await app.listen({ port: config.port, host: config.host });
+  // PM2's `wait_ready`: the process counts as up once it listens, not once it is spawned.
+  process.send?.('ready');
+  return app;
+}
