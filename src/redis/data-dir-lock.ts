@@ -33,7 +33,9 @@ function listen(server: Server, name: string): Promise<boolean> {
       else reject(err);
     };
     server.once('error', onError);
-    server.listen(name, () => {
+    // exclusive: in a cluster worker (PM2 cluster mode) the socket would
+    // otherwise be bound by the primary and shared, so every worker would win.
+    server.listen({ path: name, exclusive: true }, () => {
       server.off('error', onError);
       resolve(true);
     });
