@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import t from 'tap';
+import {
+  canonicalAddress, decodeProcEndpoint, findSocketInode, peerSocketInode, processHoldsSocket, SocketOwnerProofs,
+} from '../src/heartbeat/socket-owner.js';
+
+t.test('addresses: one form for IPv4, IPv4-mapped IPv6 and IPv6, from Node and from /proc', async (t) => {
+  t.equal(canonicalAddress('127.0.0.1'), '127.0.0.1');
+  t.equal(canonicalAddress('::ffff:127.0.0.1'), '127.0.0.1', 'a dual-stack listener sees IPv4 peers as mapped');
+  t.equal(canonicalAddress('::1'), `${'00'.repeat(15)}01`);
+  t.equal(canonicalAddress('fe80::1:2%eth0'), `fe80${'00'.repeat(10)}00010002`);
+  t.equal(canonicalAddress('not an address'), null);
+  // As the kernel prints them on a little-endian machine.
+  t.equal(decodeProcEndpoint('0100007F:1F90'), '127.0.0.1:8080');
+  t.equal(decodeProcEndpoint('00000000000000000000000001000000:0050'), `${'00'.repeat(15)}01:80`);
+  t.equal(decodeProcEndpoint('0000000000000000FFFF00000100007F:A411'), '127.0.0.1:42001');
+  t.equal(decodeProcEndpoint('zz'), null);
+});
+
+const TABLE = [
+  '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+  '   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 100 0 0 10 0',
+  '   1: 0100007F:A411 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 2222 1 0000000000000000 20 4 30 10 -1',
+  '   2: 0100007F:1F90 0100007F:A411 01 00000000:00000000 00:00000000 00000000     0        0 3333 1 0000000000000000 20 4 30 10 -1',
+  '   3: 0100007F:A412 0100007F:1F90 06 00000000:00000000 03:00000F7A 00000000     0        0 0 3 0000000000000000',
+].join('\n');
+
+t.test('findSocketInode: the line with both ends, not its mirror; TIME_WAIT owns nothing', async (t) => {
+  t.equal(findSocketInode(TABLE, '127.0.0.1:42001', '127.0.0.1:8080'), 2222, "the client's socket");
+  t.equal(findSocketInode(TABLE, '127.0.0.1:8080', '127.0.0.1:42001'), 3333, "the server's side of it");
+  t.equal(findSocketInode(TABLE, '127.0.0.1:42002', '127.0.0.1:8080'), null, 'inode 0: closed, in TIME_WAIT');
+  t.equal(findSocketInode(TABLE, '127.0.0.1:1', '127.0.0.1:8080'), null);
+});
+
+/** A loopback server and a connection to it from `connectFrom` (this process, or a child). */
+async function loopback(t: { teardown(fn: () => unknown): void }, host: string) {
+  const accepted: Socket[] = [];
+  const server = createServer((socket) => accepted.push(socket));
+  server.listen(0, host);
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const socket of accepted) socket.destroy();
+    server.close();
+  });
+  return { server, port: (server.address() as AddressInfo).port, accepted };
+}
+
+t.test('a real loopback connection: its owner is proven, another process is not', async (t) => {
+  for (const host of ['127.0.0.1', '::1', '::']) {
+    const { port, accepted } = await loopback(t, host);
+    const client = connect(port, host === '::' ? '127.0.0.1' : host);
+    t.teardown(() => client.destroy());
+    await once(client, 'connect');
+    while (accepted.length === 0) await new Promise((r) => setImmediate(r));
+    const serverSide = accepted[0] as Socket;
+    const inode = await peerSocketInode(serverSide);
+    t.ok(inode !== null && inode > 0, `${host}: the peer's socket is found`);
+    t.ok(await processHoldsSocket(process.pid, inode as number), `${host}: this process holds it`);
+
+    const proofs = new SocketOwnerProofs();
+    t.equal(await proofs.prove(serverSide, process.pid), true, `${host}: the owner is proven`);
+    const stranger = spawn('sleep', ['30'], { stdio: 'ignore' });
+    t.teardown(() => stranger.kill('SIGKILL'));
+    t.equal(await proofs.prove(serverSide, stranger.pid as number), false, `${host}: a process that does not hold the socket is not`);
+  }
+});
+
+t.test('a child that connects proves its own pid; the parent naming it does not', async (t) => {
+  const { port, accepted } = await loopback(t, '127.0.0.1');
+  const child = spawn(process.execPath, ['-e', `require('net').connect(${port}, '127.0.0.1').on('connect', () => console.log('up')); setInterval(() => {}, 1000)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  await once(child.stdout, 'data');
+  while (accepted.length === 0) await new Promise((r) => setImmediate(r));
+  const proofs = new SocketOwnerProofs();
+  t.equal(await proofs.prove(accepted[0] as Socket, child.pid as number), true);
+  t.equal(await proofs.prove(accepted[0] as Socket, process.pid), false, 'the parent does not hold the child\'s socket');
+});
+
+t.test('no ports (an injected request) or no /proc: nothing is proven', async (t) => {
+  const proofs = new SocketOwnerProofs();
+  t.equal(await proofs.prove({ remoteAddress: '127.0.0.1' }, process.pid), false);
+  const missingProc = new SocketOwnerProofs('/nonexistent');
+  t.equal(await missingProc.prove({ localAddress: '127.0.0.1', localPort: 1, remoteAddress: '127.0.0.1', remotePort: 2 }, process.pid), false);
+});
