@@ -6,12 +6,15 @@ import type { HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
 import { defaultEcosystemPath, loadInstanceLimits, type LoadedLimits } from '../src/heartbeat/instance-limits.js';
 import { forgetProcessSamples } from '../src/heartbeat/process-metrics.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+import { SocketOwnerProofs } from '../src/heartbeat/socket-owner.js';
 
 export interface HeartbeatOrgan {
   monitor: HeartbeatMonitor;
   store: HeartbeatStore;
   /** The ecosystem file read for instance limits, and what it gave. */
   limits: LoadedLimits;
+  /** Which pid holds a beat's connection: only a proven pid is signalled. */
+  proofs: SocketOwnerProofs;
 }
 
 declare module 'fastify' {
@@ -68,7 +71,7 @@ export default fp(async function heartbeatPlugin(app) {
   });
   monitor.start();
 
-  app.decorate('heartbeat', { monitor, store, limits });
+  app.decorate('heartbeat', { monitor, store, limits, proofs: new SocketOwnerProofs() });
 
   app.health.register('heartbeats', async () => {
     await store.ping();

@@ -2,7 +2,8 @@ import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fasti
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
-import { HeartbeatError } from '../src/heartbeat/heartbeat-monitor.js';
+import type { Socket } from 'node:net';
+import { HeartbeatError, type BeatOrigin } from '../src/heartbeat/heartbeat-monitor.js';
 import { ErrorBody } from './errors.js';
 
 /** `{pid, name}`: pid as a number or digits, as the original's parseInt took it. */
@@ -33,6 +34,7 @@ const RecordWithStatus = Type.Object({
   killedAt: Type.Optional(Type.Number()),
   startTime: Type.Union([Type.String(), Type.Null()]),
   local: Type.Boolean(),
+  proven: Type.Boolean(),
   firstBeat: Type.Number(),
   downAt: Type.Optional(Type.Number()),
   status: Type.Union([Type.Literal('alive'), Type.Literal('stale'), Type.Literal('stopped')]),
@@ -59,7 +61,12 @@ function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): 
  * the original's, with the gateway's `code` beside each error.
  */
 const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { monitor } = app.heartbeat;
+  const { monitor, proofs } = app.heartbeat;
+  /** Where a beat on this connection came from; the proof is cached per socket. */
+  const originOf = (socket: Socket): BeatOrigin => ({
+    remoteAddress: socket.remoteAddress,
+    provePid: (pid) => proofs.prove(socket, pid),
+  });
 
   const beatRoute = {
     // The original answered every malformed beat with one message: keep it,
@@ -74,7 +81,7 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
   async function acceptBeat(request: FastifyRequest<{ Body: { pid: unknown; name: unknown } }>, reply: FastifyReply) {
     if (request.validationError) return reply.code(400).send(INVALID_BEAT);
     try {
-      return await monitor.beat(request.body, request.socket.remoteAddress);
+      return await monitor.beat(request.body, originOf(request.socket));
     } catch (err) {
       return sendError(request, reply, err);
     }
@@ -89,7 +96,7 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
     handler: async (_request, reply) => reply.code(426).header('upgrade', 'websocket')
       .send({ error: 'open a WebSocket here, or POST {pid, name}', code: 'UPGRADE_REQUIRED' }),
     wsHandler: (socket: WebSocket, request) => {
-      const remoteAddress = request.socket.remoteAddress;
+      const origin = originOf(request.socket);
       // Answers leave in the order the frames came, one beat at a time.
       let answered: Promise<void> = Promise.resolve();
       const reply = (body: object) => {
@@ -106,7 +113,7 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const input = typeof frame === 'object' && frame !== null && !Array.isArray(frame)
           ? frame as { pid?: unknown; name?: unknown }
           : {};
-        answered = answered.then(() => monitor.beat({ pid: input.pid, name: input.name }, remoteAddress).then(
+        answered = answered.then(() => monitor.beat({ pid: input.pid, name: input.name }, origin).then(
           reply,
           (err: unknown) => reply(errorBody(err, request).body),
         ));
