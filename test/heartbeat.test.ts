@@ -177,7 +177,9 @@ t.test('the WebSocket /heartbeat answers each frame with the POST body, in order
   const ok = await hb.send({ pid: process.pid, name: 'discord' });
   t.same(Object.keys(ok), REPLY_KEYS);
   t.match(ok, { status: 'ok', pid: process.pid, name: 'discord' });
-  t.match((await sub.event('heartbeat.ping')).event, { payload: { pid: process.pid, name: 'discord', local: true } });
+  t.match((await sub.event('heartbeat.ping')).event, { payload: { pid: process.pid, name: 'discord', local: true, proven: true } },
+    'this process holds the WebSocket: its pid is proven');
+  t.ok((ok.memory as number) > 0, 'and its figures are read');
 
   t.same(await hb.send('not json'), { error: 'invalid json', code: 'INVALID_JSON' });
   t.same(await hb.send({ name: 'discord' }), { error: 'pid and name required', code: 'INVALID_FRAME' });
@@ -191,6 +193,8 @@ t.test('the WebSocket /heartbeat answers each frame with the POST body, in order
   t.match(first, { status: 'ok', pid: FAKE_PID + 1 });
   t.match(second, { error: 'invalid json' });
   t.match(third, { status: 'ok', pid: FAKE_PID + 2 });
+  t.match((await sub.event('heartbeat.ping')).event, { payload: { pid: FAKE_PID + 1, proven: false } },
+    'a pid the socket does not belong to is not proven, on the same WebSocket');
 
   const res = await fetch(`${gw.httpUrl}/heartbeat`);
   t.equal(res.status, 426, 'a plain GET is told to upgrade');
