@@ -1,8 +1,8 @@
+import type { Socket } from 'node:net';
 import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
-import type { Socket } from 'node:net';
 import { HeartbeatError, type BeatOrigin } from '../src/heartbeat/heartbeat-monitor.js';
 import { ErrorBody } from './errors.js';
 
@@ -22,6 +22,8 @@ const BeatReply = Type.Object({
   netTx: Type.Number(),
 });
 
+const HeartbeatState = Type.Union([Type.Literal('alive'), Type.Literal('stale'), Type.Literal('stopped')]);
+
 const RecordWithStatus = Type.Object({
   pid: Type.Integer(),
   last: Type.Number(),
@@ -37,7 +39,23 @@ const RecordWithStatus = Type.Object({
   proven: Type.Boolean(),
   firstBeat: Type.Number(),
   downAt: Type.Optional(Type.Number()),
-  status: Type.Union([Type.Literal('alive'), Type.Literal('stale'), Type.Literal('stopped')]),
+  status: HeartbeatState,
+});
+
+const Service = Type.Object({
+  name: Type.String(),
+  status: Type.Union([HeartbeatState, Type.Literal('unknown')]),
+  instances: Type.Array(Type.Object({
+    pid: Type.Integer(), status: HeartbeatState, cpu: Type.Number(), memory: Type.Number(), lastBeat: Type.Number(),
+  })),
+  connections: Type.Array(Type.Object({
+    clientId: Type.String(),
+    pid: Type.Union([Type.Integer(), Type.Null()]),
+    subscriptions: Type.Array(Type.String()),
+    pulls: Type.Array(Type.Object({ queue: Type.String(), credits: Type.Integer() })),
+    tasks: Type.Array(Type.Object({ queue: Type.String(), taskId: Type.String() })),
+  })),
+  routes: Type.Array(Type.String()),
 });
 
 const INVALID_BEAT = { error: 'pid and name required', code: 'INVALID_FRAME' };
@@ -57,7 +75,8 @@ function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): 
 /**
  * The user's heartbeat service as routes: `POST /heartbeat` and
  * `POST /heartbeat/heartbeat` (where the user's HeartbeatClient posts),
- * WebSocket `/heartbeat`, `GET /heartbeats`. Bodies and error strings are
+ * WebSocket `/heartbeat`, `GET /heartbeats`; and `GET /services`, the
+ * same records grouped per service with the connections that name it. Bodies and error strings are
  * the original's, with the gateway's `code` beside each error.
  */
 const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -120,6 +139,18 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
       });
       socket.on('error', (err) => request.log.debug({ err }, 'heartbeat socket error'));
     },
+  });
+
+  app.get('/services', {
+    // Like /heartbeats: with tokens configured, any known token.
+    config: { access: 'token' },
+    schema: { response: { 200: Type.Object({ services: Type.Array(Service) }), 401: ErrorBody, 500: ErrorBody, 503: ErrorBody } },
+  }, async (request, reply) => {
+    try {
+      return { services: await app.heartbeat.services() };
+    } catch (err) {
+      return sendError(request, reply, err);
+    }
   });
 
   app.get('/heartbeats', {
