@@ -34,9 +34,10 @@ const gateway = (name, gatewayPort) => ({
   // then stops its own redis-server. PM2's default tree kill would signal
   // that redis-server at the same moment, under the gateway's feet.
   treekill: false,
-  // Longer than the gateway's close: 1 s for WebSocket clients, up to 10 s for
-  // the embedded Redis to flush its append-only file.
-  kill_timeout: 15_000,
+  // Longer than the gateway's longest close: 10 s at most (1 s of it for
+  // WebSocket clients), then up to 10 s for the embedded Redis to flush its
+  // append-only file.
+  kill_timeout: 25_000,
   env: { PORT: String(gatewayPort), HOST: '127.0.0.1', LOG_LEVEL: 'info', ...sharedRedis },
 });
 

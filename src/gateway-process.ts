@@ -2,6 +2,13 @@ import { buildApp, type BrainstemApp } from '../app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 /**
+ * How long a close may take before the embedded Redis is stopped directly;
+ * with its flush (redis-supervisor's STOP_TIMEOUT_MS) it stays under
+ * ecosystem.config.cjs's kill_timeout.
+ */
+export const CLOSE_DEADLINE_MS = 10_000;
+
+/**
  * The gateway process: reads its settings, listens, and closes everything
  * on SIGINT/SIGTERM. A bad setting stops it with one readable line.
  *
@@ -29,6 +36,13 @@ export async function startGateway(env: Record<string, string | undefined> = pro
     if (closing) return;
     closing = true;
     app.log.info({ signal }, 'shutting down');
+    // A close that hangs must not end in the supervisor's SIGKILL (PM2's
+    // kill_timeout), which would leave the embedded redis-server orphaned:
+    // stop it directly, then leave.
+    setTimeout(() => {
+      app.log.error({ signal, deadlineMs: CLOSE_DEADLINE_MS }, 'close still running: stopping the embedded redis-server and exiting');
+      void (app.redis.supervisor?.stop() ?? Promise.resolve()).finally(() => process.exit(1));
+    }, CLOSE_DEADLINE_MS).unref();
     app.close().then(() => process.exit(0), (err: unknown) => {
       app.log.error({ err }, 'shutdown failed');
       process.exit(1);

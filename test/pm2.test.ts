@@ -19,6 +19,10 @@ import { TestSocket, until } from './helpers/test-socket.js';
  * through the environment the ecosystem reads.
  */
 
+// Two PM2 daemons with five processes each, one after the other: more than the
+// default per-file time on a loaded 2-core machine.
+t.setTimeout(300_000);
+
 type Teardown = { teardown(fn: () => unknown): void };
 interface Pm2App { name: string; pid: number; pm2_env: { status: string; restart_time: number } }
 
