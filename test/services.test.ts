@@ -1,4 +1,5 @@
 import t from 'tap';
+import { LiveServices } from '../src/heartbeat/live-services.js';
 import { beatingProcess } from './helpers/beating-process.js';
 import { brainstem } from './helpers/cli.js';
 import { startGateway } from './helpers/gateway.js';
@@ -76,4 +77,17 @@ t.test('service.up on the first live instance of a name, service.down once the l
 
   t.equal(await second.beat(url, 'tts'), 200);
   t.match((await sub.event('service.up')).event, { payload: { name: 'tts' } }, 'up again on its next beat');
+});
+
+t.test('LiveServices: up with the first live pid of a name, down with its last; a pid changing names moves', async (t) => {
+  const live = new LiveServices();
+  t.same(live.alive(10, 'tts'), [{ type: 'service.up', name: 'tts' }]);
+  t.same(live.alive(10, 'tts'), [], 'the same instance beating again');
+  t.same(live.alive(11, 'tts'), [], 'a second instance');
+  t.same(live.gone(10), []);
+  t.same(live.gone(10), [], 'gone twice is gone once');
+  t.same(live.alive(11, 'stt'), [{ type: 'service.down', name: 'tts' }, { type: 'service.up', name: 'stt' }],
+    "a pid reused under another name: its old name's last instance left");
+  t.same(live.gone(11), [{ type: 'service.down', name: 'stt' }]);
+  t.same(live.gone(99), [], 'a pid never heard');
 });

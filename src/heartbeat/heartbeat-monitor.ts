@@ -2,6 +2,7 @@ import {
   StoreUnavailableError, storeCall, type BeatRecord, type HeartbeatRecord, type HeartbeatStore,
 } from './heartbeat-store.js';
 import type { InstanceLimits } from './instance-limits.js';
+import { LiveServices, type ServiceTransition } from './live-services.js';
 import {
   isLoopback, NO_METRICS, readProcessIdentity, sampleProcess, type ProcessMetrics, type ProcessSample,
 } from './process-metrics.js';
@@ -121,13 +122,8 @@ export class HeartbeatMonitor {
   private readonly beatsInFlight = new Map<string, Promise<unknown>>();
   /** Per pid, the thresholds it is over, so `heartbeat.warn` fires once per crossing. */
   private readonly overThreshold = new Map<number, Set<'cpu' | 'memory'>>();
-  /**
-   * Per name, the pids this gateway has heard alive, for `service.up` (the
-   * first) and `service.down` (the last gone); and each pid's name, for a
-   * pid that comes back under another name.
-   */
-  private readonly aliveByName = new Map<string, Set<number>>();
-  private readonly nameOfPid = new Map<number, string>();
+  /** Names with live instances here, for `service.up` / `service.down`. */
+  private readonly liveServices = new LiveServices();
   private closed = false;
   /**
    * When beats could last not be heard: the boot, a store failure, or the
@@ -223,7 +219,7 @@ export class HeartbeatMonitor {
       firstBeat: sameProcess ? existing.firstBeat : now,
     };
     await this.store.saveBeat(record);
-    this.noteAlive(pid, name);
+    this.publishTransitions(this.liveServices.alive(pid, name));
 
     const uptime = Math.floor((sample.elapsedMs ?? now - record.firstBeat) / 1000);
     this.options.publish('heartbeat.ping', { ...record, uptime });
@@ -231,31 +227,8 @@ export class HeartbeatMonitor {
     return { status: 'ok', pid, name, ...sample.metrics };
   }
 
-  /** After an accepted beat: `service.up` when it is the name's first live instance here. */
-  private noteAlive(pid: number, name: string): void {
-    if (this.nameOfPid.get(pid) === name) return;
-    this.noteGone(pid);
-    let alive = this.aliveByName.get(name);
-    if (!alive) {
-      alive = new Set();
-      this.aliveByName.set(name, alive);
-    }
-    alive.add(pid);
-    this.nameOfPid.set(pid, name);
-    if (alive.size === 1) this.options.publish('service.up', { name });
-  }
-
-  /** A pid no longer alive (down, or beating under another name): `service.down` when it was its name's last. */
-  private noteGone(pid: number): void {
-    const name = this.nameOfPid.get(pid);
-    if (name === undefined) return;
-    this.nameOfPid.delete(pid);
-    const alive = this.aliveByName.get(name);
-    alive?.delete(pid);
-    if (alive?.size === 0) {
-      this.aliveByName.delete(name);
-      this.options.publish('service.down', { name });
-    }
+  private publishTransitions(transitions: ServiceTransition[]): void {
+    for (const { type, name } of transitions) this.options.publish(type, { name });
   }
 
   private warnOnThresholds(record: BeatRecord): void {
@@ -360,7 +333,7 @@ export class HeartbeatMonitor {
       report.action === 'stopped' ? 'service went quiet: SIGTERM sent' : 'service went quiet: reported, not stopped',
     );
     this.options.publish('heartbeat.down', report);
-    this.noteGone(pid);
+    this.publishTransitions(this.liveServices.gone(pid));
     return report;
   }
 
