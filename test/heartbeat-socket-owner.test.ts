@@ -2,21 +2,17 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import t from 'tap';
-import {
-  canonicalAddress, decodeProcEndpoint, findSocketInode, peerSocketInode, processHoldsSocket, SocketOwnerProofs,
-} from '../src/heartbeat/socket-owner.js';
+import { findSocketInode, peerSocketInode, procEndpoint, SocketOwnerProofs, socketInodesOf } from '../src/heartbeat/socket-owner.js';
 
-t.test('addresses: one form for IPv4, IPv4-mapped IPv6 and IPv6, from Node and from /proc', async (t) => {
-  t.equal(canonicalAddress('127.0.0.1'), '127.0.0.1');
-  t.equal(canonicalAddress('::ffff:127.0.0.1'), '127.0.0.1', 'a dual-stack listener sees IPv4 peers as mapped');
-  t.equal(canonicalAddress('::1'), `${'00'.repeat(15)}01`);
-  t.equal(canonicalAddress('fe80::1:2%eth0'), `fe80${'00'.repeat(10)}00010002`);
-  t.equal(canonicalAddress('not an address'), null);
+t.test('procEndpoint: an address and port as /proc/net/tcp and tcp6 write them', async (t) => {
   // As the kernel prints them on a little-endian machine.
-  t.equal(decodeProcEndpoint('0100007F:1F90'), '127.0.0.1:8080');
-  t.equal(decodeProcEndpoint('00000000000000000000000001000000:0050'), `${'00'.repeat(15)}01:80`);
-  t.equal(decodeProcEndpoint('0000000000000000FFFF00000100007F:A411'), '127.0.0.1:42001');
-  t.equal(decodeProcEndpoint('zz'), null);
+  t.equal(procEndpoint('127.0.0.1', 8080, 4), '0100007F:1F90');
+  t.equal(procEndpoint('::ffff:127.0.0.1', 8080, 4), '0100007F:1F90', 'a dual-stack listener sees IPv4 peers as mapped');
+  t.equal(procEndpoint('127.0.0.1', 42001, 16), '0000000000000000FFFF00000100007F:A411', 'an IPv4 socket in the IPv6 table');
+  t.equal(procEndpoint('::1', 80, 16), '00000000000000000000000001000000:0050');
+  t.equal(procEndpoint('fe80::1:2%eth0', 1, 16), '000080FE000000000000000002000100:0001');
+  t.equal(procEndpoint('::1', 80, 4), null, 'IPv6 has no place in the IPv4 table');
+  t.equal(procEndpoint('not an address', 80, 16), null);
 });
 
 const TABLE = [
@@ -28,10 +24,10 @@ const TABLE = [
 ].join('\n');
 
 t.test('findSocketInode: the line with both ends, not its mirror; TIME_WAIT owns nothing', async (t) => {
-  t.equal(findSocketInode(TABLE, '127.0.0.1:42001', '127.0.0.1:8080'), 2222, "the client's socket");
-  t.equal(findSocketInode(TABLE, '127.0.0.1:8080', '127.0.0.1:42001'), 3333, "the server's side of it");
-  t.equal(findSocketInode(TABLE, '127.0.0.1:42002', '127.0.0.1:8080'), null, 'inode 0: closed, in TIME_WAIT');
-  t.equal(findSocketInode(TABLE, '127.0.0.1:1', '127.0.0.1:8080'), null);
+  t.equal(findSocketInode(TABLE, '0100007F:A411', '0100007F:1F90'), 2222, "the client's socket");
+  t.equal(findSocketInode(TABLE, '0100007F:1F90', '0100007F:A411'), 3333, "the server's side of it");
+  t.equal(findSocketInode(TABLE, '0100007F:A412', '0100007F:1F90'), null, 'inode 0: closed, in TIME_WAIT');
+  t.equal(findSocketInode(TABLE, '0100007F:0001', '0100007F:1F90'), null);
 });
 
 /** A loopback server and a connection to it from `connectFrom` (this process, or a child). */
@@ -57,7 +53,7 @@ t.test('a real loopback connection: its owner is proven, another process is not'
     const serverSide = accepted[0] as Socket;
     const inode = await peerSocketInode(serverSide);
     t.ok(inode !== null && inode > 0, `${host}: the peer's socket is found`);
-    t.ok(await processHoldsSocket(process.pid, inode as number), `${host}: this process holds it`);
+    t.ok((await socketInodesOf(process.pid)).has(inode as number), `${host}: this process holds it`);
 
     const proofs = new SocketOwnerProofs();
     t.equal(await proofs.prove(serverSide, process.pid), true, `${host}: the owner is proven`);
@@ -81,6 +77,7 @@ t.test('a child that connects proves its own pid; the parent naming it does not'
 t.test('no ports (an injected request) or no /proc: nothing is proven', async (t) => {
   const proofs = new SocketOwnerProofs();
   t.equal(await proofs.prove({ remoteAddress: '127.0.0.1' }, process.pid), false);
+  t.same(await socketInodesOf(4_194_303), new Set(), 'no such process: no sockets');
   const missingProc = new SocketOwnerProofs('/nonexistent');
   t.equal(await missingProc.prove({ localAddress: '127.0.0.1', localPort: 1, remoteAddress: '127.0.0.1', remotePort: 2 }, process.pid), false);
 });

@@ -21,23 +21,6 @@ export interface ConnectionEnds {
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
-/** Four address bytes as dotted IPv4. */
-function dotted(bytes: Uint8Array): string {
-  return Array.from(bytes).join('.');
-}
-
-/**
- * One form per address, whatever wrote it: dotted IPv4 for IPv4 and
- * IPv4-mapped IPv6 (a dual-stack listener sees `::ffff:127.0.0.1`), 32 hex
- * digits for any other IPv6.
- */
-function canonicalBytes(bytes: Uint8Array): string {
-  if (bytes.length === 4) return dotted(bytes);
-  const mapped = bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-  if (mapped) return dotted(bytes.subarray(12));
-  return Buffer.from(bytes).toString('hex');
-}
-
 /** Parses IPv6 text (with `::` and an IPv4 tail) into its 16 bytes; null if it is not IPv6. */
 function ipv6Bytes(text: string): Uint8Array | null {
   let address = text.replace(/%.*$/, '');
@@ -59,50 +42,55 @@ function ipv6Bytes(text: string): Uint8Array | null {
   return bytes;
 }
 
-/** An address as Node reports it, in the canonical form; null if unreadable. */
-export function canonicalAddress(address: string): string | null {
-  if (isIPv4(address)) return address;
-  const bytes = ipv6Bytes(address);
-  return bytes ? canonicalBytes(bytes) : null;
+/** An address as 16 bytes, IPv4 as IPv4-mapped IPv6; null if unreadable. */
+function addressBytes(address: string): Uint8Array | null {
+  return ipv6Bytes(isIPv4(address) ? `::ffff:${address}` : address);
+}
+
+function isMapped(bytes: Uint8Array): boolean {
+  return bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
 }
 
 /**
- * An address of /proc/net/tcp{,6}: 8 or 32 hex digits, each 32-bit word
- * printed in host byte order, then `:` and the port in hex.
+ * How an endpoint is written in /proc/net/tcp (`width` 4) or tcp6 (16):
+ * each 32-bit word of the address in host byte order, in upper-case hex,
+ * then `:` and the port in four hex digits. Null when the address has no
+ * form of that width (IPv6 in the IPv4 table).
  */
-export function decodeProcEndpoint(text: string): string | null {
-  const [hex, portHex] = text.split(':');
-  if (!hex || !portHex || (hex.length !== 8 && hex.length !== 32)) return null;
-  const bytes = Buffer.from(hex, 'hex');
-  if (LITTLE_ENDIAN) for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
-  return `${canonicalBytes(bytes)}:${Number.parseInt(portHex, 16)}`;
+export function procEndpoint(address: string, port: number, width: 4 | 16): string | null {
+  const bytes = addressBytes(address);
+  if (!bytes || (width === 4 && !isMapped(bytes))) return null;
+  const words = Buffer.from(width === 4 ? bytes.subarray(12) : bytes);
+  if (LITTLE_ENDIAN) for (let i = 0; i < words.length; i += 4) words.subarray(i, i + 4).reverse();
+  return `${words.toString('hex').toUpperCase()}:${port.toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
-/** The inode of the socket whose local end is `local` and remote end is `remote` ("address:port", canonical), in one /proc/net/tcp text. */
+/**
+ * The inode of the socket whose local end is `local` and remote end is
+ * `remote` (both as `procEndpoint` writes them) in one /proc/net/tcp text.
+ * One substring search, not a parse of every line: the table lists every
+ * TCP socket of the machine.
+ */
 export function findSocketInode(procNetTcp: string, local: string, remote: string): number | null {
-  const lines = procNetTcp.split('\n');
-  for (let i = 1; i < lines.length; i += 1) {
-    const fields = (lines[i] as string).trim().split(/\s+/);
-    if (fields.length < 10) continue;
-    if (decodeProcEndpoint(fields[1] as string) !== local || decodeProcEndpoint(fields[2] as string) !== remote) continue;
-    const inode = Number(fields[9]);
-    // Inode 0: a socket in TIME_WAIT, owned by no one any more.
-    return Number.isInteger(inode) && inode > 0 ? inode : null;
-  }
-  return null;
+  const at = procNetTcp.indexOf(` ${local} ${remote} `);
+  if (at < 0) return null;
+  const end = procNetTcp.indexOf('\n', at);
+  const fields = procNetTcp.slice(at, end < 0 ? undefined : end).trim().split(/\s+/);
+  // From the local address on, the inode is the ninth field.
+  const inode = Number(fields[8]);
+  // Inode 0: a socket in TIME_WAIT, owned by no one any more.
+  return Number.isInteger(inode) && inode > 0 ? inode : null;
 }
 
 /** The inode of the peer's socket of a loopback connection, or null when /proc does not show it. */
 export async function peerSocketInode(ends: ConnectionEnds, procRoot = '/proc'): Promise<number | null> {
   const { localAddress, localPort, remoteAddress, remotePort } = ends;
   if (!localAddress || !remoteAddress || !localPort || !remotePort) return null;
-  const peerAddress = canonicalAddress(remoteAddress);
-  const ownAddress = canonicalAddress(localAddress);
-  if (peerAddress === null || ownAddress === null) return null;
-  const peerEnd = `${peerAddress}:${remotePort}`;
-  const ownEnd = `${ownAddress}:${localPort}`;
   // The peer's socket is IPv4 or IPv6 whatever the listener is: look in both tables.
-  for (const table of ['tcp', 'tcp6']) {
+  for (const [table, width] of [['tcp', 4], ['tcp6', 16]] as const) {
+    const peerEnd = procEndpoint(remoteAddress, remotePort, width);
+    const ownEnd = procEndpoint(localAddress, localPort, width);
+    if (peerEnd === null || ownEnd === null) continue;
     let text: string;
     try {
       text = await readFile(`${procRoot}/net/${table}`, 'utf8');
@@ -115,23 +103,24 @@ export async function peerSocketInode(ends: ConnectionEnds, procRoot = '/proc'):
   return null;
 }
 
-/** True when `pid` holds the socket `inode` among its open files; false when it does not or cannot be read. */
-export async function processHoldsSocket(pid: number, inode: number, procRoot = '/proc'): Promise<boolean> {
-  const link = `socket:[${inode}]`;
+/** The inodes of the sockets `pid` holds; empty when it holds none or cannot be read (gone, another user's). */
+export async function socketInodesOf(pid: number, procRoot = '/proc'): Promise<Set<number>> {
+  const inodes = new Set<number>();
   let fds: string[];
   try {
     fds = await readdir(`${procRoot}/${pid}/fd`);
   } catch {
-    return false; // gone, or another user's process
+    return inodes;
   }
-  for (const fd of fds) {
+  await Promise.all(fds.map(async (fd) => {
     try {
-      if (await readlink(`${procRoot}/${pid}/fd/${fd}`) === link) return true;
+      const match = /^socket:\[(\d+)\]$/.exec(await readlink(`${procRoot}/${pid}/fd/${fd}`));
+      if (match) inodes.add(Number(match[1]));
     } catch {
       // closed meanwhile
     }
-  }
-  return false;
+  }));
+  return inodes;
 }
 
 /**
@@ -159,7 +148,12 @@ export class SocketOwnerProofs {
   }
 
   private async check(ends: ConnectionEnds, pid: number): Promise<boolean> {
+    // The pid's own sockets first: a pid holding none (a `sleep`, a stranger
+    // of another user) is refused without reading the machine's TCP table,
+    // which the kernel writes out in full on every read.
+    const held = await socketInodesOf(pid, this.procRoot);
+    if (held.size === 0) return false;
     const inode = await peerSocketInode(ends, this.procRoot);
-    return inode !== null && processHoldsSocket(pid, inode, this.procRoot);
+    return inode !== null && held.has(inode);
   }
 }
