@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import t from 'tap';
@@ -80,4 +83,31 @@ t.test('no ports (an injected request) or no /proc: nothing is proven', async (t
   t.same(await socketInodesOf(4_194_303), new Set(), 'no such process: no sockets');
   const missingProc = new SocketOwnerProofs('/nonexistent');
   t.equal(await missingProc.prove({ localAddress: '127.0.0.1', localPort: 1, remoteAddress: '127.0.0.1', remotePort: 2 }, process.pid), false);
+});
+
+t.test('a /proc of its own: the TCP table is read once per connection, a pid without sockets never needs it', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'brainstem-proc-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'net'));
+  writeFileSync(join(root, 'net', 'tcp'), TABLE);
+  const holder = (pid: number, links: string[]) => {
+    mkdirSync(join(root, String(pid), 'fd'), { recursive: true });
+    links.forEach((link, fd) => symlinkSync(link, join(root, String(pid), 'fd', String(fd))));
+  };
+  holder(1234, ['/dev/null', 'socket:[9999]', 'socket:[2222]']);
+  holder(1235, ['socket:[2222]']); // a child that inherited the socket
+  holder(1236, ['socket:[3333]']);
+  holder(1237, ['pipe:[1]']);
+  // The gateway's side of the connection: it listens on 8080, the client is 42001.
+  const socket = { localAddress: '127.0.0.1', localPort: 8080, remoteAddress: '127.0.0.1', remotePort: 42001 };
+
+  const proofs = new SocketOwnerProofs(root);
+  t.equal(await proofs.prove(socket, 1237), false, 'no socket at all');
+  t.equal(await proofs.prove(socket, 1236), false, "the gateway's own side is not the client's");
+  t.equal(await proofs.prove(socket, 1234), true, 'the client');
+  unlinkSync(join(root, 'net', 'tcp'));
+  t.equal(await proofs.prove(socket, 1235), true, 'another holder of the same socket, without a second read of the table');
+  t.equal(await proofs.prove(socket, 4242), false, 'a pid that does not exist');
+  for (let pid = 5000; pid < 5040; pid += 1) await proofs.prove(socket, pid);
+  t.equal(await proofs.prove(socket, 1234), true, 'many pids named on one connection: proofs still right (older ones are recomputed)');
 });

@@ -123,37 +123,52 @@ export async function socketInodesOf(pid: number, procRoot = '/proc'): Promise<S
   return inodes;
 }
 
+/** Pids remembered per connection: one is the rule; a client naming many gets no unbounded memory. */
+const PIDS_PER_CONNECTION = 16;
+
+interface ConnectionProofs {
+  ends: ConnectionEnds;
+  /**
+   * The peer socket's inode, read when a pid first needs it: fixed for the
+   * connection's life, so the TCP table is read at most once per connection.
+   */
+  peerInode: Promise<number | null> | null;
+  pids: Map<number, Promise<boolean>>;
+}
+
 /**
  * Answers "does `pid` own the other end of this connection?" once per
  * connection and pid: the answer is kept on the socket while it lives
  * (a keep-alive HTTP client or a WebSocket beats many times on one).
  */
 export class SocketOwnerProofs {
-  private readonly proofs = new WeakMap<object, Map<number, Promise<boolean>>>();
+  private readonly proofs = new WeakMap<object, ConnectionProofs>();
 
   constructor(private readonly procRoot = '/proc') {}
 
   prove(socket: ConnectionEnds & object, pid: number): Promise<boolean> {
-    let perPid = this.proofs.get(socket);
-    if (!perPid) {
-      perPid = new Map();
-      this.proofs.set(socket, perPid);
+    let connection = this.proofs.get(socket);
+    if (!connection) {
+      connection = { ends: socket, peerInode: null, pids: new Map() };
+      this.proofs.set(socket, connection);
     }
-    let proof = perPid.get(pid);
+    let proof = connection.pids.get(pid);
     if (!proof) {
-      proof = this.check(socket, pid);
-      perPid.set(pid, proof);
+      proof = this.check(connection, pid);
+      if (connection.pids.size >= PIDS_PER_CONNECTION) connection.pids.delete(connection.pids.keys().next().value as number);
+      connection.pids.set(pid, proof);
     }
     return proof;
   }
 
-  private async check(ends: ConnectionEnds, pid: number): Promise<boolean> {
-    // The pid's own sockets first: a pid holding none (a `sleep`, a stranger
-    // of another user) is refused without reading the machine's TCP table,
+  private async check(connection: ConnectionProofs, pid: number): Promise<boolean> {
+    // The pid's own sockets first: a pid holding none (a `sleep`, another
+    // user's process) is refused without reading the machine's TCP table,
     // which the kernel writes out in full on every read.
     const held = await socketInodesOf(pid, this.procRoot);
     if (held.size === 0) return false;
-    const inode = await peerSocketInode(ends, this.procRoot);
+    connection.peerInode ??= peerSocketInode(connection.ends, this.procRoot);
+    const inode = await connection.peerInode;
     return inode !== null && held.has(inode);
   }
 }
