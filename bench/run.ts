@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { runQueueBench } from './queues.js';
+import { runQueueBench } from './scenarios/queues.js';
 import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
 import { SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
 import { runConnections, type ConnectionsOptions } from './scenarios/connections.js';

@@ -6,12 +6,18 @@ import type { HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
 import { defaultEcosystemPath, loadInstanceLimits, type LoadedLimits } from '../src/heartbeat/instance-limits.js';
 import { forgetProcessSamples } from '../src/heartbeat/process-metrics.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+import { describeServices, type ServiceSources, type ServiceView } from '../src/heartbeat/service-directory.js';
+import { SocketOwnerProofs } from '../src/heartbeat/socket-owner.js';
 
 export interface HeartbeatOrgan {
   monitor: HeartbeatMonitor;
   store: HeartbeatStore;
   /** The ecosystem file read for instance limits, and what it gave. */
   limits: LoadedLimits;
+  /** Which pid holds a beat's connection: only a proven pid is signalled. */
+  proofs: SocketOwnerProofs;
+  /** `GET /services`: the heartbeat records with the connections and routes that name each service. */
+  services(): Promise<ServiceView[]>;
 }
 
 declare module 'fastify' {
@@ -26,8 +32,8 @@ const MiB = 1024 * 1024;
  * The heartbeat organ: records in MongoDB when MONGO_URL is set (the
  * original's store), else in the gateway's Redis; instance limits from the
  * PM2 ecosystem file; a check every CHECK_INTERVAL; `heartbeat.ping`,
- * `heartbeat.down` and `heartbeat.warn` published on the bus with source
- * `heartbeat`. On close this session's records are marked stopped.
+ * `heartbeat.down`, `heartbeat.warn`, `service.up` and `service.down`
+ * published on the bus with source `heartbeat`. On close this session's records are marked stopped.
  */
 export default fp(async function heartbeatPlugin(app) {
   const { config } = app;
@@ -68,7 +74,18 @@ export default fp(async function heartbeatPlugin(app) {
   });
   monitor.start();
 
-  app.decorate('heartbeat', { monitor, store, limits });
+  // A bus connection names its service with `?name=`. Its pid, pulls and
+  // held tasks, and the proxy routes naming a service, come with the
+  // connection linking and the edge's `service` field (issue 16).
+  const sources: ServiceSources = {
+    connections: () => [...app.bus.router.connections.values()].flatMap((connection) => (connection.name === null ? [] : [{
+      name: connection.name, clientId: connection.id, pid: null, subscriptions: [...connection.patterns], pulls: [], tasks: [],
+    }])),
+    routes: () => [],
+  };
+  const services = async () => describeServices(await monitor.list(), sources);
+
+  app.decorate('heartbeat', { monitor, store, limits, proofs: new SocketOwnerProofs(), services });
 
   app.health.register('heartbeats', async () => {
     await store.ping();

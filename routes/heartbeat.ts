@@ -1,8 +1,9 @@
+import type { Socket } from 'node:net';
 import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
-import { HeartbeatError } from '../src/heartbeat/heartbeat-monitor.js';
+import { HeartbeatError, type BeatOrigin } from '../src/heartbeat/heartbeat-monitor.js';
 import { ErrorBody } from './errors.js';
 
 /** `{pid, name}`: pid as a number or digits, as the original's parseInt took it. */
@@ -21,6 +22,8 @@ const BeatReply = Type.Object({
   netTx: Type.Number(),
 });
 
+const HeartbeatState = Type.Union([Type.Literal('alive'), Type.Literal('stale'), Type.Literal('stopped')]);
+
 const RecordWithStatus = Type.Object({
   pid: Type.Integer(),
   last: Type.Number(),
@@ -33,9 +36,26 @@ const RecordWithStatus = Type.Object({
   killedAt: Type.Optional(Type.Number()),
   startTime: Type.Union([Type.String(), Type.Null()]),
   local: Type.Boolean(),
+  proven: Type.Boolean(),
   firstBeat: Type.Number(),
   downAt: Type.Optional(Type.Number()),
-  status: Type.Union([Type.Literal('alive'), Type.Literal('stale'), Type.Literal('stopped')]),
+  status: HeartbeatState,
+});
+
+const Service = Type.Object({
+  name: Type.String(),
+  status: Type.Union([HeartbeatState, Type.Literal('unknown')]),
+  instances: Type.Array(Type.Object({
+    pid: Type.Integer(), status: HeartbeatState, cpu: Type.Number(), memory: Type.Number(), lastBeat: Type.Number(),
+  })),
+  connections: Type.Array(Type.Object({
+    clientId: Type.String(),
+    pid: Type.Union([Type.Integer(), Type.Null()]),
+    subscriptions: Type.Array(Type.String()),
+    pulls: Type.Array(Type.Object({ queue: Type.String(), credits: Type.Integer() })),
+    tasks: Type.Array(Type.Object({ queue: Type.String(), taskId: Type.String() })),
+  })),
+  routes: Type.Array(Type.String()),
 });
 
 const INVALID_BEAT = { error: 'pid and name required', code: 'INVALID_FRAME' };
@@ -55,11 +75,17 @@ function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): 
 /**
  * The user's heartbeat service as routes: `POST /heartbeat` and
  * `POST /heartbeat/heartbeat` (where the user's HeartbeatClient posts),
- * WebSocket `/heartbeat`, `GET /heartbeats`. Bodies and error strings are
+ * WebSocket `/heartbeat`, `GET /heartbeats`; and `GET /services`, the
+ * same records grouped per service with the connections that name it. Bodies and error strings are
  * the original's, with the gateway's `code` beside each error.
  */
 const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { monitor } = app.heartbeat;
+  const { monitor, proofs } = app.heartbeat;
+  /** Where a beat on this connection came from; the proof is cached per socket. */
+  const originOf = (socket: Socket): BeatOrigin => ({
+    remoteAddress: socket.remoteAddress,
+    provePid: (pid) => proofs.prove(socket, pid),
+  });
 
   const beatRoute = {
     // The original answered every malformed beat with one message: keep it,
@@ -74,7 +100,7 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
   async function acceptBeat(request: FastifyRequest<{ Body: { pid: unknown; name: unknown } }>, reply: FastifyReply) {
     if (request.validationError) return reply.code(400).send(INVALID_BEAT);
     try {
-      return await monitor.beat(request.body, request.socket.remoteAddress);
+      return await monitor.beat(request.body, originOf(request.socket));
     } catch (err) {
       return sendError(request, reply, err);
     }
@@ -89,7 +115,7 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
     handler: async (_request, reply) => reply.code(426).header('upgrade', 'websocket')
       .send({ error: 'open a WebSocket here, or POST {pid, name}', code: 'UPGRADE_REQUIRED' }),
     wsHandler: (socket: WebSocket, request) => {
-      const remoteAddress = request.socket.remoteAddress;
+      const origin = originOf(request.socket);
       // Answers leave in the order the frames came, one beat at a time.
       let answered: Promise<void> = Promise.resolve();
       const reply = (body: object) => {
@@ -106,13 +132,25 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const input = typeof frame === 'object' && frame !== null && !Array.isArray(frame)
           ? frame as { pid?: unknown; name?: unknown }
           : {};
-        answered = answered.then(() => monitor.beat({ pid: input.pid, name: input.name }, remoteAddress).then(
+        answered = answered.then(() => monitor.beat({ pid: input.pid, name: input.name }, origin).then(
           reply,
           (err: unknown) => reply(errorBody(err, request).body),
         ));
       });
       socket.on('error', (err) => request.log.debug({ err }, 'heartbeat socket error'));
     },
+  });
+
+  app.get('/services', {
+    // Like /heartbeats: with tokens configured, any known token.
+    config: { access: 'token' },
+    schema: { response: { 200: Type.Object({ services: Type.Array(Service) }), 401: ErrorBody, 500: ErrorBody, 503: ErrorBody } },
+  }, async (request, reply) => {
+    try {
+      return { services: await app.heartbeat.services() };
+    } catch (err) {
+      return sendError(request, reply, err);
+    }
   });
 
   app.get('/heartbeats', {

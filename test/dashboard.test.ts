@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { beatingProcess } from './helpers/beating-process.js';
 import { dashboardSession, eventually, screenshot, textBecomes } from './helpers/dashboard-browser.js';
 import { TestSocket } from './helpers/test-socket.js';
 
@@ -42,16 +41,13 @@ t.test('the page loads with no console errors and shows every section, its own b
 
 t.test('a heartbeat makes the service row appear; a process that stops beating is stopped and turns red', async (t) => {
   const { page, problems } = await dashboard(t);
-  const child = spawn('sleep', ['300'], { stdio: 'ignore' });
-  const exited = once(child, 'exit');
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const pid = child.pid as number;
+  // A real service beating for itself: the gateway can prove its pid, read its figures and stop it.
+  const service = await beatingProcess(t);
+  const { pid } = service;
   let beating = true;
   const beats = (async () => {
     while (beating) {
-      t.equal((await post('/heartbeat', { pid, name: 'stt' })).status, 200, 'beat accepted');
+      t.equal(await service.beat(`${gw.httpUrl}/heartbeat`, 'stt'), 200, 'beat accepted');
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
   })();
@@ -69,8 +65,7 @@ t.test('a heartbeat makes the service row appear; a process that stops beating i
   beating = false;
   await beats;
   await row.locator('.status[data-status="stopped"]').waitFor({ timeout: 30_000 });
-  const [, signal] = await exited;
-  t.equal(signal, 'SIGTERM', 'the gateway really stopped the process');
+  t.equal((await service.exited).signal, 'SIGTERM', 'the gateway really stopped the process');
   const color = await row.locator('.status').evaluate((element) => getComputedStyle(element).color);
   t.equal(color, 'rgb(248, 81, 73)', 'stopped is red');
   await textBecomes(t, row.locator('td').nth(6), '0 / 2', 'no live instance left');

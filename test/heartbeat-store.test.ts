@@ -10,7 +10,7 @@ import { startRedis } from './helpers/redis.js';
 function record(pid: number, fields: Partial<BeatRecord> = {}): BeatRecord {
   return {
     pid, last: 1_000_000, name: 'tts', sessionId: 's1', cpu: 1.5, memory: 2048, netRx: 10, netTx: 20,
-    startTime: '12345', local: true, firstBeat: 900_000, ...fields,
+    startTime: '12345', local: true, proven: true, firstBeat: 900_000, ...fields,
   };
 }
 
@@ -25,9 +25,9 @@ function storeContract(t: Test, makeStore: (t: Test) => Promise<HeartbeatStore>)
     t.equal(await store.get(101), null);
     t.same(await store.list(), []);
     await store.saveBeat(record(101));
-    await store.saveBeat(record(102, { startTime: null, local: false, name: 'stt', cpu: 0 }));
+    await store.saveBeat(record(102, { startTime: null, local: false, proven: false, name: 'stt', cpu: 0 }));
     t.same(await store.get(101), record(101));
-    t.same(await store.get(102), record(102, { startTime: null, local: false, name: 'stt', cpu: 0 }));
+    t.same(await store.get(102), record(102, { startTime: null, local: false, proven: false, name: 'stt', cpu: 0 }));
     t.same((await store.list()).map((r) => r.pid), [101, 102], 'listed by pid');
     await store.saveBeat(record(101, { last: 1_000_500, cpu: 3.25, name: 'tts' }));
     t.match(await store.get(101), { last: 1_000_500, cpu: 3.25 }, 'upserted by pid');
@@ -47,6 +47,11 @@ function storeContract(t: Test, makeStore: (t: Test) => Promise<HeartbeatStore>)
     t.equal(await store.countLive('tts', 's1', 4000), 1, 'a killed instance does not count');
     t.equal(await store.countLive('tts', 's1', 0), 2);
     t.equal(await store.countLive('nobody', 's1', 0), 0);
+    // A local beat whose sender did not prove the pid could squat the limit with anyone's pid: it does not count.
+    await store.saveBeat(record(206, { last: 5000, proven: false }));
+    t.equal(await store.countLive('tts', 's1', 4000), 1, 'an unproven local instance does not count');
+    await store.saveBeat(record(207, { last: 5000, proven: false, local: false }));
+    t.equal(await store.countLive('tts', 's1', 4000), 2, 'one from another machine (never provable) does');
   });
 
   t.test('findStale and markDown: each quiet record is taken once, and a new beat wins', async (t) => {

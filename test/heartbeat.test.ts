@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import WebSocket from 'ws';
-import { buildApp } from '../app.js';
+import { buildApp, type BrainstemApp } from '../app.js';
 import { bearer, edgeConfig, tokenSpec } from './helpers/edge.js';
 import { startGateway } from './helpers/gateway.js';
 import { startRedis } from './helpers/redis.js';
@@ -118,11 +118,17 @@ t.test('a missing or malformed pid or name answers 400 and stores nothing', asyn
   t.same((await getJson(`${gw.httpUrl}/heartbeats`)).body, []);
 });
 
+/** A beat from another machine (its pid cannot be proven here, so it counts toward its name's limit). */
+async function remoteBeat(app: BrainstemApp, pid: number, name: string): Promise<{ status: number; body: Frame }> {
+  const res = await app.inject({ method: 'POST', url: '/heartbeat', payload: { pid, name }, remoteAddress: '192.168.1.20' });
+  return { status: res.statusCode, body: res.json() as Frame };
+}
+
 t.test('instance limits from the PM2 ecosystem file answer 409 while the instances are live', async (t) => {
   const ecosystem = ecosystemFile(t, [{ name: 'tts', instances: 1 }, { name: 'stt', instances: 2 }, { name: 'llm' }]);
   const gw = await startGateway(t, { ecosystemConfig: ecosystem, heartbeatTimeoutMs: 2000, heartbeatCheckIntervalMs: 60_000 });
   t.same(Object.fromEntries(gw.app.heartbeat.limits.limits), { tts: 1, stt: 2, llm: 1 }, 'instances missing means 1');
-  const beat = (pid: number, name: string) => post(`${gw.httpUrl}/heartbeat`, { pid, name });
+  const beat = (pid: number, name: string) => remoteBeat(gw.app, pid, name);
 
   t.equal((await beat(FAKE_PID + 1, 'tts')).status, 200);
   const refused = await beat(FAKE_PID + 2, 'tts');
@@ -143,9 +149,21 @@ t.test('instance limits from the PM2 ecosystem file answer 409 while the instanc
 t.test('concurrent first beats of a limited name: exactly the limit is admitted', async (t) => {
   const ecosystem = ecosystemFile(t, [{ name: 'tts', instances: 2 }]);
   const gw = await startGateway(t, { ecosystemConfig: ecosystem });
-  const results = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => post(`${gw.httpUrl}/heartbeat`, { pid: FAKE_PID + i, name: 'tts' })));
+  const results = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => remoteBeat(gw.app, FAKE_PID + i, 'tts')));
   const statuses = results.map((r) => r.status).sort();
   t.same(statuses, [200, 200, 409, 409, 409, 409]);
+});
+
+t.test("a local beat naming a pid its sender does not hold cannot squat its name's instance limit", async (t) => {
+  const ecosystem = ecosystemFile(t, [{ name: 'tts', instances: 1 }]);
+  const gw = await startGateway(t, { ecosystemConfig: ecosystem });
+  t.equal((await post(`${gw.httpUrl}/heartbeat`, { pid: FAKE_PID, name: 'tts' })).status, 200, 'accepted, but unproven');
+  t.equal((await post(`${gw.httpUrl}/heartbeat`, { pid: process.pid, name: 'tts' })).status, 200,
+    'the real tts (this process, beating for itself) still gets its one instance');
+  t.equal((await post(`${gw.httpUrl}/heartbeat`, { pid: FAKE_PID + 1, name: 'tts' })).status, 409, 'which is now taken');
+  const records = (await getJson(`${gw.httpUrl}/heartbeats`)).body as Frame[];
+  t.match(records.find((r) => r.pid === process.pid), { proven: true });
+  t.match(records.find((r) => r.pid === FAKE_PID), { proven: false, cpu: 0, memory: 0 });
 });
 
 t.test('the WebSocket /heartbeat answers each frame with the POST body, in order', async (t) => {
@@ -159,7 +177,9 @@ t.test('the WebSocket /heartbeat answers each frame with the POST body, in order
   const ok = await hb.send({ pid: process.pid, name: 'discord' });
   t.same(Object.keys(ok), REPLY_KEYS);
   t.match(ok, { status: 'ok', pid: process.pid, name: 'discord' });
-  t.match((await sub.event('heartbeat.ping')).event, { payload: { pid: process.pid, name: 'discord', local: true } });
+  t.match((await sub.event('heartbeat.ping')).event, { payload: { pid: process.pid, name: 'discord', local: true, proven: true } },
+    'this process holds the WebSocket: its pid is proven');
+  t.ok((ok.memory as number) > 0, 'and its figures are read');
 
   t.same(await hb.send('not json'), { error: 'invalid json', code: 'INVALID_JSON' });
   t.same(await hb.send({ name: 'discord' }), { error: 'pid and name required', code: 'INVALID_FRAME' });
@@ -173,6 +193,8 @@ t.test('the WebSocket /heartbeat answers each frame with the POST body, in order
   t.match(first, { status: 'ok', pid: FAKE_PID + 1 });
   t.match(second, { error: 'invalid json' });
   t.match(third, { status: 'ok', pid: FAKE_PID + 2 });
+  t.match((await sub.event('heartbeat.ping')).event, { payload: { pid: FAKE_PID + 1, proven: false } },
+    'a pid the socket does not belong to is not proven, on the same WebSocket');
 
   const res = await fetch(`${gw.httpUrl}/heartbeat`);
   t.equal(res.status, 426, 'a plain GET is told to upgrade');

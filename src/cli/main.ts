@@ -41,6 +41,10 @@ const COMMANDS: Record<string, { usage: string; summary: string; details?: strin
     usage: 'brainstem heartbeats',
     summary: 'the processes that send heartbeats, with their last beat and metrics, as JSON',
   },
+  services: {
+    usage: 'brainstem services',
+    summary: 'each service with its status, instances and bus connections, as JSON',
+  },
 };
 
 const COMMON_OPTIONS = `Options (every command):
@@ -266,7 +270,7 @@ async function start(values: Record<string, string | undefined>): Promise<void> 
   const env = { ...process.env };
   if (values.port !== undefined) env.PORT = String(positiveInteger(values.port, '--port', true));
   if (values.host !== undefined) env.HOST = values.host;
-  const { startGateway } = await import('../../server.js');
+  const { startGateway } = await import('../gateway-process.js');
   await startGateway(env);
 }
 
@@ -346,6 +350,10 @@ export async function main(argv: string[]): Promise<number | null> {
       case 'heartbeats':
         needPositionals(rest, 0, 0, 'heartbeats');
         context.out(JSON.stringify(await http(context, '/heartbeats'), null, 2));
+        return 0;
+      case 'services':
+        needPositionals(rest, 0, 0, 'services');
+        context.out(JSON.stringify(await http(context, '/services'), null, 2));
         return 0;
       default:
         throw new CliError(`unknown command ${JSON.stringify(command)} (see brainstem --help)`);

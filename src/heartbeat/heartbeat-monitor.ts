@@ -2,6 +2,7 @@ import {
   StoreUnavailableError, storeCall, type BeatRecord, type HeartbeatRecord, type HeartbeatStore,
 } from './heartbeat-store.js';
 import type { InstanceLimits } from './instance-limits.js';
+import { LiveServices, type ServiceTransition } from './live-services.js';
 import {
   isLoopback, NO_METRICS, readProcessIdentity, sampleProcess, type ProcessMetrics, type ProcessSample,
 } from './process-metrics.js';
@@ -21,7 +22,7 @@ export interface HeartbeatSettings {
   warnMemoryBytes: number;
 }
 
-export type HeartbeatEventType = 'heartbeat.ping' | 'heartbeat.down' | 'heartbeat.warn';
+export type HeartbeatEventType = 'heartbeat.ping' | 'heartbeat.down' | 'heartbeat.warn' | 'service.up' | 'service.down';
 
 /** The few logger methods the monitor uses (pino's signature). */
 export interface MonitorLog {
@@ -40,6 +41,14 @@ export interface HeartbeatMonitorOptions {
   protectedPids?: () => Iterable<number | undefined>;
   publish(type: HeartbeatEventType, payload: object): void;
   log: MonitorLog;
+}
+
+/** Where a beat came from. */
+export interface BeatOrigin {
+  /** The peer's address: loopback means this machine. */
+  remoteAddress: string | undefined;
+  /** Resolves true when `pid` holds the other end of the beat's connection (socket-owner.ts); absent: never proven. */
+  provePid?(pid: number): Promise<boolean>;
 }
 
 /** A refused beat, with the HTTP status and the error code it is answered with. */
@@ -65,7 +74,7 @@ export interface DownReport {
   name: string;
   last: number;
   action: 'stopped' | 'reported';
-  /** Why it was only reported; absent when it was stopped. */
+  /** Why it was only reported (e.g. `unverified pid`); absent when it was stopped. */
   reason?: string;
 }
 
@@ -97,9 +106,11 @@ function errorCode(err: unknown): string {
  * metrics, the process's start time), finds services that went quiet and
  * stops them only when that is safe, and tells the system through
  * `publish`. Safe means: the beat came from this machine, the pid is not
- * pid 1, the gateway or its parent, and the pid still has the start time
- * it had at its first beat (so a reused pid never gets a stranger killed);
- * SIGTERM first, SIGKILL after the grace period.
+ * pid 1, the gateway or its parent, the pid was proven to hold the socket
+ * the beat came on (so no one gets another process killed by naming its
+ * pid), and it still has the start time it had at its first beat (so a
+ * reused pid never gets a stranger killed); SIGTERM first, SIGKILL after
+ * the grace period.
  */
 export class HeartbeatMonitor {
   private readonly store: HeartbeatStore;
@@ -111,6 +122,8 @@ export class HeartbeatMonitor {
   private readonly beatsInFlight = new Map<string, Promise<unknown>>();
   /** Per pid, the thresholds it is over, so `heartbeat.warn` fires once per crossing. */
   private readonly overThreshold = new Map<number, Set<'cpu' | 'memory'>>();
+  /** Names with live instances here, for `service.up` / `service.down`. */
+  private readonly liveServices = new LiveServices();
   private closed = false;
   /**
    * When beats could last not be heard: the boot, a store failure, or the
@@ -147,17 +160,20 @@ export class HeartbeatMonitor {
   }
 
   /**
-   * One beat: `{pid, name}` from `remoteAddress`. Resolves with the
-   * original's reply; rejects with HeartbeatError (400, 409, 503).
+   * One beat: `{pid, name}` from `origin`. Resolves with the original's
+   * reply; rejects with HeartbeatError (400, 409, 503).
    */
-  async beat(input: { pid: unknown; name: unknown }, remoteAddress: string | undefined): Promise<BeatReply> {
+  async beat(input: { pid: unknown; name: unknown }, origin: BeatOrigin): Promise<BeatReply> {
     const pid = parsePid(input.pid);
     const name = parseName(input.name);
     if (pid === null || name === null) throw new HeartbeatError(400, 'INVALID_FRAME', 'pid and name required');
     // After close a beat would undo the session's stopped marks.
     if (this.closed) throw new HeartbeatError(503, 'UNAVAILABLE', 'heartbeat service shutting down');
+    const local = isLoopback(origin.remoteAddress);
+    // Cached per connection by the prover: a keep-alive client or a WebSocket pays for it once.
+    const proven = local && origin.provePid !== undefined && await origin.provePid(pid).catch(() => false);
     const previous = this.beatsInFlight.get(name) ?? Promise.resolve();
-    const accepted = previous.catch(() => undefined).then(() => this.accept(pid, name, isLoopback(remoteAddress)));
+    const accepted = previous.catch(() => undefined).then(() => this.accept(pid, name, local, proven));
     this.beatsInFlight.set(name, accepted);
     try {
       const reply = await accepted;
@@ -175,7 +191,7 @@ export class HeartbeatMonitor {
     }
   }
 
-  private async accept(pid: number, name: string, local: boolean): Promise<BeatReply> {
+  private async accept(pid: number, name: string, local: boolean, proven: boolean): Promise<BeatReply> {
     const { timeoutMs } = this.settings;
     const sessionId = this.options.sessionId;
     const existing = await this.store.get(pid);
@@ -185,9 +201,9 @@ export class HeartbeatMonitor {
         throw new HeartbeatError(409, 'INSTANCE_LIMIT', `instance limit exceeded for ${name}`);
       }
     }
-    // A beat from another machine names a pid that is not ours: reading
-    // this machine's /proc for it would describe a stranger.
-    const sample: ProcessSample = local ? await sampleProcess(pid) : { metrics: { ...NO_METRICS }, elapsedMs: null };
+    // Only the sender's own figures: a beat from another machine names a
+    // pid that is not ours, and an unproven local one may name anyone's.
+    const sample: ProcessSample = proven ? await sampleProcess(pid) : { metrics: { ...NO_METRICS }, elapsedMs: null };
     const startTime = local ? (await readProcessIdentity(pid))?.startTime ?? null : null;
     const now = Date.now();
     const sameProcess = existing !== null && existing.startTime === startTime && existing.name === name;
@@ -199,14 +215,20 @@ export class HeartbeatMonitor {
       ...sample.metrics,
       startTime,
       local,
+      proven,
       firstBeat: sameProcess ? existing.firstBeat : now,
     };
     await this.store.saveBeat(record);
+    this.publishTransitions(this.liveServices.alive(pid, name));
 
     const uptime = Math.floor((sample.elapsedMs ?? now - record.firstBeat) / 1000);
     this.options.publish('heartbeat.ping', { ...record, uptime });
     this.warnOnThresholds(record);
     return { status: 'ok', pid, name, ...sample.metrics };
+  }
+
+  private publishTransitions(transitions: ServiceTransition[]): void {
+    for (const { type, name } of transitions) this.options.publish(type, { name });
   }
 
   private warnOnThresholds(record: BeatRecord): void {
@@ -311,6 +333,7 @@ export class HeartbeatMonitor {
       report.action === 'stopped' ? 'service went quiet: SIGTERM sent' : 'service went quiet: reported, not stopped',
     );
     this.options.publish('heartbeat.down', report);
+    this.publishTransitions(this.liveServices.gone(pid));
     return report;
   }
 
@@ -320,6 +343,7 @@ export class HeartbeatMonitor {
     if (!record.local) return 'not local';
     const protectedPids = new Set<number | undefined>([1, process.pid, process.ppid, ...(this.options.protectedPids?.() ?? [])]);
     if (protectedPids.has(record.pid)) return 'protected pid';
+    if (!record.proven) return 'unverified pid';
     if (record.startTime === null) return 'start time unknown';
     const identity = await readProcessIdentity(record.pid);
     if (identity === null) return 'already exited';

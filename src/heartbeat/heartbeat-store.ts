@@ -19,6 +19,12 @@ export interface HeartbeatRecord extends ProcessMetrics {
   startTime: string | null;
   /** The latest beat came from this machine (loopback). */
   local: boolean;
+  /**
+   * The pid was proven to hold the socket its latest beat came on (see
+   * socket-owner.ts): only such a process is ever signalled, and only its
+   * cpu/memory/network are read. Records written before this field: false.
+   */
+  proven: boolean;
   /** ms since the epoch of the first beat of this process. */
   firstBeat: number;
   /** Set when it went stale and `heartbeat.down` was published. */
@@ -43,7 +49,11 @@ export class StoreUnavailableError extends Error {
 export interface HeartbeatStore {
   readonly kind: 'mongo' | 'redis';
   get(pid: number): Promise<HeartbeatRecord | null>;
-  /** The original's instance count: this name, this session, beat since `since`, not killed. */
+  /**
+   * The original's instance count: this name, this session, beat since
+   * `since`, not killed; and proven or from another machine, so that a
+   * local beat naming someone else's pid cannot squat a name's limit.
+   */
   countLive(name: string, sessionId: string, since: number): Promise<number>;
   /** Upserts by pid; clears `killedAt` and `downAt`. */
   saveBeat(record: BeatRecord): Promise<void>;

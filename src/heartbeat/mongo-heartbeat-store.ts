@@ -24,6 +24,7 @@ function fromDocument(doc: Document): HeartbeatRecord {
     netTx: doc.netTx ?? 0,
     startTime: doc.startTime ?? null,
     local: doc.local ?? false,
+    proven: doc.proven ?? false,
     firstBeat: doc.firstBeat ?? doc.last,
   };
   if (typeof doc.killedAt === 'number') record.killedAt = doc.killedAt;
@@ -70,6 +71,7 @@ export class MongoHeartbeatStore implements HeartbeatStore {
       sessionId,
       last: { $gte: since },
       killedAt: { $exists: false },
+      $or: [{ proven: true }, { local: false }],
     }));
   }
 

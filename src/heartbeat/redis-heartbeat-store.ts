@@ -50,6 +50,7 @@ function fromHash(hash: Record<string, string>): HeartbeatRecord | null {
     netTx: Number(hash.netTx ?? 0),
     startTime: hash.startTime ?? null,
     local: hash.local === '1',
+    proven: hash.proven === '1',
     firstBeat: Number(hash.firstBeat ?? hash.last),
   };
   const killedAt = optionalNumber(hash.killedAt);
@@ -86,7 +87,8 @@ export class RedisHeartbeatStore implements HeartbeatStore {
 
   async countLive(name: string, sessionId: string, since: number): Promise<number> {
     const records = await this.list();
-    return records.filter((r) => r.name === name && r.sessionId === sessionId && r.last >= since && r.killedAt === undefined).length;
+    return records.filter((r) => r.name === name && r.sessionId === sessionId && r.last >= since && r.killedAt === undefined
+      && (r.proven || !r.local)).length;
   }
 
   saveBeat(record: BeatRecord): Promise<void> {
@@ -102,6 +104,7 @@ export class RedisHeartbeatStore implements HeartbeatStore {
         netRx: String(record.netRx),
         netTx: String(record.netTx),
         local: record.local ? '1' : '0',
+        proven: record.proven ? '1' : '0',
         firstBeat: String(record.firstBeat),
       };
       const cleared = ['killedAt', 'downAt'];

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 
 export interface RedisSupervisorOptions {
   /** The redis-server binary. */
@@ -18,6 +19,8 @@ export interface RedisSupervisorOptions {
 export class RedisUnavailableError extends Error {}
 
 const READY_TIMEOUT_MS = 10_000;
+/** How long redis-server may take to flush and exit before it is killed (ecosystem.config.cjs's kill_timeout allows for it). */
+export const STOP_TIMEOUT_MS = 10_000;
 
 /** Resolves once something answers on the unix socket, false if nothing does. */
 function socketAnswers(path: string): Promise<boolean> {
@@ -52,6 +55,7 @@ export class RedisSupervisor {
   readonly dir: string;
   readonly socketPath: string;
   private child: ChildProcess | null = null;
+  private lock: DataDirLock | null = null;
   private stopping = false;
   private restartDelayMs: number;
 
@@ -67,20 +71,31 @@ export class RedisSupervisor {
 
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    await this.shutdownOrphan();
-    await this.spawnServer();
+    // Before anything touches the folder: a second gateway here is refused, not let to shut down the first one's Redis.
+    this.lock = await lockDataDir(this.dir);
+    try {
+      await this.shutdownOrphan();
+      await this.spawnServer();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    // SIGTERM makes redis-server flush its append-only file before it exits.
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      // SIGTERM makes redis-server flush its append-only file before it exits.
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      await exited;
+      clearTimeout(timer);
+    }
+    // Only once its redis-server is gone may another gateway take the folder.
+    await this.lock?.release();
+    this.lock = null;
   }
 
   /**

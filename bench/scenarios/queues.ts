@@ -1,0 +1,228 @@
+/**
+ * Q1, queue throughput: enqueue → pull → ack through the gateway with
+ * 4 workers × 10 credits, next to raw BullMQ Workers (4 × concurrency 10)
+ * on the same Redis in the same run. One producer keeps up to WINDOW
+ * enqueues in flight. Prints a table of medians and one JSON line.
+ *
+ * Run alone with bench/queues.ts; `npm run bench` runs it as Q1 with the
+ * other scenarios.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Queue, Worker, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import type WebSocket from 'ws';
+import { redisOptionsFromUrl } from '../../src/redis/redis-settings.js';
+import { closeClients, openClient, waitFor } from '../lib/clients.js';
+import { formatNumber, load, log, median, medianOf, quantile, table } from '../lib/report.js';
+import { startBenchRedis, startServer } from '../lib/servers.js';
+
+const WORKERS = 4;
+const CREDITS = 10;
+const WINDOW = 1000;
+
+export interface QueueBenchOptions {
+  /** The bench's Redis; without it one is started for the run. */
+  redisUrl?: string;
+  rounds?: number;
+  quick?: boolean;
+  /** Write a CPU profile of each gateway run into this folder. */
+  profileDir?: string;
+}
+
+type QueueRound = {
+  tasks: number;
+  /** Tasks enqueued, delivered and acked per second, first enqueue to last ack. */
+  completedPerSecond: number;
+  /** Stored (receipted / add resolved) per second while the workers run. */
+  enqueuedPerSecond: number;
+  /** Enqueue sent → task in a worker's hands: mostly time queued behind the backlog the producer builds. */
+  p50Ms: number;
+  p99Ms: number;
+  allCompleted: boolean;
+  serverCpuPercent: number;
+};
+
+/** The options the gateway stores with each task, so that both sides store the same. */
+const GATEWAY_JOB_OPTIONS: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: { count: 1000 },
+  removeOnFail: false,
+  stackTraceLimit: 50,
+};
+
+function summarize(tasks: number, started: number, storedAt: number, completedAt: number, latencies: number[], done: number): Omit<QueueRound, 'serverCpuPercent'> {
+  latencies.sort((a, b) => a - b);
+  return {
+    tasks,
+    completedPerSecond: (done / (completedAt - started)) * 1000,
+    enqueuedPerSecond: (tasks / (storedAt - started)) * 1000,
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms: quantile(latencies, 0.99),
+    allCompleted: done === tasks,
+  };
+}
+
+/** Through the gateway: WebSocket producer and workers speaking the /bus protocol. */
+async function runGateway(redisUrl: string, queue: string, tasks: number, profileDir?: string): Promise<QueueRound> {
+  const server = await startServer('brainstem', { redisUrl, env: { LOG_LEVEL: 'warn' }, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
+  const clients: WebSocket[] = [];
+  try {
+    const producer = await openClient(server.url, true);
+    clients.push(producer);
+    const latencies: number[] = [];
+    let acked = 0;
+    for (let w = 0; w < WORKERS; w++) {
+      const worker = await openClient(server.url, true);
+      clients.push(worker);
+      worker.on('message', (data) => {
+        const frame = JSON.parse(String(data)) as { task?: { id: string; payload: { t: number } } };
+        if (!frame.task) {
+          if ('ok' in frame) acked++;
+          return;
+        }
+        latencies.push(performance.now() - frame.task.payload.t);
+        worker.send(`{"action":"ack","taskId":"${frame.task.id}","id":1}`);
+        worker.send(`{"action":"pull","queue":"${queue}"}`);
+      });
+      for (let c = 0; c < CREDITS; c++) worker.send(`{"action":"pull","queue":"${queue}"}`);
+    }
+
+    let sent = 0;
+    let stored = 0;
+    let storedAt = 0;
+    const send = () => {
+      while (sent < tasks && sent - stored < WINDOW) {
+        producer.send(`{"action":"enqueue","queue":"${queue}","task":{"n":${sent},"t":${performance.now()}},"id":${sent}}`);
+        sent++;
+      }
+    };
+    producer.on('message', (data) => {
+      if (!String(data).startsWith('{"ok":true')) return;
+      stored++;
+      if (stored === tasks) storedAt = performance.now();
+      send();
+    });
+    const cpuBefore = server.cpuSeconds();
+    const started = performance.now();
+    send();
+    const all = await waitFor(() => acked >= tasks, 120_000);
+    const completedAt = performance.now();
+    const cpu = server.cpuSeconds() - cpuBefore;
+    return {
+      ...summarize(tasks, started, storedAt || completedAt, completedAt, latencies, Math.min(acked, tasks)),
+      allCompleted: all,
+      serverCpuPercent: (cpu / ((completedAt - started) / 1000)) * 100,
+    };
+  } finally {
+    await closeClients(clients);
+    await server.stop();
+  }
+}
+
+/** Raw BullMQ in this process: Queue.add and 4 Workers with a no-op processor. */
+async function runRaw(redisUrl: string, queue: string, tasks: number): Promise<QueueRound> {
+  const options = redisOptionsFromUrl(redisUrl);
+  const producerConnection = new Redis({ ...options, maxRetriesPerRequest: null });
+  const workerConnection = new Redis({ ...options, maxRetriesPerRequest: null });
+  const producer = new Queue(queue, { connection: producerConnection, skipVersionCheck: true });
+  const latencies: number[] = [];
+  let completed = 0;
+  const workers = Array.from({ length: WORKERS }, () => new Worker(queue, async (job) => {
+    latencies.push(performance.now() - (job.data as { t: number }).t);
+  }, { connection: workerConnection, concurrency: CREDITS, skipVersionCheck: true }));
+  for (const worker of workers) worker.on('completed', () => completed++);
+  try {
+    await Promise.all(workers.map((w) => w.waitUntilReady()));
+    let sent = 0;
+    let stored = 0;
+    let storedAt = 0;
+    const send = () => {
+      while (sent < tasks && sent - stored < WINDOW) {
+        const n = sent++;
+        void producer.add(queue, { n, t: performance.now() }, { ...GATEWAY_JOB_OPTIONS, jobId: randomUUID() }).then(() => {
+          stored++;
+          if (stored === tasks) storedAt = performance.now();
+          send();
+        });
+      }
+    };
+    const started = performance.now();
+    send();
+    const all = await waitFor(() => completed >= tasks, 120_000);
+    const completedAt = performance.now();
+    return {
+      ...summarize(tasks, started, storedAt || completedAt, completedAt, latencies, Math.min(completed, tasks)),
+      allCompleted: all,
+      serverCpuPercent: Number.NaN,
+    };
+  } finally {
+    await Promise.all(workers.map((w) => w.close()));
+    await producer.close();
+    producerConnection.disconnect();
+    workerConnection.disconnect();
+  }
+}
+
+const COLUMNS: { key: keyof QueueRound & string; label: string; digits?: number }[] = [
+  { key: 'completedPerSecond', label: 'completed/s' },
+  { key: 'enqueuedPerSecond', label: 'enqueued/s' },
+  { key: 'p50Ms', label: 'enqueue→worker p50 ms', digits: 0 },
+  { key: 'p99Ms', label: 'p99 ms', digits: 0 },
+  { key: 'allCompleted', label: 'all completed' },
+  { key: 'serverCpuPercent', label: 'gateway CPU %' },
+];
+
+/** Q1: runs the rounds, prints the table and the JSON line, returns the JSON. */
+export async function runQueueBench(options: QueueBenchOptions = {}): Promise<object> {
+  const rounds = Math.max(1, options.rounds ?? 3);
+  const tasks = options.quick ? 5000 : 20_000;
+  const ownRedis = options.redisUrl ? null : await startBenchRedis();
+  const redisUrl = options.redisUrl ?? (ownRedis as { url: string }).url;
+  const gateway: QueueRound[] = [];
+  const raw: QueueRound[] = [];
+  const loads = [load()];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      // Alternate who goes first, so neither always gets the cooler machine.
+      const order = round % 2 === 0 ? ['gateway', 'raw'] : ['raw', 'gateway'];
+      for (const side of order) {
+        const queue = `bench.q1.${side}.${round}.${randomUUID().slice(0, 8)}`;
+        const result = side === 'gateway'
+          ? await runGateway(redisUrl, queue, tasks, options.profileDir)
+          : await runRaw(redisUrl, queue, tasks);
+        (side === 'gateway' ? gateway : raw).push(result);
+        log(`Q1 round ${round + 1}/${rounds} ${side}: ${JSON.stringify(result)}`);
+      }
+      loads.push(load());
+    }
+  } finally {
+    await ownRedis?.stop();
+  }
+  const medians = { brainstem: medianOf(gateway), rawBullmq: medianOf(raw) };
+  const ratio = median(gateway.map((g, i) => g.completedPerSecond / (raw[i]?.completedPerSecond ?? Number.NaN)));
+  const enqueueRatio = median(gateway.map((g, i) => g.enqueuedPerSecond / (raw[i]?.enqueuedPerSecond ?? Number.NaN)));
+  const rows = [
+    ['brainstem (gateway, /bus)', ...COLUMNS.map((c) => formatNumber(medians.brainstem[c.key] as number | boolean, c.digits ?? 0))],
+    ['raw BullMQ Workers', ...COLUMNS.map((c) => formatNumber(medians.rawBullmq[c.key] as number | boolean, c.digits ?? 0))],
+  ];
+  process.stdout.write(`\nQ1 queues: ${tasks} tasks, 1 producer (window ${WINDOW}), ${WORKERS} workers × ${CREDITS} credits — medians of ${rounds}\n`);
+  process.stdout.write(`${table(['side', ...COLUMNS.map((c) => c.label)], rows)}\n`);
+  process.stdout.write(`  completed/s, gateway vs raw BullMQ: ${formatNumber(ratio, 2)}\n`);
+  process.stdout.write(`  enqueued/s, gateway vs raw BullMQ: ${formatNumber(enqueueRatio, 2)}\n`);
+  const summary = {
+    scenario: 'Q1',
+    tasks,
+    workers: WORKERS,
+    credits: CREDITS,
+    window: WINDOW,
+    rounds,
+    medians,
+    perRound: { brainstem: gateway, rawBullmq: raw },
+    ratios: { completedVsRawBullmq: ratio, enqueuedVsRawBullmq: enqueueRatio },
+    loadavg: loads,
+  };
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+  return summary;
+}
