@@ -72,7 +72,7 @@ t.test('after a scripted load, /metrics counts what happened', async (t) => {
   });
   t.equal(beat.status, 200);
 
-  // The gateway's own events count as published: 2 queue.completed, 1 queue.failed, 1 queue.dead, 1 heartbeat.ping.
+  // The gateway's own events count as published: 2 queue.completed, 1 queue.failed, 1 queue.dead, 1 heartbeat.ping, 1 service.up.
   // Queue counts are read from Redis at most every 5 s: the first scrape's are renewed within that.
   let text = '';
   await until(async () => {
@@ -80,7 +80,7 @@ t.test('after a scripted load, /metrics counts what happened', async (t) => {
     return sample(text, 'brainstem_queue_tasks', { queue: 'render', state: 'failed' }) === 1;
   }, 15_000);
   t.equal(sample(text, 'brainstem_bus_connections'), 4);
-  t.equal(sample(text, 'brainstem_bus_published_total'), 5 + 2 + 1 + 1 + 1);
+  t.equal(sample(text, 'brainstem_bus_published_total'), 5 + 2 + 1 + 1 + 1 + 1);
   t.equal(sample(text, 'brainstem_bus_delivered_total'), 5 + 3, 'event frames sent, tasks not counted');
   t.equal(sample(text, 'brainstem_bus_slow_consumers_total'), 0);
   t.equal(sample(text, 'brainstem_queue_completed_total', { queue: 'render' }), 2);
