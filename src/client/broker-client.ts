@@ -110,6 +110,19 @@ const DEFAULTS = {
   connectTimeoutMs: 10_000,
   maxFrameBytes: 1024 * 1024,
 };
+/** The defaults of every option, as one table (a fresh copy each call). */
+export function defaultOptions() {
+  return {
+    reconnect: { initialDelayMs: DEFAULTS.initialDelayMs, maxDelayMs: DEFAULTS.maxDelayMs },
+    maxBufferedFrames: DEFAULTS.maxBufferedFrames,
+    receiptTimeoutMs: DEFAULTS.receiptTimeoutMs,
+    requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+    keepaliveMs: DEFAULTS.keepaliveMs,
+    connectTimeoutMs: DEFAULTS.connectTimeoutMs,
+    maxFrameBytes: DEFAULTS.maxFrameBytes,
+  };
+}
+
 /** A connection that lasted this long was healthy: the next reconnect starts from the first delay. */
 const STABLE_CONNECTION_MS = 1000;
 const CLOSE_GRACE_MS = 1000;
@@ -612,6 +625,11 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     const error = err instanceof Error ? err : new Error(String(err));
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else console.error(`[brainstem client ${this.id}] ${error.message}`);
+  }
+
+  /** A round trip to the gateway; resolves with its clock (ms). */
+  ping(): Promise<number> {
+    return quiet(this.call({ action: 'ping' }).then((answer) => Number(answer.pong)));
   }
 
   // ---- pub/sub ----------------------------------------------------------

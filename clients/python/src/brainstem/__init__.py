@@ -11,6 +11,7 @@ from .client import (
     Task,
     TaskHandler,
     Worker,
+    default_options,
 )
 from .heartbeat import HeartbeatClient, heartbeat_url_for
 from .service import Service, start_service
@@ -37,4 +38,5 @@ __all__ = [
     "is_valid_topic",
     "pattern_matches",
     "start_service",
+    "default_options",
 ]

@@ -150,6 +150,20 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def default_options() -> Dict[str, Any]:
+    """The defaults of every option, as one table (a fresh copy each call)."""
+    return {
+        "backoff_initial": 0.1,
+        "backoff_max": 5.0,
+        "buffer_limit": 10_000,
+        "receipt_timeout": 30.0,
+        "request_timeout": 10.0,
+        "open_timeout": 10.0,
+        "keepalive": 20.0,
+        "max_frame_bytes": 64 * 1024 * 1024,
+    }
+
+
 class BrokerClient:
     """A client of the gateway's ``/bus`` with the seed client's names.
 
@@ -202,10 +216,21 @@ class BrokerClient:
         self._events: Optional["asyncio.Queue[Event]"] = None
         self._background: set[asyncio.Task[Any]] = set()
         self._runner: Optional[asyncio.Task[None]] = None
+        self._workers: List["Worker"] = []
         self._event_pump: Optional[asyncio.Task[None]] = None
         self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "error": []}
 
     # -- connection -------------------------------------------------------
+
+    @property
+    def buffered_frames(self) -> int:
+        """Frames waiting for a connection."""
+        return len(self._buffer)
+
+    async def drain(self) -> None:
+        """Stops every worker, waits for the tasks in hand to be settled, then closes."""
+        await asyncio.gather(*(worker.stop() for worker in list(self._workers)))
+        await self.close()
 
     @property
     def connected(self) -> bool:
@@ -772,6 +797,7 @@ class BrokerClient:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         worker = Worker(self, queue, handler, concurrency)
+        self._workers.append(worker)
         worker._start()
         return worker
 
