@@ -11,8 +11,8 @@ from .client import (
     Task,
     TaskHandler,
     Worker,
-    default_options,
 )
+from .defaults import default_options
 from .heartbeat import HeartbeatClient, heartbeat_url_for
 from .service import Service, start_service
 from .topics import is_valid_pattern, is_valid_queue_name, is_valid_topic, pattern_matches

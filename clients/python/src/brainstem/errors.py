@@ -1,0 +1,27 @@
+"""The client's errors: one ``BrokerError`` with the protocol's ``code``, as in the TypeScript client."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class BrokerError(Exception):
+    """The gateway refused a frame (``code`` is the protocol's error code), or the client could not send it."""
+
+    def __init__(self, message: str, code: str = "ERROR") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConnectionLost(BrokerError):
+    """The connection closed before the gateway answered: the frame may or may not have taken effect."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "DISCONNECTED")
+
+
+class RequestTimeout(BrokerError, asyncio.TimeoutError):
+    """No receipt or reply arrived in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "TIMEOUT")

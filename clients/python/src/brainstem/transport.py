@@ -1,0 +1,388 @@
+"""The connection layer: one WebSocket to ``/bus`` that reconnects with
+backoff and jitter, a bounded buffer for frames sent while disconnected, and
+the receipts of frames sent with an ``id``. It knows nothing of topics or
+queues: the layers above restore their state through ``hooks.restore``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Protocol, Union
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from .errors import BrokerError, ConnectionLost, RequestTimeout
+
+log = logging.getLogger("brainstem")
+
+# websockets before 11 exports `connect` lazily, out of type checkers' sight;
+# from 14 on it is the new asyncio client. Both take the arguments used here.
+_ws_connect: Callable[..., Any] = getattr(websockets, "connect")
+
+Listener = Callable[..., Any]
+
+# Subscriptions and pulls are restored on every connection, so a receipt
+# lost with a connection does not mean the frame was lost.
+_RESTORED_ACTIONS = frozenset({"subscribe", "unsubscribe"})
+
+
+class TransportHooks(Protocol):
+    """What the layers above give the transport: they own subscriptions, pulls and leases."""
+
+    def restore(self, generation: int) -> List[str]:
+        """A new connection: the frames that restore this client's state (sent before the buffer)."""
+
+    def on_event(self, event: Any) -> None: ...
+
+    def on_task(self, task: Any, key: Optional[str]) -> None: ...
+
+    def on_answer(self, key: str, error: BrokerError) -> bool:
+        """An error whose id the transport did not send (a pull's): True if the layer took it."""
+
+    def on_close(self, error: BrokerError) -> None:
+        """close(): fail whatever waits."""
+
+
+@dataclass(eq=False)
+class _Call:
+    """A frame sent with an ``id``, waiting for its receipt or error."""
+
+    frame: Dict[str, Any]
+    future: "asyncio.Future[Dict[str, Any]]"
+    sent_on: int = -1
+
+
+@dataclass(eq=False)
+class _Outgoing:
+    """A frame waiting for the connection, serialized when it was given (a bad payload fails its caller)."""
+
+    text: str
+    call: Optional[_Call] = None
+    call_id: Optional[str] = None
+
+
+class Transport:
+    def __init__(self, url: str, client_id: str, token: Optional[str], options: Dict[str, Any], hooks: TransportHooks) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.token = token
+        self.reconnect: bool = options["reconnect"]
+        self.backoff_initial: float = options["backoff_initial"]
+        self.backoff_max: float = options["backoff_max"]
+        self.buffer_limit: int = options["buffer_limit"]
+        self.receipt_timeout: Optional[float] = options["receipt_timeout"]
+        self.open_timeout: float = options["open_timeout"]
+        self.keepalive: float = options["keepalive"]
+        self.max_frame_bytes: int = options["max_frame_bytes"]
+        self.hooks = hooks
+
+        self.ws: Any = None
+        self.welcome: Optional[Dict[str, Any]] = None
+        self.live = False
+        self.closing = False
+        self.generation = 0
+        self._ids = itertools.count(1)
+        self._calls: Dict[str, _Call] = {}
+        self._buffer: Deque[_Outgoing] = deque()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._runner: Optional[asyncio.Task[None]] = None
+        self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "error": []}
+
+    @property
+    def buffered_frames(self) -> int:
+        return len(self._buffer)
+
+    def next_id(self) -> str:
+        return f"py{next(self._ids)}"
+
+    def on(self, name: str, listener: Listener) -> None:
+        if name not in self._listeners:
+            raise ValueError(f"unknown listener {name!r}: expected connected, disconnected or error")
+        self._listeners[name].append(listener)
+
+    def emit(self, name: str, *args: Any) -> None:
+        for listener in self._listeners[name]:
+            try:
+                result = listener(*args)
+                if inspect.isawaitable(result):
+                    self.spawn(result, f"{name} listener")
+            except Exception:
+                log.exception("%s listener failed", name)
+
+    def spawn(self, work: Awaitable[Any], what: str) -> None:
+        """Runs ``work`` in the background; its failure is logged, and close() cancels it."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed", what)
+
+        task = asyncio.ensure_future(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- connection -------------------------------------------------------
+
+    async def connect(self, retry: bool = False) -> None:
+        if self._runner is not None and not self._runner.done():
+            return
+        self.closing = False
+        delay = self.backoff_initial
+        while True:
+            try:
+                await self._open()
+                break
+            except Exception as err:
+                if not retry:
+                    raise ConnectionError(f"cannot connect to {self.url}: {err}") from err
+                if delay == self.backoff_initial:
+                    log.warning("cannot connect to %s (%s): retrying", self.url, err)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, self.backoff_max)
+        self._runner = asyncio.create_task(self._run(), name="brainstem-reader")
+
+    async def close(self) -> None:
+        self.closing = True
+        ws = self.ws
+        if ws is not None:
+            await ws.close()
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                pass
+        self._runner = None
+        if self.live:
+            self._on_disconnect(1000)
+        lost = ConnectionLost("the client was closed")
+        for call in list(self._calls.values()):
+            if not call.future.done():
+                call.future.set_exception(lost)
+        self._calls.clear()
+        for outgoing in self._buffer:
+            if outgoing.call is not None and not outgoing.call.future.done():
+                outgoing.call.future.set_exception(lost)
+        self._buffer.clear()
+        self.hooks.on_close(lost)
+        for task in list(self._background):
+            task.cancel()
+
+    def connect_url(self) -> str:
+        parts = urlsplit(self.url)
+        query = dict(parse_qsl(parts.query))
+        query.setdefault("name", self.client_id)
+        if self.token:
+            query.setdefault("token", self.token)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+    async def _open(self) -> None:
+        ws = await _ws_connect(
+            self.connect_url(),
+            open_timeout=self.open_timeout,
+            max_size=self.max_frame_bytes,
+            ping_interval=self.keepalive,
+            ping_timeout=self.keepalive,
+            close_timeout=2,
+            compression=None,
+        )
+        try:
+            first = await asyncio.wait_for(ws.recv(), self.open_timeout)
+        except BaseException:
+            await ws.close()
+            raise
+        self.ws = ws
+        self.generation += 1
+        generation = self.generation
+        frame = self._parse(first)
+        if frame is not None and "welcome" in frame:
+            self.welcome = frame["welcome"]
+        elif frame is not None:
+            self._on_frame(frame)
+        try:
+            await self._restore(ws, generation)
+        except ConnectionClosed:
+            # Closed again at once: the reader sees it and reconnects.
+            return
+        self.live = True
+        self.emit("connected", self.welcome)
+
+    async def _restore(self, ws: Any, generation: int) -> None:
+        """Sends what the layers restore, then buffered frames, until none is left unsent."""
+        while True:
+            restoring = self.hooks.restore(generation)
+            if not restoring and not self._buffer:
+                return
+            for text in restoring:
+                await ws.send(text)
+            while self._buffer:
+                outgoing = self._buffer.popleft()
+                if outgoing.call is not None and outgoing.call_id is not None:
+                    if outgoing.call.future.done():
+                        continue
+                    outgoing.call.sent_on = generation
+                    self._calls[outgoing.call_id] = outgoing.call
+                await ws.send(outgoing.text)
+
+    async def _run(self) -> None:
+        while True:
+            ws = self.ws
+            try:
+                async for raw in ws:
+                    frame = self._parse(raw)
+                    if frame is None:
+                        continue
+                    try:
+                        self._on_frame(frame)
+                    except Exception:
+                        log.exception("could not handle a frame from the gateway")
+            except ConnectionClosed:
+                pass
+            self._on_disconnect(ws.close_code)
+            if self.closing or not self.reconnect:
+                return
+            await self._reopen()
+            if self.closing:
+                return
+
+    async def _reopen(self) -> None:
+        delay = self.backoff_initial
+        while not self.closing:
+            # Full jitter, so that many services do not return in step.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            if self.closing:
+                return
+            try:
+                await self._open()
+                return
+            except Exception as err:
+                log.debug("reconnect to %s failed: %s", self.url, err)
+                delay = min(delay * 2, self.backoff_max)
+
+    def _on_disconnect(self, code: Optional[int]) -> None:
+        was_live = self.live
+        self.live = False
+        generation = self.generation
+        for call_id, call in list(self._calls.items()):
+            if call.sent_on != generation:
+                continue
+            del self._calls[call_id]
+            if call.future.done():
+                continue
+            if call.frame.get("action") in _RESTORED_ACTIONS:
+                call.future.set_result({"ok": True, "id": call_id, "restored": True})
+            else:
+                action = call.frame.get("action")
+                call.future.set_exception(
+                    ConnectionLost(f"connection closed (code {code}) before the gateway answered {action}")
+                )
+        if was_live:
+            self.emit("disconnected", code)
+
+    # -- incoming frames ----------------------------------------------------
+
+    def _parse(self, raw: Union[str, bytes]) -> Optional[Dict[str, Any]]:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            log.warning("ignored a frame that is not JSON")
+            return None
+        return frame if isinstance(frame, dict) else None
+
+    def _on_frame(self, frame: Dict[str, Any]) -> None:
+        frame_id = frame.get("id")
+        key = str(frame_id) if frame_id is not None else None
+        if "event" in frame:
+            self.hooks.on_event(frame["event"])
+        elif "task" in frame:
+            self.hooks.on_task(frame["task"], key)
+        elif "error" in frame:
+            self._on_error(frame, key)
+        elif key is not None and key in self._calls:
+            call = self._calls.pop(key)
+            if not call.future.done():
+                call.future.set_result(frame)
+        elif "welcome" in frame:
+            self.welcome = frame["welcome"]
+
+    def _on_error(self, frame: Dict[str, Any], key: Optional[str]) -> None:
+        error = BrokerError(str(frame.get("error")), str(frame.get("code", "ERROR")))
+        if key is not None and key in self._calls:
+            call = self._calls.pop(key)
+            if not call.future.done():
+                call.future.set_exception(error)
+            return
+        if key is not None and self.hooks.on_answer(key, error):
+            return
+        log.warning("gateway error %s: %s", error.code, error)
+        self.emit("error", error)
+
+    # -- outgoing frames ----------------------------------------------------
+
+    async def send(self, frame: Dict[str, Any]) -> None:
+        """Sends a frame without waiting for an answer; buffered while disconnected."""
+        text = json.dumps(frame)
+        if self.live:
+            try:
+                await self.ws.send(text)
+                return
+            except ConnectionClosed:
+                pass
+        self._enqueue_outgoing(_Outgoing(text))
+
+    async def send_now(self, frame: Dict[str, Any]) -> None:
+        """Sends only while connected (pulls: restored by state, not buffered)."""
+        try:
+            await self.ws.send(json.dumps(frame))
+        except ConnectionClosed:
+            # The next connection restores it.
+            pass
+
+    def _enqueue_outgoing(self, outgoing: _Outgoing) -> None:
+        if self.closing:
+            raise ConnectionLost("the client is closed")
+        if len(self._buffer) >= self.buffer_limit:
+            raise BrokerError(
+                f"{len(self._buffer)} frames wait for the connection to come back: buffer full", "BUFFER_FULL"
+            )
+        self._buffer.append(outgoing)
+
+    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Sends a frame with an ``id`` and returns its receipt; raises ``BrokerError`` on an error frame."""
+        if self.closing:
+            raise ConnectionLost("the client is closed")
+        call_id = self.next_id()
+        frame = {**frame, "id": call_id}
+        text = json.dumps(frame)
+        call = _Call(frame, asyncio.get_running_loop().create_future())
+        if self.live:
+            call.sent_on = self.generation
+            self._calls[call_id] = call
+            try:
+                await self.ws.send(text)
+            except ConnectionClosed:
+                # The disconnect handler settles the call (restored or lost).
+                pass
+        else:
+            self._enqueue_outgoing(_Outgoing(text, call, call_id))
+        limit = self.receipt_timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(call.future), limit)
+        except asyncio.TimeoutError:
+            still_buffered = any(o.call is call for o in self._buffer)
+            if still_buffered:
+                self._buffer = deque(o for o in self._buffer if o.call is not call)
+            self._calls.pop(call_id, None)
+            state = "was never sent" if still_buffered else "may or may not have taken effect"
+            raise RequestTimeout(f"no answer to {frame['action']} within {limit} s; it {state}") from None
