@@ -190,8 +190,13 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     return this.pubsub.unsubscribe(pattern, handler);
   }
 
-  /** Publishes an event; resolves with the gateway's receipt (`delivered`: how many connections got it). */
-  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number }> {
+  /**
+   * Publishes an event; resolves with the gateway's receipt (`delivered`:
+   * how many connections got it). `{confirm: false}` asks for no receipt.
+   */
+  publish(type: string, payload: unknown, options: PublishOptions & { confirm: false }): Promise<{ delivered: null }>;
+  publish(type: string, payload?: unknown, options?: PublishOptions): Promise<{ delivered: number }>;
+  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number | null }> {
     return this.pubsub.publish(type, payload, options);
   }
 
@@ -239,7 +244,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
   /**
    * Asks for one task of `queue` (the seed's pull): it arrives at the
    * `onTaskReceived` callback when one is there. The pull stays open
-   * across reconnects until a task comes.
+   * across reconnects until a task comes. Throws INVALID_QUEUE at once.
    */
   pull(queue: string): void {
     this.queues.pull(queue);

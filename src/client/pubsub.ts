@@ -7,6 +7,8 @@ export type EventHandler = (event: BusEvent) => unknown;
 
 /** Fields of the published message besides `type` and `payload` (the seed's `opts`). */
 export interface PublishOptions {
+  /** `false`: send without asking for a receipt (resolves once sent or buffered; `delivered` is null). */
+  confirm?: boolean;
   source?: string;
   timestamp?: string;
   correlationId?: string | number;
@@ -38,6 +40,8 @@ export function uniqueId(): string {
  */
 export class PubSub {
   private readonly subscriptions = new Map<string, Set<EventHandler>>();
+  /** Patterns whose subscribe awaits its receipt: the transport sends that frame again after a drop, so restore() does not. */
+  private readonly confirming = new Set<string>();
   private readonly requests = new Map<string, PendingRequest>();
   private inbox: string | null = null;
   private inboxReady: Promise<void> | null = null;
@@ -59,7 +63,11 @@ export class PubSub {
     }
     handlers = new Set([handler]);
     this.subscriptions.set(pattern, handlers);
-    return quiet(this.transport.call({ action: 'subscribe', topic: pattern }, true).then(noop, (err: BrokerError) => {
+    this.confirming.add(pattern);
+    return quiet(this.transport.call({ action: 'subscribe', topic: pattern }, true).then(() => {
+      this.confirming.delete(pattern);
+    }, (err: BrokerError) => {
+      this.confirming.delete(pattern);
       if (err.code !== 'CLOSED' && this.subscriptions.get(pattern) === handlers) this.subscriptions.delete(pattern);
       throw err;
     }));
@@ -76,7 +84,9 @@ export class PubSub {
 
   /** A new connection: subscribe to every pattern again. */
   restore(): void {
-    for (const pattern of this.subscriptions.keys()) this.restoreSubscription(pattern);
+    for (const pattern of this.subscriptions.keys()) {
+      if (!this.confirming.has(pattern)) this.restoreSubscription(pattern);
+    }
   }
 
   private restoreSubscription(pattern: string): void {
@@ -87,9 +97,13 @@ export class PubSub {
     });
   }
 
-  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number }> {
+  publish(type: string, payload: unknown, options: PublishOptions & { confirm: false }): Promise<{ delivered: null }>;
+  publish(type: string, payload?: unknown, options?: PublishOptions): Promise<{ delivered: number }>;
+  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number | null }> {
     if (!isValidTopic(type)) return rejected(new BrokerError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(type)}`));
-    const message = { type, payload: payload === undefined ? null : payload, ...options };
+    const { confirm = true, ...fields } = options;
+    const message = { type, payload: payload === undefined ? null : payload, ...fields };
+    if (!confirm) return quiet(this.transport.send({ action: 'publish', message }).then(() => ({ delivered: null })));
     return quiet(this.transport.call({ action: 'publish', message }).then((receipt) => ({
       delivered: typeof receipt.delivered === 'number' ? receipt.delivered : 0,
     })));

@@ -330,21 +330,40 @@ export class Transport {
 
   /** Sends a frame with an id; resolves with its receipt, rejects with the gateway's error. */
   call(frame: Record<string, unknown> & { action: string }, idempotent = false): Promise<Receipt> {
-    if (this.state === 'closed') return rejected(new BrokerError('CLOSED', 'the client is closed'));
     const id = this.frameId();
-    let text: string;
-    try {
-      text = JSON.stringify({ ...frame, id });
-    } catch (err) {
-      return rejected(new BrokerError('INVALID_FRAME', `cannot send ${frame.action}: ${(err as Error).message}`));
-    }
-    const limit = this.settings.maxFrameBytes;
-    if (text.length * 3 > limit && new TextEncoder().encode(text).length > limit) {
-      return rejected(new BrokerError('PAYLOAD_TOO_LARGE', `${frame.action} frame is larger than ${limit} bytes`));
-    }
+    const text = this.serialize({ ...frame, id });
+    if (text instanceof BrokerError) return rejected(text);
     return quiet(new Promise<Receipt>((resolve, reject) => {
       this.enqueueOutgoing({ action: frame.action, text, id, settle: { resolve, reject }, idempotent });
     }));
+  }
+
+  /** Sends a frame without an id (no receipt): resolves once it went out or waits in the buffer. */
+  send(frame: Record<string, unknown> & { action: string }): Promise<void> {
+    const text = this.serialize(frame);
+    if (text instanceof BrokerError) return rejected(text);
+    let refused: Error | null = null;
+    const out: Outgoing = { action: frame.action, text, idempotent: false, settle: { resolve: noop, reject: (err) => { refused = err; } } };
+    this.enqueueOutgoing(out);
+    // From here on nobody waits for it.
+    out.settle = undefined;
+    return refused ? rejected(refused) : Promise.resolve();
+  }
+
+  /** The frame's text, or why it may not be sent: closed, not serializable, over the gateway's frame limit. */
+  private serialize(frame: Record<string, unknown> & { action: string }): string | BrokerError {
+    if (this.state === 'closed') return new BrokerError('CLOSED', 'the client is closed');
+    let text: string;
+    try {
+      text = JSON.stringify(frame);
+    } catch (err) {
+      return new BrokerError('INVALID_FRAME', `cannot send ${frame.action}: ${(err as Error).message}`);
+    }
+    const limit = this.settings.maxFrameBytes;
+    if (text.length * 3 > limit && new TextEncoder().encode(text).length > limit) {
+      return new BrokerError('PAYLOAD_TOO_LARGE', `${frame.action} frame is larger than ${limit} bytes`);
+    }
+    return text;
   }
 
   private enqueueOutgoing(out: Outgoing): void {

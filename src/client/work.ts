@@ -68,10 +68,8 @@ export class Work {
   }
 
   pull(queue: string): void {
-    if (!isValidQueueName(queue)) {
-      this.report(new BrokerError('INVALID_QUEUE', `invalid queue: ${JSON.stringify(queue)}`));
-      return;
-    }
+    if (!isValidQueueName(queue)) throw new BrokerError('INVALID_QUEUE', `invalid queue: ${JSON.stringify(queue)}`);
+    if (this.transport.isClosed) throw new BrokerError('CLOSED', 'the client is closed');
     this.openPull(queue, null);
   }
 

@@ -13,17 +13,20 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from .defaults import DEFAULT_URL, default_options
-from .errors import BrokerError, ConnectionLost, RequestTimeout
+from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, LeaseLost, RequestTimeout
 from .pubsub import PubSub
 from .transport import Listener, Transport
-from .types import Event, EventHandler, Task, TaskHandler, call_handler, call_task_handler, is_async_callable
+from .shapes import Event, EventHandler, Task, TaskHandler, call_handler, call_task_handler, is_async_callable
 from .work import Worker, Work
 
 __all__ = [
     "DEFAULT_URL",
     "BrokerClient",
     "BrokerError",
+    "ClientClosed",
     "ConnectionLost",
+    "InvalidArgument",
+    "LeaseLost",
     "Event",
     "EventHandler",
     "RequestTimeout",
@@ -154,7 +157,7 @@ class BrokerClient:
         await self._transport.connect(retry)
 
     async def close(self) -> None:
-        """Closes the connection for good; pending calls fail with ``ConnectionLost``."""
+        """Closes the connection for good; pending and later calls fail with ``ClientClosed`` (code ``CLOSED``)."""
         await self._transport.close()
         await self._pubsub.stop()
 
@@ -181,11 +184,12 @@ class BrokerClient:
         """Removes ``handler`` (all handlers when ``None``) from ``topic``; unsubscribes when none is left."""
         await self._pubsub.unsubscribe(topic, handler)
 
-    async def publish(self, type_: str, payload: Any = None, *, confirm: bool = False, **opts: Any) -> Optional[int]:
-        """Publishes an event; ``opts`` may set ``correlationId``, ``replyTo``, ``timestamp``, ``source``.
+    async def publish(self, type_: str, payload: Any = None, *, confirm: bool = True, **opts: Any) -> Optional[int]:
+        """Publishes an event and returns how many connections it was delivered to (the gateway's receipt).
 
-        With ``confirm=True`` it waits for the receipt and returns how many
-        connections the event was delivered to.
+        ``opts`` may set ``correlationId``, ``replyTo``, ``timestamp``,
+        ``source``. With ``confirm=False`` it asks for no receipt: it returns
+        ``None`` once the frame is sent or waits in the buffer.
         """
         return await self._pubsub.publish(type_, payload, confirm=confirm, **opts)
 
@@ -218,18 +222,20 @@ class BrokerClient:
         await self._work.pull(queue)
 
     async def ack(self, task_id: str, result: Any = None) -> bool:
-        """Marks a task done; with ``result``, the gateway publishes it to the task's ``replyTo``.
+        """Marks a task done (returns True once the gateway confirmed); with
+        ``result``, the gateway publishes it to the task's ``replyTo``.
 
-        Returns False, without raising, when the connection that received
-        the task has closed: the gateway has put it back and delivers it
-        again (at-least-once). Raises ``BrokerError`` when the gateway refuses.
+        Raises ``LeaseLost`` (code ``LEASE_LOST``), sending nothing, when the
+        connection that received the task has closed: the gateway has put it
+        back and delivers it again (at-least-once). Raises ``BrokerError``
+        when the gateway refuses (``UNKNOWN_TASK``: not held by this connection).
         """
         return await self._work.ack(task_id, result)
 
     async def fail(self, task_id: str, reason: str = "") -> bool:
         """Reports a failed attempt: the gateway retries the task with backoff, then dead-letters it.
 
-        Returns False when the task was lost with its connection, as ``ack``.
+        Raises ``LeaseLost`` when the task was lost with its connection, as ``ack``.
         """
         return await self._work.fail(task_id, reason)
 

@@ -14,21 +14,21 @@ DEFAULT_URL = "ws://127.0.0.1:8080/bus"
 
 _DEFAULTS: Dict[str, Any] = {
     # First delay after a lost connection (s); doubles per failed attempt.
-    "backoff_initial": 0.1,
+    "backoff_initial": 0.2,
     # Longest delay between attempts (s).
-    "backoff_max": 5.0,
+    "backoff_max": 10.0,
     # Frames kept while disconnected; past it, calls fail with BUFFER_FULL.
-    "buffer_limit": 10_000,
+    "buffer_limit": 1000,
     # How long a frame sent with an id waits for its receipt (s).
     "receipt_timeout": 30.0,
     # Default timeout of request() (s).
     "request_timeout": 10.0,
     # How long one connection attempt may take (s).
     "open_timeout": 10.0,
-    # WebSocket ping after this much time; the connection is dropped when unanswered as long again (s).
-    "keepalive": 20.0,
-    # Largest frame the client sends.
-    "max_frame_bytes": 64 * 1024 * 1024,
+    # WebSocket ping after this long; the connection is dropped when it stays unanswered as long again (s).
+    "keepalive": 15.0,
+    # Largest frame the client sends: the gateway's own default (BUS_MAX_FRAME_BYTES) closes the connection above it.
+    "max_frame_bytes": 1024 * 1024,
 }
 
 

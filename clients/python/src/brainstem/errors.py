@@ -25,3 +25,24 @@ class RequestTimeout(BrokerError, asyncio.TimeoutError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "TIMEOUT")
+
+
+class ClientClosed(ConnectionLost):
+    """The client was closed (``close()`` or ``drain()``): the call was not, or may not have been, carried out."""
+
+    def __init__(self, message: str = "the client is closed") -> None:
+        super().__init__(message)
+        self.code = "CLOSED"
+
+
+class LeaseLost(BrokerError):
+    """``ack``/``fail`` of a task whose connection has closed: the gateway already gave it back to its queue."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "LEASE_LOST")
+
+
+class InvalidArgument(BrokerError, ValueError):
+    """Refused before anything was sent (``INVALID_TOPIC``, ``INVALID_QUEUE``, ``INVALID_FRAME``).
+
+    Also a ``ValueError``, which is what these calls raised before they had codes."""

@@ -10,10 +10,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
-from .errors import BrokerError, ConnectionLost, RequestTimeout
+from .errors import BrokerError, ClientClosed, InvalidArgument, RequestTimeout
 from .topics import is_valid_pattern, is_valid_topic, pattern_matches
 from .transport import Transport
-from .types import Event, EventHandler, call_handler
+from .shapes import Event, EventHandler, call_handler
 
 log = logging.getLogger("brainstem")
 
@@ -32,6 +32,9 @@ class PubSub:
         self.request_timeout = request_timeout
         self.event_handlers: Dict[str, List[EventHandler]] = {}
         self._subscribed_on: Dict[str, int] = {}
+        # Patterns whose subscribe awaits its receipt: the transport sends that
+        # frame again after a drop, so restore() does not.
+        self._confirming: set[str] = set()
         self._requests: Dict[str, "asyncio.Future[Event]"] = {}
         self._inbox: Optional[str] = None
         self._inbox_lock: Optional[asyncio.Lock] = None
@@ -61,25 +64,27 @@ class PubSub:
 
     def restore(self, generation: int) -> List[str]:
         """A new connection: subscribe to every pattern not yet subscribed on it."""
-        patterns = [p for p in self.event_handlers if self._subscribed_on.get(p) != generation]
+        patterns = [
+            p for p in self.event_handlers if self._subscribed_on.get(p) != generation and p not in self._confirming
+        ]
         for pattern in patterns:
             self._subscribed_on[pattern] = generation
         return [json.dumps({"action": "subscribe", "topic": pattern}) for pattern in patterns]
 
     async def subscribe(self, topic: str, handler: EventHandler) -> None:
         if not is_valid_pattern(topic):
-            raise ValueError(f"invalid topic pattern: {topic!r}")
+            raise InvalidArgument(f"invalid topic pattern: {topic!r}", "INVALID_TOPIC")
         handlers = self.event_handlers.setdefault(topic, [])
         if any(h is handler for h in handlers):
             return
         handlers.append(handler)
-        if len(handlers) > 1 or not self.transport.live:
-            # Already subscribed, or the next connection subscribes it.
+        if len(handlers) > 1:
             return
-        self._subscribed_on[topic] = self.transport.generation
+        self._confirming.add(topic)
         try:
             await self.transport.call({"action": "subscribe", "topic": topic})
-        except ConnectionLost:
+            self._subscribed_on[topic] = self.transport.generation
+        except ClientClosed:
             raise
         except BrokerError:
             handlers.remove(handler)
@@ -87,6 +92,8 @@ class PubSub:
                 self.event_handlers.pop(topic, None)
                 self._subscribed_on.pop(topic, None)
             raise
+        finally:
+            self._confirming.discard(topic)
 
     async def unsubscribe(self, topic: str, handler: Optional[EventHandler] = None) -> None:
         handlers = self.event_handlers.get(topic)
@@ -101,9 +108,9 @@ class PubSub:
         if self.transport.live:
             await self.transport.call({"action": "unsubscribe", "topic": topic})
 
-    async def publish(self, type_: str, payload: Any = None, *, confirm: bool = False, **opts: Any) -> Optional[int]:
+    async def publish(self, type_: str, payload: Any = None, *, confirm: bool = True, **opts: Any) -> Optional[int]:
         if not is_valid_topic(type_):
-            raise ValueError(f"invalid event type: {type_!r}")
+            raise InvalidArgument(f"invalid event type: {type_!r}", "INVALID_TOPIC")
         message: Dict[str, Any] = {
             "type": type_,
             "payload": payload,
@@ -122,9 +129,11 @@ class PubSub:
             return None
         receipt = await self.transport.call(frame)
         delivered = receipt.get("delivered")
-        return delivered if isinstance(delivered, int) else None
+        return delivered if isinstance(delivered, int) else 0
 
     async def request(self, type_: str, payload: Any = None, timeout: Optional[float] = None) -> Event:
+        if not is_valid_topic(type_):
+            raise InvalidArgument(f"invalid event type: {type_!r}", "INVALID_TOPIC")
         limit = self.request_timeout if timeout is None else timeout
         inbox = await self._ensure_inbox()
         correlation = uuid.uuid4().hex
@@ -142,7 +151,7 @@ class PubSub:
     async def reply(self, event: Event, payload: Any) -> None:
         reply_to = event.get("replyTo")
         if not reply_to:
-            raise ValueError("the event has no replyTo: nobody waits for a reply")
+            raise InvalidArgument("the event has no replyTo: nobody waits for a reply", "INVALID_FRAME")
         await self.publish(reply_to, payload, correlationId=event.get("correlationId"))
 
     async def respond(self, topic: str, handler: EventHandler) -> None:

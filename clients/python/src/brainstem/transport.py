@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from .errors import BrokerError, ConnectionLost, RequestTimeout
+from .errors import BrokerError, ClientClosed, ConnectionLost, RequestTimeout
 
 log = logging.getLogger("brainstem")
 
@@ -29,9 +29,9 @@ _ws_connect: Callable[..., Any] = getattr(websockets, "connect")
 
 Listener = Callable[..., Any]
 
-# Subscriptions and pulls are restored on every connection, so a receipt
-# lost with a connection does not mean the frame was lost.
-_RESTORED_ACTIONS = frozenset({"subscribe", "unsubscribe"})
+# Sending these twice changes nothing: in flight when the connection drops,
+# they are sent again on the next one and their callers wait for that receipt.
+_IDEMPOTENT_ACTIONS = frozenset({"subscribe", "unsubscribe"})
 
 
 class TransportHooks(Protocol):
@@ -166,7 +166,7 @@ class Transport:
         self._runner = None
         if self.live:
             self._on_disconnect(1000)
-        lost = ConnectionLost("the client was closed")
+        lost = ClientClosed()
         for call in list(self._calls.values()):
             if not call.future.done():
                 call.future.set_exception(lost)
@@ -191,7 +191,8 @@ class Transport:
         ws = await _ws_connect(
             self.connect_url(),
             open_timeout=self.open_timeout,
-            max_size=self.max_frame_bytes,
+            # The limit is on what this client sends; what the gateway sends it already bounds.
+            max_size=None,
             ping_interval=self.keepalive,
             ping_timeout=self.keepalive,
             close_timeout=2,
@@ -274,19 +275,23 @@ class Transport:
         was_live = self.live
         self.live = False
         generation = self.generation
+        resend: List[_Outgoing] = []
         for call_id, call in list(self._calls.items()):
             if call.sent_on != generation:
                 continue
             del self._calls[call_id]
             if call.future.done():
                 continue
-            if call.frame.get("action") in _RESTORED_ACTIONS:
-                call.future.set_result({"ok": True, "id": call_id, "restored": True})
+            action = call.frame.get("action")
+            if self.closing:
+                call.future.set_exception(ClientClosed())
+            elif action in _IDEMPOTENT_ACTIONS:
+                resend.append(_Outgoing(json.dumps(call.frame), call, call_id))
             else:
-                action = call.frame.get("action")
                 call.future.set_exception(
                     ConnectionLost(f"connection closed (code {code}) before the gateway answered {action}")
                 )
+        self._buffer.extendleft(reversed(resend))
         if was_live:
             self.emit("disconnected", code)
 
@@ -330,9 +335,19 @@ class Transport:
 
     # -- outgoing frames ----------------------------------------------------
 
-    async def send(self, frame: Dict[str, Any]) -> None:
-        """Sends a frame without waiting for an answer; buffered while disconnected."""
+    def _serialize(self, frame: Dict[str, Any]) -> str:
+        """The frame's text; refused when closed or over the gateway's frame limit."""
+        if self.closing:
+            raise ClientClosed()
+        # json.dumps escapes everything outside ASCII: one character is one byte.
         text = json.dumps(frame)
+        if len(text) > self.max_frame_bytes:
+            raise BrokerError(f"{frame.get('action')} frame is larger than {self.max_frame_bytes} bytes", "PAYLOAD_TOO_LARGE")
+        return text
+
+    async def send(self, frame: Dict[str, Any]) -> None:
+        """Sends a frame without an id (no receipt); it waits in the buffer while disconnected."""
+        text = self._serialize(frame)
         if self.live:
             try:
                 await self.ws.send(text)
@@ -351,20 +366,18 @@ class Transport:
 
     def _enqueue_outgoing(self, outgoing: _Outgoing) -> None:
         if self.closing:
-            raise ConnectionLost("the client is closed")
+            raise ClientClosed()
         if len(self._buffer) >= self.buffer_limit:
             raise BrokerError(
-                f"{len(self._buffer)} frames wait for the connection to come back: buffer full", "BUFFER_FULL"
+                f"not connected and {len(self._buffer)} frames already wait: buffer full", "BUFFER_FULL"
             )
         self._buffer.append(outgoing)
 
     async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
         """Sends a frame with an ``id`` and returns its receipt; raises ``BrokerError`` on an error frame."""
-        if self.closing:
-            raise ConnectionLost("the client is closed")
         call_id = self.next_id()
         frame = {**frame, "id": call_id}
-        text = json.dumps(frame)
+        text = self._serialize(frame)
         call = _Call(frame, asyncio.get_running_loop().create_future())
         if self.live:
             call.sent_on = self.generation
@@ -372,7 +385,7 @@ class Transport:
             try:
                 await self.ws.send(text)
             except ConnectionClosed:
-                # The disconnect handler settles the call (restored or lost).
+                # The disconnect handler settles the call (sent again, or lost).
                 pass
         else:
             self._enqueue_outgoing(_Outgoing(text, call, call_id))

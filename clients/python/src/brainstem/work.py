@@ -10,17 +10,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
-from .errors import BrokerError, ConnectionLost
+from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, LeaseLost
 from .topics import is_valid_queue_name
 from .transport import Transport
-from .types import Task, TaskHandler, call_task_handler, is_async_callable
+from .shapes import Task, TaskHandler, call_task_handler, is_async_callable
 
 log = logging.getLogger("brainstem")
+
+# The task is no longer ours (its connection closed, or the gateway says so):
+# the gateway delivers it again. Nothing to report.
+_LEASE_GONE = frozenset({"LEASE_LOST", "DISCONNECTED", "CLOSED", "UNKNOWN_TASK"})
+# The ack's result could not be sent: ack without it rather than leave the task hanging.
+_RESULT_REFUSED = frozenset({"INVALID_FRAME", "PAYLOAD_TOO_LARGE"})
 
 
 def _check_queue(queue: str) -> None:
     if not is_valid_queue_name(queue):
-        raise ValueError(f"invalid queue name: {queue!r}")
+        raise InvalidArgument(f"invalid queue name: {queue!r}", "INVALID_QUEUE")
 
 
 @dataclass(eq=False)
@@ -40,6 +46,7 @@ class Work:
         self.transport = transport
         self.task_handler: Optional[TaskHandler] = None
         self.workers: List["Worker"] = []
+        self.draining = False
         self._pulls: Dict[str, _Pull] = {}
         self._held: Dict[str, int] = {}
 
@@ -87,7 +94,7 @@ class Work:
     def open_pull(self, queue: str, future: Optional["asyncio.Future[Task]"] = None) -> _Pull:
         _check_queue(queue)
         if self.transport.closing:
-            raise ConnectionLost("the client is closed")
+            raise ClientClosed()
         pull = _Pull(self.transport.next_id(), queue, future)
         self._pulls[pull.id] = pull
         if self.transport.live:
@@ -108,32 +115,26 @@ class Work:
 
     async def _settle(self, task_id: str, frame: Dict[str, Any]) -> bool:
         key = str(task_id)
-        held_on = self._held.get(key)
+        held_on = self._held.pop(key, None)
         if held_on is not None and (held_on != self.transport.generation or not self.transport.live):
-            del self._held[key]
-            log.warning("task %s went back to its queue when its connection closed: %s dropped", task_id, frame["action"])
-            return False
-        try:
-            await self.transport.call(frame)
-        except ConnectionLost:
-            self._held.pop(key, None)
-            log.warning("connection closed before the gateway confirmed %s of task %s", frame["action"], task_id)
-            return False
-        finally:
-            if key in self._held and self._held[key] == held_on:
-                self._held.pop(key, None)
+            raise LeaseLost(f"task {task_id} came on a connection that closed: the gateway gave it back to the queue")
+        await self.transport.call(frame)
         return True
 
     async def work(self, queue: str, handler: TaskHandler, concurrency: int = 1) -> "Worker":
         _check_queue(queue)
         if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+            raise InvalidArgument("concurrency must be at least 1", "INVALID_FRAME")
+        if self.transport.closing:
+            raise ClientClosed()
         worker = Worker(self, queue, handler, concurrency)
         self.workers.append(worker)
         worker._start()
         return worker
 
     async def drain(self) -> None:
+        """Stops every worker and waits for the tasks in hand; tasks arriving meanwhile are left to the closing connection."""
+        self.draining = True
         await asyncio.gather(*(worker.stop() for worker in list(self.workers)))
 
     def on_task(self, task: Any, key: Optional[str]) -> None:
@@ -154,7 +155,25 @@ class Work:
         elif self.task_handler is not None:
             self.transport.spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
         else:
-            log.warning("task %s from %s arrived with no on_task handler", task.get("id"), queue)
+            error = BrokerError(f"task {task.get('id')} of {queue} arrived with no handler: handed back", "UNKNOWN_TASK")
+            log.warning("%s", error)
+            self.transport.emit("error", error)
+            self.hand_back(task, "no handler for this task")
+
+    def hand_back(self, task: Any, reason: str) -> None:
+        """Fails a task nobody will process, so the gateway retries it now rather than when the connection ends."""
+        if self.draining:
+            # Closing the connection hands it back without a retry delay.
+            return
+        self.transport.spawn(self._quietly(self.fail(str(task.get("id")), reason)), f"handing back task {task.get('id')}")
+
+    @staticmethod
+    async def _quietly(settle: Awaitable[bool]) -> None:
+        try:
+            await settle
+        except BrokerError as err:
+            if err.code not in _LEASE_GONE:
+                raise
 
 
 @dataclass(eq=False)
@@ -171,7 +190,6 @@ class Worker:
     _stopping: bool = False
     _slots: List["asyncio.Task[None]"] = field(default_factory=list)
     _waiting: Dict[int, _Pull] = field(default_factory=dict)
-    _late: set["asyncio.Task[None]"] = field(default_factory=set)
     # Plain-function handlers get threads of their own, one per slot: they
     # never wait behind other thread work (the heartbeat, to_thread calls).
     _threads: Optional[ThreadPoolExecutor] = None
@@ -220,22 +238,30 @@ class Worker:
                 await self._report(self.work.fail(task["id"], reason))
             else:
                 self.processed += 1
-                await self._report(self.work.ack(task["id"], result))
+                await self._report(self._ack(task, result))
         finally:
             self.in_hand -= 1
+
+    async def _ack(self, task: Task, result: Any) -> bool:
+        try:
+            return await self.work.ack(task["id"], result)
+        except BrokerError as err:
+            if result is None or err.code not in _RESULT_REFUSED:
+                raise
+            log.warning("result of task %s not sent (%s): %s", task["id"], err.code, err)
+            return await self.work.ack(task["id"])
 
     async def _report(self, settle: Awaitable[bool]) -> None:
         try:
             await settle
         except BrokerError as err:
             # At-least-once: the gateway delivers the task again.
-            log.warning("could not settle a task from %s (%s): %s", self.queue, err.code, err)
+            if err.code not in _LEASE_GONE:
+                log.warning("could not settle a task from %s (%s): %s", self.queue, err.code, err)
 
     def _late_task(self, task: Task) -> None:
-        """A task granted to a pull this stopped worker no longer waits on: finish it too."""
-        late = asyncio.ensure_future(self._process(task))
-        self._late.add(late)
-        late.add_done_callback(self._late.discard)
+        """A task granted to a pull of this stopped worker: not processed, handed back."""
+        self.work.hand_back(task, "worker stopped")
 
     async def stop(self) -> None:
         """Stops pulling and returns when the tasks in hand are settled."""
@@ -250,8 +276,6 @@ class Worker:
                 await slot
             except asyncio.CancelledError:
                 pass
-        while self._late:
-            await asyncio.gather(*list(self._late), return_exceptions=True)
         if self._threads is not None:
             self._threads.shutdown(wait=False)
 
