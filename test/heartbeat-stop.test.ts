@@ -79,7 +79,7 @@ t.test('a real process that beats once and goes quiet is reported down and stopp
   const res = await fetch(`${gw.httpUrl}/heartbeats`);
   const [record] = await res.json() as Frame[];
   t.match(record, { pid: sleep.pid, status: 'stopped', killedAt: Number, downAt: Number });
-  t.ok(await sub.nothing((f) => 'event' in f, 400), 'reported once, not every check');
+  t.ok(await sub.nothing((f) => 'event' in f), 'reported once, not every check');
 });
 
 t.test('a process that ignores SIGTERM gets SIGKILL after the grace period', async (t) => {
@@ -227,7 +227,8 @@ t.test('a store outage longer than the timeout does not get beating services sto
     await settle(200);
   }
   await redis.restart();
-  while (!gw.app.redis.isReady()) {
+  for (const deadline = Date.now() + 10_000; !gw.app.redis.isReady();) {
+    if (Date.now() > deadline) throw new Error('Redis not ready again within 10 s');
     refused.push(await beat(gw.httpUrl, service.pid, 'stt'));
     await settle(50);
   }
@@ -237,5 +238,5 @@ t.test('a store outage longer than the timeout does not get beating services sto
   t.equal(await beat(gw.httpUrl, service.pid, 'stt'), 200);
   await settle(300);
   t.ok(isRunning(service.pid), 'still running');
-  t.ok(await sub.nothing((f) => 'event' in f && (f.event as Frame).type === 'heartbeat.down', 100), 'never reported down');
+  t.ok(await sub.nothing((f) => 'event' in f && (f.event as Frame).type === 'heartbeat.down'), 'never reported down');
 });

@@ -90,7 +90,9 @@ t.test('a handler that raises: the task is retried, then dead-lettered with the 
   const task = await getJson(`${gw.httpUrl}/queues/agent.think/tasks/${taskId}`);
   t.equal(task.state, 'failed', 'in the dead letters');
   t.equal(task.failedReason, `cannot process ${taskId}`);
-  t.ok(await py.next((l) => 'raising' in l, 400).then(() => false, () => true), 'not delivered again');
+  // Barrier: a task enqueued after it is the next one the worker gets.
+  const [later] = await enqueueAll(watcher, 'agent.think', [{ prompt: 'later' }], { attempts: 1 });
+  t.equal((await py.next((l) => 'raising' in l)).raising, later, 'the dead task is not delivered again');
 });
 
 t.test('Python enqueues, TypeScript pulls; pull/on_task/ack by hand; gateway errors arrive with their code', async (t) => {
