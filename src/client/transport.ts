@@ -1,9 +1,9 @@
 import { CLOSE_GRACE_MS, STABLE_CONNECTION_MS, WELCOME_WAIT_MS, type ClientDefaults } from './defaults.js';
+import { Outbox, quiet, rejected, type FrameId, type Receipt } from './outbox.js';
 import { dropSocket, OPEN, type SocketConstructor, type SocketLike } from './socket.js';
 import { BrokerError } from './types.js';
 
-export type Receipt = Record<string, unknown>;
-export type FrameId = number;
+export { quiet, rejected, type FrameId, type Receipt };
 
 export type BrokerClientEvents = {
   connected: { clientId: string | null; reconnected: boolean };
@@ -39,39 +39,17 @@ export interface TransportSettings extends Omit<ClientDefaults, 'reconnect'> {
   reconnect: ClientDefaults['reconnect'] | false;
 }
 
-interface Outgoing {
-  action: string;
-  text: string;
-  id?: FrameId;
-  settle?: { resolve(receipt: Receipt): void; reject(err: Error): void };
-  /** In flight when the connection dropped: send again (subscribe/unsubscribe are idempotent). */
-  idempotent: boolean;
-  timer?: ReturnType<typeof setTimeout>;
-}
-
 type State = 'idle' | 'connecting' | 'waiting' | 'open' | 'closed';
-
-function noop(): void {}
 
 export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** A promise whose rejection is not "unhandled" when the caller ignores it (seed code never awaited). */
-export function quiet<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(noop);
-  return promise;
-}
-
-export function rejected<T>(err: Error): Promise<T> {
-  return quiet(Promise.reject(err));
-}
-
 /**
  * The connection layer: one WebSocket to /bus that reconnects with backoff
- * and jitter, a bounded buffer for frames sent while disconnected, and the
- * receipts of frames sent with an id. It knows nothing of topics or
- * queues: the layers above restore their state through `hooks.restore`.
+ * and jitter and keeps itself alive; what it sends goes through the Outbox
+ * (bounded buffer while disconnected, receipts). It knows nothing of topics
+ * or queues: the layers above restore their state through `hooks.restore`.
  */
 export class Transport {
   clientId: string | null = null;
@@ -86,7 +64,6 @@ export class Transport {
   private openedAt = 0;
   private lastReceivedAt = 0;
   private lastSocketError = '';
-  private nextFrameId = 1;
   private connecting: Promise<void> | null = null;
   private connectWaiter: { resolve(): void; reject(err: Error): void } | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -95,10 +72,15 @@ export class Transport {
   private welcomeTimer: ReturnType<typeof setTimeout> | null = null;
   /** Opened but not yet announced: whether it is a reconnection. */
   private pendingAnnouncement: boolean | null = null;
-  private readonly buffer: Outgoing[] = [];
-  private readonly inflight = new Map<FrameId, Outgoing>();
+  private readonly outbox: Outbox;
 
-  constructor(private readonly settings: TransportSettings, private readonly hooks: TransportHooks) {}
+  constructor(private readonly settings: TransportSettings, private readonly hooks: TransportHooks) {
+    this.outbox = new Outbox(settings, () => this.openSocketOrNull(), () => this.state === 'closed');
+  }
+
+  private openSocketOrNull(): SocketLike | null {
+    return this.state === 'open' && this.socket?.readyState === OPEN ? this.socket : null;
+  }
 
   get isOpen(): boolean {
     return this.state === 'open';
@@ -109,12 +91,24 @@ export class Transport {
   }
 
   get bufferedFrames(): number {
-    return this.buffer.length;
+    return this.outbox.bufferedFrames;
   }
 
   /** A fresh id for a frame (pulls use them too). */
   frameId(): FrameId {
-    return this.nextFrameId++;
+    return this.outbox.frameId();
+  }
+
+  call(frame: Record<string, unknown> & { action: string }, idempotent = false): Promise<Receipt> {
+    return this.outbox.call(frame, idempotent);
+  }
+
+  send(frame: Record<string, unknown> & { action: string }): Promise<void> {
+    return this.outbox.send(frame);
+  }
+
+  sendNow(frame: Record<string, unknown>): void {
+    this.outbox.sendNow(frame);
   }
 
   connect(options: { retry?: boolean } = {}): Promise<void> {
@@ -136,12 +130,7 @@ export class Transport {
     this.state = 'closed';
     this.clearTimers();
     const err = new BrokerError('CLOSED', 'the client is closed');
-    for (const out of this.buffer.splice(0)) out.settle?.reject(err);
-    for (const out of this.inflight.values()) {
-      if (out.timer) clearTimeout(out.timer);
-      out.settle?.reject(err);
-    }
-    this.inflight.clear();
+    this.outbox.failAll(err, true);
     this.hooks.closing(err);
     this.connectWaiter?.reject(err);
     this.connectWaiter = null;
@@ -195,7 +184,7 @@ export class Transport {
     this.hooks.lost();
     // Restore first, then what waited: the buffer may publish to topics it subscribed to.
     this.hooks.restore();
-    for (const out of this.buffer.splice(0)) this.transmit(out);
+    this.outbox.flush();
     this.startKeepalive();
     // Announced once the welcome names the connection (clientId), which follows the open at once.
     this.welcomeTimer = setTimeout(() => this.announceConnected(reconnected), WELCOME_WAIT_MS);
@@ -224,14 +213,7 @@ export class Transport {
     this.pendingAnnouncement = null;
     this.stopKeepalive();
     this.hooks.lost();
-    const resend: Outgoing[] = [];
-    for (const out of this.inflight.values()) {
-      if (out.timer) clearTimeout(out.timer);
-      if (out.idempotent) resend.push(out);
-      else out.settle?.reject(new BrokerError('DISCONNECTED', `the connection closed before the gateway confirmed ${out.action}`));
-    }
-    this.inflight.clear();
-    this.buffer.unshift(...resend);
+    this.outbox.connectionLost();
     if (this.state === 'closed') return;
     if (wasAnnounced) this.hooks.emit('disconnected', { code, reason });
 
@@ -243,7 +225,7 @@ export class Transport {
     }
     if (this.settings.reconnect === false && this.everConnected) {
       this.state = 'idle';
-      for (const out of this.buffer.splice(0)) out.settle?.reject(new BrokerError('DISCONNECTED', 'disconnected and reconnect is off'));
+      this.outbox.failAll(new BrokerError('DISCONNECTED', 'disconnected and reconnect is off'), false);
       return;
     }
     const lasted = wasOpen ? Date.now() - this.openedAt : 0;
@@ -328,92 +310,6 @@ export class Transport {
 
   // ---- frames -----------------------------------------------------------
 
-  /** Sends a frame with an id; resolves with its receipt, rejects with the gateway's error. */
-  call(frame: Record<string, unknown> & { action: string }, idempotent = false): Promise<Receipt> {
-    const id = this.frameId();
-    const text = this.serialize({ ...frame, id });
-    if (text instanceof BrokerError) return rejected(text);
-    return quiet(new Promise<Receipt>((resolve, reject) => {
-      this.enqueueOutgoing({ action: frame.action, text, id, settle: { resolve, reject }, idempotent });
-    }));
-  }
-
-  /** Sends a frame without an id (no receipt): resolves once it went out or waits in the buffer. */
-  send(frame: Record<string, unknown> & { action: string }): Promise<void> {
-    const text = this.serialize(frame);
-    if (text instanceof BrokerError) return rejected(text);
-    let refused: Error | null = null;
-    const out: Outgoing = { action: frame.action, text, idempotent: false, settle: { resolve: noop, reject: (err) => { refused = err; } } };
-    this.enqueueOutgoing(out);
-    // From here on nobody waits for it.
-    out.settle = undefined;
-    return refused ? rejected(refused) : Promise.resolve();
-  }
-
-  /** The frame's text, or why it may not be sent: closed, not serializable, over the gateway's frame limit. */
-  private serialize(frame: Record<string, unknown> & { action: string }): string | BrokerError {
-    if (this.state === 'closed') return new BrokerError('CLOSED', 'the client is closed');
-    let text: string;
-    try {
-      text = JSON.stringify(frame);
-    } catch (err) {
-      return new BrokerError('INVALID_FRAME', `cannot send ${frame.action}: ${(err as Error).message}`);
-    }
-    const limit = this.settings.maxFrameBytes;
-    if (text.length * 3 > limit && new TextEncoder().encode(text).length > limit) {
-      return new BrokerError('PAYLOAD_TOO_LARGE', `${frame.action} frame is larger than ${limit} bytes`);
-    }
-    return text;
-  }
-
-  private enqueueOutgoing(out: Outgoing): void {
-    if (this.state === 'open' && this.socket?.readyState === OPEN) {
-      this.transmit(out);
-      return;
-    }
-    if (this.buffer.length >= this.settings.maxBufferedFrames) {
-      out.settle?.reject(new BrokerError('BUFFER_FULL',
-        `not connected and ${this.settings.maxBufferedFrames} frames already wait: ${out.action} was not sent`));
-      return;
-    }
-    this.buffer.push(out);
-  }
-
-  private transmit(out: Outgoing): void {
-    const socket = this.socket;
-    if (!socket) {
-      this.buffer.push(out);
-      return;
-    }
-    if (out.settle && out.id !== undefined) {
-      const id = out.id;
-      this.inflight.set(id, out);
-      out.timer = setTimeout(() => {
-        if (this.inflight.get(id) !== out) return;
-        this.inflight.delete(id);
-        out.settle?.reject(new BrokerError('TIMEOUT', `no receipt for ${out.action} within ${this.settings.receiptTimeoutMs} ms`));
-      }, this.settings.receiptTimeoutMs);
-    }
-    try {
-      socket.send(out.text);
-    } catch (err) {
-      if (out.id !== undefined) this.inflight.delete(out.id);
-      if (out.timer) clearTimeout(out.timer);
-      out.settle?.reject(new BrokerError('DISCONNECTED', `could not send ${out.action}: ${(err as Error).message}`));
-    }
-  }
-
-  /** Fire-and-forget, only while open (pings, pulls: both are restored by state, not buffered). */
-  sendNow(frame: Record<string, unknown>): void {
-    const socket = this.socket;
-    if (!socket || this.state !== 'open' || socket.readyState !== OPEN) return;
-    try {
-      socket.send(JSON.stringify(frame));
-    } catch {
-      // The close handler restores what matters on the next connection.
-    }
-  }
-
   private handleMessage(data: unknown): void {
     this.lastReceivedAt = Date.now();
     if (typeof data !== 'string') return;
@@ -443,15 +339,7 @@ export class Transport {
       ? new BrokerError(typeof frame.code === 'string' ? frame.code : 'ERROR', String(frame.error))
       : null;
     if (typeof id === 'number') {
-      if (this.hooks.answer(id, failure)) return;
-      const out = this.inflight.get(id);
-      if (out) {
-        this.inflight.delete(id);
-        if (out.timer) clearTimeout(out.timer);
-        if (failure) out.settle?.reject(failure);
-        else out.settle?.resolve(frame);
-        return;
-      }
+      if (this.hooks.answer(id, failure) || this.outbox.settle(id, frame, failure)) return;
     }
     if (failure) this.reportError(failure);
   }
