@@ -1,25 +1,23 @@
 """The connection layer: one WebSocket to ``/bus`` that reconnects with
-backoff and jitter, a bounded buffer for frames sent while disconnected, and
-the receipts of frames sent with an ``id``. It knows nothing of topics or
-queues: the layers above restore their state through ``hooks.restore``."""
+backoff and jitter; what it sends goes through the ``Outbox`` (bounded
+buffer while disconnected, receipts). It knows nothing of topics or queues:
+the layers above restore their state through ``hooks.restore``."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import json
 import logging
 import random
-from collections import deque
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Protocol, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from .errors import BrokerError, ClientClosed, ConnectionLost, RequestTimeout
+from .errors import BrokerError, ClientClosed
+from .outbox import Outbox
 
 log = logging.getLogger("brainstem")
 
@@ -28,11 +26,6 @@ log = logging.getLogger("brainstem")
 _ws_connect: Callable[..., Any] = getattr(websockets, "connect")
 
 Listener = Callable[..., Any]
-
-# Sending these twice changes nothing: in flight when the connection drops,
-# they are sent again on the next one and their callers wait for that receipt.
-_IDEMPOTENT_ACTIONS = frozenset({"subscribe", "unsubscribe"})
-
 
 class TransportHooks(Protocol):
     """What the layers above give the transport: they own subscriptions, pulls and leases."""
@@ -51,24 +44,6 @@ class TransportHooks(Protocol):
         """close(): fail whatever waits."""
 
 
-@dataclass(eq=False)
-class _Call:
-    """A frame sent with an ``id``, waiting for its receipt or error."""
-
-    frame: Dict[str, Any]
-    future: "asyncio.Future[Dict[str, Any]]"
-    sent_on: int = -1
-
-
-@dataclass(eq=False)
-class _Outgoing:
-    """A frame waiting for the connection, serialized when it was given (a bad payload fails its caller)."""
-
-    text: str
-    call: Optional[_Call] = None
-    call_id: Optional[str] = None
-
-
 class Transport:
     def __init__(self, url: str, client_id: str, token: Optional[str], options: Dict[str, Any], hooks: TransportHooks) -> None:
         self.url = url
@@ -77,31 +52,26 @@ class Transport:
         self.reconnect: bool = options["reconnect"]
         self.backoff_initial: float = options["backoff_initial"]
         self.backoff_max: float = options["backoff_max"]
-        self.buffer_limit: int = options["buffer_limit"]
-        self.receipt_timeout: Optional[float] = options["receipt_timeout"]
         self.open_timeout: float = options["open_timeout"]
         self.keepalive: float = options["keepalive"]
-        self.max_frame_bytes: int = options["max_frame_bytes"]
         self.hooks = hooks
+        self.outbox = Outbox(self, options["buffer_limit"], options["receipt_timeout"], options["max_frame_bytes"])
 
         self.ws: Any = None
         self.welcome: Optional[Dict[str, Any]] = None
         self.live = False
         self.closing = False
         self.generation = 0
-        self._ids = itertools.count(1)
-        self._calls: Dict[str, _Call] = {}
-        self._buffer: Deque[_Outgoing] = deque()
         self._background: set[asyncio.Task[Any]] = set()
         self._runner: Optional[asyncio.Task[None]] = None
         self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "error": []}
 
     @property
     def buffered_frames(self) -> int:
-        return len(self._buffer)
+        return self.outbox.buffered_frames
 
     def next_id(self) -> str:
-        return f"py{next(self._ids)}"
+        return self.outbox.next_id()
 
     def on(self, name: str, listener: Listener) -> None:
         if name not in self._listeners:
@@ -167,14 +137,7 @@ class Transport:
         if self.live:
             self._on_disconnect(1000)
         lost = ClientClosed()
-        for call in list(self._calls.values()):
-            if not call.future.done():
-                call.future.set_exception(lost)
-        self._calls.clear()
-        for outgoing in self._buffer:
-            if outgoing.call is not None and not outgoing.call.future.done():
-                outgoing.call.future.set_exception(lost)
-        self._buffer.clear()
+        self.outbox.fail_all(lost)
         self.hooks.on_close(lost)
         for task in list(self._background):
             task.cancel()
@@ -223,18 +186,11 @@ class Transport:
         """Sends what the layers restore, then buffered frames, until none is left unsent."""
         while True:
             restoring = self.hooks.restore(generation)
-            if not restoring and not self._buffer:
+            if not restoring and not self.outbox.buffered_frames:
                 return
             for text in restoring:
                 await ws.send(text)
-            while self._buffer:
-                outgoing = self._buffer.popleft()
-                if outgoing.call is not None and outgoing.call_id is not None:
-                    if outgoing.call.future.done():
-                        continue
-                    outgoing.call.sent_on = generation
-                    self._calls[outgoing.call_id] = outgoing.call
-                await ws.send(outgoing.text)
+            await self.outbox.flush(ws, generation)
 
     async def _run(self) -> None:
         while True:
@@ -274,24 +230,7 @@ class Transport:
     def _on_disconnect(self, code: Optional[int]) -> None:
         was_live = self.live
         self.live = False
-        generation = self.generation
-        resend: List[_Outgoing] = []
-        for call_id, call in list(self._calls.items()):
-            if call.sent_on != generation:
-                continue
-            del self._calls[call_id]
-            if call.future.done():
-                continue
-            action = call.frame.get("action")
-            if self.closing:
-                call.future.set_exception(ClientClosed())
-            elif action in _IDEMPOTENT_ACTIONS:
-                resend.append(_Outgoing(json.dumps(call.frame), call, call_id))
-            else:
-                call.future.set_exception(
-                    ConnectionLost(f"connection closed (code {code}) before the gateway answered {action}")
-                )
-        self._buffer.extendleft(reversed(resend))
+        self.outbox.connection_lost(code)
         if was_live:
             self.emit("disconnected", code)
 
@@ -314,19 +253,14 @@ class Transport:
             self.hooks.on_task(frame["task"], key)
         elif "error" in frame:
             self._on_error(frame, key)
-        elif key is not None and key in self._calls:
-            call = self._calls.pop(key)
-            if not call.future.done():
-                call.future.set_result(frame)
+        elif key is not None and self.outbox.settle(key, frame):
+            return
         elif "welcome" in frame:
             self.welcome = frame["welcome"]
 
     def _on_error(self, frame: Dict[str, Any], key: Optional[str]) -> None:
         error = BrokerError(str(frame.get("error")), str(frame.get("code", "ERROR")))
-        if key is not None and key in self._calls:
-            call = self._calls.pop(key)
-            if not call.future.done():
-                call.future.set_exception(error)
+        if key is not None and self.outbox.settle(key, None, error):
             return
         if key is not None and self.hooks.on_answer(key, error):
             return
@@ -335,67 +269,11 @@ class Transport:
 
     # -- outgoing frames ----------------------------------------------------
 
-    def _serialize(self, frame: Dict[str, Any]) -> str:
-        """The frame's text; refused when closed or over the gateway's frame limit."""
-        if self.closing:
-            raise ClientClosed()
-        # json.dumps escapes everything outside ASCII: one character is one byte.
-        text = json.dumps(frame)
-        if len(text) > self.max_frame_bytes:
-            raise BrokerError(f"{frame.get('action')} frame is larger than {self.max_frame_bytes} bytes", "PAYLOAD_TOO_LARGE")
-        return text
-
     async def send(self, frame: Dict[str, Any]) -> None:
-        """Sends a frame without an id (no receipt); it waits in the buffer while disconnected."""
-        text = self._serialize(frame)
-        if self.live:
-            try:
-                await self.ws.send(text)
-                return
-            except ConnectionClosed:
-                pass
-        self._enqueue_outgoing(_Outgoing(text))
+        await self.outbox.send(frame)
 
     async def send_now(self, frame: Dict[str, Any]) -> None:
-        """Sends only while connected (pulls: restored by state, not buffered)."""
-        try:
-            await self.ws.send(json.dumps(frame))
-        except ConnectionClosed:
-            # The next connection restores it.
-            pass
-
-    def _enqueue_outgoing(self, outgoing: _Outgoing) -> None:
-        if self.closing:
-            raise ClientClosed()
-        if len(self._buffer) >= self.buffer_limit:
-            raise BrokerError(
-                f"not connected and {len(self._buffer)} frames already wait: buffer full", "BUFFER_FULL"
-            )
-        self._buffer.append(outgoing)
+        await self.outbox.send_now(frame)
 
     async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Sends a frame with an ``id`` and returns its receipt; raises ``BrokerError`` on an error frame."""
-        call_id = self.next_id()
-        frame = {**frame, "id": call_id}
-        text = self._serialize(frame)
-        call = _Call(frame, asyncio.get_running_loop().create_future())
-        if self.live:
-            call.sent_on = self.generation
-            self._calls[call_id] = call
-            try:
-                await self.ws.send(text)
-            except ConnectionClosed:
-                # The disconnect handler settles the call (sent again, or lost).
-                pass
-        else:
-            self._enqueue_outgoing(_Outgoing(text, call, call_id))
-        limit = self.receipt_timeout if timeout is None else timeout
-        try:
-            return await asyncio.wait_for(asyncio.shield(call.future), limit)
-        except asyncio.TimeoutError:
-            still_buffered = any(o.call is call for o in self._buffer)
-            if still_buffered:
-                self._buffer = deque(o for o in self._buffer if o.call is not call)
-            self._calls.pop(call_id, None)
-            state = "was never sent" if still_buffered else "may or may not have taken effect"
-            raise RequestTimeout(f"no answer to {frame['action']} within {limit} s; it {state}") from None
+        return await self.outbox.call(frame, timeout)
