@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from .defaults import DEFAULT_URL, default_options
-from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, LeaseLost, RequestTimeout
+from .errors import BrokerError, ClientClosed, ConnectFailed, ConnectionLost, InvalidArgument, LeaseLost, RequestTimeout
 from .pubsub import PubSub
 from .transport import Listener, Transport
 from .shapes import Event, EventHandler, Task, TaskHandler, call_handler, call_task_handler, is_async_callable
@@ -24,6 +24,7 @@ __all__ = [
     "BrokerClient",
     "BrokerError",
     "ClientClosed",
+    "ConnectFailed",
     "ConnectionLost",
     "InvalidArgument",
     "LeaseLost",
@@ -148,7 +149,8 @@ class BrokerClient:
         self._transport.on(name, listener)
 
     async def connect(self, retry: bool = False) -> None:
-        """Opens the connection; raises ``ConnectionError`` if the first attempt fails,
+        """Opens the connection; raises ``ConnectFailed`` (code ``CONNECT_FAILED``, also a
+        ``ConnectionError``) if the first attempt fails,
         unless ``retry`` (then it keeps trying, with backoff).
 
         Once connected, the client reconnects by itself until ``close()``.

@@ -46,3 +46,10 @@ class InvalidArgument(BrokerError, ValueError):
     """Refused before anything was sent (``INVALID_TOPIC``, ``INVALID_QUEUE``, ``INVALID_FRAME``).
 
     Also a ``ValueError``, which is what these calls raised before they had codes."""
+
+
+class ConnectFailed(BrokerError, ConnectionError):
+    """``connect()`` could not open the first connection (code ``CONNECT_FAILED``); also a ``ConnectionError``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "CONNECT_FAILED")

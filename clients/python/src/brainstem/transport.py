@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from .errors import BrokerError, ClientClosed
+from .errors import BrokerError, ClientClosed, ConnectFailed
 from .outbox import Outbox
 
 log = logging.getLogger("brainstem")
@@ -115,7 +115,7 @@ class Transport:
                 break
             except Exception as err:
                 if not retry:
-                    raise ConnectionError(f"cannot connect to {self.url}: {err}") from err
+                    raise ConnectFailed(f"cannot connect to {self.url}: {err}") from err
                 if delay == self.backoff_initial:
                     log.warning("cannot connect to %s (%s): retrying", self.url, err)
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
