@@ -58,7 +58,11 @@ export class Outbox {
     return this.nextFrameId++;
   }
 
-  /** Sends a frame with an id; resolves with its receipt, rejects with the gateway's error. */
+  /**
+   * Sends a frame with an id; resolves with its receipt, rejects with the
+   * gateway's error, or with TIMEOUT when no receipt came within the receipt
+   * timeout of the call (a frame still buffered then is never sent).
+   */
   call(frame: Record<string, unknown> & { action: string }, idempotent = false): Promise<Receipt> {
     const id = this.frameId();
     const text = this.serialize({ ...frame, id });
@@ -100,9 +104,12 @@ export class Outbox {
   connectionLost(): void {
     const resend: Outgoing[] = [];
     for (const out of this.inflight.values()) {
+      if (out.idempotent) {
+        resend.push(out);
+        continue;
+      }
       if (out.timer) clearTimeout(out.timer);
-      if (out.idempotent) resend.push(out);
-      else out.settle?.reject(new BrokerError('DISCONNECTED', `the connection closed before the gateway confirmed ${out.action}`));
+      out.settle?.reject(new BrokerError('DISCONNECTED', `the connection closed before the gateway confirmed ${out.action}`));
     }
     this.inflight.clear();
     this.buffer.unshift(...resend);
@@ -110,7 +117,10 @@ export class Outbox {
 
   /** Fails what waits in the buffer (reconnect is off), and with `inflight` what awaits a receipt too (close). */
   failAll(err: BrokerError, inflight: boolean): void {
-    for (const out of this.buffer.splice(0)) out.settle?.reject(err);
+    for (const out of this.buffer.splice(0)) {
+      if (out.timer) clearTimeout(out.timer);
+      out.settle?.reject(err);
+    }
     if (!inflight) return;
     for (const out of this.inflight.values()) {
       if (out.timer) clearTimeout(out.timer);
@@ -157,6 +167,21 @@ export class Outbox {
       return;
     }
     this.buffer.push(out);
+    // The receipt timeout runs from the call, buffered or not: a frame still waiting then is dropped, never sent.
+    if (out.settle && out.id !== undefined) this.startTimer(out);
+  }
+
+  private startTimer(out: Outgoing): void {
+    if (out.timer || out.id === undefined) return;
+    const id = out.id;
+    out.timer = setTimeout(() => {
+      const buffered = this.buffer.indexOf(out);
+      if (buffered >= 0) this.buffer.splice(buffered, 1);
+      else if (this.inflight.get(id) === out) this.inflight.delete(id);
+      else return;
+      const state = buffered >= 0 ? 'it was never sent' : 'it may or may not have taken effect';
+      out.settle?.reject(new BrokerError('TIMEOUT', `no receipt for ${out.action} within ${this.settings.receiptTimeoutMs} ms; ${state}`));
+    }, this.settings.receiptTimeoutMs);
   }
 
   private transmit(out: Outgoing): void {
@@ -166,13 +191,8 @@ export class Outbox {
       return;
     }
     if (out.settle && out.id !== undefined) {
-      const id = out.id;
-      this.inflight.set(id, out);
-      out.timer = setTimeout(() => {
-        if (this.inflight.get(id) !== out) return;
-        this.inflight.delete(id);
-        out.settle?.reject(new BrokerError('TIMEOUT', `no receipt for ${out.action} within ${this.settings.receiptTimeoutMs} ms`));
-      }, this.settings.receiptTimeoutMs);
+      this.inflight.set(out.id, out);
+      this.startTimer(out);
     }
     try {
       socket.send(out.text);
