@@ -102,7 +102,7 @@ export class FakeBus {
   drop(): void {
     this.socket?.terminate();
     this.socket = null;
-    // Frames that arrived on the dropped connection are not resent by the client: forget none of them.
+    // Frames already received stay queued for `next`: the scenario still sees them, in order.
   }
 
   /** Refuses (503) or accepts new connections. */
