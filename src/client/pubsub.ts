@@ -79,6 +79,8 @@ export class PubSub {
     if (handler) handlers.delete(handler);
     if (handler && handlers.size > 0) return Promise.resolve();
     this.subscriptions.delete(pattern);
+    // Disconnected: the next connection simply does not subscribe it, unless a subscribe of it still waits to go out.
+    if (!this.transport.isOpen && !this.confirming.has(pattern)) return Promise.resolve();
     return quiet(this.transport.call({ action: 'unsubscribe', topic: pattern }, true).then(noop));
   }
 

@@ -105,7 +105,8 @@ class PubSub:
                 return
         self.event_handlers.pop(topic, None)
         self._subscribed_on.pop(topic, None)
-        if self.transport.live:
+        # Disconnected: the next connection simply does not subscribe it, unless a subscribe of it still waits to go out.
+        if self.transport.live or topic in self._confirming:
             await self.transport.call({"action": "unsubscribe", "topic": topic})
 
     async def publish(self, type_: str, payload: Any = None, *, confirm: bool = True, **opts: Any) -> Optional[int]:
