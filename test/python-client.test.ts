@@ -191,5 +191,5 @@ t.test('with tokens: the token opens the bus, a forbidden frame raises FORBIDDEN
 
   const anonymous = PythonProcess.start(t, 'driver.py', [gw.busUrl, 'anonymous']);
   t.equal((await anonymous.exited).code, 1);
-  t.match(anonymous.stderr, /ConnectionError: cannot connect to .*401/, 'connect() without a token fails with the reason');
+  t.match(anonymous.stderr, /ConnectFailed: cannot connect to .*401/, 'connect() without a token fails with the reason');
 });
