@@ -92,7 +92,12 @@ export class PubSub {
   }
 
   private restoreSubscription(pattern: string): void {
-    void this.transport.call({ action: 'subscribe', topic: pattern }, true).catch((err: BrokerError) => {
+    // Confirming too: dropped before its receipt, this frame is the one sent again.
+    this.confirming.add(pattern);
+    void this.transport.call({ action: 'subscribe', topic: pattern }, true).then(() => {
+      this.confirming.delete(pattern);
+    }, (err: BrokerError) => {
+      this.confirming.delete(pattern);
       if (err.code === 'CLOSED' || err.code === 'DISCONNECTED' || err.code === 'TIMEOUT') return;
       this.subscriptions.delete(pattern);
       this.report(new BrokerError(err.code, `could not restore the subscription to ${pattern}: ${err.message}`));
