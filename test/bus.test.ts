@@ -195,8 +195,11 @@ t.test('dead peers are dropped after two unanswered pings', async (t) => {
   t.teardown(() => alive.close());
   const closed = await Promise.race([silent.closed, new Promise((r) => setTimeout(() => r('timeout'), 3000))]);
   t.not(closed, 'timeout', 'the silent peer was dropped');
-  await until(() => gw.app.bus.router.connections.size === 1);
-  await new Promise((r) => setTimeout(r, 300));
+  await until(() => gw.app.bus.router.connections.size === 1, 5000, 'the silent peer gone from the router');
+  // Barrier: three more pings answered by the live peer, more than the two a dead one is allowed.
+  let pings = 0;
+  alive.ws.on('ping', () => { pings++; });
+  await until(() => pings >= 3, 5000, 'three pings to the answering peer');
   t.equal(gw.app.bus.router.connections.size, 1, 'the answering peer stays');
   t.same(await alive.call({ action: 'subscribe', topic: 'x' }, 2), { ok: true, id: 2 });
 });

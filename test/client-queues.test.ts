@@ -123,7 +123,8 @@ t.test("the seed's method names keep working: onTaskReceived, pull, ack, fail", 
     setTimeout(() => service.pull(task.queue), 10);
   });
   service.pull('generate.audio');
-  await sleep(50);
+  // Barrier: the gateway answers the ping after it has processed the pull.
+  await service.ping();
   t.equal(received.length, 0, 'an empty queue: the pull waits instead of starving');
   await producer.enqueue('generate.audio', { text: 'hello' });
   await producer.enqueue('generate.audio', { text: 'bad' }, { attempts: 1 });

@@ -2,7 +2,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { buildApp } from '../app.js';
 import { ConfigError, loadConfig } from '../src/config.js';
@@ -12,6 +11,7 @@ import { parseJsonWithLocations } from '../src/edge/json-source.js';
 import { edgeConfig, tokenSpec } from './helpers/edge.js';
 import { serverEntry } from './helpers/process.js';
 import { startRedis } from './helpers/redis.js';
+import { until } from './helpers/test-socket.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'brainstem-edge-config-'));
 mkdirSync(join(dir, 'frontends', 'overlay'), { recursive: true });
@@ -178,7 +178,7 @@ t.test('the server process: refuses a bad file or an unsafe bind with one messag
   let logged = '';
   server.stdout.on('data', (chunk: Buffer) => { logged += chunk.toString(); });
   t.equal((await fetch(`${listening}/health?token=never-log-this-value`)).status, 200);
-  await sleep(200);
+  await until(() => logged.includes('/health?token='), 5000, 'the request in the log');
   t.match(logged, /"url":"\/health\?token=\*\*\*"/, 'requests are logged with the token masked');
   t.notMatch(logged, /never-log-this-value/);
   const exited = new Promise((resolve) => server.once('exit', resolve));

@@ -90,7 +90,12 @@ t.test('the TypeScript HeartbeatClient: same options and defaults, beats at once
   await until(() => replies.length >= 3);
   client.stop();
   const count = replies.length;
-  await new Promise((r) => setTimeout(r, 250));
+  // Barrier: a second client with the same interval beats three times, so the stopped one had its turns.
+  const witness: HeartbeatReply[] = [];
+  const other = new HeartbeatClient({ name: 'witness', interval: 100, onHeartbeat: (reply) => witness.push(reply) });
+  other.start();
+  await until(() => witness.length >= 3, 5000, 'three beats of the witness client');
+  other.stop();
   t.equal(replies.length, count, 'no beat after stop()');
   t.match(replies[0], { status: 'ok', pid: process.pid, name: 'cephalon', cpu: Number, memory: Number, netRx: Number, netTx: Number });
 

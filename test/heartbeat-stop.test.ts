@@ -77,7 +77,7 @@ t.test('a real process that beats once and goes quiet is reported down and stopp
   const res = await fetch(`${gw.httpUrl}/heartbeats`);
   const [record] = await res.json() as Frame[];
   t.match(record, { pid: sleep.pid, status: 'stopped', killedAt: Number, downAt: Number });
-  t.ok(await sub.nothing((f) => 'event' in f, 400), 'reported once, not every check');
+  t.ok(await sub.nothing((f) => 'event' in f), 'reported once, not every check');
 });
 
 t.test('a process that ignores SIGTERM gets SIGKILL after the grace period', async (t) => {
@@ -224,7 +224,8 @@ t.test('a store outage longer than the timeout does not get beating services sto
     await settle(200);
   }
   await redis.restart();
-  while (!gw.app.redis.isReady()) {
+  for (const deadline = Date.now() + 10_000; !gw.app.redis.isReady();) {
+    if (Date.now() > deadline) throw new Error('Redis not ready again within 10 s');
     refused.push(await beat());
     await settle(50);
   }
@@ -234,7 +235,7 @@ t.test('a store outage longer than the timeout does not get beating services sto
   t.equal(await beat(), 200);
   await settle(300);
   t.ok(isRunning(service.pid), 'still running');
-  t.ok(await sub.nothing((f) => 'event' in f && (f.event as Frame).type === 'heartbeat.down', 100), 'never reported down');
+  t.ok(await sub.nothing((f) => 'event' in f && (f.event as Frame).type === 'heartbeat.down'), 'never reported down');
 });
 
 const seedClientUrl = new URL('./fixtures/seed/HeartbeatClient.js', import.meta.url).href;

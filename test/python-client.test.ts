@@ -9,14 +9,18 @@ import { PythonProcess, startDriver } from './python/python-process.js';
 
 type Frame = Record<string, unknown>;
 
-/** The Python exception class a driver command failed with. */
-async function failureKind(call: Promise<unknown>): Promise<unknown> {
+/** The Python exception class and error code a driver command failed with. */
+async function failure(call: Promise<unknown>): Promise<unknown> {
   try {
     await call;
   } catch (err) {
-    return (err as { kind?: unknown }).kind;
+    return { kind: (err as { kind?: unknown }).kind, code: (err as { code?: unknown }).code };
   }
   return 'no error';
+}
+
+async function failureKind(call: Promise<unknown>): Promise<unknown> {
+  return ((await failure(call)) as { kind?: unknown }).kind;
 }
 
 t.test('pub/sub with wildcards: each handler sees each matching event once', async (t) => {
@@ -52,8 +56,8 @@ t.test('Python publishes: a TypeScript subscriber gets the normalized event', as
   t.equal(event.correlationId, 'c-1');
   t.ok(!Number.isNaN(Date.parse(event.timestamp as string)));
 
-  t.equal(await failureKind(py.call({ op: 'publish', type: 'bad..type' })), 'ValueError', 'an invalid type fails before it is sent');
-  t.equal(await failureKind(py.call({ op: 'subscribe', topic: 'a.>.b' })), 'ValueError');
+  t.same(await failure(py.call({ op: 'publish', type: 'bad..type' })), { kind: 'InvalidArgument', code: 'INVALID_TOPIC' }, 'an invalid type fails before it is sent');
+  t.same(await failure(py.call({ op: 'subscribe', topic: 'a.>.b' })), { kind: 'InvalidArgument', code: 'INVALID_TOPIC' });
 });
 
 t.test('unsubscribe stops the events', async (t) => {
@@ -153,15 +157,16 @@ t.test('the gateway restarts: the client reconnects, resubscribes, and sends wha
 
   await first.app.close();
   t.equal((await py.next((l) => 'disconnected' in l)).disconnected, 1001, 'the gateway said it is going away');
+  // publish waits for its receipt: it resolves once the buffered frame went out on the next connection.
   const buffered = py.call({ op: 'publish', type: 'news.buffered', payload: 'sent while down' });
   t.same((await py.call({ op: 'status' })).connected, false);
-  await buffered;
 
   const second = await gatewayOnPort(first.port, first.app.config.dataDir);
   t.teardown(() => second.close());
   await py.next((l) => 'connected' in l, 10_000);
   const restored = (await py.next((l) => 'event' in l)).event as Frame;
   t.equal(restored.type, 'news.buffered', 'the subscription came back before the buffered publish went out');
+  t.equal((await buffered).delivered, 1, 'and its receipt came from the new gateway');
   t.equal(second.bus.router.subscriptionCounts()['news.>'], 1, 'subscribed again on the new gateway');
 
   const ts = await TestSocket.open(`ws://127.0.0.1:${first.port}/bus`);
@@ -186,5 +191,5 @@ t.test('with tokens: the token opens the bus, a forbidden frame raises FORBIDDEN
 
   const anonymous = PythonProcess.start(t, 'driver.py', [gw.busUrl, 'anonymous']);
   t.equal((await anonymous.exited).code, 1);
-  t.match(anonymous.stderr, /ConnectionError: cannot connect to .*401/, 'connect() without a token fails with the reason');
+  t.match(anonymous.stderr, /ConnectFailed: cannot connect to .*401/, 'connect() without a token fails with the reason');
 });

@@ -30,6 +30,7 @@ t.test('work with concurrency 5: started on an empty queue, never more than 5 in
   const producer = await TestSocket.open(gw.busUrl);
   t.teardown(() => producer.close());
   await producer.call({ action: 'subscribe', topic: 'stt.result' });
+  await producer.call({ action: 'subscribe', topic: 'queue.failed' });
   const ids = await enqueueAll(producer, 'transcribe.audio', Array.from({ length: 40 }, (_, i) => ({ url: `file:///${i}.wav` })));
   const [withReply] = await enqueueAll(producer, 'transcribe.audio', [{ url: 'file:///reply.wav' }], { replyTo: 'stt.result' });
 
@@ -49,9 +50,12 @@ t.test('work with concurrency 5: started on an empty queue, never more than 5 in
   t.equal(stopped.processed, 41, 'and each once');
   t.equal(stopped.failed, 0);
   // The protocol cannot take a pull back: the stopped worker's pulls stay
-  // granted until its connection closes, and a task that still comes is finished.
+  // granted until its connection closes, and a task that still comes is
+  // failed back at once (as the TypeScript client does), not processed.
   const [late] = await enqueueAll(producer, 'transcribe.audio', [{ url: 'file:///late.wav' }]);
-  t.equal((await py.next((l) => 'done' in l)).done, late, 'a task granted to a stopped worker is still processed, not lost');
+  const handedBack = (await producer.next((f) => (f.event as Frame | undefined)?.type === 'queue.failed')).event as Frame;
+  t.match(handedBack.payload, { taskId: late, reason: 'worker stopped' }, 'a task granted to a stopped worker is failed back');
+  t.same(py.take((l) => l.started === late), [], 'and not processed');
   await py.call({ op: 'close' });
   await until(async () => (await pullers()).length === 0);
   t.pass('closing the client ends its pulls');
@@ -86,7 +90,9 @@ t.test('a handler that raises: the task is retried, then dead-lettered with the 
   const task = await getJson(`${gw.httpUrl}/queues/agent.think/tasks/${taskId}`);
   t.equal(task.state, 'failed', 'in the dead letters');
   t.equal(task.failedReason, `cannot process ${taskId}`);
-  t.ok(await py.next((l) => 'raising' in l, 400).then(() => false, () => true), 'not delivered again');
+  // Barrier: a task enqueued after it is the next one the worker gets.
+  const [later] = await enqueueAll(watcher, 'agent.think', [{ prompt: 'later' }], { attempts: 1 });
+  t.equal((await py.next((l) => 'raising' in l)).raising, later, 'the dead task is not delivered again');
 });
 
 t.test('Python enqueues, TypeScript pulls; pull/on_task/ack by hand; gateway errors arrive with their code', async (t) => {

@@ -48,7 +48,7 @@ t.test('a pull on an empty queue waits; the task is sent as it arrives, with the
   await producer.call({ action: 'subscribe', topic: 'queue.>' });
 
   t.same(await worker.call({ action: 'pull', queue }, 'pull-1'), { ok: true, id: 'pull-1' }, 'the pull is acknowledged at once');
-  t.ok(await worker.nothing(isTask, 300), 'nothing to deliver yet');
+  t.ok(await worker.nothing(isTask), 'nothing to deliver yet');
 
   const receipt = await producer.call({ action: 'enqueue', queue, task: { text: 'hello' } }, 7);
   t.same(Object.keys(receipt).sort(), ['id', 'ok', 'taskId']);
@@ -79,7 +79,7 @@ t.test('a pull on an empty queue waits; the task is sent as it arrives, with the
   t.equal(second.payload, 2, 'without ids the only frame is the task itself');
   worker.send({ action: 'ack', taskId: second.id });
   await producer.event('queue.completed');
-  t.ok(await worker.nothing(() => true, 200), 'an ack without id gets no answer');
+  t.ok(await worker.nothing(() => true), 'an ack without id gets no answer');
 });
 
 t.test('3 pulls bring 3 of 10 tasks, never more than pulled; each ack and pull brings one more', async (t) => {
@@ -93,14 +93,14 @@ t.test('3 pulls bring 3 of 10 tasks, never more than pulled; each ack and pull b
   for (let i = 0; i < 3; i++) worker.send({ action: 'pull', queue });
   const got = [await nextTask(worker), await nextTask(worker), await nextTask(worker)];
   t.same(got.map((task) => task.payload), [{ n: 0 }, { n: 1 }, { n: 2 }], 'in enqueue order');
-  t.ok(await worker.nothing(isTask, 400), 'no fourth task');
+  t.ok(await worker.nothing(isTask), 'no fourth task');
 
   const { body } = await getJson(`${gw.httpUrl}/queues/${queue}`);
   t.match(body.counts, { waiting: 7, active: 3, completed: 0 });
   t.match(body.pullers, [{ name: 'indexer', credits: 0, leased: 3 }]);
 
   await worker.call({ action: 'ack', taskId: got[0]?.id });
-  t.ok(await worker.nothing(isTask, 200), 'an ack is not a pull');
+  t.ok(await worker.nothing(isTask), 'an ack is not a pull');
   worker.send({ action: 'pull', queue });
   t.same((await nextTask(worker)).payload, { n: 3 });
 });
@@ -165,7 +165,7 @@ t.test('a task that keeps killing its workers ends in the dead letters', async (
   t.same(dead.payload, { queue, taskId, attempts: 2, reason: 'worker disconnected' });
   const survivor = await open(gw.busUrl, 'survivor', t);
   await survivor.call({ action: 'pull', queue });
-  t.ok(await survivor.nothing(isTask, 400), 'it is not delivered a third time');
+  t.ok(await survivor.nothing(isTask), 'it is not delivered a third time');
 });
 
 t.test('fail retries with backoff until attempts are spent, then dead; retried over REST it is delivered again', async (t) => {
@@ -192,7 +192,7 @@ t.test('fail retries with backoff until attempts are spent, then dead; retried o
   t.same(dead.payload, { queue, taskId, attempts: 3, reason: 'boom 3' });
 
   await worker.call({ action: 'pull', queue });
-  t.ok(await worker.nothing(isTask, 600), 'a dead task is not delivered');
+  t.ok(await worker.nothing(isTask), 'a dead task is not delivered');
   const { body } = await getJson(`${gw.httpUrl}/queues/${queue}`);
   t.match(body.counts, { waiting: 0, delayed: 0, failed: 1 });
   const deadTask = (body.tasks as Record<string, Frame[]>).failed?.[0] as Frame;
@@ -355,7 +355,7 @@ t.test('REST: enqueue (201), counts, pause and resume, remove, retry of what can
   t.same(await post(`${gw.httpUrl}/queues/${queue}/pause`), { status: 200, body: { ok: true, name: queue, paused: true } });
   const worker = await open(gw.busUrl, 'thumbnailer', t);
   await worker.call({ action: 'pull', queue });
-  t.ok(await worker.nothing(isTask, 500), 'a paused queue delivers nothing');
+  t.ok(await worker.nothing(isTask), 'a paused queue delivers nothing');
   t.match((await getJson(`${gw.httpUrl}/queues/${queue}`)).body, { paused: true, counts: { waiting: 2 } });
   t.same(await post(`${gw.httpUrl}/queues/${queue}/resume`), { status: 200, body: { ok: true, name: queue, paused: false } });
   const task = await nextTask(worker, 7000);

@@ -3,6 +3,7 @@ import t from 'tap';
 // @ts-expect-error: plain JavaScript fixture without types
 import { BrokerClient } from './fixtures/seed/brokerClient.js';
 import { startGateway } from './helpers/gateway.js';
+import { until } from './helpers/test-socket.js';
 
 interface SeedEvent { type: string; source: string; payload: unknown; timestamp: string }
 interface SeedClient {
@@ -25,7 +26,7 @@ t.test("the seed's BrokerClient subscribes, publishes and receives events unchan
 
   const received = new Promise<SeedEvent>((resolve) => tts.subscribe('agent.reply', resolve));
   // The seed client sends no receipts: wait until the gateway has the subscription.
-  while (!gw.app.bus.router.subscriptionCounts()['agent.reply']) await new Promise((r) => setTimeout(r, 5));
+  await until(() => Boolean(gw.app.bus.router.subscriptionCounts()['agent.reply']), 5000, 'the seed subscription at the gateway');
   cephalon.publish('agent.reply', { text: 'hello' }, { correlationId: 'c-1' });
   const event = await received;
   t.equal(event.type, 'agent.reply');
@@ -34,6 +35,6 @@ t.test("the seed's BrokerClient subscribes, publishes and receives events unchan
   t.equal((event as unknown as { correlationId: string }).correlationId, 'c-1');
 
   tts.unsubscribe('agent.reply');
-  while (gw.app.bus.router.subscriptionCounts()['agent.reply']) await new Promise((r) => setTimeout(r, 5));
+  await until(() => !gw.app.bus.router.subscriptionCounts()['agent.reply'], 5000, 'the seed unsubscribe at the gateway');
   t.same(errors, [], 'the welcome frame and receipts-less frames produce no errors');
 });

@@ -5,6 +5,7 @@
  */
 export {
   BrokerClient,
+  defaultOptions,
   toBusUrl,
   uniqueId,
   type BrokerClientEvents,

@@ -1,3 +1,4 @@
+import { PULL_RETRY_MS } from './defaults.js';
 import { BrokerError, type Task, type TaskHandler } from './types.js';
 
 /** What a worker needs from its client (kept narrow so the client's state stays private). */
@@ -16,7 +17,6 @@ const TRANSIENT = new Set(['UNAVAILABLE', 'RATE_LIMITED']);
 const LEASE_GONE = new Set(['LEASE_LOST', 'DISCONNECTED', 'CLOSED', 'UNKNOWN_TASK']);
 /** The ack's result could not be sent: ack without it rather than leave the task hanging. */
 const RESULT_REFUSED = new Set(['INVALID_FRAME', 'PAYLOAD_TOO_LARGE']);
-const PULL_RETRY_MS = 1000;
 
 /**
  * One `work(queue, handler, {concurrency})`: holds `concurrency` credits,

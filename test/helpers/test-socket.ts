@@ -5,6 +5,8 @@ import WebSocket from 'ws';
 type Frame = Record<string, unknown>;
 type Predicate = (frame: Frame) => boolean;
 
+let barriers = 0;
+
 /**
  * A raw protocol client for tests: every frame received is kept in order,
  * and `next` waits for the first one (optionally matching) not yet taken.
@@ -68,14 +70,19 @@ export class TestSocket {
     });
   }
 
-  /** Resolves true if no frame matching arrives within `ms`. */
-  async nothing(predicate: Predicate = () => true, ms = 200): Promise<boolean> {
-    try {
-      await this.next(predicate, ms);
-      return false;
-    } catch {
-      return true;
-    }
+  /**
+   * True if no frame matching `predicate` arrived before the answer to a
+   * ping sent now: the gateway answers frames of one connection in order,
+   * so whatever it sent this socket for the frames it processed before
+   * (this socket's and, once their receipts came, other sockets') is here by
+   * then. Not a wait: a slow machine cannot make it pass.
+   */
+  async nothing(predicate: Predicate = () => true): Promise<boolean> {
+    const id = `barrier-${++barriers}`;
+    this.send({ action: 'ping', id });
+    const pong = await this.next((f) => f.id === id && 'pong' in f);
+    void pong;
+    return !this.received.some(predicate);
   }
 
   event(type?: string, timeoutMs?: number): Promise<Frame> {
@@ -87,11 +94,11 @@ export class TestSocket {
   }
 }
 
-/** Waits until `condition` holds, checking every 10 ms; rejects after `timeoutMs`. */
-export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+/** Waits until `condition` holds, checking every 10 ms; rejects after `timeoutMs`, naming `what`. */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
     await sleep(10);
   }
 }

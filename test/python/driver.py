@@ -50,9 +50,10 @@ class Driver:
         return {}
 
     async def op_publish(self, cmd):
-        delivered = await self.client.publish(
-            cmd["type"], cmd.get("payload"), confirm=cmd.get("confirm", False), **cmd.get("opts", {})
-        )
+        options = dict(cmd.get("opts", {}))
+        if "confirm" in cmd:
+            options["confirm"] = cmd["confirm"]
+        delivered = await self.client.publish(cmd["type"], cmd.get("payload"), **options)
         return {"delivered": delivered}
 
     async def op_request(self, cmd):

@@ -38,6 +38,7 @@ export class PythonProcess {
   private readonly waiters: { predicate: Predicate; resolve: (l: Line) => void }[] = [];
   private partial = '';
   private counter = 0;
+  private diverted: { predicate: Predicate; handle: (l: Line) => void } | null = null;
 
   private constructor(readonly child: ChildProcessWithoutNullStreams) {
     child.stdout.setEncoding('utf8');
@@ -93,6 +94,10 @@ export class PythonProcess {
       line = { text };
     }
     this.all.push(line);
+    if (this.diverted?.predicate(line)) {
+      this.diverted.handle(line);
+      return;
+    }
     const index = this.waiters.findIndex((w) => w.predicate(line));
     if (index >= 0) {
       const [waiter] = this.waiters.splice(index, 1);
@@ -119,6 +124,11 @@ export class PythonProcess {
       }, timeoutMs);
       this.waiters.push(waiter);
     });
+  }
+
+  /** Hands every line matching to `handle` as it arrives, instead of keeping it for `next`. */
+  divert(predicate: Predicate, handle: (line: Line) => void): void {
+    this.diverted = { predicate, handle };
   }
 
   /** Lines matching, taken out of the unmatched list. */

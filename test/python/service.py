@@ -6,6 +6,7 @@ handlers plain functions. Requests on voice.* are answered with a pong.
 """
 
 import asyncio
+import logging
 import sys
 import time
 
@@ -16,6 +17,8 @@ url, queue, heartbeat_url = sys.argv[1:4]
 if heartbeat_url == "default":
     heartbeat_url = None  # beside the bus: the gateway's POST /heartbeat
 sync = sys.argv[4:] == ["sync"]
+# The service's log on stderr: the tests wait for what it says it is doing.
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
 
 
 def result_of(task):
@@ -59,7 +62,8 @@ async def main():
         heartbeat_url=heartbeat_url,
         heartbeat_interval=0.2,
     )
-    emit({"exited": True, "inHand": service.in_hand, "connected": service.client.connected})
+    beating = service.heartbeat is not None and service.heartbeat.running
+    emit({"exited": True, "inHand": service.in_hand, "connected": service.client.connected, "beating": beating})
 
 
 asyncio.run(main())

@@ -13,7 +13,8 @@ def emit(obj):
 async def stdin_lines():
     """Yields each line of stdin without blocking the event loop."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    # Commands may carry payloads over the frame limit (the size scenarios).
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while True:
         line = await reader.readline()

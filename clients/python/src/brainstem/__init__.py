@@ -4,7 +4,11 @@ from .client import (
     DEFAULT_URL,
     BrokerClient,
     BrokerError,
+    ClientClosed,
+    ConnectFailed,
     ConnectionLost,
+    InvalidArgument,
+    LeaseLost,
     Event,
     EventHandler,
     RequestTimeout,
@@ -12,6 +16,7 @@ from .client import (
     TaskHandler,
     Worker,
 )
+from .defaults import default_options
 from .heartbeat import HeartbeatClient, heartbeat_url_for
 from .service import Service, start_service
 from .topics import is_valid_pattern, is_valid_queue_name, is_valid_topic, pattern_matches
@@ -22,7 +27,11 @@ __all__ = [
     "DEFAULT_URL",
     "BrokerClient",
     "BrokerError",
+    "ClientClosed",
+    "ConnectFailed",
     "ConnectionLost",
+    "InvalidArgument",
+    "LeaseLost",
     "Event",
     "EventHandler",
     "HeartbeatClient",
@@ -37,4 +46,5 @@ __all__ = [
     "is_valid_topic",
     "pattern_matches",
     "start_service",
+    "default_options",
 ]

@@ -66,6 +66,11 @@ class HeartbeatClient:
         """Sends one beat and returns the gateway's answer; raises on failure."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._post)
 
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         """Beats now and then every ``interval`` seconds, until ``stop()``."""
         if self._task is None:

@@ -1,0 +1,183 @@
+"""What the client sends: frames are checked (size, serializable) before
+anything goes out, wait in a bounded buffer while there is no connection,
+and those sent with an ``id`` wait for their receipt (or ``TIMEOUT``)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Optional, Protocol
+
+from websockets.exceptions import ConnectionClosed
+
+from .errors import BrokerError, ClientClosed, ConnectionLost, RequestTimeout
+
+# Sending these twice changes nothing: in flight when the connection drops,
+# they are sent again on the next one and their callers wait for that receipt.
+_IDEMPOTENT_ACTIONS = frozenset({"subscribe", "unsubscribe"})
+
+
+class Connection(Protocol):
+    """The transport as the outbox sees it."""
+
+    live: bool
+    closing: bool
+    generation: int
+    ws: Any
+
+
+@dataclass(eq=False)
+class _Call:
+    """A frame sent with an ``id``, waiting for its receipt or error."""
+
+    frame: Dict[str, Any]
+    future: "asyncio.Future[Dict[str, Any]]"
+    sent_on: int = -1
+
+
+@dataclass(eq=False)
+class _Outgoing:
+    """A frame waiting for the connection, serialized when it was given (a bad payload fails its caller)."""
+
+    text: str
+    call: Optional[_Call] = None
+    call_id: Optional[str] = None
+
+
+class Outbox:
+    def __init__(self, connection: Connection, buffer_limit: int, receipt_timeout: Optional[float], max_frame_bytes: int) -> None:
+        self.connection = connection
+        self.buffer_limit = buffer_limit
+        self.receipt_timeout = receipt_timeout
+        self.max_frame_bytes = max_frame_bytes
+        self._ids = itertools.count(1)
+        self._calls: Dict[str, _Call] = {}
+        self._buffer: Deque[_Outgoing] = deque()
+
+    @property
+    def buffered_frames(self) -> int:
+        return len(self._buffer)
+
+    def next_id(self) -> str:
+        return f"py{next(self._ids)}"
+
+    def _serialize(self, frame: Dict[str, Any]) -> str:
+        """The frame's text; refused when closed or over the gateway's frame limit."""
+        if self.connection.closing:
+            raise ClientClosed()
+        # json.dumps escapes everything outside ASCII: one character is one byte.
+        text = json.dumps(frame)
+        if len(text) > self.max_frame_bytes:
+            raise BrokerError(f"{frame.get('action')} frame is larger than {self.max_frame_bytes} bytes", "PAYLOAD_TOO_LARGE")
+        return text
+
+    async def send(self, frame: Dict[str, Any]) -> None:
+        """Sends a frame without an id (no receipt); it waits in the buffer while disconnected."""
+        text = self._serialize(frame)
+        if self.connection.live:
+            try:
+                await self.connection.ws.send(text)
+                return
+            except ConnectionClosed:
+                pass
+        self._enqueue(_Outgoing(text))
+
+    async def send_now(self, frame: Dict[str, Any]) -> None:
+        """Sends only while connected (pulls: restored by state, not buffered)."""
+        try:
+            await self.connection.ws.send(json.dumps(frame))
+        except ConnectionClosed:
+            # The next connection restores it.
+            pass
+
+    def _enqueue(self, outgoing: _Outgoing) -> None:
+        if self.connection.closing:
+            raise ClientClosed()
+        if len(self._buffer) >= self.buffer_limit:
+            raise BrokerError(f"not connected and {len(self._buffer)} frames already wait: buffer full", "BUFFER_FULL")
+        self._buffer.append(outgoing)
+
+    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Sends a frame with an ``id`` and returns its receipt; raises ``BrokerError`` on an error frame."""
+        call_id = self.next_id()
+        frame = {**frame, "id": call_id}
+        text = self._serialize(frame)
+        call = _Call(frame, asyncio.get_running_loop().create_future())
+        if self.connection.live:
+            call.sent_on = self.connection.generation
+            self._calls[call_id] = call
+            try:
+                await self.connection.ws.send(text)
+            except ConnectionClosed:
+                # connection_lost() settles the call (sent again, or lost).
+                pass
+        else:
+            self._enqueue(_Outgoing(text, call, call_id))
+        limit = self.receipt_timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(call.future), limit)
+        except asyncio.TimeoutError:
+            still_buffered = any(o.call is call for o in self._buffer)
+            if still_buffered:
+                self._buffer = deque(o for o in self._buffer if o.call is not call)
+            self._calls.pop(call_id, None)
+            state = "was never sent" if still_buffered else "may or may not have taken effect"
+            raise RequestTimeout(f"no answer to {frame['action']} within {limit} s; it {state}") from None
+
+    async def flush(self, ws: Any, generation: int) -> None:
+        """A connection opened: what waited goes out, in order."""
+        while self._buffer:
+            outgoing = self._buffer.popleft()
+            if outgoing.call is not None and outgoing.call_id is not None:
+                if outgoing.call.future.done():
+                    continue
+                outgoing.call.sent_on = generation
+                self._calls[outgoing.call_id] = outgoing.call
+            await ws.send(outgoing.text)
+
+    def connection_lost(self, code: Optional[int]) -> None:
+        """Idempotent frames in flight wait to be sent again; the others fail (``DISCONNECTED``, or ``CLOSED``)."""
+        generation = self.connection.generation
+        resend: List[_Outgoing] = []
+        for call_id, call in list(self._calls.items()):
+            if call.sent_on != generation:
+                continue
+            del self._calls[call_id]
+            if call.future.done():
+                continue
+            action = call.frame.get("action")
+            if self.connection.closing:
+                call.future.set_exception(ClientClosed())
+            elif action in _IDEMPOTENT_ACTIONS:
+                resend.append(_Outgoing(json.dumps(call.frame), call, call_id))
+            else:
+                call.future.set_exception(
+                    ConnectionLost(f"connection closed (code {code}) before the gateway answered {action}")
+                )
+        self._buffer.extendleft(reversed(resend))
+
+    def fail_all(self, error: BrokerError) -> None:
+        """close(): everything waiting fails."""
+        for call in list(self._calls.values()):
+            if not call.future.done():
+                call.future.set_exception(error)
+        self._calls.clear()
+        for outgoing in self._buffer:
+            if outgoing.call is not None and not outgoing.call.future.done():
+                outgoing.call.future.set_exception(error)
+        self._buffer.clear()
+
+    def settle(self, key: str, receipt: Optional[Dict[str, Any]], error: Optional[BrokerError] = None) -> bool:
+        """A receipt or error for ``key``: True if a call waited for it."""
+        call = self._calls.pop(key, None)
+        if call is None:
+            return False
+        if not call.future.done():
+            if error is not None:
+                call.future.set_exception(error)
+            else:
+                call.future.set_result(receipt or {})
+        return True

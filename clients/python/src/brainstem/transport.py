@@ -1,0 +1,279 @@
+"""The connection layer: one WebSocket to ``/bus`` that reconnects with
+backoff and jitter; what it sends goes through the ``Outbox`` (bounded
+buffer while disconnected, receipts). It knows nothing of topics or queues:
+the layers above restore their state through ``hooks.restore``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import random
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Union
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from .errors import BrokerError, ClientClosed, ConnectFailed
+from .outbox import Outbox
+
+log = logging.getLogger("brainstem")
+
+# websockets before 11 exports `connect` lazily, out of type checkers' sight;
+# from 14 on it is the new asyncio client. Both take the arguments used here.
+_ws_connect: Callable[..., Any] = getattr(websockets, "connect")
+
+Listener = Callable[..., Any]
+
+class TransportHooks(Protocol):
+    """What the layers above give the transport: they own subscriptions, pulls and leases."""
+
+    def restore(self, generation: int) -> List[str]:
+        """A new connection: the frames that restore this client's state (sent before the buffer)."""
+
+    def on_event(self, event: Any) -> None: ...
+
+    def on_task(self, task: Any, key: Optional[str]) -> None: ...
+
+    def on_answer(self, key: str, error: BrokerError) -> bool:
+        """An error whose id the transport did not send (a pull's): True if the layer took it."""
+
+    def on_close(self, error: BrokerError) -> None:
+        """close(): fail whatever waits."""
+
+
+class Transport:
+    def __init__(self, url: str, client_id: str, token: Optional[str], options: Dict[str, Any], hooks: TransportHooks) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.token = token
+        self.reconnect: bool = options["reconnect"]
+        self.backoff_initial: float = options["backoff_initial"]
+        self.backoff_max: float = options["backoff_max"]
+        self.open_timeout: float = options["open_timeout"]
+        self.keepalive: float = options["keepalive"]
+        self.hooks = hooks
+        self.outbox = Outbox(self, options["buffer_limit"], options["receipt_timeout"], options["max_frame_bytes"])
+
+        self.ws: Any = None
+        self.welcome: Optional[Dict[str, Any]] = None
+        self.live = False
+        self.closing = False
+        self.generation = 0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._runner: Optional[asyncio.Task[None]] = None
+        self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "error": []}
+
+    @property
+    def buffered_frames(self) -> int:
+        return self.outbox.buffered_frames
+
+    def next_id(self) -> str:
+        return self.outbox.next_id()
+
+    def on(self, name: str, listener: Listener) -> None:
+        if name not in self._listeners:
+            raise ValueError(f"unknown listener {name!r}: expected connected, disconnected or error")
+        self._listeners[name].append(listener)
+
+    def emit(self, name: str, *args: Any) -> None:
+        for listener in self._listeners[name]:
+            try:
+                result = listener(*args)
+                if inspect.isawaitable(result):
+                    self.spawn(result, f"{name} listener")
+            except Exception:
+                log.exception("%s listener failed", name)
+
+    def spawn(self, work: Awaitable[Any], what: str) -> None:
+        """Runs ``work`` in the background; its failure is logged, and close() cancels it."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed", what)
+
+        task = asyncio.ensure_future(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- connection -------------------------------------------------------
+
+    async def connect(self, retry: bool = False) -> None:
+        if self._runner is not None and not self._runner.done():
+            return
+        self.closing = False
+        delay = self.backoff_initial
+        while True:
+            try:
+                await self._open()
+                break
+            except Exception as err:
+                if not retry:
+                    raise ConnectFailed(f"cannot connect to {self.url}: {err}") from err
+                if delay == self.backoff_initial:
+                    log.warning("cannot connect to %s (%s): retrying", self.url, err)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, self.backoff_max)
+        self._runner = asyncio.create_task(self._run(), name="brainstem-reader")
+
+    async def close(self) -> None:
+        self.closing = True
+        ws = self.ws
+        if ws is not None:
+            await ws.close()
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                pass
+        self._runner = None
+        if self.live:
+            self._on_disconnect(1000)
+        lost = ClientClosed()
+        self.outbox.fail_all(lost)
+        self.hooks.on_close(lost)
+        for task in list(self._background):
+            task.cancel()
+
+    def connect_url(self) -> str:
+        parts = urlsplit(self.url)
+        query = dict(parse_qsl(parts.query))
+        query.setdefault("name", self.client_id)
+        if self.token:
+            query.setdefault("token", self.token)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+    async def _open(self) -> None:
+        ws = await _ws_connect(
+            self.connect_url(),
+            open_timeout=self.open_timeout,
+            # The limit is on what this client sends; what the gateway sends it already bounds.
+            max_size=None,
+            ping_interval=self.keepalive,
+            ping_timeout=self.keepalive,
+            close_timeout=2,
+            compression=None,
+        )
+        try:
+            first = await asyncio.wait_for(ws.recv(), self.open_timeout)
+        except BaseException:
+            await ws.close()
+            raise
+        self.ws = ws
+        self.generation += 1
+        generation = self.generation
+        frame = self._parse(first)
+        if frame is not None and "welcome" in frame:
+            self.welcome = frame["welcome"]
+        elif frame is not None:
+            self._on_frame(frame)
+        try:
+            await self._restore(ws, generation)
+        except ConnectionClosed:
+            # Closed again at once: the reader sees it and reconnects.
+            return
+        self.live = True
+        self.emit("connected", self.welcome)
+
+    async def _restore(self, ws: Any, generation: int) -> None:
+        """Sends what the layers restore, then buffered frames, until none is left unsent."""
+        while True:
+            restoring = self.hooks.restore(generation)
+            if not restoring and not self.outbox.buffered_frames:
+                return
+            for text in restoring:
+                await ws.send(text)
+            await self.outbox.flush(ws, generation)
+
+    async def _run(self) -> None:
+        while True:
+            ws = self.ws
+            try:
+                async for raw in ws:
+                    frame = self._parse(raw)
+                    if frame is None:
+                        continue
+                    try:
+                        self._on_frame(frame)
+                    except Exception:
+                        log.exception("could not handle a frame from the gateway")
+            except ConnectionClosed:
+                pass
+            self._on_disconnect(ws.close_code)
+            if self.closing or not self.reconnect:
+                return
+            await self._reopen()
+            if self.closing:
+                return
+
+    async def _reopen(self) -> None:
+        delay = self.backoff_initial
+        while not self.closing:
+            # Full jitter, so that many services do not return in step.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            if self.closing:
+                return
+            try:
+                await self._open()
+                return
+            except Exception as err:
+                log.debug("reconnect to %s failed: %s", self.url, err)
+                delay = min(delay * 2, self.backoff_max)
+
+    def _on_disconnect(self, code: Optional[int]) -> None:
+        was_live = self.live
+        self.live = False
+        self.outbox.connection_lost(code)
+        if was_live:
+            self.emit("disconnected", code)
+
+    # -- incoming frames ----------------------------------------------------
+
+    def _parse(self, raw: Union[str, bytes]) -> Optional[Dict[str, Any]]:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            log.warning("ignored a frame that is not JSON")
+            return None
+        return frame if isinstance(frame, dict) else None
+
+    def _on_frame(self, frame: Dict[str, Any]) -> None:
+        frame_id = frame.get("id")
+        key = str(frame_id) if frame_id is not None else None
+        if "event" in frame:
+            self.hooks.on_event(frame["event"])
+        elif "task" in frame:
+            self.hooks.on_task(frame["task"], key)
+        elif "error" in frame:
+            self._on_error(frame, key)
+        elif key is not None and self.outbox.settle(key, frame):
+            return
+        elif "welcome" in frame:
+            self.welcome = frame["welcome"]
+
+    def _on_error(self, frame: Dict[str, Any], key: Optional[str]) -> None:
+        error = BrokerError(str(frame.get("error")), str(frame.get("code", "ERROR")))
+        if key is not None and self.outbox.settle(key, None, error):
+            return
+        if key is not None and self.hooks.on_answer(key, error):
+            return
+        log.warning("gateway error %s: %s", error.code, error)
+        self.emit("error", error)
+
+    # -- outgoing frames ----------------------------------------------------
+
+    async def send(self, frame: Dict[str, Any]) -> None:
+        await self.outbox.send(frame)
+
+    async def send_now(self, frame: Dict[str, Any]) -> None:
+        await self.outbox.send_now(frame)
+
+    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
+        return await self.outbox.call(frame, timeout)

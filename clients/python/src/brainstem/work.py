@@ -1,0 +1,284 @@
+"""The work layer: enqueue, pulls (restored on every connection), leases,
+and ``Worker``, which runs a handler over a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Dict, List, Optional
+
+from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, LeaseLost
+from .topics import is_valid_queue_name
+from .transport import Transport
+from .shapes import Task, TaskHandler, call_task_handler, is_async_callable
+
+log = logging.getLogger("brainstem")
+
+# The task is no longer ours (its connection closed, or the gateway says so):
+# the gateway delivers it again. Nothing to report.
+_LEASE_GONE = frozenset({"LEASE_LOST", "DISCONNECTED", "CLOSED", "UNKNOWN_TASK"})
+# The ack's result could not be sent: ack without it rather than leave the task hanging.
+_RESULT_REFUSED = frozenset({"INVALID_FRAME", "PAYLOAD_TOO_LARGE"})
+
+
+def _check_queue(queue: str) -> None:
+    if not is_valid_queue_name(queue):
+        raise InvalidArgument(f"invalid queue name: {queue!r}", "INVALID_QUEUE")
+
+
+@dataclass(eq=False)
+class _Pull:
+    """One credit granted to the gateway on a queue; answered by one task frame."""
+
+    id: str
+    queue: str
+    future: Optional["asyncio.Future[Task]"] = None
+    sent_on: int = -1
+    # Left behind by a stopped Worker: a task that still arrives goes here.
+    orphan_handler: Optional[Callable[[Task], None]] = None
+
+
+class Work:
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.task_handler: Optional[TaskHandler] = None
+        self.workers: List["Worker"] = []
+        self.draining = False
+        self._pulls: Dict[str, _Pull] = {}
+        self._held: Dict[str, int] = {}
+
+    def restore(self, generation: int) -> List[str]:
+        """A new connection: reopen every pull not yet sent on it (a stopped worker's are dropped)."""
+        frames: List[str] = []
+        for pull in list(self._pulls.values()):
+            if pull.sent_on == generation:
+                continue
+            if pull.orphan_handler is not None:
+                # A stopped worker's credit: the new connection need not grant it again.
+                self._pulls.pop(pull.id, None)
+                continue
+            pull.sent_on = generation
+            frames.append(json.dumps({"action": "pull", "queue": pull.queue, "id": pull.id}))
+        return frames
+
+    def on_close(self, error: BrokerError) -> None:
+        for pull in self._pulls.values():
+            if pull.future is not None and not pull.future.done():
+                pull.future.set_exception(error)
+        self._pulls.clear()
+
+    def on_answer(self, key: str, error: BrokerError) -> bool:
+        pull = self._pulls.get(key)
+        if pull is None:
+            return False
+        del self._pulls[key]
+        if pull.future is not None and not pull.future.done():
+            pull.future.set_exception(error)
+            return True
+        return False
+
+    async def enqueue(self, queue: str, task: Any, opts: Optional[Dict[str, Any]] = None) -> str:
+        _check_queue(queue)
+        frame: Dict[str, Any] = {"action": "enqueue", "queue": queue, "task": task}
+        if opts:
+            frame["opts"] = opts
+        receipt = await self.transport.call(frame)
+        return str(receipt.get("taskId"))
+
+    async def pull(self, queue: str) -> None:
+        self.open_pull(queue)
+
+    def open_pull(self, queue: str, future: Optional["asyncio.Future[Task]"] = None) -> _Pull:
+        _check_queue(queue)
+        if self.transport.closing:
+            raise ClientClosed()
+        pull = _Pull(self.transport.next_id(), queue, future)
+        self._pulls[pull.id] = pull
+        if self.transport.live:
+            pull.sent_on = self.transport.generation
+            self.transport.spawn(
+                self.transport.send_now({"action": "pull", "queue": pull.queue, "id": pull.id}), f"pull from {queue}"
+            )
+        return pull
+
+    async def ack(self, task_id: str, result: Any = None) -> bool:
+        frame: Dict[str, Any] = {"action": "ack", "taskId": task_id}
+        if result is not None:
+            frame["result"] = result
+        return await self._settle(task_id, frame)
+
+    async def fail(self, task_id: str, reason: str = "") -> bool:
+        return await self._settle(task_id, {"action": "fail", "taskId": task_id, "reason": reason})
+
+    async def _settle(self, task_id: str, frame: Dict[str, Any]) -> bool:
+        key = str(task_id)
+        held_on = self._held.pop(key, None)
+        if held_on is not None and (held_on != self.transport.generation or not self.transport.live):
+            raise LeaseLost(f"task {task_id} came on a connection that closed: the gateway gave it back to the queue")
+        await self.transport.call(frame)
+        return True
+
+    async def work(self, queue: str, handler: TaskHandler, concurrency: int = 1) -> "Worker":
+        _check_queue(queue)
+        if concurrency < 1:
+            raise InvalidArgument("concurrency must be at least 1", "INVALID_FRAME")
+        if self.transport.closing:
+            raise ClientClosed()
+        worker = Worker(self, queue, handler, concurrency)
+        self.workers.append(worker)
+        worker._start()
+        return worker
+
+    async def drain(self) -> None:
+        """Stops every worker and waits for the tasks in hand; tasks arriving meanwhile are left to the closing connection."""
+        self.draining = True
+        await asyncio.gather(*(worker.stop() for worker in list(self.workers)))
+
+    def on_task(self, task: Any, key: Optional[str]) -> None:
+        if not isinstance(task, dict):
+            return
+        queue = task.get("queue")
+        pull = self._pulls.pop(key, None) if key is not None else None
+        if pull is None:
+            pull = next((p for p in self._pulls.values() if p.queue == queue), None)
+            if pull is not None:
+                del self._pulls[pull.id]
+        if "id" in task:
+            self._held[str(task["id"])] = self.transport.generation
+        if pull is not None and pull.orphan_handler is not None:
+            pull.orphan_handler(task)  # type: ignore[arg-type]
+        elif pull is not None and pull.future is not None and not pull.future.done():
+            pull.future.set_result(task)  # type: ignore[arg-type]
+        elif self.task_handler is not None:
+            self.transport.spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
+        else:
+            error = BrokerError(f"task {task.get('id')} of {queue} arrived with no handler: handed back", "UNKNOWN_TASK")
+            log.warning("%s", error)
+            self.transport.emit("error", error)
+            self.hand_back(task, "no handler for this task")
+
+    def hand_back(self, task: Any, reason: str) -> None:
+        """Fails a task nobody will process, so the gateway retries it now rather than when the connection ends."""
+        if self.draining:
+            # Closing the connection hands it back without a retry delay.
+            return
+        self.transport.spawn(self._quietly(self.fail(str(task.get("id")), reason)), f"handing back task {task.get('id')}")
+
+    @staticmethod
+    async def _quietly(settle: Awaitable[bool]) -> None:
+        try:
+            await settle
+        except BrokerError as err:
+            if err.code not in _LEASE_GONE:
+                raise
+
+
+@dataclass(eq=False)
+class Worker:
+    """Runs a task handler over one queue; see ``BrokerClient.work``."""
+
+    work: Work
+    queue: str
+    handler: TaskHandler
+    concurrency: int
+    processed: int = 0
+    failed: int = 0
+    in_hand: int = 0
+    _stopping: bool = False
+    _slots: List["asyncio.Task[None]"] = field(default_factory=list)
+    _waiting: Dict[int, _Pull] = field(default_factory=dict)
+    # Plain-function handlers get threads of their own, one per slot: they
+    # never wait behind other thread work (the heartbeat, to_thread calls).
+    _threads: Optional[ThreadPoolExecutor] = None
+
+    def _start(self) -> None:
+        if not is_async_callable(self.handler):
+            self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"brainstem-{self.queue}")
+        self._slots = [
+            asyncio.create_task(self._slot(index), name=f"brainstem-work-{self.queue}-{index}")
+            for index in range(self.concurrency)
+        ]
+
+    async def _slot(self, index: int) -> None:
+        transport = self.work.transport
+        refused_delay = transport.backoff_initial
+        while not self._stopping:
+            future: "asyncio.Future[Task]" = asyncio.get_running_loop().create_future()
+            try:
+                pull = self.work.open_pull(self.queue, future)
+            except ConnectionLost:
+                return
+            self._waiting[index] = pull
+            try:
+                task = await future
+            except ConnectionLost:
+                return
+            except BrokerError as err:
+                log.warning("pull from %s refused (%s): %s", self.queue, err.code, err)
+                await asyncio.sleep(refused_delay)
+                refused_delay = min(refused_delay * 2, transport.backoff_max)
+                continue
+            finally:
+                self._waiting.pop(index, None)
+            refused_delay = transport.backoff_initial
+            await self._process(task)
+
+    async def _process(self, task: Task) -> None:
+        self.in_hand += 1
+        try:
+            try:
+                result = await call_task_handler(self.handler, task, self._threads)
+            except Exception as err:
+                self.failed += 1
+                reason = str(err) or type(err).__name__
+                log.warning("task %s from %s failed: %s", task.get("id"), self.queue, reason)
+                await self._report(self.work.fail(task["id"], reason))
+            else:
+                self.processed += 1
+                await self._report(self._ack(task, result))
+        finally:
+            self.in_hand -= 1
+
+    async def _ack(self, task: Task, result: Any) -> bool:
+        try:
+            return await self.work.ack(task["id"], result)
+        except BrokerError as err:
+            if result is None or err.code not in _RESULT_REFUSED:
+                raise
+            log.warning("result of task %s not sent (%s): %s", task["id"], err.code, err)
+            return await self.work.ack(task["id"])
+
+    async def _report(self, settle: Awaitable[bool]) -> None:
+        try:
+            await settle
+        except BrokerError as err:
+            # At-least-once: the gateway delivers the task again.
+            if err.code not in _LEASE_GONE:
+                log.warning("could not settle a task from %s (%s): %s", self.queue, err.code, err)
+
+    def _late_task(self, task: Task) -> None:
+        """A task granted to a pull of this stopped worker: not processed, handed back."""
+        self.work.hand_back(task, "worker stopped")
+
+    async def stop(self) -> None:
+        """Stops pulling and returns when the tasks in hand are settled."""
+        self._stopping = True
+        for index, pull in list(self._waiting.items()):
+            pull.orphan_handler = self._late_task
+            if pull.future is not None and not pull.future.done():
+                pull.future.cancel()
+            self._slots[index].cancel()
+        for slot in self._slots:
+            try:
+                await slot
+            except asyncio.CancelledError:
+                pass
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+
+    async def wait(self) -> None:
+        """Returns when every slot has ended (after ``stop()`` or ``client.close()``)."""
+        await asyncio.gather(*self._slots, return_exceptions=True)

@@ -1,0 +1,197 @@
+import { isValidQueueName } from '../bus/topic.js';
+import { invoke } from './pubsub.js';
+import { TaskWorker, type WorkerPort } from './task-worker.js';
+import { isObject, quiet, rejected, type FrameId, type Transport } from './transport.js';
+import { BrokerError, type Task, type TaskHandler } from './types.js';
+
+export interface EnqueueOptions {
+  priority?: number;
+  delay?: number;
+  attempts?: number;
+  backoff?: number | { type: 'exponential' | 'fixed'; delay: number };
+  /** The taskId to use instead of one the gateway picks. */
+  jobId?: string;
+  /** When the task is done the gateway publishes its result there (correlationId = taskId). */
+  replyTo?: string;
+}
+
+interface OpenPull {
+  id: FrameId;
+  queue: string;
+  /** null: a seed-style pull(), its task goes to onTaskReceived. */
+  owner: TaskWorker | null;
+}
+
+function noop(): void {}
+
+/**
+ * The work layer: enqueue, pulls (restored on every connection), and
+ * leases. A task is leased to the connection it came on: once that
+ * connection has closed, its ack or fail fails with LEASE_LOST (the gateway
+ * has already given it back to the queue).
+ */
+export class Work {
+  private readonly pulls = new Map<FrameId, OpenPull>();
+  /** Pulls of stopped workers still open at the gateway: their tasks are handed back. */
+  private readonly orphanPulls = new Set<FrameId>();
+  /** Tasks taken through seed-style pulls, by id → the connection they came on. */
+  private readonly held = new Map<string, number>();
+  private readonly workers = new Set<TaskWorker>();
+  private taskCallback: TaskHandler | null = null;
+  private draining = false;
+
+  constructor(private readonly transport: Transport, private readonly report: (err: unknown) => void) {}
+
+  enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<string> {
+    if (!isValidQueueName(queue)) return rejected(new BrokerError('INVALID_QUEUE', `invalid queue: ${JSON.stringify(queue)}`));
+    const frame: Record<string, unknown> & { action: string } = { action: 'enqueue', queue, task: payload === undefined ? null : payload };
+    if (options !== undefined) frame.opts = options;
+    return quiet(this.transport.call(frame).then((receipt) => String(receipt.taskId)));
+  }
+
+  work(queue: string, handler: TaskHandler, options: { concurrency?: number } = {}): TaskWorker {
+    if (!isValidQueueName(queue)) throw new BrokerError('INVALID_QUEUE', `invalid queue: ${JSON.stringify(queue)}`);
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new BrokerError('INVALID_FRAME', `concurrency must be a whole number of at least 1, not ${concurrency}`);
+    }
+    if (this.transport.isClosed) throw new BrokerError('CLOSED', 'the client is closed');
+    const worker = new TaskWorker(this.workerPort, queue, handler, concurrency);
+    this.workers.add(worker);
+    void worker.stopped.then(() => this.workers.delete(worker));
+    worker.start();
+    return worker;
+  }
+
+  onTaskReceived(callback: TaskHandler): void {
+    this.taskCallback = callback;
+  }
+
+  pull(queue: string): void {
+    if (!isValidQueueName(queue)) throw new BrokerError('INVALID_QUEUE', `invalid queue: ${JSON.stringify(queue)}`);
+    if (this.transport.isClosed) throw new BrokerError('CLOSED', 'the client is closed');
+    this.openPull(queue, null);
+  }
+
+  ack(taskId: string, result?: unknown): Promise<void> {
+    return this.settleHeld('ack', taskId, result === undefined ? {} : { result });
+  }
+
+  fail(taskId: string, reason = ''): Promise<void> {
+    return this.settleHeld('fail', taskId, { reason });
+  }
+
+  /** Stops every worker and waits for the tasks in hand; tasks arriving meanwhile are left to the closing connection. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    await Promise.all([...this.workers].map((worker) => worker.stop()));
+  }
+
+  /** A new connection: reopen every pull. */
+  restore(): void {
+    for (const pull of this.pulls.values()) this.sendPull(pull);
+  }
+
+  /** The connection closed: pulls of stopped workers ended with it. */
+  lost(): void {
+    this.orphanPulls.clear();
+  }
+
+  closing(): void {
+    for (const worker of this.workers) worker.halt();
+  }
+
+  /** A receipt or error for one of the pulls; true if it was one. */
+  answer(id: FrameId, failure: BrokerError | null): boolean {
+    const pull = this.pulls.get(id);
+    if (pull) {
+      if (failure) this.pullRefused(pull, failure);
+      return true;
+    }
+    if (this.orphanPulls.has(id)) {
+      if (failure) this.orphanPulls.delete(id);
+      return true;
+    }
+    return false;
+  }
+
+  private settleHeld(action: 'ack' | 'fail', taskId: string, fields: Record<string, unknown>): Promise<void> {
+    const epoch = this.held.get(taskId);
+    this.held.delete(taskId);
+    return this.settleTask(action, taskId, epoch, fields);
+  }
+
+  private settleTask(action: 'ack' | 'fail', taskId: string, epoch: number | undefined, fields: Record<string, unknown>): Promise<void> {
+    if (epoch !== undefined && (epoch !== this.transport.epoch || !this.transport.isOpen)) {
+      return rejected(new BrokerError('LEASE_LOST',
+        `task ${taskId} came on a connection that closed: the gateway gave it back to the queue`));
+    }
+    return quiet(this.transport.call({ action, taskId, ...fields }).then(noop));
+  }
+
+  private openPull(queue: string, owner: TaskWorker | null): void {
+    const pull: OpenPull = { id: this.transport.frameId(), queue, owner };
+    this.pulls.set(pull.id, pull);
+    this.sendPull(pull);
+  }
+
+  private sendPull(pull: OpenPull): void {
+    this.transport.sendNow({ action: 'pull', queue: pull.queue, id: pull.id });
+  }
+
+  private pullRefused(pull: OpenPull, err: BrokerError): void {
+    this.pulls.delete(pull.id);
+    if (pull.owner) pull.owner.pullRefused(err);
+    else this.report(new BrokerError(err.code, `pull from ${pull.queue} refused: ${err.message}`));
+  }
+
+  receive(raw: unknown, pullId: unknown): void {
+    if (!isObject(raw) || raw.id === undefined || raw.id === null) return;
+    const task = { ...raw, id: String(raw.id) } as unknown as Task;
+    const epoch = this.transport.epoch;
+    if (typeof pullId === 'number' && this.orphanPulls.delete(pullId)) {
+      // Draining: closing the connection hands it back without a retry delay.
+      if (!this.draining) void this.settleTask('fail', task.id, epoch, { reason: 'worker stopped' });
+      return;
+    }
+    let pull = typeof pullId === 'number' ? this.pulls.get(pullId) : undefined;
+    if (!pull) {
+      for (const candidate of this.pulls.values()) {
+        if (candidate.queue === task.queue) {
+          pull = candidate;
+          break;
+        }
+      }
+    }
+    if (pull) this.pulls.delete(pull.id);
+    if (pull?.owner) {
+      pull.owner.run(task, epoch);
+      return;
+    }
+    if (this.taskCallback) {
+      this.held.set(task.id, epoch);
+      invoke(this.taskCallback, task, this.report);
+      return;
+    }
+    this.report(new BrokerError('UNKNOWN_TASK', `task ${task.id} of ${task.queue} arrived with no handler: handed back`));
+    void this.settleTask('fail', task.id, epoch, { reason: 'no handler for this task' });
+  }
+
+  private readonly workerPort: WorkerPort = {
+    pull: (worker) => this.openPull(worker.queue, worker),
+    settle: (action, task, epoch, fields) => this.settleTask(action, task.id, epoch, fields),
+    release: (worker) => {
+      for (const pull of [...this.pulls.values()]) {
+        if (pull.owner !== worker) continue;
+        this.pulls.delete(pull.id);
+        if (this.transport.isOpen) this.orphanPulls.add(pull.id);
+      }
+    },
+    report: (err) => this.report(err),
+    schedule: (fn, ms) => {
+      const timer = setTimeout(fn, ms);
+      (timer as { unref?: () => void }).unref?.();
+      return () => clearTimeout(timer);
+    },
+  };
+}

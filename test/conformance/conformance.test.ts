@@ -1,0 +1,52 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { startGateway } from '../helpers/gateway.js';
+import { PythonDriver } from './driver.js';
+import { FakeBus } from './fake-bus.js';
+import { runScenario, type DriverFactory, type Scenario } from './runner.js';
+import { TsDriver } from './ts-driver.js';
+
+/**
+ * The client contract, once for both languages: every scenario of this
+ * folder runs with the TypeScript client and with the Python client, and
+ * each one either passes in both or fails the suite.
+ */
+const folder = fileURLToPath(new URL('.', import.meta.url));
+const only = process.env.CONFORMANCE_ONLY;
+const scenarios = readdirSync(folder)
+  .filter((file) => file.endsWith('.json'))
+  .filter((file) => !only || file.includes(only))
+  .sort()
+  .map((file) => ({ file, scenario: JSON.parse(readFileSync(`${folder}/${file}`, 'utf8')) as Scenario }));
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+const drivers: Record<string, (t: Teardown) => DriverFactory> = {
+  typescript: () => async (url, settings, note) => new TsDriver(url, settings, note),
+  python: (t) => async (url, settings, note) => PythonDriver.start(t, url, settings, note),
+};
+
+t.test('conformance scenarios', async (t) => {
+  t.ok(scenarios.length > 0, 'scenarios found');
+  const gateway = scenarios.some(({ scenario }) => scenario.gateway === 'real') ? await startGateway(t) : null;
+  let runs = 0;
+  for (const { file, scenario } of scenarios) {
+    for (const [language, factory] of Object.entries(drivers)) {
+      await t.test(`${file.replace(/\.json$/, '')} [${language}]: ${scenario.title}`, async (t) => {
+        const run = `${language.slice(0, 2)}${++runs}${Date.now().toString(36)}`;
+        if (scenario.gateway === 'fake') {
+          const fake = await FakeBus.start();
+          t.teardown(() => fake.close());
+          await runScenario(scenario, { busUrl: fake.url, fake, run }, factory(t));
+        } else {
+          if (!gateway) throw new Error('no gateway');
+          await runScenario(scenario, { busUrl: gateway.busUrl, run }, factory(t));
+        }
+        t.pass('every step held');
+      });
+    }
+  }
+});

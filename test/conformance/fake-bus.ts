@@ -1,0 +1,134 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+type Frame = Record<string, unknown>;
+
+/**
+ * A scripted `/bus` for the faults a real gateway will not produce on cue:
+ * it says welcome, answers `ping`, and otherwise only does what the
+ * scenario tells it (answer, stay silent, drop the connection, refuse new
+ * ones). Frames from the client are kept in arrival order; `next` takes
+ * the oldest, so a scenario sees exactly what was sent and in what order.
+ */
+export class FakeBus {
+  readonly url: string;
+  /** Connections accepted so far (each got a welcome). */
+  connections = 0;
+  private socket: WebSocket | null = null;
+  private accepting = true;
+  private readonly frames: Frame[] = [];
+  private waiter: ((frame: Frame) => void) | null = null;
+  private connectionWaiter: (() => void) | null = null;
+
+  private constructor(private readonly http: Server, private readonly wss: WebSocketServer) {
+    const { port } = http.address() as AddressInfo;
+    this.url = `ws://127.0.0.1:${port}/bus`;
+    http.on('upgrade', (request, socket, head) => {
+      if (!this.accepting) {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
+    });
+  }
+
+  static async start(): Promise<FakeBus> {
+    const http = createServer((_request, response) => response.writeHead(404).end());
+    // Larger than any client's limit: an oversize frame must arrive here, and fail the scenario.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 * 1024 });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    return new FakeBus(http, wss);
+  }
+
+  private accept(ws: WebSocket): void {
+    this.socket?.terminate();
+    this.socket = ws;
+    this.connections++;
+    ws.on('error', () => {});
+    ws.on('message', (data) => {
+      if (ws !== this.socket) return;
+      let frame: Frame;
+      try {
+        frame = JSON.parse(data.toString()) as Frame;
+      } catch {
+        frame = { unparsable: data.toString().slice(0, 200) };
+      }
+      if (frame.action === 'ping') {
+        ws.send(JSON.stringify(frame.id === undefined ? { pong: Date.now() } : { pong: Date.now(), id: frame.id }));
+        return;
+      }
+      if (this.waiter) {
+        const waiter = this.waiter;
+        this.waiter = null;
+        waiter(frame);
+      } else {
+        this.frames.push(frame);
+      }
+    });
+    ws.send(JSON.stringify({ welcome: { clientId: `fake-${this.connections}`, name: 'fake', protocol: 1 } }));
+    const waiter = this.connectionWaiter;
+    this.connectionWaiter = null;
+    waiter?.();
+  }
+
+  /** The next frame the client sent (pings are answered, not kept). */
+  next(timeoutMs: number): Promise<Frame> {
+    const frame = this.frames.shift();
+    if (frame) return Promise.resolve(frame);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = null;
+        reject(new Error(`the fake gateway received no frame within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = (f) => {
+        clearTimeout(timer);
+        resolve(f);
+      };
+    });
+  }
+
+  /** Frames received and not yet taken by `next`. */
+  unread(): Frame[] {
+    return [...this.frames];
+  }
+
+  send(frame: Frame): void {
+    if (!this.socket) throw new Error('the fake gateway has no connection to send on');
+    this.socket.send(JSON.stringify(frame));
+  }
+
+  /** Ends the current connection abruptly (no close frame), as a crash or a cut cable would. */
+  drop(): void {
+    this.socket?.terminate();
+    this.socket = null;
+    // Frames already received stay queued for `next`: the scenario still sees them, in order.
+  }
+
+  /** Refuses (503) or accepts new connections. */
+  setAccepting(accepting: boolean): void {
+    this.accepting = accepting;
+  }
+
+  /** Resolves once a connection beyond the first `count` has been accepted. */
+  connection(count: number, timeoutMs: number): Promise<void> {
+    if (this.connections >= count) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.connectionWaiter = null;
+        reject(new Error(`the client did not open connection ${count} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.connectionWaiter = () => {
+        clearTimeout(timer);
+        if (this.connections >= count) resolve();
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.wss.clients) ws.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    this.http.closeAllConnections();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+}

@@ -1,0 +1,144 @@
+import { BrokerClient, BrokerError, defaultOptions, type BrokerClientOptions, type PublishOptions, type Task, type TaskWorker } from '../../src/client/index.js';
+import type { ClientDriver, ClientSettings, Note, Outcome } from './driver.js';
+
+/** What a driver reports of a thrown error: the code, and whether it is the client's BrokerError. */
+function describe(err: unknown): Outcome {
+  return {
+    error: {
+      code: err instanceof BrokerError ? err.code : ((err as { code?: unknown })?.code as string | undefined) ?? null,
+      brokerError: err instanceof BrokerError,
+      message: err instanceof Error ? err.message : String(err),
+    },
+  };
+}
+
+interface Held {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+/** The TypeScript client, driven in-process. */
+export class TsDriver implements ClientDriver {
+  readonly language = 'typescript';
+  private readonly client: BrokerClient;
+  private readonly workers = new Map<string, TaskWorker>();
+  private readonly held = new Map<string, Held>();
+  private readonly settled = new Set<number>();
+  private counter = 0;
+
+  constructor(url: string, settings: ClientSettings, private readonly note: (note: Note) => void) {
+    const options: BrokerClientOptions = { url, id: settings.name };
+    if (settings.reconnectInitialDelayMs !== undefined || settings.reconnectMaxDelayMs !== undefined) {
+      options.reconnect = {
+        ...(settings.reconnectInitialDelayMs === undefined ? {} : { initialDelayMs: settings.reconnectInitialDelayMs }),
+        ...(settings.reconnectMaxDelayMs === undefined ? {} : { maxDelayMs: settings.reconnectMaxDelayMs }),
+      };
+    }
+    if (settings.maxBufferedFrames !== undefined) options.maxBufferedFrames = settings.maxBufferedFrames;
+    if (settings.receiptTimeoutMs !== undefined) options.receiptTimeoutMs = settings.receiptTimeoutMs;
+    this.client = new BrokerClient(options);
+    this.client.on('connected', () => note({ kind: 'connected' }));
+    this.client.on('disconnected', () => note({ kind: 'disconnected' }));
+    this.client.on('error', (err) => note({ kind: 'error', code: err instanceof BrokerError ? err.code : null }));
+    this.client.onTaskReceived((task) => note({ kind: 'task', worker: null, task: task as unknown as Record<string, unknown> }));
+  }
+
+  start(op: string, args: Record<string, unknown>): { n: number; outcome: Promise<Outcome> } {
+    const n = ++this.counter;
+    let promise: Promise<unknown>;
+    try {
+      promise = Promise.resolve(this.run(op, args));
+    } catch (err) {
+      promise = Promise.reject(err);
+    }
+    const outcome = promise.then((ok) => ({ ok: ok ?? {} }), describe).finally(() => this.settled.add(n));
+    return { n, outcome };
+  }
+
+  isSettled(n: number): Promise<boolean> {
+    return Promise.resolve(this.settled.has(n));
+  }
+
+  async stop(): Promise<void> {
+    await this.client.close();
+  }
+
+  private run(op: string, a: Record<string, unknown>): unknown {
+    const c = this.client;
+    switch (op) {
+      case 'connect':
+        return c.connect().then(() => ({ connected: c.connected }));
+      case 'close':
+        return c.close();
+      case 'drain':
+        return c.drain();
+      case 'defaults': {
+        const d = defaultOptions();
+        return {
+          reconnectInitialDelayMs: d.reconnect.initialDelayMs,
+          reconnectMaxDelayMs: d.reconnect.maxDelayMs,
+          maxBufferedFrames: d.maxBufferedFrames,
+          receiptTimeoutMs: d.receiptTimeoutMs,
+          requestTimeoutMs: d.requestTimeoutMs,
+          connectTimeoutMs: d.connectTimeoutMs,
+          keepaliveMs: d.keepaliveMs,
+          maxFrameBytes: d.maxFrameBytes,
+        };
+      }
+      case 'state':
+        return { connected: c.connected, bufferedFrames: c.bufferedFrames };
+      case 'ping':
+        return c.ping().then((pong) => ({ pong }));
+      case 'subscribe': {
+        const tag = String(a.tag ?? a.pattern);
+        return c.subscribe(String(a.pattern), (event) => this.note({ kind: 'event', tag, event: event as unknown as Record<string, unknown> }));
+      }
+      case 'unsubscribe':
+        return c.unsubscribe(String(a.pattern));
+      case 'publish': {
+        const options = { ...(a.opts as Record<string, unknown> | undefined), ...(a.confirm === false ? { confirm: false } : {}) };
+        return c.publish(String(a.type), a.payload, options as PublishOptions).then((receipt) => ({ delivered: receipt.delivered }));
+      }
+      case 'request':
+        return c.request(String(a.type), a.payload, a.timeoutMs === undefined ? {} : { timeout: Number(a.timeoutMs) })
+          .then((reply) => ({ reply }));
+      case 'respond':
+        return c.respond(String(a.pattern), (event) => ({ echo: event.payload }));
+      case 'enqueue':
+        return c.enqueue(String(a.queue), a.payload, a.opts as Record<string, unknown> | undefined).then((taskId) => ({ taskId }));
+      case 'pull':
+        return c.pull(String(a.queue));
+      case 'ack':
+        return c.ack(String(a.taskId), a.result);
+      case 'fail':
+        return c.fail(String(a.taskId), a.reason === undefined ? undefined : String(a.reason));
+      case 'work': {
+        const name = String(a.worker ?? a.queue);
+        const mode = String(a.mode ?? 'hold');
+        const worker = c.work(String(a.queue), (task: Task) => {
+          this.note({ kind: 'task', worker: name, task: task as unknown as Record<string, unknown> });
+          if (mode === 'ack') return a.result ?? null;
+          if (mode === 'fail') throw new Error(String(a.reason ?? 'failed'));
+          return new Promise((resolve, reject) => this.held.set(task.id, { resolve, reject }));
+        }, { concurrency: Number(a.concurrency ?? 1) });
+        this.workers.set(name, worker);
+        return undefined;
+      }
+      case 'release': {
+        const held = this.held.get(String(a.taskId));
+        if (!held) throw new Error(`no task ${String(a.taskId)} in hand`);
+        this.held.delete(String(a.taskId));
+        if (a.fail !== undefined) held.reject(new Error(String(a.fail)));
+        else held.resolve(a.result ?? null);
+        return undefined;
+      }
+      case 'stop': {
+        const worker = this.workers.get(String(a.worker));
+        if (!worker) throw new Error(`no worker ${String(a.worker)}`);
+        return worker.stop();
+      }
+      default:
+        throw new Error(`the TypeScript driver has no op ${op}`);
+    }
+  }
+}

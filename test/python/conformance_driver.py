@@ -1,0 +1,181 @@
+"""The conformance scenarios' driver for the Python client (test/conformance/).
+
+Usage: conformance_driver.py BUS_URL SETTINGS_JSON. Reads one command per
+line on stdin, ``{"n", "op", "args"}``, runs each as its own asyncio task
+(a scenario may leave a call pending while it does other things), and
+prints ``{"n", "ok": VALUE}`` or ``{"n", "error": {"code", "brokerError",
+"message"}}`` when it ends. What the client does on its own (events and
+tasks handed to handlers, connection changes, errors it reports) is printed
+as ``{"note": {...}}`` in the order it happens.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import sys
+
+import brainstem
+from brainstem import BrokerClient, BrokerError
+from stdio import emit, stdin_lines
+
+
+def note(**fields):
+    emit({"note": fields})
+
+
+def build_client(url, settings):
+    options = {}
+    mapping = {
+        "reconnectInitialDelayMs": "backoff_initial",
+        "reconnectMaxDelayMs": "backoff_max",
+        "receiptTimeoutMs": "receipt_timeout",
+    }
+    for neutral, name in mapping.items():
+        if neutral in settings:
+            options[name] = settings[neutral] / 1000
+    if "maxBufferedFrames" in settings:
+        options["buffer_limit"] = settings["maxBufferedFrames"]
+    return BrokerClient(url, settings["name"], **options)
+
+
+class Driver:
+    def __init__(self, client):
+        self.client = client
+        self.workers = {}
+        self.held = {}
+        self.calls = {}
+
+    async def op_connect(self, a):
+        await self.client.connect()
+        return {"connected": self.client.connected}
+
+    async def op_close(self, a):
+        await self.client.close()
+
+    async def op_drain(self, a):
+        await self.client.drain()
+
+    async def op_defaults(self, a):
+        d = brainstem.default_options()
+        return {
+            "reconnectInitialDelayMs": round(d["backoff_initial"] * 1000),
+            "reconnectMaxDelayMs": round(d["backoff_max"] * 1000),
+            "maxBufferedFrames": d["buffer_limit"],
+            "receiptTimeoutMs": round(d["receipt_timeout"] * 1000),
+            "requestTimeoutMs": round(d["request_timeout"] * 1000),
+            "connectTimeoutMs": round(d["open_timeout"] * 1000),
+            "keepaliveMs": round(d["keepalive"] * 1000),
+            "maxFrameBytes": d["max_frame_bytes"],
+        }
+
+    async def op_state(self, a):
+        return {"connected": self.client.connected, "bufferedFrames": self.client.buffered_frames}
+
+    async def op_ping(self, a):
+        return {"pong": await self.client.ping()}
+
+    async def op_subscribe(self, a):
+        tag = a.get("tag", a["pattern"])
+
+        def handler(event):
+            note(kind="event", tag=tag, event=event)
+
+        await self.client.subscribe(a["pattern"], handler)
+
+    async def op_unsubscribe(self, a):
+        await self.client.unsubscribe(a["pattern"])
+
+    async def op_publish(self, a):
+        options = dict(a.get("opts", {}))
+        if "confirm" in a:
+            options["confirm"] = a["confirm"]
+        delivered = await self.client.publish(a["type"], a.get("payload"), **options)
+        return {"delivered": delivered}
+
+    async def op_request(self, a):
+        options = {} if "timeoutMs" not in a else {"timeout": a["timeoutMs"] / 1000}
+        reply = await self.client.request(a["type"], a.get("payload"), **options)
+        return {"reply": reply}
+
+    async def op_respond(self, a):
+        await self.client.respond(a["pattern"], lambda event: {"echo": event.get("payload")})
+
+    async def op_enqueue(self, a):
+        return {"taskId": await self.client.enqueue(a["queue"], a.get("payload"), a.get("opts"))}
+
+    async def op_pull(self, a):
+        await self.client.pull(a["queue"])
+
+    async def op_ack(self, a):
+        return {"settled": await self.client.ack(a["taskId"], a.get("result"))}
+
+    async def op_fail(self, a):
+        return {"settled": await self.client.fail(a["taskId"], a.get("reason", ""))}
+
+    async def op_work(self, a):
+        name = a.get("worker", a["queue"])
+        mode = a.get("mode", "hold")
+
+        async def handler(task):
+            note(kind="task", worker=name, task=task)
+            if mode == "ack":
+                return a.get("result")
+            if mode == "fail":
+                raise RuntimeError(a.get("reason", "failed"))
+            held = asyncio.get_running_loop().create_future()
+            self.held[task["id"]] = held
+            outcome = await held
+            if "fail" in outcome:
+                raise RuntimeError(outcome["fail"])
+            return outcome.get("result")
+
+        self.workers[name] = await self.client.work(a["queue"], handler, a.get("concurrency", 1))
+
+    async def op_release(self, a):
+        held = self.held.pop(a["taskId"])
+        held.set_result(a)
+
+    async def op_stop(self, a):
+        await self.workers[a["worker"]].stop()
+
+    async def op_settled(self, a):
+        return {"settled": self.calls[a["call"]].done()}
+
+    async def run(self, n, op, args):
+        try:
+            ok = await getattr(self, "op_" + op)(args)
+            emit({"n": n, "ok": {} if ok is None else ok})
+        except Exception as err:
+            emit({"n": n, "error": {
+                "code": getattr(err, "code", None),
+                "brokerError": isinstance(err, BrokerError),
+                "message": f"{type(err).__name__}: {err}",
+            }})
+
+
+async def main():
+    logging.basicConfig(
+        level=logging.DEBUG if os.environ.get("BRAINSTEM_DEBUG") else logging.ERROR,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    client = build_client(sys.argv[1], json.loads(sys.argv[2]))
+    client.on("connected", lambda welcome: note(kind="connected"))
+    client.on("disconnected", lambda code: note(kind="disconnected"))
+    client.on("error", lambda err: note(kind="error", code=getattr(err, "code", None)))
+    client.on_task(lambda task: note(kind="task", worker=None, task=task))
+    driver = Driver(client)
+    emit({"ready": True})
+    async for line in stdin_lines():
+        if not line:
+            continue
+        command = json.loads(line)
+        if command["op"] == "settled":
+            # Answered at once, in line order: it sees the client as it is now.
+            await driver.run(command["n"], "settled", command["args"])
+            continue
+        driver.calls[command["n"]] = asyncio.create_task(driver.run(command["n"], command["op"], command["args"]))
+    await client.close()
+
+
+asyncio.run(main())
