@@ -90,9 +90,13 @@ t.test('request/reply: TypeScript responder, Python requester', async (t) => {
   t.same(answers.map((a) => (a.reply as Frame).payload), [{ sum: 11 }, { sum: 12 }, { sum: 13 }], 'concurrent requests get their own replies');
   t.equal((answers[0]?.reply as Frame).source, 'math', 'the whole reply event comes back');
 
+  // Nobody subscribes: the gateway refuses it at once, far inside the request's own timeout.
+  t.same(await failure(py.call({ op: 'request', type: 'nobody.home', timeout: 600 })), { kind: 'BrokerError', code: 'NO_RESPONDERS' });
+
+  await responder.call({ action: 'subscribe', topic: 'silent.service' });
   const started = Date.now();
-  t.equal(await failureKind(py.call({ op: 'request', type: 'nobody.home', timeout: 0.3 })), 'RequestTimeout');
-  t.ok(Date.now() - started >= 250, 'rejects at its timeout');
+  t.equal(await failureKind(py.call({ op: 'request', type: 'silent.service', timeout: 0.3 })), 'RequestTimeout');
+  t.ok(Date.now() - started >= 250, 'a subscriber that never answers: rejects at its timeout');
 });
 
 t.test('request/reply: Python responder, TypeScript requester', async (t) => {
@@ -187,7 +191,8 @@ t.test('with tokens: the token opens the bus, a forbidden frame raises FORBIDDEN
   t.equal(forbidden.kind, 'BrokerError');
   t.equal(forbidden.code, 'FORBIDDEN', 'the refusal carries its code');
   t.equal(gw.app.bus.router.subscriptionCounts()['agent.reply'] ?? 0, 0, 'and changed nothing');
-  t.equal(await failureKind(py.call({ op: 'request', type: 'transcript.final', timeout: 0.2 })), 'RequestTimeout', 'its inbox may be subscribed');
+  t.same(await failure(py.call({ op: 'request', type: 'transcript.final', timeout: 5 })), { kind: 'BrokerError', code: 'NO_RESPONDERS' },
+    'its inbox may be subscribed and the request published: only the missing responder stops it');
 
   const anonymous = PythonProcess.start(t, 'driver.py', [gw.busUrl, 'anonymous']);
   t.equal((await anonymous.exited).code, 1);
