@@ -1,3 +1,4 @@
+import type { ReplayHold } from './history/replay-hold.js';
 import type { Principal } from './principal.js';
 import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
 
@@ -38,6 +39,8 @@ export class BusConnection {
   lastPublish = 0;
   framesIn = 0;
   framesOut = 0;
+  /** Set while a subscription replays history: live events wait in it. */
+  hold: ReplayHold | null = null;
   /** Pings sent since the last pong. */
   missedPongs = 0;
   /** Frames of one tick leave in one write (the router's batch). */

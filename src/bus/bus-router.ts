@@ -1,5 +1,7 @@
 import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
-import { BusError, CloseCode, type BusEvent } from './protocol.js';
+import type { ActionOutcome } from './frame-dispatcher.js';
+import { BusError, CloseCode, type BusEvent, type ClientFrame } from './protocol.js';
+import { retainedFrame } from './history/offsets.js';
 import { TopicTrie } from './topic-trie.js';
 import { TickWriteBatch } from '../streams/tick-write-batch.js';
 
@@ -36,6 +38,30 @@ export interface RemoteBus {
   forward(type: string, frame: () => Buffer): void;
 }
 
+/**
+ * Retained topics and msgId deduplication (src/bus/history), as the router
+ * sees them. Events of topics no rule retains, without msgId, never reach it.
+ */
+export interface RetainedHistory {
+  /** Index of the rule retaining this type, or -1. */
+  ruleOf(type: string): number;
+  /**
+   * Stores the serialized event (`rule` ≥ 0) and/or claims its msgId.
+   * Resolves its offset ('' when not retained), or null when the msgId was
+   * already seen on that topic. Rejects with UNAVAILABLE.
+   */
+  keep(type: string, msgId: string | undefined, rule: number, json: string): Promise<string | null>;
+  /** A subscribe with `since` or `last`: replay, then live. */
+  resume(connection: BusConnection, pattern: string, frame: ClientFrame): Promise<ActionOutcome>;
+}
+
+/** What a publish did: local deliveries, the event's offset when retained, whether its msgId was a repeat. */
+export type Published = {
+  delivered: number;
+  offset?: string;
+  duplicate?: true;
+};
+
 export interface BusDescription {
   connections: {
     clientId: string;
@@ -66,6 +92,7 @@ export class BusRouter {
     connectionsOpened: 0, published: 0, delivered: 0, slowConsumersDropped: 0, forwardedToPeers: 0, receivedFromPeers: 0,
   };
   private remote: RemoteBus | null = null;
+  history: RetainedHistory | null = null;
   private describeCluster: (() => unknown) | null = null;
   private readonly trie = new TopicTrie<BusConnection>();
   private readonly detachListeners: DetachListener[] = [];
@@ -144,12 +171,49 @@ export class BusRouter {
   }
 
   /**
+   * Publishes and answers how: an event of a retained topic (or with a
+   * msgId) is stored (or its msgId claimed) first and delivered once Redis
+   * has it, in the order of publishing; a repeated msgId is delivered to no
+   * one. Every other event takes the direct path below at once.
+   */
+  publishWithReceipt(event: BusEvent): Published | Promise<Published> {
+    const history = this.history;
+    const rule = history ? history.ruleOf(event.type) : -1;
+    if (!history || (rule < 0 && event.msgId === undefined)) return { delivered: this.deliverNow(event) };
+    const json = JSON.stringify(event);
+    return history.keep(event.type, event.msgId, rule, json).then((offset): Published => {
+      if (offset === null) return { delivered: 0, duplicate: true };
+      this.counters.published++;
+      const frame = offset === '' ? Buffer.from(`{"event":${json}}`) : retainedFrame(json, offset);
+      const serialized = () => frame;
+      const delivered = this.deliverLocally(event.type, serialized);
+      this.remote?.forward(event.type, serialized);
+      return offset === '' ? { delivered } : { delivered, offset };
+    });
+  }
+
+  /**
+   * The gateway's own events (queue outcomes, heartbeats): published as
+   * above, without a receipt. Returns the connections reached at once (0
+   * for a retained event: it is delivered once stored; a store that fails
+   * is logged by the history).
+   */
+  publish(event: BusEvent): number {
+    const published = this.publishWithReceipt(event);
+    if ('then' in published) {
+      published.catch(() => undefined);
+      return 0;
+    }
+    return published.delivered;
+  }
+
+  /**
    * Delivers an event to every connection with a matching pattern, once
    * each, and to the other instances that have one. The frame is
    * serialized once, whatever the number of subscribers. Returns the
    * number of local connections it was sent to.
    */
-  publish(event: BusEvent): number {
+  private deliverNow(event: BusEvent): number {
     this.counters.published++;
     let frame: Buffer | undefined;
     const serialize = () => (frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`));
@@ -170,7 +234,9 @@ export class BusRouter {
     this.trie.forEachMatch(type, (connection) => {
       if (connection.lastPublish === seq) return;
       connection.lastPublish = seq;
-      if (this.deliver(connection, frame())) delivered++;
+      // A subscription replaying history: live events wait behind the replay.
+      if (connection.hold) connection.hold.push(type, frame());
+      else if (this.deliver(connection, frame())) delivered++;
     });
     this.counters.delivered += delivered;
     return delivered;

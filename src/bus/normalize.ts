@@ -1,6 +1,8 @@
 import { BusError, type BusEvent, type PublishedMessage } from './protocol.js';
 import { isValidTopic } from './topic.js';
 
+export const MAX_MSG_ID_LENGTH = 128;
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -29,6 +31,10 @@ export function normalizeMessage(message: unknown, defaultSource: string, now = 
   if (m.replyTo !== undefined && m.replyTo !== null && (typeof m.replyTo !== 'string' || !isValidTopic(m.replyTo))) {
     throw new BusError('INVALID_TOPIC', 'message.replyTo must be a valid topic');
   }
+  if (m.msgId !== undefined && m.msgId !== null
+    && (typeof m.msgId !== 'string' || m.msgId.length === 0 || m.msgId.length > MAX_MSG_ID_LENGTH)) {
+    throw new BusError('INVALID_FRAME', `message.msgId must be a string of 1 to ${MAX_MSG_ID_LENGTH} characters`);
+  }
   const event: BusEvent = {
     type: m.type,
     source: m.source || defaultSource,
@@ -37,5 +43,6 @@ export function normalizeMessage(message: unknown, defaultSource: string, now = 
   };
   if (correlationId !== undefined && correlationId !== null && correlationId !== '') event.correlationId = correlationId;
   if (typeof m.replyTo === 'string') event.replyTo = m.replyTo;
+  if (typeof m.msgId === 'string') event.msgId = m.msgId;
   return event;
 }

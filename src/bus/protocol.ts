@@ -11,7 +11,8 @@ export type ErrorCode =
   | 'UNKNOWN_TASK'
   | 'FORBIDDEN'
   | 'UNAVAILABLE'
-  | 'RATE_LIMITED';
+  | 'RATE_LIMITED'
+  | 'NOT_RETAINED';
 
 /** A refused frame: sent to the client as `{error, code, id?}`. */
 export class BusError extends Error {
@@ -36,6 +37,8 @@ export interface BusEvent {
   timestamp: string;
   correlationId?: string | number;
   replyTo?: string;
+  /** The publisher's id for this message: a repeat on the same topic within 2 minutes is dropped. */
+  msgId?: string;
 }
 
 /** What a published message may carry before normalization. */
@@ -46,6 +49,7 @@ export interface PublishedMessage {
   timestamp?: unknown;
   correlationId?: unknown;
   replyTo?: unknown;
+  msgId?: unknown;
 }
 
 /** WebSocket close codes the gateway uses. */

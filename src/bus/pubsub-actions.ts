@@ -21,6 +21,10 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     if (!connection.principal.may('subscribe', pattern)) {
       throw new BusError('FORBIDDEN', `not allowed to subscribe to ${pattern}`);
     }
+    if (frame.since !== undefined || frame.last !== undefined) {
+      if (!router.history) throw new BusError('NOT_RETAINED', `${pattern} is not retained`);
+      return router.history.resume(connection, pattern, frame);
+    }
     router.subscribe(connection, pattern);
     if (debug) log.debug({ clientId: connection.id, name: connection.name, pattern }, 'subscribe');
     // In a cluster the receipt waits until the other instances know the pattern.
@@ -38,9 +42,11 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     if (!connection.principal.may('publish', event.type)) {
       throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
     }
-    const delivered = router.publish(event);
-    if (debug) log.debug({ clientId: connection.id, type: event.type, delivered }, 'publish');
-    return { delivered };
+    const published = router.publishWithReceipt(event);
+    // The receipt: `delivered`, plus `offset` (retained) or `duplicate` (a repeated msgId).
+    if ('then' in published) return published;
+    if (debug) log.debug({ clientId: connection.id, type: event.type, delivered: published.delivered }, 'publish');
+    return { delivered: published.delivered };
   });
 
   dispatcher.register('ping', (connection, frame) => {

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { ruleProblems, withDefaults, type RetentionRule } from '../bus/history/retention-rules.js';
 import { isValidPattern } from '../bus/topic.js';
 import { ConfigError } from '../config.js';
 import { JsonSyntaxError, parseJsonWithLocations, type LocatedJson } from './json-source.js';
@@ -39,12 +40,19 @@ const TokenEntry = Type.Object({
   admin: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 
+const HistoryEntry = Type.Object({
+  topics: Type.String(),
+  maxEvents: Type.Optional(Type.Integer()),
+  maxAgeSeconds: Type.Optional(Type.Integer()),
+}, { additionalProperties: false });
+
 export const EdgeFileSchema = Type.Object({
   $schema: Type.Optional(Type.String()),
   proxy: Type.Optional(Type.Array(ProxyEntry)),
   static: Type.Optional(Type.Array(StaticEntry)),
   tokens: Type.Optional(Type.Array(TokenEntry)),
   cors: Type.Optional(Type.Object({ origins: Type.Array(Type.String()) }, { additionalProperties: false })),
+  history: Type.Optional(Type.Array(HistoryEntry)),
 }, { additionalProperties: false });
 
 export type EdgeFile = Static<typeof EdgeFileSchema>;
@@ -85,6 +93,8 @@ export interface EdgeConfig {
   static: StaticRoute[];
   tokens: TokenSpec[];
   corsOrigins: string[];
+  /** Retained topics (`"history"`), or null when the file does not say. */
+  history: RetentionRule[] | null;
 }
 
 export const EMPTY_EDGE_CONFIG: EdgeConfig = Object.freeze({
@@ -93,6 +103,7 @@ export const EMPTY_EDGE_CONFIG: EdgeConfig = Object.freeze({
   static: [],
   tokens: [],
   corsOrigins: [],
+  history: null,
 });
 
 /** Paths the gateway serves itself; a proxy or frontend may not take them. */
@@ -222,6 +233,9 @@ function meaningProblems(file: EdgeFile, baseDir: string): Problem[] {
     }
     if (!valid) problems.push({ pointer: `/cors/origins/${index}`, message: 'expected an origin such as "http://localhost:5173" (scheme, host, port; no path or trailing "/")' });
   });
+  for (const { index, field, message } of ruleProblems(file.history ?? [])) {
+    problems.push({ pointer: `/history/${index}/${field}`, message });
+  }
   return problems;
 }
 
@@ -257,6 +271,7 @@ function normalize(file: EdgeFile, source: string | null, baseDir: string): Edge
       admin: entry.admin ?? false,
     })),
     corsOrigins: file.cors?.origins ?? [],
+    history: file.history ? file.history.map(withDefaults) : null,
   };
 }
 
