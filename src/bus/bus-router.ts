@@ -36,6 +36,14 @@ export interface RemoteBus {
   interestPropagated(): Promise<void> | undefined;
   /** An event published here: to every other instance with a matching pattern, once. */
   forward(type: string, frame: () => Buffer): void;
+  /**
+   * A retained event published here: to every other instance, whatever
+   * their interest. A subscription that starts from an offset then misses
+   * nothing published on another instance that had not yet heard of it: the
+   * event either reached it after it subscribed (and waits behind the
+   * replay), or was stored before its replay read the stream.
+   */
+  forwardToAll(type: string, frame: Buffer): void;
 }
 
 /**
@@ -184,11 +192,16 @@ export class BusRouter {
     return history.keep(event.type, event.msgId, rule, json).then((offset): Published => {
       if (offset === null) return { delivered: 0, duplicate: true };
       this.counters.published++;
-      const frame = offset === '' ? Buffer.from(`{"event":${json}}`) : retainedFrame(json, offset);
-      const serialized = () => frame;
-      const delivered = this.deliverLocally(event.type, serialized);
-      this.remote?.forward(event.type, serialized);
-      return offset === '' ? { delivered } : { delivered, offset };
+      if (offset === '') {
+        const frame = Buffer.from(`{"event":${json}}`);
+        const delivered = this.deliverLocally(event.type, () => frame);
+        this.remote?.forward(event.type, () => frame);
+        return { delivered };
+      }
+      const frame = retainedFrame(json, offset);
+      const delivered = this.deliverLocally(event.type, () => frame);
+      this.remote?.forwardToAll(event.type, frame);
+      return { delivered, offset };
     });
   }
 

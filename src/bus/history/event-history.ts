@@ -131,9 +131,9 @@ export class EventHistory implements RetainedHistory {
     let added = false;
     let read: HistoryRead;
     try {
+      // Other gateways send every retained event here whatever their view of
+      // this one's interest (RemoteBus.forwardToAll): no need to wait for it.
       added = this.router.subscribe(connection, pattern);
-      // In a cluster, the other gateways forward to this one before the history is read.
-      await this.router.interestPropagated();
       read = await this.read(rule, pattern, start);
     } catch (err) {
       if (added) this.router.unsubscribe(connection, pattern);
