@@ -26,7 +26,8 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       querystring: Type.Object({ name: Type.Optional(Type.String()), token: Type.Optional(Type.String()) }),
     },
-    handler: async () => app.bus.router.describe(),
+    // `retained`: the retention rules, so that a page knows what it can replay.
+    handler: async () => ({ ...app.bus.router.describe(), retained: app.history.rules.list }),
     wsHandler: (socket, request) => app.bus.handleSocket(socket, request),
   });
 
