@@ -56,6 +56,18 @@ t.test('retained events carry an offset, the receipt says it; other topics keep 
   t.same(Object.keys(event), ['type', 'source', 'payload', 'timestamp']);
 });
 
+t.test('one publisher\'s events keep their order when retained and plain topics alternate', async (t) => {
+  const gw = await startHistoryGateway(t);
+  const pub = await TestSocket.open(gw.busUrl);
+  const sub = await TestSocket.open(gw.busUrl);
+  t.teardown(() => { pub.close(); sub.close(); });
+  await sub.call({ action: 'subscribe', topic: '>' });
+  for (let n = 0; n < 200; n++) pub.send({ action: 'publish', message: { type: n % 3 ? 'fs.change' : 'orders.created', payload: n } });
+  await pub.call({ action: 'publish', message: { type: 'fs.change', payload: 200 } });
+  await until(() => eventsOf(sub).length === 201);
+  t.same(payloads(eventsOf(sub)), range(0, 201), 'a plain event waits for the retained one published before it');
+});
+
 t.test('a subscriber cut off while 1,000 events are published resumes from its last offset: all 1,000, in order, once', async (t) => {
   const gw = await startHistoryGateway(t);
   const pub = await TestSocket.open(gw.busUrl);

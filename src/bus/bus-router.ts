@@ -64,6 +64,12 @@ export interface RetainedHistory {
 }
 
 /** What a publish did: local deliveries, the event's offset when retained, whether its msgId was a repeat. */
+/** A stored event: its JSON, and its offset ('' when not retained; null: a repeated msgId). */
+export interface Stored {
+  json: string;
+  offset: string | null;
+}
+
 export type Published = {
   delivered: number;
   offset?: string;
@@ -184,25 +190,43 @@ export class BusRouter {
    * has it, in the order of publishing; a repeated msgId is delivered to no
    * one. Every other event takes the direct path below at once.
    */
+  /** Is this event stored (or its msgId claimed) before it is delivered? */
+  storesFirst(event: BusEvent): boolean {
+    return this.history !== null && (event.msgId !== undefined || this.history.ruleOf(event.type) >= 0);
+  }
+
+  /**
+   * Publishes and answers how: an event of a retained topic (or with a
+   * msgId) is stored (or its msgId claimed) first and delivered once Redis
+   * has it, in the order of publishing; a repeated msgId is delivered to no
+   * one. Every other event takes the direct path at once.
+   */
   publishWithReceipt(event: BusEvent): Published | Promise<Published> {
-    const history = this.history;
-    const rule = history ? history.ruleOf(event.type) : -1;
-    if (!history || (rule < 0 && event.msgId === undefined)) return { delivered: this.deliverNow(event) };
+    if (!this.storesFirst(event)) return { delivered: this.publishNow(event) };
+    return this.store(event).then((stored) => this.deliverStored(event, stored));
+  }
+
+  /** The first half of a stored publish (`storesFirst`): resolves what `deliverStored` needs. */
+  store(event: BusEvent): Promise<Stored> {
+    const history = this.history as RetainedHistory;
     const json = JSON.stringify(event);
-    return history.keep(event.type, event.msgId, rule, json).then((offset): Published => {
-      if (offset === null) return { delivered: 0, duplicate: true };
-      this.counters.published++;
-      if (offset === '') {
-        const frame = Buffer.from(`{"event":${json}}`);
-        const delivered = this.deliverLocally(event.type, () => frame);
-        this.remote?.forward(event.type, () => frame);
-        return { delivered };
-      }
-      const frame = retainedFrame(json, offset);
+    return history.keep(event.type, event.msgId, history.ruleOf(event.type), json).then((offset) => ({ json, offset }));
+  }
+
+  /** The second half: delivers a stored event (nothing for a repeated msgId). */
+  deliverStored(event: BusEvent, { json, offset }: Stored): Published {
+    if (offset === null) return { delivered: 0, duplicate: true };
+    this.counters.published++;
+    if (offset === '') {
+      const frame = Buffer.from(`{"event":${json}}`);
       const delivered = this.deliverLocally(event.type, () => frame);
-      this.remote?.forwardToAll(event.type, frame);
-      return { delivered, offset };
-    });
+      this.remote?.forward(event.type, () => frame);
+      return { delivered };
+    }
+    const frame = retainedFrame(json, offset);
+    const delivered = this.deliverLocally(event.type, () => frame);
+    this.remote?.forwardToAll(event.type, frame);
+    return { delivered, offset };
   }
 
   /**
@@ -226,7 +250,7 @@ export class BusRouter {
    * serialized once, whatever the number of subscribers. Returns the
    * number of local connections it was sent to.
    */
-  private deliverNow(event: BusEvent): number {
+  publishNow(event: BusEvent): number {
     this.counters.published++;
     let frame: Buffer | undefined;
     const serialize = () => (frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`));

@@ -1,5 +1,6 @@
 import type { BusRouter } from './bus-router.js';
 import { ANSWERED, type BusLogger, type FrameDispatcher } from './frame-dispatcher.js';
+import { PublishOrder } from './history/publish-order.js';
 import { normalizeMessage } from './normalize.js';
 import { BusError, type ClientFrame } from './protocol.js';
 import { isValidPattern } from './topic.js';
@@ -42,11 +43,16 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     if (!connection.principal.may('publish', event.type)) {
       throw new BusError('FORBIDDEN', `not allowed to publish ${event.type}`);
     }
-    const published = router.publishWithReceipt(event);
-    // The receipt: `delivered`, plus `offset` (retained) or `duplicate` (a repeated msgId).
-    if ('then' in published) return published;
-    if (debug) log.debug({ clientId: connection.id, type: event.type, delivered: published.delivered }, 'publish');
-    return { delivered: published.delivered };
+    // Stored first (retained, or with msgId): delivered once Redis has it, and
+    // this connection's later publishes wait behind it, so its order holds.
+    if (router.storesFirst(event) || (connection.publishes && !connection.publishes.idle)) {
+      connection.publishes ??= new PublishOrder(router);
+      // The receipt: `delivered`, plus `offset` (retained) or `duplicate` (a repeated msgId).
+      return connection.publishes.publish(event);
+    }
+    const delivered = router.publishNow(event);
+    if (debug) log.debug({ clientId: connection.id, type: event.type, delivered }, 'publish');
+    return { delivered };
   });
 
   dispatcher.register('ping', (connection, frame) => {
