@@ -243,3 +243,25 @@ t.test('the default rules retain queue.> and the request inboxes', async (t) => 
   await late.call({ action: 'subscribe', topic: 'queue.completed', since: '0' });
   t.match((await late.event('queue.completed')).event, { payload: { queue: 'jobs', taskId: task.id } }, 'a dashboard that was away catches up on queue events');
 });
+
+t.test('a requester away when its task completed gets the reply once it resumes its inbox (or by task id)', async (t) => {
+  const gw = await startGateway(t);
+  let requester = await TestSocket.open(gw.busUrl);
+  const worker = await TestSocket.open(gw.busUrl);
+  t.teardown(() => { requester.close(); worker.close(); });
+  const inbox = '_inbox.requester-1';
+  const position = (await requester.call({ action: 'subscribe', topic: inbox, last: 0 })).offset as string;
+  const { taskId } = await requester.call({ action: 'enqueue', queue: 'math.add', task: { a: 1, b: 2 }, opts: { replyTo: inbox } }) as { taskId: string };
+  requester.ws.terminate();
+
+  worker.send({ action: 'pull', queue: 'math.add' });
+  const { task } = await worker.next((f) => 'task' in f) as { task: { id: string } };
+  await worker.call({ action: 'ack', taskId: task.id, result: 3 });
+
+  requester = await TestSocket.open(gw.busUrl);
+  const resumed = await requester.call({ action: 'subscribe', topic: inbox, since: position });
+  t.equal(resumed.replayed, 1);
+  t.match((await requester.event(inbox)).event, { type: inbox, payload: 3, correlationId: taskId }, 'the reply, with the task id');
+  const view = await (await fetch(`${gw.httpUrl}/queues/math.add/tasks/${taskId}`)).json() as { state: string; result: unknown };
+  t.same([view.state, view.result], ['completed', 3], 'a restarted process that lost its inbox asks by task id');
+});
