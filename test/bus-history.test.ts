@@ -1,4 +1,5 @@
 import t from 'tap';
+import { bearer, edgeConfig, tokenSpec } from './helpers/edge.js';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
@@ -132,6 +133,8 @@ t.test('last=N replays the newest N matching events; the pattern filters within 
   t.same(payloads(eventsOf(sub)), [15, 17, 19]);
   const all = await sub.call({ action: 'subscribe', topic: 'orders.even', last: 50 });
   t.same([all.replayed, all.gap], [10, false], 'fewer than asked, none trimmed: no gap');
+  const future = await sub.call({ action: 'subscribe', topic: 'orders.even', since: '18446744073709551615-18446744073709551615' });
+  t.same([future.ok, future.replayed, future.gap], [true, 0, false], 'an offset beyond the newest: nothing to replay');
 });
 
 t.test('gap: true once maxEvents trimmed what was asked', async (t) => {
@@ -264,4 +267,25 @@ t.test('a requester away when its task completed gets the reply once it resumes 
   t.match((await requester.event(inbox)).event, { type: inbox, payload: 3, correlationId: taskId }, 'the reply, with the task id');
   const view = await (await fetch(`${gw.httpUrl}/queues/math.add/tasks/${taskId}`)).json() as { state: string; result: unknown };
   t.same([view.state, view.result], ['completed', 3], 'a restarted process that lost its inbox asks by task id');
+});
+
+t.test('with tokens, history needs the subscribe right on the pattern, over HTTP and on the bus', async (t) => {
+  const gw = await startGateway(t, {
+    busHistory: RULES,
+    edge: edgeConfig({
+      tokens: [
+        tokenSpec('shop', 'shop-token-0123456789', { publish: ['orders.>'], subscribe: ['orders.created'] }),
+      ],
+    }),
+  });
+  const shop = await TestSocket.open(`${gw.busUrl}?token=shop-token-0123456789`);
+  t.teardown(() => shop.close());
+  await shop.call({ action: 'publish', message: { type: 'orders.created', payload: 1 } });
+  const allowed = await fetch(`${gw.httpUrl}/bus/history?topic=orders.created&last=5`, { headers: bearer('shop-token-0123456789') });
+  t.equal(allowed.status, 200);
+  const wider = await fetch(`${gw.httpUrl}/bus/history?topic=orders.>&last=5`, { headers: bearer('shop-token-0123456789') });
+  t.same([wider.status, (await wider.json() as { code: string }).code], [403, 'FORBIDDEN']);
+  t.equal((await fetch(`${gw.httpUrl}/bus/history?topic=orders.created&last=5`)).status, 401, 'no token, no history');
+  t.equal((await shop.call({ action: 'subscribe', topic: 'orders.>', since: '0' })).code, 'FORBIDDEN');
+  t.equal((await shop.call({ action: 'subscribe', topic: 'orders.created', since: '0' })).replayed, 1);
 });

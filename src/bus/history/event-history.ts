@@ -93,7 +93,8 @@ export class EventHistory implements RetainedHistory {
     if ('since' in start) {
       const events: StoredEvent[] = [];
       let after = start.since;
-      for (;;) {
+      // Nothing is newer than the newest (and Redis refuses a range past the largest id).
+      while (compareOffsets(after, upTo) < 0) {
         const page = await this.store.range(rule, after, upTo, PAGE);
         for (const event of page) if (matching(event)) events.push(event);
         if (page.length < PAGE) break;
