@@ -49,8 +49,7 @@ export class EventHistory implements RetainedHistory {
   keep(type: string, msgId: string | undefined, rule: number, json: string): Promise<string | null> {
     let kept: Promise<string | null>;
     if (rule < 0) kept = this.store.claim(type, msgId as string).then((first) => (first ? '' : null));
-    else if (msgId === undefined) kept = this.store.append(rule, type, json);
-    else kept = this.store.appendOnce(rule, type, msgId, json);
+    else kept = this.store.append(rule, type, json, msgId);
     return kept.catch((err: unknown) => {
       if (!this.failureLogged) {
         this.failureLogged = true;

@@ -23,17 +23,45 @@ export interface StreamState {
 /** How long a `msgId` is remembered per topic. */
 export const DEDUP_WINDOW_MS = 120_000;
 
-const APPEND_ONCE = `
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 't', ARGV[3], 'e', ARGV[4])
+/**
+ * Appends a batch of events to one stream, in order: ARGV = window ms,
+ * MAXLEN, then (type, json, msgId key or '') per event. An event whose msgId
+ * key is already set is skipped (0 in its place); the others get their id.
+ * The msgId keys are not declared in KEYS: fine on a single Redis, which is
+ * what the gateway runs on (not Redis Cluster).
+ */
+const APPEND_BATCH = `
+local ids = {}
+local n = 0
+for i = 3, #ARGV, 3 do
+  n = n + 1
+  local dedup = ARGV[i + 2]
+  if dedup == '' or redis.call('SET', dedup, '1', 'NX', 'PX', ARGV[1]) then
+    ids[n] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 't', ARGV[i], 'e', ARGV[i + 1])
+  else
+    ids[n] = 0
+  end
 end
-return false`;
+return ids`;
+
+const MAX_BATCH = 256;
+
+interface Waiter {
+  resolve(offset: string | null): void;
+  reject(err: unknown): void;
+}
+
+/** The appends to one stream made in one tick: they leave as one script call. */
+interface Batch {
+  args: string[];
+  waiters: Waiter[];
+}
 
 type Fields = string[];
 type Entry = [string, Fields];
 
-interface WithAppendOnce {
-  historyAppendOnce(dedupKey: string, streamKey: string, windowMs: number, maxLen: number, type: string, json: string): Promise<string | null>;
+interface WithAppendBatch {
+  historyAppendBatch(streamKey: string, windowMs: number, maxLen: number, ...entries: string[]): Promise<(string | number)[]>;
 }
 
 function toStored([offset, fields]: Entry): StoredEvent {
@@ -59,31 +87,59 @@ const unavailable = (err: unknown): never => {
  */
 export class StreamStore {
   private readonly keys: string[];
-  private readonly redis: Redis & WithAppendOnce;
+  private readonly redis: Redis & WithAppendBatch;
+  /** Per rule, the appends of this tick not yet sent. */
+  private readonly batches: (Batch | null)[];
   private ageTimer: NodeJS.Timeout | null = null;
 
   constructor(redis: Redis, private readonly prefix: string, private readonly rules: readonly RetentionRule[], private readonly log: BusLogger) {
-    redis.defineCommand('historyAppendOnce', { numberOfKeys: 2, lua: APPEND_ONCE });
-    this.redis = redis as Redis & WithAppendOnce;
+    redis.defineCommand('historyAppendBatch', { numberOfKeys: 1, lua: APPEND_BATCH });
+    this.redis = redis as Redis & WithAppendBatch;
     this.keys = rules.map((rule) => `${prefix}:history:${rule.topics}`);
+    this.batches = rules.map(() => null);
   }
 
   keyOf(rule: number): string {
     return this.keys[rule] as string;
   }
 
-  /** Stores one event of a rule; resolves its offset. */
-  append(rule: number, type: string, json: string): Promise<string> {
-    const { maxEvents } = this.rules[rule] as RetentionRule;
-    return (this.redis.xadd(this.keyOf(rule), 'MAXLEN', '~', maxEvents, '*', 't', type, 'e', json) as Promise<string>)
-      .catch(unavailable);
+  /**
+   * Stores one event of a rule; resolves its offset, or null when `msgId`
+   * was already seen on its topic within the window (then nothing is
+   * stored). The appends of one tick (a publisher's burst) leave as one
+   * script call per rule, in the order they were made: one round trip and
+   * one command for the lot, instead of one each.
+   */
+  append(rule: number, type: string, json: string, msgId?: string): Promise<string | null> {
+    let batch = this.batches[rule];
+    if (!batch) {
+      batch = { args: [], waiters: [] };
+      this.batches[rule] = batch;
+      queueMicrotask(() => this.flush(rule));
+    }
+    batch.args.push(type, json, msgId === undefined ? '' : this.dedupKey(type, msgId));
+    const stored = new Promise<string | null>((resolve, reject) => {
+      (batch as Batch).waiters.push({ resolve, reject });
+    });
+    // A script blocks Redis while it runs: keep each one short.
+    if (batch.waiters.length >= MAX_BATCH) this.flush(rule);
+    return stored;
   }
 
-  /** Stores an event unless its msgId was seen on its topic within the window; null when it was. */
-  appendOnce(rule: number, type: string, msgId: string, json: string): Promise<string | null> {
+  private flush(rule: number): void {
+    const batch = this.batches[rule];
+    if (!batch) return;
+    this.batches[rule] = null;
     const { maxEvents } = this.rules[rule] as RetentionRule;
-    return this.redis.historyAppendOnce(this.dedupKey(type, msgId), this.keyOf(rule), DEDUP_WINDOW_MS, maxEvents, type, json)
-      .catch(unavailable);
+    this.redis.historyAppendBatch(this.keyOf(rule), DEDUP_WINDOW_MS, maxEvents, ...batch.args).then((ids) => {
+      batch.waiters.forEach((waiter, i) => {
+        const id = ids[i];
+        waiter.resolve(typeof id === 'string' ? id : null);
+      });
+    }, (err: unknown) => {
+      const refusal = new BusError('UNAVAILABLE', `history store unreachable: ${(err as Error).message}`);
+      for (const waiter of batch.waiters) waiter.reject(refusal);
+    });
   }
 
   /** Claims a msgId on a topic nothing retains: true the first time within the window. */
