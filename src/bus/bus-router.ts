@@ -1,7 +1,7 @@
 import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
 import type { ActionOutcome } from './frame-dispatcher.js';
 import { BusError, CloseCode, type BusEvent, type ClientFrame } from './protocol.js';
-import { retainedFrame } from './history/offsets.js';
+import { EVENT_CLOSE, EVENT_OPEN, retainedFrame } from './history/offsets.js';
 import { TopicTrie } from './topic-trie.js';
 import { TickWriteBatch } from '../streams/tick-write-batch.js';
 
@@ -58,7 +58,7 @@ export interface RetainedHistory {
    * Resolves its offset ('' when not retained), or null when the msgId was
    * already seen on that topic. Rejects with UNAVAILABLE.
    */
-  keep(type: string, msgId: string | undefined, rule: number, json: string): Promise<string | null>;
+  keep(type: string, msgId: string | undefined, rule: number, json: Buffer): Promise<string | null>;
   /** A subscribe with `since` or `last`: replay, then live. */
   resume(connection: BusConnection, pattern: string, frame: ClientFrame): Promise<ActionOutcome>;
 }
@@ -66,7 +66,8 @@ export interface RetainedHistory {
 /** What a publish did: local deliveries, the event's offset when retained, whether its msgId was a repeat. */
 /** A stored event: its JSON, and its offset ('' when not retained; null: a repeated msgId). */
 export interface Stored {
-  json: string;
+  /** The event's JSON, encoded once: sent to Redis and into the frame as it is. */
+  json: Buffer;
   offset: string | null;
 }
 
@@ -209,7 +210,7 @@ export class BusRouter {
   /** The first half of a stored publish (`storesFirst`): resolves what `deliverStored` needs. */
   store(event: BusEvent): Promise<Stored> {
     const history = this.history as RetainedHistory;
-    const json = JSON.stringify(event);
+    const json = Buffer.from(JSON.stringify(event));
     return history.keep(event.type, event.msgId, history.ruleOf(event.type), json).then((offset) => ({ json, offset }));
   }
 
@@ -218,7 +219,7 @@ export class BusRouter {
     if (offset === null) return { delivered: 0, duplicate: true };
     this.counters.published++;
     if (offset === '') {
-      const frame = Buffer.from(`{"event":${json}}`);
+      const frame = Buffer.concat([EVENT_OPEN, json, EVENT_CLOSE]);
       const delivered = this.deliverLocally(event.type, () => frame);
       this.remote?.forward(event.type, () => frame);
       return { delivered };

@@ -46,7 +46,7 @@ export class EventHistory implements RetainedHistory {
     return this.rules.ruleOf(type);
   }
 
-  keep(type: string, msgId: string | undefined, rule: number, json: string): Promise<string | null> {
+  keep(type: string, msgId: string | undefined, rule: number, json: Buffer): Promise<string | null> {
     let kept: Promise<string | null>;
     if (rule < 0) kept = this.store.claim(type, msgId as string).then((first) => (first ? '' : null));
     else kept = this.store.append(rule, type, json, msgId);

@@ -40,7 +40,11 @@ export function offsetOfFrame(frame: Buffer): string | null {
   return FRAME_TAIL.exec(tail)?.[1] ?? null;
 }
 
+export const EVENT_OPEN = Buffer.from('{"event":');
+export const EVENT_CLOSE = Buffer.from('}');
+
 /** The frame of a retained event: its stored JSON with the offset added last. */
-export function retainedFrame(json: string, offset: string): Buffer {
-  return Buffer.from(`{"event":${json.slice(0, -1)},"offset":"${offset}"}}`);
+export function retainedFrame(json: Buffer | string, offset: string): Buffer {
+  const body = typeof json === 'string' ? Buffer.from(json) : json;
+  return Buffer.concat([EVENT_OPEN, body.subarray(0, body.length - 1), Buffer.from(`,"offset":"${offset}"}}`)]);
 }

@@ -53,7 +53,7 @@ interface Waiter {
 
 /** The appends to one stream made in one tick: they leave as one script call. */
 interface Batch {
-  args: string[];
+  args: (string | Buffer)[];
   waiters: Waiter[];
 }
 
@@ -61,7 +61,7 @@ type Fields = string[];
 type Entry = [string, Fields];
 
 interface WithAppendBatch {
-  historyAppendBatch(streamKey: string, windowMs: number, maxLen: number, ...entries: string[]): Promise<(string | number)[]>;
+  historyAppendBatch(streamKey: string, windowMs: number, maxLen: number, ...entries: (string | Buffer)[]): Promise<(string | number)[]>;
 }
 
 function toStored([offset, fields]: Entry): StoredEvent {
@@ -110,7 +110,7 @@ export class StreamStore {
    * script call per rule, in the order they were made: one round trip and
    * one command for the lot, instead of one each.
    */
-  append(rule: number, type: string, json: string, msgId?: string): Promise<string | null> {
+  append(rule: number, type: string, json: Buffer | string, msgId?: string): Promise<string | null> {
     let batch = this.batches[rule];
     if (!batch) {
       batch = { args: [], waiters: [] };
