@@ -1,5 +1,5 @@
 import type { PublishOrder } from './history/publish-order.js';
-import type { ReplayHold } from './history/replay-hold.js';
+import type { ReplayedFloors, ReplayHold } from './history/replay-hold.js';
 import type { Principal } from './principal.js';
 import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
 
@@ -44,6 +44,8 @@ export class BusConnection {
   publishes: PublishOrder | null = null;
   /** Set while a subscription replays history: live events wait in it. */
   hold: ReplayHold | null = null;
+  /** Set once a subscription replayed history: late copies of replayed events are dropped. */
+  replayed: ReplayedFloors | null = null;
   /** Pings sent since the last pong. */
   missedPongs = 0;
   /** Frames of one tick leave in one write (the router's batch). */

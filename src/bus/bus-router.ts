@@ -274,6 +274,7 @@ export class BusRouter {
       connection.lastPublish = seq;
       // A subscription replaying history: live events wait behind the replay.
       if (connection.hold) connection.hold.push(type, frame());
+      else if (connection.replayed?.covers(type, frame())) return;
       else if (this.deliver(connection, frame())) delivered++;
     });
     this.counters.delivered += delivered;

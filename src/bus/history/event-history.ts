@@ -3,8 +3,8 @@ import type { BusRouter, RetainedHistory } from '../bus-router.js';
 import { ANSWERED, type ActionOutcome, type BusLogger } from '../frame-dispatcher.js';
 import { BusError, type ClientFrame } from '../protocol.js';
 import { patternMatches } from '../topic.js';
-import { compareOffsets, offsetOfFrame, parseOffset, retainedFrame } from './offsets.js';
-import { ReplayHold } from './replay-hold.js';
+import { compareOffsets, parseOffset, retainedFrame } from './offsets.js';
+import { ReplayedFloors, ReplayHold } from './replay-hold.js';
 import type { RetentionRules } from './retention-rules.js';
 import type { StoredEvent, StreamStore } from './stream-store.js';
 
@@ -121,8 +121,9 @@ export class EventHistory implements RetainedHistory {
    * `subscribe` with `since` or `last`. The subscription is live from the
    * start, but its connection's live events are held while the history is
    * read and sent; then the held ones the replay covered (offset up to the
-   * newest read) are dropped and the rest follow. Replay, receipt, live: no
-   * gap, no duplicate, in offset order.
+   * newest read) are dropped and the rest follow, and so is any late copy
+   * of a replayed event (ReplayedFloors). Replay, receipt, live: no gap, no
+   * duplicate, in offset order.
    */
   async resume(connection: BusConnection, pattern: string, frame: ClientFrame): Promise<ActionOutcome> {
     const { rule, start } = this.startOf(pattern, frame.since, frame.last);
@@ -145,12 +146,9 @@ export class EventHistory implements RetainedHistory {
     if (frame.id !== undefined) {
       connection.send({ ok: true, id: frame.id, offset: read.offset, replayed: read.events.length, gap: read.gap });
     }
-    const newest = read.offset === '0' ? '0-0' : read.offset;
-    hold.release((type, held) => {
-      if (!patternMatches(pattern, type)) return false;
-      const offset = offsetOfFrame(held);
-      return offset !== null && compareOffsets(offset, newest) <= 0;
-    }, send);
+    const floors = connection.replayed ??= new ReplayedFloors();
+    floors.set(pattern, read.offset === '0' ? '0-0' : read.offset);
+    hold.release((type, held) => floors.covers(type, held), send);
     return ANSWERED;
   }
 }

@@ -1,5 +1,7 @@
 import type { BusConnection } from '../bus-connection.js';
 import { CloseCode } from '../protocol.js';
+import { patternMatches } from '../topic.js';
+import { compareOffsets, offsetOfFrame } from './offsets.js';
 
 interface Held {
   type: string;
@@ -52,5 +54,31 @@ export class ReplayHold {
     const rest = this.held;
     this.held = [];
     for (const { frame } of rest) send(frame);
+  }
+}
+
+/**
+ * Per resumed pattern of a connection, the newest offset its replay covered.
+ * A live event at or below it was replayed already: it can still arrive
+ * after the replay when another gateway forwarded it (that gateway stored
+ * it before the replay read the stream, and its copy crossed Redis later).
+ * Such a late copy is dropped; any other event passes.
+ */
+export class ReplayedFloors {
+  private readonly floors = new Map<string, string>();
+
+  set(pattern: string, newest: string): void {
+    this.floors.set(pattern, newest);
+  }
+
+  covers(type: string, frame: Buffer): boolean {
+    let offset: string | null | undefined;
+    for (const [pattern, newest] of this.floors) {
+      if (!patternMatches(pattern, type)) continue;
+      offset ??= offsetOfFrame(frame);
+      if (offset === null) return false;
+      if (compareOffsets(offset, newest) <= 0) return true;
+    }
+    return false;
   }
 }
