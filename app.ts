@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import authPlugin from './plugins/auth.js';
 import busPlugin from './plugins/bus.js';
 import busClusterPlugin from './plugins/bus-cluster.js';
+import busHistoryPlugin from './plugins/bus-history.js';
 import edgePlugin from './plugins/edge.js';
 import heartbeatPlugin from './plugins/heartbeat.js';
 import metricsPlugin from './plugins/metrics.js';
@@ -103,6 +104,7 @@ export async function buildApp(options: BuildOptions = {}) {
   // The edge before the bus: proxied WebSocket upgrades must be wired before @fastify/websocket (stack-facts).
   await app.register(edgePlugin, { edge });
   await app.register(busPlugin);
+  await app.register(busHistoryPlugin, { fileRules: edge.history });
   await app.register(busClusterPlugin);
   await app.register(busRoutes);
   await app.register(metricsPlugin, { proxyPrefixes: edge.proxy.map((route) => route.prefix) });

@@ -1,9 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { MAX_JSON_DEPTH, valueNestsDeeperThan } from '../src/bus/json-depth.js';
+import { DEFAULT_HTTP_LAST } from '../src/bus/history/event-history.js';
 import { normalizeMessage } from '../src/bus/normalize.js';
 import { publishRefusal } from '../src/bus/principal.js';
 import { BusError } from '../src/bus/protocol.js';
+import { isValidPattern } from '../src/bus/topic.js';
 import { errorReply, ErrorBody } from './errors.js';
 
 const Message = Type.Object({
@@ -13,9 +15,12 @@ const Message = Type.Object({
   timestamp: Type.Optional(Type.String()),
   correlationId: Type.Optional(Type.Union([Type.String(), Type.Number()])),
   replyTo: Type.Optional(Type.String()),
+  msgId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
 });
 
-/** `GET /bus` (state, and the WebSocket itself) and `POST /bus/publish`. */
+const RetainedEvent = Type.Object({ type: Type.String(), offset: Type.String() }, { additionalProperties: true });
+
+/** `GET /bus` (state, and the WebSocket itself), `POST /bus/publish` and `GET /bus/history`. */
 const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.route({
     method: 'GET',
@@ -29,14 +34,28 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })),
       }),
     },
-    handler: async (request) => app.bus.router.describe({ offset: request.query.offset ?? 0, limit: request.query.limit ?? 200 }),
+    // `retained`: the retention rules, so that a page knows what it can replay.
+    handler: async (request) => ({
+      ...app.bus.router.describe({ offset: request.query.offset ?? 0, limit: request.query.limit ?? 200 }),
+      retained: app.history.rules.list,
+    }),
     wsHandler: (socket, request) => app.bus.handleSocket(socket, request),
   });
 
   app.post('/bus/publish', {
     schema: {
       body: Message,
-      response: { 202: Type.Object({ ok: Type.Literal(true), delivered: Type.Integer() }), 400: ErrorBody, 403: ErrorBody },
+      response: {
+        202: Type.Object({
+          ok: Type.Literal(true),
+          delivered: Type.Integer(),
+          offset: Type.Optional(Type.String()),
+          duplicate: Type.Optional(Type.Literal(true)),
+        }),
+        400: ErrorBody,
+        403: ErrorBody,
+        503: ErrorBody,
+      },
     },
   }, async (request, reply) => {
     try {
@@ -45,9 +64,38 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!request.principal.may('publish', event.type)) {
         throw new BusError('FORBIDDEN', publishRefusal(event.type));
       }
-      const delivered = app.bus.router.publish(event);
-      request.log.debug({ type: event.type, delivered }, 'http publish');
-      return reply.code(202).send({ ok: true as const, delivered });
+      const published = await app.bus.router.publishWithReceipt(event);
+      request.log.debug({ type: event.type, delivered: published.delivered }, 'http publish');
+      return reply.code(202).send({ ok: true as const, ...published });
+    } catch (err) {
+      return errorReply(reply, err);
+    }
+  });
+
+  app.get('/bus/history', {
+    schema: {
+      querystring: Type.Object({
+        topic: Type.String(),
+        since: Type.Optional(Type.String()),
+        last: Type.Optional(Type.Integer()),
+        token: Type.Optional(Type.String()),
+      }),
+      response: {
+        200: Type.Object({ events: Type.Array(RetainedEvent), offset: Type.String(), gap: Type.Boolean() }),
+        400: ErrorBody,
+        403: ErrorBody,
+        503: ErrorBody,
+      },
+    },
+  }, async (request, reply) => {
+    try {
+      const { topic, since, last } = request.query;
+      if (!isValidPattern(topic)) throw new BusError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(topic.slice(0, 300))}`);
+      if (!request.principal.may('subscribe', topic)) throw new BusError('FORBIDDEN', `not allowed to subscribe to ${topic}`);
+      const { rule, start } = app.history.startOf(topic, since, since === undefined && last === undefined ? DEFAULT_HTTP_LAST : last);
+      const read = await app.history.read(rule, topic, start);
+      const events = read.events.map(({ json, offset }) => ({ ...(JSON.parse(json) as { type: string }), offset }));
+      return { events, offset: read.offset, gap: read.gap };
     } catch (err) {
       return errorReply(reply, err);
     }

@@ -1,3 +1,4 @@
+import { parseRetentionRules, type RetentionRule } from './bus/history/retention-rules.js';
 import { parseQueueOverrides, type QueueOverrides } from './queues/task-options.js';
 import { maskUrlCredentials } from './redaction.js';
 
@@ -114,6 +115,10 @@ export const SETTINGS = {
   busClusterHeartbeatMs: {
     env: 'BUS_CLUSTER_HEARTBEAT_MS', default: 1000, parse: integer(50, 60_000),
     doc: 'how often each gateway tells the others it is alive; silent for 3.5 beats, it is forgotten',
+  },
+  busHistory: {
+    env: 'BUS_HISTORY', default: null as RetentionRule[] | null, parse: parseRetentionRules,
+    doc: 'retained topics as JSON, e.g. [{"topics":"queue.>","maxEvents":10000,"maxAgeSeconds":86400}]; replaces the config file\'s "history"; [] retains nothing; unset: the file\'s, else queue.> and _inbox.>',
   },
   queueAttempts: {
     env: 'QUEUE_ATTEMPTS', default: 5, parse: integer(1, 1000),

@@ -1,3 +1,5 @@
+import type { PublishOrder } from './history/publish-order.js';
+import type { ReplayedFloors, ReplayHold } from './history/replay-hold.js';
 import type { Principal } from './principal.js';
 import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
 
@@ -40,6 +42,12 @@ export class BusConnection {
   lastPublish = 0;
   framesIn = 0;
   framesOut = 0;
+  /** Its publishes while some are being stored (a retained topic or a msgId): kept in order. */
+  publishes: PublishOrder | null = null;
+  /** Set while a subscription replays history: live events wait in it. */
+  hold: ReplayHold | null = null;
+  /** Set once a subscription replayed history: late copies of replayed events are dropped. */
+  replayed: ReplayedFloors | null = null;
   /** Pings sent since the last pong. */
   missedPongs = 0;
   /** Frames of one tick leave in one write (the router's batch). */

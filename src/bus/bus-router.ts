@@ -1,5 +1,7 @@
 import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
-import { BusError, CloseCode, type BusEvent } from './protocol.js';
+import type { ActionOutcome } from './frame-dispatcher.js';
+import { BusError, CloseCode, type BusEvent, type ClientFrame } from './protocol.js';
+import { EVENT_CLOSE, EVENT_OPEN, retainedFrame } from './history/offsets.js';
 import { TopicTrie } from './topic-trie.js';
 import { TickWriteBatch } from '../streams/tick-write-batch.js';
 
@@ -38,6 +40,14 @@ export interface RemoteBus {
   forward(type: string, frame: () => Buffer): void;
   /** Whether another instance has a subscriber for `type`. */
   hasInterest(type: string): boolean;
+  /**
+   * A retained event published here: to every other instance, whatever
+   * their interest. A subscription that starts from an offset then misses
+   * nothing published on another instance that had not yet heard of it: the
+   * event either reached it after it subscribed (and waits behind the
+   * replay), or was stored before its replay read the stream.
+   */
+  forwardToAll(type: string, frame: Buffer): void;
 }
 
 /** At most this many patterns are listed per connection, and in `subscriptions`: the answer stays bounded. */
@@ -47,6 +57,37 @@ export interface BusPage {
   offset?: number;
   limit?: number;
 }
+
+/**
+ * Retained topics and msgId deduplication (src/bus/history), as the router
+ * sees them. Events of topics no rule retains, without msgId, never reach it.
+ */
+export interface RetainedHistory {
+  /** Index of the rule retaining this type, or -1. */
+  ruleOf(type: string): number;
+  /**
+   * Stores the serialized event (`rule` ≥ 0) and/or claims its msgId.
+   * Resolves its offset ('' when not retained), or null when the msgId was
+   * already seen on that topic. Rejects with UNAVAILABLE.
+   */
+  keep(type: string, msgId: string | undefined, rule: number, json: Buffer): Promise<string | null>;
+  /** A subscribe with `since` or `last`: replay, then live. */
+  resume(connection: BusConnection, pattern: string, frame: ClientFrame): Promise<ActionOutcome>;
+}
+
+/** What a publish did: local deliveries, the event's offset when retained, whether its msgId was a repeat. */
+/** A stored event: its JSON, and its offset ('' when not retained; null: a repeated msgId). */
+export interface Stored {
+  /** The event's JSON, encoded once: sent to Redis and into the frame as it is. */
+  json: Buffer;
+  offset: string | null;
+}
+
+export type Published = {
+  delivered: number;
+  offset?: string;
+  duplicate?: true;
+};
 
 export interface BusDescription {
   /** One page of the connections, oldest first. */
@@ -108,6 +149,7 @@ export class BusRouter {
     connectionsOpened: 0, published: 0, delivered: 0, slowConsumersDropped: 0, forwardedToPeers: 0, receivedFromPeers: 0,
   };
   private remote: RemoteBus | null = null;
+  history: RetainedHistory | null = null;
   private describeCluster: (() => unknown) | null = null;
   private readonly trie = new TopicTrie<BusConnection>();
   private readonly detachListeners: DetachListener[] = [];
@@ -193,13 +235,69 @@ export class BusRouter {
     this.describeCluster = describe;
   }
 
+  /** Is this event stored (or its msgId claimed) before it is delivered? */
+  storesFirst(event: BusEvent): boolean {
+    return this.history !== null && (event.msgId !== undefined || this.history.ruleOf(event.type) >= 0);
+  }
+
+  /**
+   * Publishes and answers how: an event of a retained topic (or with a
+   * msgId) is stored (or its msgId claimed) first and delivered once Redis
+   * has it, in the order of publishing; a repeated msgId is delivered to no
+   * one. Every other event takes the direct path at once.
+   */
+  publishWithReceipt(event: BusEvent): Published | Promise<Published> {
+    if (!this.storesFirst(event)) return { delivered: this.publishNow(event) };
+    return this.store(event).then((stored) => this.deliverStored(event, stored));
+  }
+
+  /** The first half of a stored publish (`storesFirst`): resolves what `deliverStored` needs. */
+  store(event: BusEvent): Promise<Stored> {
+    const history = this.history as RetainedHistory;
+    const json = Buffer.from(JSON.stringify(event));
+    return history.keep(event.type, event.msgId, history.ruleOf(event.type), json).then((offset) => ({ json, offset }));
+  }
+
+  /** The second half: delivers a stored event (nothing for a repeated msgId). */
+  deliverStored(event: BusEvent, { json, offset }: Stored): Published {
+    if (offset === null) return { delivered: 0, duplicate: true };
+    this.counters.published++;
+    if (offset === '') {
+      const frame = Buffer.concat([EVENT_OPEN, json, EVENT_CLOSE]);
+      const delivered = this.deliverLocally(event.type, () => frame);
+      this.remote?.forward(event.type, () => frame);
+      this.publishObserver?.(event, delivered);
+      return { delivered };
+    }
+    const frame = retainedFrame(json, offset);
+    const delivered = this.deliverLocally(event.type, () => frame);
+    this.remote?.forwardToAll(event.type, frame);
+    this.publishObserver?.(event, delivered);
+    return { delivered, offset };
+  }
+
+  /**
+   * The gateway's own events (queue outcomes, heartbeats): published as
+   * above, without a receipt. Returns the connections reached at once (0
+   * for a retained event: it is delivered once stored; a store that fails
+   * is logged by the history).
+   */
+  publish(event: BusEvent): number {
+    const published = this.publishWithReceipt(event);
+    if ('then' in published) {
+      published.catch(() => undefined);
+      return 0;
+    }
+    return published.delivered;
+  }
+
   /**
    * Delivers an event to every connection with a matching pattern, once
    * each, and to the other instances that have one. The frame is
    * serialized once, whatever the number of subscribers. Returns the
    * number of local connections it was sent to.
    */
-  publish(event: BusEvent): number {
+  publishNow(event: BusEvent): number {
     this.counters.published++;
     let frame: Buffer | undefined;
     const serialize = () => (frame ??= eventFrame(event));
@@ -231,7 +329,10 @@ export class BusRouter {
     this.trie.forEachMatch(type, (connection) => {
       if (connection.lastPublish === seq) return;
       connection.lastPublish = seq;
-      if (this.deliver(connection, frame())) delivered++;
+      // A subscription replaying history: live events wait behind the replay.
+      if (connection.hold) connection.hold.push(type, frame());
+      else if (connection.replayed?.covers(type, frame())) return;
+      else if (this.deliver(connection, frame())) delivered++;
     });
     this.counters.delivered += delivered;
     return delivered;

@@ -64,7 +64,8 @@ const EXPIRY_BEATS = 3.5;
  * local publish is then sent, already serialized, to the private channel
  * (`<prefix>:to:<id>`) of each instance with a matching pattern, once per
  * instance, which delivers it to its own subscribers, once per connection.
- * Only events some instance needs cross Redis, and a single instance (no
+ * Only events some instance needs cross Redis (retained events, which a
+ * replay must be able to count on, go to every instance), and a single instance (no
  * peers) is never attached to the router, so its publishes pay nothing.
  * Pub/sub stays at-most-once: while Redis is unreachable, events for other
  * instances are dropped and local delivery goes on.
@@ -157,6 +158,14 @@ export class ClusterBridge implements RemoteBus {
 
   hasInterest(type: string): boolean {
     return this.remoteInterest.hasMatch(type);
+  }
+
+  forwardToAll(type: string, frame: Buffer): void {
+    const message = Buffer.concat([Buffer.from(`${type}\n`), frame]);
+    for (const peer of this.peers.values()) {
+      this.router.counters.forwardedToPeers++;
+      this.publisher.publish(peer.channel, message).catch(this.onPublishError);
+    }
   }
 
   describe(): { instanceId: string; instances: object[] } {

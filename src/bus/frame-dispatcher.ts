@@ -10,6 +10,7 @@ export type Receipt = Record<string, unknown>;
 export const ANSWERED = Symbol('answered');
 
 type Outcome = void | Receipt | typeof ANSWERED;
+export type ActionOutcome = Outcome;
 
 /** Handles one action; throws (or rejects with) a BusError to refuse it. */
 export type ActionHandler = (connection: BusConnection, frame: ClientFrame) => Outcome | Promise<Outcome>;

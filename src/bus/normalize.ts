@@ -2,6 +2,8 @@ import { BusError, type BusEvent, type PublishedMessage } from './protocol.js';
 import { isValidTopic } from './topic.js';
 import { isTraceparent } from '../trace/trace-context.js';
 
+export const MAX_MSG_ID_LENGTH = 128;
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -36,6 +38,10 @@ export function normalizeMessage(message: unknown, defaultSource: string, token:
   if (traceparent !== undefined && traceparent !== null && !isTraceparent(traceparent)) {
     throw new BusError('INVALID_FRAME', 'message.traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)');
   }
+  if (m.msgId !== undefined && m.msgId !== null
+    && (typeof m.msgId !== 'string' || m.msgId.length === 0 || m.msgId.length > MAX_MSG_ID_LENGTH)) {
+    throw new BusError('INVALID_FRAME', `message.msgId must be a string of 1 to ${MAX_MSG_ID_LENGTH} characters`);
+  }
   const event: BusEvent = {
     type: m.type,
     source: m.source || defaultSource,
@@ -46,5 +52,6 @@ export function normalizeMessage(message: unknown, defaultSource: string, token:
   if (typeof m.replyTo === 'string') event.replyTo = m.replyTo;
   if (typeof traceparent === 'string') event.traceparent = traceparent;
   if (token !== null) event.token = token;
+  if (typeof m.msgId === 'string') event.msgId = m.msgId;
   return event;
 }

@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'UNAVAILABLE'
   | 'RATE_LIMITED'
-  | 'NO_RESPONDERS';
+  | 'NO_RESPONDERS'
+  | 'NOT_RETAINED';
 
 /** A refused frame: sent to the client as `{error, code, id?}`. */
 export class BusError extends Error {
@@ -41,6 +42,8 @@ export interface BusEvent {
   traceparent?: string;
   /** The publishing token's name, set by the gateway when tokens are on (never by the client). */
   token?: string;
+  /** The publisher's id for this message: a repeat on the same topic within 2 minutes is dropped. */
+  msgId?: string;
 }
 
 /** What a published message may carry before normalization. */
@@ -52,6 +55,7 @@ export interface PublishedMessage {
   correlationId?: unknown;
   replyTo?: unknown;
   traceparent?: unknown;
+  msgId?: unknown;
 }
 
 /** WebSocket close codes the gateway uses. */

@@ -1,5 +1,6 @@
 import type { BusRouter } from './bus-router.js';
 import { ANSWERED, type BusLogger, type FrameDispatcher } from './frame-dispatcher.js';
+import { PublishOrder } from './history/publish-order.js';
 import { normalizeMessage } from './normalize.js';
 import { publishRefusal } from './principal.js';
 import { BusError, type ClientFrame } from './protocol.js';
@@ -23,6 +24,10 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     if (!connection.principal.may('subscribe', pattern)) {
       throw new BusError('FORBIDDEN', `not allowed to subscribe to ${pattern}`);
     }
+    if (frame.since !== undefined || frame.last !== undefined) {
+      if (!router.history) throw new BusError('NOT_RETAINED', `${pattern} is not retained`);
+      return router.history.resume(connection, pattern, frame);
+    }
     router.subscribe(connection, pattern);
     if (debug) log.debug({ clientId: connection.id, name: connection.name, pattern }, 'subscribe');
     // In a cluster the receipt waits until the other instances know the pattern.
@@ -44,7 +49,14 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     if (event.replyTo !== undefined && frame.id !== undefined && !router.hasSubscriber(event.type)) {
       throw new BusError('NO_RESPONDERS', `no subscriber for ${event.type}: nobody can answer this request`);
     }
-    const delivered = router.publish(event);
+    // Stored first (retained, or with msgId): delivered once Redis has it, and
+    // this connection's later publishes wait behind it, so its order holds.
+    if (router.storesFirst(event) || (connection.publishes && !connection.publishes.idle)) {
+      connection.publishes ??= new PublishOrder(router);
+      // The receipt: `delivered`, plus `offset` (retained) or `duplicate` (a repeated msgId).
+      return connection.publishes.publish(event);
+    }
+    const delivered = router.publishNow(event);
     if (debug) {
       const traceId = event.traceparent === undefined ? undefined : traceIdOf(event.traceparent);
       log.debug({ clientId: connection.id, type: event.type, delivered, traceId }, 'publish');

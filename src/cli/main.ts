@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BrokerClient, type EnqueueOptions } from '../client/index.js';
 import { httpBaseOf } from '../client/start-service.js';
+import { followRetained } from './resuming-subscription.js';
 import { readStdin } from './stdin.js';
 
 /** A failure the user caused or can fix: printed as one line, exit status 1. */
@@ -19,10 +20,17 @@ const COMMANDS: Record<string, { usage: string; summary: string; details?: strin
     details: 'Without JSON the payload is read from piped stdin (one value, or one per line: each is published), else null.',
   },
   sub: {
-    usage: 'brainstem sub PATTERN... [--count N]',
+    usage: 'brainstem sub PATTERN... [--count N] | brainstem sub PATTERN --since OFFSET|--last N',
     summary: 'print each matching event as one JSON line until interrupted',
     details: 'Wildcards: * matches one segment, > (last) one or more. Quote them for the shell: brainstem sub \'agent.>\'.\n'
-      + '--count N exits after N events. Reconnects if the gateway restarts.',
+      + '--count N exits after N events. Reconnects if the gateway restarts.\n'
+      + 'On a retained pattern, --since OFFSET first prints the events after OFFSET ("0": all kept), --last N the last N;\n'
+      + 'after a reconnect it resumes from the last offset printed, so nothing is missed or printed twice.',
+  },
+  history: {
+    usage: 'brainstem history PATTERN [--last N | --since OFFSET]',
+    summary: 'print the retained events of a pattern as JSON lines (default: the last 100)',
+    details: 'Each event carries its "offset"; brainstem sub PATTERN --since OFFSET follows on from one.',
   },
   request: {
     usage: 'brainstem request TYPE [JSON|-] [--timeout MS]',
@@ -70,6 +78,7 @@ absent and stdin is piped. Exit status: 0 on success, 1 on any failure
 
 Examples:
   brainstem sub 'fs.>'
+  brainstem sub 'queue.>' --since 0
   brainstem pub fs.change '{"path":"src/a.ts"}'
   echo '{"input":"hello"}' | brainstem enqueue agent.think
   brainstem request math.add '{"a":1,"b":2}' --timeout 2000
@@ -229,9 +238,67 @@ async function request(context: Context, positionals: string[], values: Record<s
   }
 }
 
+/** `--since OFFSET` or `--last N`, or null when neither is given. */
+function historyStart(values: Record<string, string | undefined>): { since: string } | { last: number } | null {
+  if (values.since !== undefined && values.last !== undefined) throw new CliError('give --since or --last, not both');
+  if (values.since !== undefined) return { since: values.since };
+  const last = positiveInteger(values.last, '--last', true);
+  return last === undefined ? null : { last };
+}
+
+async function history(context: Context, positionals: string[], values: Record<string, string | undefined>): Promise<void> {
+  needPositionals(positionals, 1, 1, 'history');
+  const start = historyStart(values);
+  const query = new URLSearchParams({ topic: positionals[0] as string });
+  if (start && 'since' in start) query.set('since', start.since);
+  if (start && 'last' in start) query.set('last', String(start.last));
+  const read = await http(context, `/bus/history?${query.toString()}`) as { events: unknown[]; offset: string; gap: boolean };
+  for (const event of read.events) context.out(JSON.stringify(event));
+  context.err(`brainstem: ${read.events.length} events; newest offset ${read.offset}${read.gap ? '; some after the offset asked were trimmed (gap)' : ''}`);
+}
+
+/** `sub PATTERN --since/--last`: replay, then live, resuming after reconnects. */
+async function subFrom(context: Context, pattern: string, start: { since: string } | { last: number }, count: number | undefined): Promise<void> {
+  let finish: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  let seen = 0;
+  const stop = () => finish();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.stdout.once('error', stop);
+  try {
+    await followRetained({
+      busUrl: `${httpBaseOf(context.url).replace(/^http/, 'ws')}/bus`,
+      token: context.token,
+      name: context.name,
+      pattern,
+      start,
+      stopped,
+      onEvent: (event) => {
+        if (count !== undefined && seen >= count) return;
+        seen++;
+        context.out(JSON.stringify(event));
+        if (count !== undefined && seen >= count) finish();
+      },
+      onStatus: (line) => context.err(`brainstem: ${line}`),
+    });
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
 async function sub(context: Context, positionals: string[], values: Record<string, string | undefined>): Promise<void> {
   if (positionals.length === 0) throw new CliError(`wrong arguments. Usage: ${(COMMANDS.sub as { usage: string }).usage}`);
   const count = positiveInteger(values.count, '--count');
+  const start = historyStart(values);
+  if (start) {
+    if (positionals.length > 1) throw new CliError('--since and --last take one pattern (offsets belong to one retention rule)');
+    await subFrom(context, positionals[0] as string, start, count);
+    return;
+  }
   const client = await connected(context, true);
   let seen = 0;
   let finish: () => void = () => {};
@@ -297,6 +364,8 @@ export async function main(argv: string[]): Promise<number | null> {
           help: { type: 'boolean', short: 'h' },
           version: { type: 'boolean', short: 'v' },
           count: { type: 'string' },
+          since: { type: 'string' },
+          last: { type: 'string' },
           timeout: { type: 'string' },
           priority: { type: 'string' },
           delay: { type: 'string' },
@@ -336,6 +405,9 @@ export async function main(argv: string[]): Promise<number | null> {
         return 0;
       case 'sub':
         await sub(context, rest, strings);
+        return 0;
+      case 'history':
+        await history(context, rest, strings);
         return 0;
       case 'request':
         await request(context, rest, strings);

@@ -1,5 +1,7 @@
 /** The gateway's REST routes as the dashboard calls them, with its token. */
 import type { BusDescription } from '../bus/bus-router.js';
+import type { RetentionRule } from '../bus/history/retention-rules.js';
+import type { BusEvent } from '../client/browser.js';
 import type { RecordWithStatus } from '../heartbeat/heartbeat-monitor.js';
 import type { QueueDetail, QueueSummary, TaskState } from '../queues/queue-service.js';
 
@@ -46,8 +48,12 @@ export class Api {
     return this.request('GET', `queues/${encodeURIComponent(name)}?limit=${limit}`);
   }
 
-  bus(): Promise<BusDescription> {
+  bus(): Promise<BusDescription & { retained?: RetentionRule[] }> {
     return this.request('GET', 'bus');
+  }
+
+  history(topic: string, last: number): Promise<{ events: BusEvent[]; offset: string; gap: boolean }> {
+    return this.request('GET', `bus/history?topic=${encodeURIComponent(topic)}&last=${last}`);
   }
 
   retryTask(queue: string, taskId: string): Promise<RetryReceipt> {

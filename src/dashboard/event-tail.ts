@@ -20,6 +20,20 @@ export class EventLog {
 
   constructor(readonly capacity: number) {}
 
+  /**
+   * Events from before the tail opened (retained history), older than
+   * anything added so far: placed first; one already here (same offset)
+   * is not shown twice.
+   */
+  addEarlier(events: BusEvent[]): void {
+    const offsetOf = (event: BusEvent) => (event as BusEvent & { offset?: string }).offset;
+    const present = new Set(this.entries.map((entry) => offsetOf(entry.event)));
+    const earlier = events
+      .filter((event) => offsetOf(event) === undefined || !present.has(offsetOf(event)))
+      .map((event) => ({ seq: this.nextSeq++, event }));
+    this.entries = [...earlier, ...this.entries].slice(-this.capacity);
+  }
+
   add(event: BusEvent): void {
     this.entries.push({ seq: this.nextSeq++, event });
     if (this.entries.length > this.capacity) this.entries.splice(0, this.entries.length - this.capacity);
@@ -96,6 +110,8 @@ export class EventTail {
     private readonly changed: () => void,
     /** A new filter is followed (the bus card's subscriptions changed). */
     private readonly followed: () => void,
+    /** The last retained events of a pattern, shown when the tail opens on it. */
+    private readonly earlier: (pattern: string) => Promise<BusEvent[]> = async () => [],
   ) {
     this.pattern = isValidPattern(initialPattern) ? initialPattern : '>';
     this.input.value = this.pattern;
@@ -144,6 +160,10 @@ export class EventTail {
     try {
       await this.bus.subscribe(pattern, this.receive);
       this.followed();
+      const earlier = await this.earlier(pattern).catch(() => []);
+      if (pattern !== this.pattern || earlier.length === 0) return;
+      this.log.addEarlier(earlier);
+      this.changed();
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (pattern !== this.pattern) return;

@@ -12,6 +12,7 @@ import { Api, ApiError, type DashboardSession } from './api.js';
 import { BusView } from './bus-view.js';
 import { byId, renderScheduler, setText } from './dom.js';
 import { EventTail } from './event-tail.js';
+import { lastRetained } from './retained-history.js';
 import { Poller } from './poller.js';
 import { QueuesView } from './queues-view.js';
 import { Section } from './section.js';
@@ -22,6 +23,8 @@ const DEFAULT_REFRESH_S = 5;
 /** Dead-lettered tasks listed per queue (the newest). */
 const FAILED_SHOWN = 20;
 const RENDER_MIN_INTERVAL_MS = 100;
+/** Retained events the tail opens with. */
+const TAIL_HISTORY = 100;
 
 const params = new URLSearchParams(location.search);
 const tokens = new TokenStore(sessionStorage);
@@ -159,7 +162,8 @@ async function run(session: DashboardSession): Promise<void> {
 
   const bus = new BusView(() => client.clientId, render);
   const busPoller = new Poller(() => fetchInto(sections.bus, async () => bus.update(await api.bus(), Date.now())), interval);
-  const tail = new EventTail(client, params.get('filter') ?? '>', render, () => busPoller.soon());
+  const history = { rules: async () => (await api.bus()).retained ?? [], history: (topic: string, last: number) => api.history(topic, last) };
+  const tail = new EventTail(client, params.get('filter') ?? '>', render, () => busPoller.soon(), (pattern) => lastRetained(history, pattern, TAIL_HISTORY));
 
   const pollers = [servicePoller, queuePoller, busPoller];
   for (const poller of pollers) poller.start();

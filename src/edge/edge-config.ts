@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { ruleProblems, withDefaults, type RetentionRule } from '../bus/history/retention-rules.js';
 import { isValidPattern } from '../bus/topic.js';
 import { ConfigError } from '../config.js';
 import { JsonSyntaxError, parseJsonWithLocations, type LocatedJson } from './json-source.js';
@@ -39,6 +40,12 @@ const TokenEntry = Type.Object({
   admin: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 
+const HistoryEntry = Type.Object({
+  topics: Type.String(),
+  maxEvents: Type.Optional(Type.Integer()),
+  maxAgeSeconds: Type.Optional(Type.Integer()),
+}, { additionalProperties: false });
+
 export const EdgeFileSchema = Type.Object({
   $schema: Type.Optional(Type.String()),
   proxy: Type.Optional(Type.Array(ProxyEntry)),
@@ -46,6 +53,7 @@ export const EdgeFileSchema = Type.Object({
   tokens: Type.Optional(Type.Array(TokenEntry)),
   cors: Type.Optional(Type.Object({ origins: Type.Array(Type.String()) }, { additionalProperties: false })),
   hosts: Type.Optional(Type.Array(Type.String())),
+  history: Type.Optional(Type.Array(HistoryEntry)),
 }, { additionalProperties: false });
 
 export type EdgeFile = Static<typeof EdgeFileSchema>;
@@ -88,6 +96,8 @@ export interface EdgeConfig {
   corsOrigins: string[];
   /** Names besides loopback a request's `Host` may give when no tokens are configured (lowercase). */
   hosts: string[];
+  /** Retained topics (`"history"`), or null when the file does not say. */
+  history: RetentionRule[] | null;
 }
 
 export const EMPTY_EDGE_CONFIG: EdgeConfig = Object.freeze({
@@ -97,6 +107,7 @@ export const EMPTY_EDGE_CONFIG: EdgeConfig = Object.freeze({
   tokens: [],
   corsOrigins: [],
   hosts: [],
+  history: null,
 });
 
 /** Paths the gateway serves itself; a proxy or frontend may not take them. */
@@ -229,6 +240,9 @@ function meaningProblems(file: EdgeFile, baseDir: string): Problem[] {
   file.hosts?.forEach((host, index) => {
     if (hostName(host) === null) problems.push({ pointer: `/hosts/${index}`, message: 'expected a host name or address such as "brainstem.lan" or "192.168.1.20" (no scheme or port)' });
   });
+  for (const { index, field, message } of ruleProblems(file.history ?? [])) {
+    problems.push({ pointer: `/history/${index}/${field}`, message });
+  }
   return problems;
 }
 
@@ -275,6 +289,7 @@ function normalize(file: EdgeFile, source: string | null, baseDir: string): Edge
     })),
     corsOrigins: file.cors?.origins ?? [],
     hosts: (file.hosts ?? []).map((entry) => hostName(entry) as string),
+    history: file.history ? file.history.map(withDefaults) : null,
   };
 }
 
