@@ -11,7 +11,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runQueueBench } from './queues.js';
 import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
-import { SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
+import { natsServerPath, SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
 import { runConnections, type ConnectionsOptions } from './scenarios/connections.js';
 import { runFanout, type FanoutOptions } from './scenarios/fanout.js';
 import { runLatency, type LatencyOptions } from './scenarios/latency.js';
@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
   options: {
     only: { type: 'string', default: 'S1,S2,S3,Q1' },
     rounds: { type: 'string', default: '3' },
-    servers: { type: 'string', default: 'brainstem,seed,wire' },
+    servers: { type: 'string', default: 'brainstem,nats,seed,wire' },
     quick: { type: 'boolean', default: false },
     profile: { type: 'string' },
     connections: { type: 'string' },
@@ -32,8 +32,10 @@ const { values: args } = parseArgs({
 
 const scenarios = new Set(args.only.split(',').map((s) => s.trim().toUpperCase()));
 const rounds = Math.max(1, Number(args.rounds));
-const servers = args.servers.split(',').map((s) => s.trim()) as ServerKind[];
-for (const kind of servers) if (!(kind in SERVER_LABELS)) throw new Error(`unknown server ${kind}`);
+const requested = args.servers.split(',').map((s) => s.trim()) as ServerKind[];
+for (const kind of requested) if (!(kind in SERVER_LABELS)) throw new Error(`unknown server ${kind}`);
+const natsMissing = requested.includes('nats') && natsServerPath() === null;
+const servers = natsMissing ? requested.filter((kind) => kind !== 'nats') : requested;
 
 const fanoutOptions: FanoutOptions = { subscribers: 10, payloadBytes: 256, durationMs: args.quick ? 2000 : 5000, window: 1000 };
 const latencyOptions: LatencyOptions = {
@@ -41,7 +43,7 @@ const latencyOptions: LatencyOptions = {
 };
 const connectionsOptions: ConnectionsOptions = {
   connections: Number(args.connections ?? (args.quick ? 1000 : 5000)), broadcasts: 5, payloadBytes: 256,
-  settleSeconds: Number(args['settle-seconds'] ?? (args.quick ? 0 : 75)),
+  settleSeconds: Number(args['settle-seconds'] ?? 0),
 };
 
 type Row = Record<string, number | boolean>;
@@ -103,15 +105,24 @@ const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
     const vsSeed = perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'seed');
     const vsWire = perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'wire');
     const all = byServer.get('brainstem')?.every((r) => r.allDelivered) ?? false;
+    const cpuVsNats = perRoundRatio(byServer, 'serverMicrosPerDelivery', 'brainstem', 'nats');
     return {
       ratios: {
+        // Server CPU per delivery, brainstem's over nats-server's: issue 19's target is <= 1.
+        cpuPerDeliveryVsNats: cpuVsNats,
+        deliveredVsNats: perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'nats'),
         deliveredVsSeed: vsSeed,
         deliveredVsWireLimit: vsWire,
         // CPU per delivery, seed's over brainstem's: how much more work the seed does per message.
         cpuEfficiencyVsSeed: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'seed', 'brainstem'),
         cpuEfficiencyVsWireLimit: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'wire', 'brainstem'),
       },
-      targets: { 'delivered >= 5x seed': vsSeed >= 5, 'delivered >= 0.6x wire limit': vsWire >= 0.6, 'all delivered': all },
+      targets: {
+        ...(byServer.has('nats') ? { 'server CPU per delivery <= 1.0x nats-server': cpuVsNats <= 1 } : {}),
+        'delivered >= 5x seed': vsSeed >= 5,
+        'delivered >= 0.6x wire limit': vsWire >= 0.6,
+        'all delivered': all,
+      },
     };
   },
 };
@@ -133,9 +144,14 @@ const S2: ScenarioSpec<Awaited<ReturnType<typeof runLatency>>> = {
   verdict(byServer) {
     const brainstem = byServer.get('brainstem') ?? [];
     const p99 = median(brainstem.map((r) => r.p99Ms));
+    const vsNats = perRoundRatio(byServer, 'p99Ms', 'brainstem', 'nats');
     return {
-      ratios: { p99VsSeed: perRoundRatio(byServer, 'p99Ms', 'brainstem', 'seed') },
-      targets: { 'p99 <= 1 ms': p99 <= 1, 'nothing lost': brainstem.every((r) => r.lost === 0) },
+      ratios: { p99VsNats: vsNats, p99VsSeed: perRoundRatio(byServer, 'p99Ms', 'brainstem', 'seed') },
+      targets: {
+        ...(byServer.has('nats') ? { 'p99 <= nats-server p99': vsNats <= 1 } : {}),
+        'p99 <= 1 ms': p99 <= 1,
+        'nothing lost': brainstem.every((r) => r.lost === 0),
+      },
     };
   },
 };
@@ -148,6 +164,7 @@ const S3: ScenarioSpec<Awaited<ReturnType<typeof runConnections>>> = {
   columns: [
     { key: 'rssBeforeMB', label: 'RSS before MB', digits: 1 },
     { key: 'rssIdleMB', label: 'RSS idle MB', digits: 1 },
+    { key: 'rss10sMB', label: 'RSS 10 s MB', digits: 1 },
     { key: 'rssAfterMB', label: 'RSS after MB', digits: 1 },
     { key: 'rssSettledMB', label: 'RSS settled MB', digits: 1 },
     { key: 'bytesPerConnection', label: 'bytes/conn' },
@@ -162,13 +179,16 @@ const S3: ScenarioSpec<Awaited<ReturnType<typeof runConnections>>> = {
     const settled = median(brainstem.map((r) => r.rssSettledMB));
     const broadcast = median(brainstem.map((r) => r.broadcastMedianMs));
     const full = connectionsOptions.connections >= 5000;
+    const rss10sVsNats = perRoundRatio(byServer, 'rss10sMB', 'brainstem', 'nats');
     return {
       ratios: {
+        rss10sVsNats,
         rssVsSeed: perRoundRatio(byServer, 'rssAfterMB', 'brainstem', 'seed'),
         rssSettledVsSeed: perRoundRatio(byServer, 'rssSettledMB', 'brainstem', 'seed'),
         broadcastVsSeed: perRoundRatio(byServer, 'broadcastMedianMs', 'brainstem', 'seed'),
       },
       targets: {
+        ...(byServer.has('nats') ? { [`RSS 10 s after connecting <= nats-server's${full ? '' : ' (not the target run)'}`]: rss10sVsNats <= 1 } : {}),
         [`RSS <= 100 MB${full ? '' : ' (fewer than 5,000 connections: not the target run)'}`]: rss <= 100,
         ...(Number.isNaN(settled) ? {} : { 'RSS settled <= 100 MB': settled <= 100 }),
         'broadcast median <= 120 ms': broadcast <= 120,
@@ -228,6 +248,7 @@ function ensureDescriptors(): void {
 
 async function main(): Promise<void> {
   ensureDescriptors();
+  if (natsMissing) process.stdout.write('SKIP nats-server: not installed (apt install nats-server, or set NATS_SERVER)\n');
   log(`bench: ${cpus().length} CPUs, load ${load()}, ${rounds} round(s), servers ${servers.join(', ')}`);
   const redis = await startBenchRedis();
   try {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,13 +9,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port.js';
 
 /** The brokers a scenario compares, each run in its own process. */
-export type ServerKind = 'brainstem' | 'seed' | 'wire';
+export type ServerKind = 'brainstem' | 'nats' | 'seed' | 'wire';
 
 export const SERVER_LABELS: Record<ServerKind, string> = {
   brainstem: 'brainstem',
+  nats: 'nats-server',
   seed: 'seed ws broker',
   wire: 'wire limit',
 };
+
+/** Debian's nats-server (or NATS_SERVER), if installed: a baseline the bench skips, visibly, without it. */
+export function natsServerPath(): string | null {
+  const candidates = [process.env.NATS_SERVER, '/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+  for (const candidate of candidates) {
+    if (!candidate) continue;
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not this one
+    }
+  }
+  return null;
+}
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -78,6 +94,8 @@ export interface StartOptions {
   cpuProfileDir?: string;
   /** Where the server's stdout/stderr go (default: discarded). */
   logFile?: string;
+  /** nats-server only: JetStream on, stored in the server's temp folder. */
+  jetStream?: boolean;
 }
 
 /**
@@ -104,18 +122,25 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
   const dataDir = mkdtempSync(join(tmpdir(), 'brainstem-bench-'));
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : [];
   if (kind === 'brainstem' && options.nodeArgs) nodeArgs.push(...options.nodeArgs);
-  let script: string;
+  let command = process.execPath;
+  let commandArgs: string[];
   let env: Record<string, string>;
-  if (kind === 'brainstem') {
-    script = paths.gateway;
+  if (kind === 'nats') {
+    const nats = natsServerPath();
+    if (!nats) throw new Error('nats-server is not installed');
+    command = nats;
+    commandArgs = ['-a', '127.0.0.1', '-p', String(port), ...(options.jetStream ? ['-js', '-sd', dataDir] : [])];
+    env = {};
+  } else if (kind === 'brainstem') {
+    commandArgs = [...nodeArgs, paths.gateway];
     env = gatewayEnv(port, dataDir, options);
   } else {
-    script = kind === 'seed' ? paths.seedBroker : paths.wireLimit;
+    commandArgs = [...nodeArgs, kind === 'seed' ? paths.seedBroker : paths.wireLimit];
     env = { PORT: String(port) };
   }
   const out = options.logFile ? createWriteStream(options.logFile, { flags: 'a' }) : null;
   if (out) await once(out, 'open');
-  const child = spawn(process.execPath, [...nodeArgs, script], {
+  const child = spawn(command, commandArgs, {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', out ?? 'ignore', out ?? 'ignore'],
@@ -132,7 +157,8 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
     kind,
     pid,
     port,
-    url: kind === 'brainstem' ? `ws://127.0.0.1:${port}/bus?name=bench` : `ws://127.0.0.1:${port}`,
+    url: kind === 'brainstem' ? `ws://127.0.0.1:${port}/bus?name=bench`
+      : kind === 'nats' ? `nats://127.0.0.1:${port}` : `ws://127.0.0.1:${port}`,
     rss: () => rssOf(pid),
     cpuSeconds: () => cpuSecondsOf(pid),
     async stop() {
