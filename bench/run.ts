@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
+import { runDispatchBench } from './dispatch.js';
 import { runQueueBench } from './queues.js';
 import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
 import { natsServerPath, SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
@@ -18,7 +19,7 @@ import { runLatency, type LatencyOptions } from './scenarios/latency.js';
 
 const { values: args } = parseArgs({
   options: {
-    only: { type: 'string', default: 'S1,S2,S3,Q1' },
+    only: { type: 'string', default: 'S1,S2,S3,Q1,Q2' },
     rounds: { type: 'string', default: '3' },
     servers: { type: 'string', default: 'brainstem,nats,seed,wire' },
     quick: { type: 'boolean', default: false },
@@ -256,6 +257,7 @@ async function main(): Promise<void> {
     if (scenarios.has('S2')) await runScenario(S2, redis);
     if (scenarios.has('S3')) await runScenario(S3, redis);
     if (scenarios.has('Q1')) await runQueueBench({ redisUrl: redis.url, rounds, quick: args.quick });
+    if (scenarios.has('Q2')) await runDispatchBench({ redisUrl: redis.url, rounds, quick: args.quick });
   } finally {
     await redis.stop();
   }
