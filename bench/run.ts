@@ -28,6 +28,7 @@ const { values: args } = parseArgs({
     'settle-seconds': { type: 'string' },
     'node-args': { type: 'string' },
     'gateway-log': { type: 'string' },
+    'previous-gateway': { type: 'string' },
   },
 });
 
@@ -66,6 +67,7 @@ async function withServer<R>(kind: ServerKind, redis: BenchRedis, body: (server:
     ...(profiling ? { cpuProfileDir: args.profile } : {}),
     ...(args['node-args'] ? { nodeArgs: args['node-args'].split(' ').filter(Boolean) } : {}),
     ...(kind === 'brainstem' && args['gateway-log'] ? { logFile: args['gateway-log'] } : {}),
+    ...(args['previous-gateway'] ? { previousGateway: args['previous-gateway'] } : {}),
   });
   try {
     return await body(server);
@@ -112,6 +114,7 @@ const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
         // Server CPU per delivery, brainstem's over nats-server's: issue 19's target is <= 1.
         cpuPerDeliveryVsNats: cpuVsNats,
         deliveredVsNats: perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'nats'),
+        ...(byServer.has('previous') ? { cpuPerDeliveryVsPreviousBuild: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'brainstem', 'previous') } : {}),
         deliveredVsSeed: vsSeed,
         deliveredVsWireLimit: vsWire,
         // CPU per delivery, seed's over brainstem's: how much more work the seed does per message.

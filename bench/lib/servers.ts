@@ -9,14 +9,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port.js';
 
 /** The brokers a scenario compares, each run in its own process. */
-export type ServerKind = 'brainstem' | 'nats' | 'seed' | 'wire';
+export type ServerKind = 'brainstem' | 'previous' | 'nats' | 'seed' | 'wire';
 
 export const SERVER_LABELS: Record<ServerKind, string> = {
   brainstem: 'brainstem',
+  previous: 'brainstem, previous build',
   nats: 'nats-server',
   seed: 'seed ws broker',
   wire: 'wire limit',
 };
+
+/** A gateway speaks the bus protocol (it greets with `welcome`): this build or another one (`previous`). */
+export function isGateway(kind: ServerKind): boolean {
+  return kind === 'brainstem' || kind === 'previous';
+}
 
 /** Debian's nats-server (or NATS_SERVER), if installed: a baseline the bench skips, visibly, without it. */
 export function natsServerPath(): string | null {
@@ -94,6 +100,8 @@ export interface StartOptions {
   cpuProfileDir?: string;
   /** Where the server's stdout/stderr go (default: discarded). */
   logFile?: string;
+  /** `previous` only: the server.js of another build, run like this one (an A/B of a lever in one run). */
+  previousGateway?: string;
   /** nats-server only: JetStream on, stored in the server's temp folder. */
   jetStream?: boolean;
 }
@@ -121,7 +129,7 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'brainstem-bench-'));
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : [];
-  if (kind === 'brainstem' && options.nodeArgs) nodeArgs.push(...options.nodeArgs);
+  if (isGateway(kind) && options.nodeArgs) nodeArgs.push(...options.nodeArgs);
   let command = process.execPath;
   let commandArgs: string[];
   let env: Record<string, string>;
@@ -131,8 +139,9 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
     command = nats;
     commandArgs = ['-a', '127.0.0.1', '-p', String(port), ...(options.jetStream ? ['-js', '-sd', dataDir] : [])];
     env = {};
-  } else if (kind === 'brainstem') {
-    commandArgs = [...nodeArgs, paths.gateway];
+  } else if (isGateway(kind)) {
+    if (kind === 'previous' && !options.previousGateway) throw new Error('the previous build needs --previous-gateway FILE');
+    commandArgs = [...nodeArgs, kind === 'previous' ? options.previousGateway as string : paths.gateway];
     env = gatewayEnv(port, dataDir, options);
   } else {
     commandArgs = [...nodeArgs, kind === 'seed' ? paths.seedBroker : paths.wireLimit];
@@ -157,7 +166,7 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
     kind,
     pid,
     port,
-    url: kind === 'brainstem' ? `ws://127.0.0.1:${port}/bus?name=bench`
+    url: isGateway(kind) ? `ws://127.0.0.1:${port}/bus?name=bench`
       : kind === 'nats' ? `nats://127.0.0.1:${port}` : `ws://127.0.0.1:${port}`,
     rss: () => rssOf(pid),
     cpuSeconds: () => cpuSecondsOf(pid),

@@ -1,7 +1,7 @@
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import WebSocket from 'ws';
 import { closeClients, openClient, subscribeFrame } from './clients.js';
-import type { RunningServer } from './servers.js';
+import { isGateway, type RunningServer } from './servers.js';
 
 /**
  * What a scenario does with a server, whatever its wire: WebSocket JSON
@@ -102,7 +102,7 @@ export function transportFor(server: RunningServer): Transport {
       },
     };
   }
-  const greets = server.kind === 'brainstem';
+  const greets = isGateway(server.kind);
   return { connect: async () => new WsJsonClient(await openClient(server.url, greets)) };
 }
 

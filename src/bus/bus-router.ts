@@ -2,6 +2,7 @@ import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connec
 import { BusError, CloseCode, type BusEvent } from './protocol.js';
 import { TopicTrie } from './topic-trie.js';
 import { TickWriteBatch } from '../streams/tick-write-batch.js';
+import { encodeTextFrame, encodeTextFrameOf, framePayload } from '../streams/ws-adapter.js';
 
 export interface BusRouterOptions {
   /** Unsent bytes a connection may have queued before it is dropped as a slow consumer. */
@@ -149,16 +150,17 @@ export class BusRouter {
 
   /**
    * Delivers an event to every connection with a matching pattern, once
-   * each, and to the other instances that have one. The frame is
-   * serialized once, whatever the number of subscribers. Returns the
-   * number of local connections it was sent to.
+   * each, and to the other instances that have one. The event is
+   * serialized and framed once, whatever the number of subscribers: every
+   * subscriber's socket gets the same WebSocket frame. Returns the number
+   * of local connections it was sent to.
    */
   publish(event: BusEvent): number {
     this.counters.published++;
     let frame: Buffer | undefined;
-    const serialize = () => (frame ??= Buffer.from(`{"event":${JSON.stringify(event)}}`));
+    const serialize = () => (frame ??= encodeTextFrame(`{"event":${JSON.stringify(event)}}`));
     const delivered = this.deliverLocally(event.type, serialize);
-    this.remote?.forward(event.type, serialize);
+    this.remote?.forward(event.type, () => framePayload(serialize()));
     this.publishObserver?.(event, delivered);
     return delivered;
   }
@@ -174,18 +176,20 @@ export class BusRouter {
   }
 
   /** An event another instance published, already serialized there. */
-  deliverFromPeer(type: string, frame: Buffer): number {
+  deliverFromPeer(type: string, payload: Buffer): number {
     this.counters.receivedFromPeers++;
-    return this.deliverLocally(type, () => frame);
+    let frame: Buffer | undefined;
+    return this.deliverLocally(type, () => (frame ??= encodeTextFrameOf(payload)));
   }
 
+  /** `frame()`: the event's complete WebSocket frame, built at the first match. */
   private deliverLocally(type: string, frame: () => Buffer): number {
     const seq = ++this.publishSeq;
     let delivered = 0;
     this.trie.forEachMatch(type, (connection) => {
       if (connection.lastPublish === seq) return;
       connection.lastPublish = seq;
-      if (this.deliver(connection, frame())) delivered++;
+      if (this.deliverFrame(connection, frame())) delivered++;
     });
     this.counters.delivered += delivered;
     return delivered;
@@ -257,13 +261,25 @@ export class BusRouter {
    * of a publisher's socket produces leave in one write per subscriber.
    */
   deliver(connection: BusConnection, frame: Buffer): boolean {
+    if (!this.roomFor(connection, frame.length)) return false;
+    connection.sendRaw(frame);
+    return true;
+  }
+
+  /** deliver() for a complete WebSocket frame (encodeTextFrame), shared by every subscriber of a publish. */
+  private deliverFrame(connection: BusConnection, frame: Buffer): boolean {
+    if (!this.roomFor(connection, frame.length)) return false;
+    connection.sendFrame(frame);
+    return true;
+  }
+
+  private roomFor(connection: BusConnection, bytes: number): boolean {
     if (connection.closing) return false;
-    if (connection.socket.bufferedAmount + frame.length > this.options.maxBacklogBytes) {
+    if (connection.socket.bufferedAmount + bytes > this.options.maxBacklogBytes) {
       this.counters.slowConsumersDropped++;
       connection.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
       return false;
     }
-    connection.sendRaw(frame);
     return true;
   }
 }
