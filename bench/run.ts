@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     'node-args': { type: 'string' },
     'gateway-log': { type: 'string' },
     'previous-gateway': { type: 'string' },
+    's1-rate': { type: 'string' },
   },
 });
 
@@ -39,7 +40,9 @@ for (const kind of requested) if (!(kind in SERVER_LABELS)) throw new Error(`unk
 const natsMissing = requested.includes('nats') && natsServerPath() === null;
 const servers = natsMissing ? requested.filter((kind) => kind !== 'nats') : requested;
 
-const fanoutOptions: FanoutOptions = { subscribers: 10, payloadBytes: 256, durationMs: args.quick ? 2000 : 5000, window: 1000 };
+const fanoutOptions: FanoutOptions = {
+  subscribers: 10, payloadBytes: 256, durationMs: args.quick ? 2000 : 5000, window: 1000, ratePerSecond: Number(args['s1-rate'] ?? 0),
+};
 const latencyOptions: LatencyOptions = {
   ratePerSecond: 5000, durationMs: args.quick ? 3000 : 10_000, warmupMs: 1000, payloadBytes: 256,
 };
@@ -91,7 +94,8 @@ function perRoundRatio<R extends Row>(byServer: Map<ServerKind, R[]>, key: keyof
 const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
   name: 'S1',
   title: `S1 fan-out: 1 publisher, ${fanoutOptions.subscribers} subscribers, ${fanoutOptions.payloadBytes}-byte payloads, `
-    + `window ${fanoutOptions.window}, ${fanoutOptions.durationMs / 1000} s`,
+    + `window ${fanoutOptions.window}, ${fanoutOptions.ratePerSecond ? `${fanoutOptions.ratePerSecond} msg/s` : 'as fast as it goes'}, `
+    + `${fanoutOptions.durationMs / 1000} s`,
   run: (kind, redis) => withServer(kind, redis, (server) => runFanout(server, fanoutOptions)),
   columns: [
     { key: 'publishedPerSecond', label: 'published/s' },

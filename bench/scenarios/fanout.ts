@@ -9,6 +9,12 @@ export interface FanoutOptions {
   durationMs: number;
   /** Publisher flow control: at most this many messages not yet received by the slowest subscriber. */
   window: number;
+  /**
+   * Messages per second, 0 for as many as the window allows. At a fixed
+   * rate every server batches alike, so its CPU per delivery compares
+   * across servers and builds even when a busy machine starves the clients.
+   */
+  ratePerSecond?: number;
 }
 
 export interface FanoutResult extends Record<string, number | boolean> {
@@ -74,7 +80,9 @@ export async function runFanout(server: RunningServer, options: FanoutOptions): 
   function pump(): void {
     if (stopped) return;
     const floor = slowest();
-    while (published - floor < options.window && publisher.bufferedAmount < MB) {
+    const rate = options.ratePerSecond ?? 0;
+    const due = rate > 0 ? Math.floor(((now() - start) * rate) / 1000) : Infinity;
+    while (published - floor < options.window && publisher.bufferedAmount < MB && published < due) {
       const t = now();
       if (t - start >= options.durationMs) {
         stopped = true;
@@ -84,7 +92,7 @@ export async function runFanout(server: RunningServer, options: FanoutOptions): 
       publisher.publish(TOPIC, payload(published, t));
       published++;
     }
-    blocked = true;
+    blocked = rate === 0 || published - floor >= options.window;
   }
 
   const serverCpu0 = server.cpuSeconds();
@@ -92,7 +100,8 @@ export async function runFanout(server: RunningServer, options: FanoutOptions): 
   measuring = true;
   const start = now();
   // A safety net for a publisher blocked on its own socket buffer rather than on the window.
-  const nudge = setInterval(() => { if (!stopped) pump(); }, 5);
+  // At a fixed rate, it is also the pacing timer.
+  const nudge = setInterval(() => { if (!stopped) pump(); }, options.ratePerSecond ? 1 : 5);
   pump();
   await waitFor(() => stopped, options.durationMs + 5000);
   clearInterval(nudge);
