@@ -30,6 +30,7 @@ const { values: args } = parseArgs({
     'gateway-log': { type: 'string' },
     'previous-gateway': { type: 'string' },
     's1-rate': { type: 'string' },
+    'previous-node-args': { type: 'string' },
   },
 });
 
@@ -69,6 +70,9 @@ async function withServer<R>(kind: ServerKind, redis: BenchRedis, body: (server:
     redisUrl: redis.url,
     ...(profiling ? { cpuProfileDir: args.profile } : {}),
     ...(args['node-args'] ? { nodeArgs: args['node-args'].split(' ').filter(Boolean) } : {}),
+    // The previous build with its own Node options: also an A/B of an option on one build.
+    ...(kind === 'previous' && args['previous-node-args'] !== undefined
+      ? { nodeArgs: args['previous-node-args'].split(' ').filter(Boolean) } : {}),
     ...(kind === 'brainstem' && args['gateway-log'] ? { logFile: args['gateway-log'] } : {}),
     ...(args['previous-gateway'] ? { previousGateway: args['previous-gateway'] } : {}),
   });
