@@ -24,11 +24,15 @@ export function isGateway(kind: ServerKind): boolean {
   return kind === 'brainstem' || kind === 'previous';
 }
 
-/** Debian's nats-server (or NATS_SERVER), if installed: a baseline the bench skips, visibly, without it. */
+/**
+ * Debian's nats-server, or NATS_SERVER when set (only that one: set it to
+ * a path that does not exist to see the bench skip it). A baseline the
+ * bench skips, visibly, when it is missing.
+ */
 export function natsServerPath(): string | null {
-  const candidates = [process.env.NATS_SERVER, '/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+  const explicit = process.env.NATS_SERVER;
+  const candidates = explicit !== undefined ? [explicit] : ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
   for (const candidate of candidates) {
-    if (!candidate) continue;
     try {
       accessSync(candidate, constants.X_OK);
       return candidate;
