@@ -9,39 +9,47 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
+import { runDispatchBench } from './dispatch.js';
 import { runQueueBench } from './scenarios/queues.js';
 import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
-import { SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
+import { natsServerPath, SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
 import { runConnections, type ConnectionsOptions } from './scenarios/connections.js';
 import { runFanout, type FanoutOptions } from './scenarios/fanout.js';
 import { runLatency, type LatencyOptions } from './scenarios/latency.js';
 
 const { values: args } = parseArgs({
   options: {
-    only: { type: 'string', default: 'S1,S2,S3,Q1' },
+    only: { type: 'string', default: 'S1,S2,S3,Q1,Q2' },
     rounds: { type: 'string', default: '3' },
-    servers: { type: 'string', default: 'brainstem,seed,wire' },
+    servers: { type: 'string', default: 'brainstem,nats,seed,wire' },
     quick: { type: 'boolean', default: false },
     profile: { type: 'string' },
     connections: { type: 'string' },
     'settle-seconds': { type: 'string' },
     'node-args': { type: 'string' },
     'gateway-log': { type: 'string' },
+    'previous-gateway': { type: 'string' },
+    's1-rate': { type: 'string' },
+    'previous-node-args': { type: 'string' },
   },
 });
 
 const scenarios = new Set(args.only.split(',').map((s) => s.trim().toUpperCase()));
 const rounds = Math.max(1, Number(args.rounds));
-const servers = args.servers.split(',').map((s) => s.trim()) as ServerKind[];
-for (const kind of servers) if (!(kind in SERVER_LABELS)) throw new Error(`unknown server ${kind}`);
+const requested = args.servers.split(',').map((s) => s.trim()) as ServerKind[];
+for (const kind of requested) if (!(kind in SERVER_LABELS)) throw new Error(`unknown server ${kind}`);
+const natsMissing = requested.includes('nats') && natsServerPath() === null;
+const servers = natsMissing ? requested.filter((kind) => kind !== 'nats') : requested;
 
-const fanoutOptions: FanoutOptions = { subscribers: 10, payloadBytes: 256, durationMs: args.quick ? 2000 : 5000, window: 1000 };
+const fanoutOptions: FanoutOptions = {
+  subscribers: 10, payloadBytes: 256, durationMs: args.quick ? 2000 : 5000, window: 1000, ratePerSecond: Number(args['s1-rate'] ?? 0),
+};
 const latencyOptions: LatencyOptions = {
   ratePerSecond: 5000, durationMs: args.quick ? 3000 : 10_000, warmupMs: 1000, payloadBytes: 256,
 };
 const connectionsOptions: ConnectionsOptions = {
   connections: Number(args.connections ?? (args.quick ? 1000 : 5000)), broadcasts: 5, payloadBytes: 256,
-  settleSeconds: Number(args['settle-seconds'] ?? (args.quick ? 0 : 75)),
+  settleSeconds: Number(args['settle-seconds'] ?? 0),
 };
 
 type Row = Record<string, number | boolean>;
@@ -62,7 +70,11 @@ async function withServer<R>(kind: ServerKind, redis: BenchRedis, body: (server:
     redisUrl: redis.url,
     ...(profiling ? { cpuProfileDir: args.profile } : {}),
     ...(args['node-args'] ? { nodeArgs: args['node-args'].split(' ').filter(Boolean) } : {}),
+    // The previous build with its own Node options: also an A/B of an option on one build.
+    ...(kind === 'previous' && args['previous-node-args'] !== undefined
+      ? { nodeArgs: args['previous-node-args'].split(' ').filter(Boolean) } : {}),
     ...(kind === 'brainstem' && args['gateway-log'] ? { logFile: args['gateway-log'] } : {}),
+    ...(args['previous-gateway'] ? { previousGateway: args['previous-gateway'] } : {}),
   });
   try {
     return await body(server);
@@ -86,7 +98,8 @@ function perRoundRatio<R extends Row>(byServer: Map<ServerKind, R[]>, key: keyof
 const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
   name: 'S1',
   title: `S1 fan-out: 1 publisher, ${fanoutOptions.subscribers} subscribers, ${fanoutOptions.payloadBytes}-byte payloads, `
-    + `window ${fanoutOptions.window}, ${fanoutOptions.durationMs / 1000} s`,
+    + `window ${fanoutOptions.window}, ${fanoutOptions.ratePerSecond ? `${fanoutOptions.ratePerSecond} msg/s` : 'as fast as it goes'}, `
+    + `${fanoutOptions.durationMs / 1000} s`,
   run: (kind, redis) => withServer(kind, redis, (server) => runFanout(server, fanoutOptions)),
   columns: [
     { key: 'publishedPerSecond', label: 'published/s' },
@@ -103,15 +116,25 @@ const S1: ScenarioSpec<Awaited<ReturnType<typeof runFanout>>> = {
     const vsSeed = perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'seed');
     const vsWire = perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'wire');
     const all = byServer.get('brainstem')?.every((r) => r.allDelivered) ?? false;
+    const cpuVsNats = perRoundRatio(byServer, 'serverMicrosPerDelivery', 'brainstem', 'nats');
     return {
       ratios: {
+        // Server CPU per delivery, brainstem's over nats-server's: issue 19's target is <= 1.
+        cpuPerDeliveryVsNats: cpuVsNats,
+        deliveredVsNats: perRoundRatio(byServer, 'deliveredPerSecond', 'brainstem', 'nats'),
+        ...(byServer.has('previous') ? { cpuPerDeliveryVsPreviousBuild: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'brainstem', 'previous') } : {}),
         deliveredVsSeed: vsSeed,
         deliveredVsWireLimit: vsWire,
         // CPU per delivery, seed's over brainstem's: how much more work the seed does per message.
         cpuEfficiencyVsSeed: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'seed', 'brainstem'),
         cpuEfficiencyVsWireLimit: perRoundRatio(byServer, 'serverMicrosPerDelivery', 'wire', 'brainstem'),
       },
-      targets: { 'delivered >= 5x seed': vsSeed >= 5, 'delivered >= 0.6x wire limit': vsWire >= 0.6, 'all delivered': all },
+      targets: {
+        ...(byServer.has('nats') ? { 'server CPU per delivery <= 1.0x nats-server': cpuVsNats <= 1 } : {}),
+        'delivered >= 5x seed': vsSeed >= 5,
+        'delivered >= 0.6x wire limit': vsWire >= 0.6,
+        'all delivered': all,
+      },
     };
   },
 };
@@ -133,9 +156,14 @@ const S2: ScenarioSpec<Awaited<ReturnType<typeof runLatency>>> = {
   verdict(byServer) {
     const brainstem = byServer.get('brainstem') ?? [];
     const p99 = median(brainstem.map((r) => r.p99Ms));
+    const vsNats = perRoundRatio(byServer, 'p99Ms', 'brainstem', 'nats');
     return {
-      ratios: { p99VsSeed: perRoundRatio(byServer, 'p99Ms', 'brainstem', 'seed') },
-      targets: { 'p99 <= 1 ms': p99 <= 1, 'nothing lost': brainstem.every((r) => r.lost === 0) },
+      ratios: { p99VsNats: vsNats, p99VsSeed: perRoundRatio(byServer, 'p99Ms', 'brainstem', 'seed') },
+      targets: {
+        ...(byServer.has('nats') ? { 'p99 <= nats-server p99': vsNats <= 1 } : {}),
+        'p99 <= 1 ms': p99 <= 1,
+        'nothing lost': brainstem.every((r) => r.lost === 0),
+      },
     };
   },
 };
@@ -148,6 +176,7 @@ const S3: ScenarioSpec<Awaited<ReturnType<typeof runConnections>>> = {
   columns: [
     { key: 'rssBeforeMB', label: 'RSS before MB', digits: 1 },
     { key: 'rssIdleMB', label: 'RSS idle MB', digits: 1 },
+    { key: 'rss10sMB', label: 'RSS 10 s MB', digits: 1 },
     { key: 'rssAfterMB', label: 'RSS after MB', digits: 1 },
     { key: 'rssSettledMB', label: 'RSS settled MB', digits: 1 },
     { key: 'bytesPerConnection', label: 'bytes/conn' },
@@ -162,13 +191,16 @@ const S3: ScenarioSpec<Awaited<ReturnType<typeof runConnections>>> = {
     const settled = median(brainstem.map((r) => r.rssSettledMB));
     const broadcast = median(brainstem.map((r) => r.broadcastMedianMs));
     const full = connectionsOptions.connections >= 5000;
+    const rss10sVsNats = perRoundRatio(byServer, 'rss10sMB', 'brainstem', 'nats');
     return {
       ratios: {
+        rss10sVsNats,
         rssVsSeed: perRoundRatio(byServer, 'rssAfterMB', 'brainstem', 'seed'),
         rssSettledVsSeed: perRoundRatio(byServer, 'rssSettledMB', 'brainstem', 'seed'),
         broadcastVsSeed: perRoundRatio(byServer, 'broadcastMedianMs', 'brainstem', 'seed'),
       },
       targets: {
+        ...(byServer.has('nats') ? { [`RSS 10 s after connecting <= nats-server's${full ? '' : ' (not the target run)'}`]: rss10sVsNats <= 1 } : {}),
         [`RSS <= 100 MB${full ? '' : ' (fewer than 5,000 connections: not the target run)'}`]: rss <= 100,
         ...(Number.isNaN(settled) ? {} : { 'RSS settled <= 100 MB': settled <= 100 }),
         'broadcast median <= 120 ms': broadcast <= 120,
@@ -228,6 +260,7 @@ function ensureDescriptors(): void {
 
 async function main(): Promise<void> {
   ensureDescriptors();
+  if (natsMissing) process.stdout.write('SKIP nats-server: not installed (apt install nats-server, or set NATS_SERVER)\n');
   log(`bench: ${cpus().length} CPUs, load ${load()}, ${rounds} round(s), servers ${servers.join(', ')}`);
   const redis = await startBenchRedis();
   try {
@@ -235,6 +268,7 @@ async function main(): Promise<void> {
     if (scenarios.has('S2')) await runScenario(S2, redis);
     if (scenarios.has('S3')) await runScenario(S3, redis);
     if (scenarios.has('Q1')) await runQueueBench({ redisUrl: redis.url, rounds, quick: args.quick });
+    if (scenarios.has('Q2')) await runDispatchBench({ redisUrl: redis.url, rounds, quick: args.quick });
   } finally {
     await redis.stop();
   }

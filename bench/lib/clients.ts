@@ -13,17 +13,23 @@ export function subscribeFrame(topic: string): string {
 }
 
 /**
- * A publish frame whose payload is exactly `payloadBytes` of JSON and
- * carries the send time (`t`, ms of performance.now()) and a sequence number.
- * Built by concatenation: the client should spend its time on the wire.
+ * A JSON payload of exactly `payloadBytes` carrying the send time (`t`, ms
+ * of performance.now()) and a sequence number. Built by concatenation: the
+ * client should spend its time on the wire.
  */
-export function publishFrameBuilder(type: string, payloadBytes: number): (seq: number, t: number) => string {
-  const head = `{"action":"publish","message":{"type":${JSON.stringify(type)},"payload":`;
+export function payloadBuilder(payloadBytes: number): (seq: number, t: number) => string {
   return (seq, t) => {
     const stamp = `{"seq":${seq},"t":${t.toFixed(3)},"pad":"`;
     const padLength = Math.max(0, payloadBytes - stamp.length - 2);
-    return `${head}${stamp}${'x'.repeat(padLength)}"}}}`;
+    return `${stamp}${'x'.repeat(padLength)}"}`;
   };
+}
+
+/** A seed-protocol publish frame around payloadBuilder's payload (the soak's WebSocket clients). */
+export function publishFrameBuilder(type: string, payloadBytes: number): (seq: number, t: number) => string {
+  const head = `{"action":"publish","message":{"type":${JSON.stringify(type)},"payload":`;
+  const payload = payloadBuilder(payloadBytes);
+  return (seq, t) => `${head}${payload(seq, t)}}}`;
 }
 
 const T_FIELD = '"t":';
@@ -53,20 +59,6 @@ export async function openClient(url: string, greets: boolean): Promise<WebSocke
   return ws;
 }
 
-/** Opens `count` clients, `parallel` handshakes at a time. */
-export async function openClients(url: string, greets: boolean, count: number, parallel = 100): Promise<WebSocket[]> {
-  const clients: WebSocket[] = new Array(count);
-  let next = 0;
-  async function lane(): Promise<void> {
-    while (next < count) {
-      const index = next++;
-      clients[index] = await openClient(url, greets);
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(parallel, count) }, lane));
-  return clients;
-}
-
 export async function closeClients(clients: WebSocket[]): Promise<void> {
   await Promise.all(clients.map(async (ws) => {
     if (ws.readyState === WebSocket.CLOSED) return;
@@ -92,21 +84,20 @@ export { sleep };
  * Makes sure every subscriber's subscriptions are in place, the same way
  * for every server (the seed broker sends no receipts): publish probes on
  * `topic` until each subscriber has received one, then wait for quiet.
- * `received(i)` is subscriber i's count of frames so far.
+ * `received(i)` is subscriber i's count of messages so far.
  */
 export async function probeUntilSubscribed(
-  publisher: WebSocket,
+  publisher: { publish(topic: string, payload: string): void },
   topic: string,
   subscribers: number,
   received: (i: number) => number,
   timeoutMs = 30_000,
 ): Promise<void> {
-  const probe = `{"action":"publish","message":{"type":${JSON.stringify(topic)},"payload":{"probe":true}}}`;
   const deadline = Date.now() + timeoutMs;
   let everyone = false;
   while (!everyone) {
     if (Date.now() > deadline) throw new Error('subscribers did not receive a probe in time');
-    publisher.send(probe);
+    publisher.publish(topic, '{"probe":true}');
     everyone = await waitFor(() => {
       for (let i = 0; i < subscribers; i++) if (received(i) === 0) return false;
       return true;

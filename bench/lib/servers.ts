@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,13 +9,39 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port.js';
 
 /** The brokers a scenario compares, each run in its own process. */
-export type ServerKind = 'brainstem' | 'seed' | 'wire';
+export type ServerKind = 'brainstem' | 'previous' | 'nats' | 'seed' | 'wire';
 
 export const SERVER_LABELS: Record<ServerKind, string> = {
   brainstem: 'brainstem',
+  previous: 'brainstem, previous build',
+  nats: 'nats-server',
   seed: 'seed ws broker',
   wire: 'wire limit',
 };
+
+/** A gateway speaks the bus protocol (it greets with `welcome`): this build or another one (`previous`). */
+export function isGateway(kind: ServerKind): boolean {
+  return kind === 'brainstem' || kind === 'previous';
+}
+
+/**
+ * Debian's nats-server, or NATS_SERVER when set (only that one: set it to
+ * a path that does not exist to see the bench skip it). A baseline the
+ * bench skips, visibly, when it is missing.
+ */
+export function natsServerPath(): string | null {
+  const explicit = process.env.NATS_SERVER;
+  const candidates = explicit !== undefined ? [explicit] : ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not this one
+    }
+  }
+  return null;
+}
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -78,6 +104,10 @@ export interface StartOptions {
   cpuProfileDir?: string;
   /** Where the server's stdout/stderr go (default: discarded). */
   logFile?: string;
+  /** `previous` only: the server.js of another build, run like this one (an A/B of a lever in one run). */
+  previousGateway?: string;
+  /** nats-server only: JetStream on, stored in the server's temp folder. */
+  jetStream?: boolean;
 }
 
 /**
@@ -105,19 +135,27 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'brainstem-bench-'));
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : [];
-  if (kind === 'brainstem' && options.nodeArgs) nodeArgs.push(...options.nodeArgs);
-  let script: string;
+  if (isGateway(kind) && options.nodeArgs) nodeArgs.push(...options.nodeArgs);
+  let command = process.execPath;
+  let commandArgs: string[];
   let env: Record<string, string>;
-  if (kind === 'brainstem') {
-    script = paths.gateway;
+  if (kind === 'nats') {
+    const nats = natsServerPath();
+    if (!nats) throw new Error('nats-server is not installed');
+    command = nats;
+    commandArgs = ['-a', '127.0.0.1', '-p', String(port), ...(options.jetStream ? ['-js', '-sd', dataDir] : [])];
+    env = {};
+  } else if (isGateway(kind)) {
+    if (kind === 'previous' && !options.previousGateway) throw new Error('the previous build needs --previous-gateway FILE');
+    commandArgs = [...nodeArgs, kind === 'previous' ? options.previousGateway as string : paths.gateway];
     env = gatewayEnv(port, dataDir, options);
   } else {
-    script = kind === 'seed' ? paths.seedBroker : paths.wireLimit;
+    commandArgs = [...nodeArgs, kind === 'seed' ? paths.seedBroker : paths.wireLimit];
     env = { PORT: String(port) };
   }
   const out = options.logFile ? createWriteStream(options.logFile, { flags: 'a' }) : null;
   if (out) await once(out, 'open');
-  const child = spawn(process.execPath, [...nodeArgs, script], {
+  const child = spawn(command, commandArgs, {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', out ?? 'ignore', out ?? 'ignore'],
@@ -134,7 +172,8 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
     kind,
     pid,
     port,
-    url: kind === 'brainstem' ? `ws://127.0.0.1:${port}/bus?name=bench` : `ws://127.0.0.1:${port}`,
+    url: isGateway(kind) ? `ws://127.0.0.1:${port}/bus?name=bench`
+      : kind === 'nats' ? `nats://127.0.0.1:${port}` : `ws://127.0.0.1:${port}`,
     rss: () => rssOf(pid),
     cpuSeconds: () => cpuSecondsOf(pid),
     async stop() {

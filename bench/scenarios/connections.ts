@@ -1,8 +1,10 @@
-import {
-  closeClients, now, openClient, openClients, probeUntilSubscribed, publishFrameBuilder, sleep, subscribeFrame, waitFor,
-} from '../lib/clients.js';
+import { now, payloadBuilder, probeUntilSubscribed, sleep, waitFor } from '../lib/clients.js';
 import { MB, median } from '../lib/report.js';
 import type { RunningServer } from '../lib/servers.js';
+import { closeAll, connectMany, transportFor } from '../lib/transport.js';
+
+/** When issue 19 reads the RSS: what a user sees shortly after the connections, not after minutes of settling. */
+const RSS_AFTER_CONNECT_MS = 10_000;
 
 export interface ConnectionsOptions {
   connections: number;
@@ -21,6 +23,8 @@ export interface ConnectionsResult extends Record<string, number | boolean> {
   connections: number;
   rssBeforeMB: number;
   rssIdleMB: number;
+  /** 10 s after the last connection opened, before any broadcast. */
+  rss10sMB: number;
   rssAfterMB: number;
   /** With the connections, after settleSeconds without traffic; NaN without a settle time. */
   rssSettledMB: number;
@@ -40,37 +44,40 @@ const SHARED = 'bench.all';
  * with them idle, and after the broadcasts.
  */
 export async function runConnections(server: RunningServer, options: ConnectionsOptions): Promise<ConnectionsResult> {
-  const greets = server.kind === 'brainstem';
+  const transport = transportFor(server);
   await sleep(500);
   const rssBefore = server.rss();
   const connectStart = now();
-  const subscribers = await openClients(server.url, greets, options.connections);
-  const connectSeconds = (now() - connectStart) / 1000;
-  const publisher = await openClient(server.url, greets);
+  const subscribers = await connectMany(transport, options.connections);
+  const connectedAt = now();
+  const connectSeconds = (connectedAt - connectStart) / 1000;
+  const publisher = await transport.connect();
   let reached = 0;
   let lastAt = 0;
-  const received = subscribers.map((ws, i) => {
+  const received = subscribers.map((client, i) => {
     const counter = { count: 0 };
-    ws.on('message', () => {
+    const onMessage = () => {
       counter.count++;
       reached++;
       lastAt = now();
-    });
-    ws.send(subscribeFrame(`bench.client.${i}`));
-    ws.send(subscribeFrame(SHARED));
+    };
+    client.subscribe(`bench.client.${i}`, onMessage);
+    client.subscribe(SHARED, onMessage);
     return counter;
   });
   await probeUntilSubscribed(publisher, SHARED, options.connections, (i) => received[i]?.count ?? 0, 120_000);
   await sleep(1000);
   const rssIdle = server.rss();
+  await sleep(Math.max(0, connectedAt + RSS_AFTER_CONNECT_MS - now()));
+  const rss10s = server.rss();
 
-  const frame = publishFrameBuilder(SHARED, options.payloadBytes);
+  const payload = payloadBuilder(options.payloadBytes);
   const times: number[] = [];
   let allReached = true;
   for (let b = 0; b < options.broadcasts; b++) {
     reached = 0;
     const sentAt = now();
-    publisher.send(frame(b, sentAt));
+    publisher.publish(SHARED, payload(b, sentAt));
     const ok = await waitFor(() => reached >= options.connections, 30_000, 1);
     allReached &&= ok;
     times.push(ok ? lastAt - sentAt : Number.NaN);
@@ -82,12 +89,13 @@ export async function runConnections(server: RunningServer, options: Connections
     await sleep(options.settleSeconds * 1000);
     rssSettled = server.rss();
   }
-  await closeClients([...subscribers, publisher]);
+  await closeAll([...subscribers, publisher]);
 
   return {
     connections: options.connections,
     rssBeforeMB: rssBefore / MB,
     rssIdleMB: rssIdle / MB,
+    rss10sMB: rss10s / MB,
     rssAfterMB: rssAfter / MB,
     rssSettledMB: rssSettled / MB,
     bytesPerConnection: (rssIdle - rssBefore) / options.connections,

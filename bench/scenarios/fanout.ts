@@ -1,9 +1,7 @@
-import type WebSocket from 'ws';
-import {
-  closeClients, now, openClient, openClients, probeUntilSubscribed, publishFrameBuilder, sentAt, subscribeFrame, waitFor,
-} from '../lib/clients.js';
+import { now, payloadBuilder, probeUntilSubscribed, sentAt, waitFor } from '../lib/clients.js';
 import { MB, quantile } from '../lib/report.js';
 import type { RunningServer } from '../lib/servers.js';
+import { closeAll, connectMany, transportFor } from '../lib/transport.js';
 
 export interface FanoutOptions {
   subscribers: number;
@@ -11,6 +9,12 @@ export interface FanoutOptions {
   durationMs: number;
   /** Publisher flow control: at most this many messages not yet received by the slowest subscriber. */
   window: number;
+  /**
+   * Messages per second, 0 for as many as the window allows. At a fixed
+   * rate every server batches alike, so its CPU per delivery compares
+   * across servers and builds even when a busy machine starves the clients.
+   */
+  ratePerSecond?: number;
 }
 
 export interface FanoutResult extends Record<string, number | boolean> {
@@ -33,36 +37,38 @@ const TOPIC = 'bench.fanout';
  * S1: one publisher, N subscribers of one topic. The publisher keeps at most
  * `window` messages ahead of the slowest subscriber (flow control), so what
  * is measured is sustained delivery, not how much a server can buffer.
+ * Every subscriber parses every message it receives, as a real one would.
  * Latency is sampled on subscriber 0 (send to receive, same clock).
  */
 export async function runFanout(server: RunningServer, options: FanoutOptions): Promise<FanoutResult> {
-  const greets = server.kind === 'brainstem';
-  const subscribers = await openClients(server.url, greets, options.subscribers);
-  const publisher = await openClient(server.url, greets);
+  const transport = transportFor(server);
+  const subscribers = await connectMany(transport, options.subscribers);
+  const publisher = await transport.connect();
   const latencies: number[] = [];
   let measuring = false;
   let blocked = false;
   let lastDeliveryAt = 0;
 
-  const received = subscribers.map((ws, i) => {
+  let parsed = 0;
+  const received = subscribers.map((client, i) => {
     const counter = { count: 0 };
-    ws.on('message', (data: Buffer) => {
+    client.subscribe(TOPIC, (text) => {
       counter.count++;
       if (!measuring) return;
+      if (JSON.parse(text) !== null) parsed++;
       lastDeliveryAt = now();
-      if (i === 0) latencies.push(lastDeliveryAt - sentAt(data.toString()));
+      if (i === 0) latencies.push(lastDeliveryAt - sentAt(text));
       if (blocked) {
         blocked = false;
         setImmediate(pump);
       }
     });
-    ws.send(subscribeFrame(TOPIC));
     return counter;
   });
   await probeUntilSubscribed(publisher, TOPIC, options.subscribers, (i) => received[i]?.count ?? 0);
   for (const counter of received) counter.count = 0;
 
-  const frame = publishFrameBuilder(TOPIC, options.payloadBytes);
+  const payload = payloadBuilder(options.payloadBytes);
   let published = 0;
   let stopped = false;
   let stoppedAt = 0;
@@ -74,17 +80,19 @@ export async function runFanout(server: RunningServer, options: FanoutOptions): 
   function pump(): void {
     if (stopped) return;
     const floor = slowest();
-    while (published - floor < options.window && publisher.bufferedAmount < MB) {
+    const rate = options.ratePerSecond ?? 0;
+    const due = rate > 0 ? Math.floor(((now() - start) * rate) / 1000) : Infinity;
+    while (published - floor < options.window && publisher.bufferedAmount < MB && published < due) {
       const t = now();
       if (t - start >= options.durationMs) {
         stopped = true;
         stoppedAt = t;
         return;
       }
-      publisher.send(frame(published, t));
+      publisher.publish(TOPIC, payload(published, t));
       published++;
     }
-    blocked = true;
+    blocked = rate === 0 || published - floor >= options.window;
   }
 
   const serverCpu0 = server.cpuSeconds();
@@ -92,7 +100,8 @@ export async function runFanout(server: RunningServer, options: FanoutOptions): 
   measuring = true;
   const start = now();
   // A safety net for a publisher blocked on its own socket buffer rather than on the window.
-  const nudge = setInterval(() => { if (!stopped) pump(); }, 5);
+  // At a fixed rate, it is also the pacing timer.
+  const nudge = setInterval(() => { if (!stopped) pump(); }, options.ratePerSecond ? 1 : 5);
   pump();
   await waitFor(() => stopped, options.durationMs + 5000);
   clearInterval(nudge);
@@ -102,14 +111,14 @@ export async function runFanout(server: RunningServer, options: FanoutOptions): 
   const clientCpu = process.cpuUsage(clientCpu0);
   const totalDelivered = received.reduce((sum, counter) => sum + counter.count, 0);
   const serverRss = server.rss();
-  await closeClients([...subscribers, publisher] as WebSocket[]);
+  await closeAll([...subscribers, publisher]);
 
   latencies.sort((a, b) => a - b);
   return {
     published,
     publishedPerSecond: published / ((stoppedAt - start) / 1000),
     deliveredPerSecond: totalDelivered / ((lastDeliveryAt - start) / 1000),
-    allDelivered,
+    allDelivered: allDelivered && parsed === totalDelivered,
     p50Ms: quantile(latencies, 0.5),
     p99Ms: quantile(latencies, 0.99),
     serverCpuPercent: (serverCpu / (elapsed / 1000)) * 100,

@@ -1,8 +1,7 @@
-import {
-  closeClients, now, openClient, probeUntilSubscribed, publishFrameBuilder, sentAt, sleep, subscribeFrame, waitFor,
-} from '../lib/clients.js';
+import { now, payloadBuilder, probeUntilSubscribed, sentAt, sleep, waitFor } from '../lib/clients.js';
 import { MB, quantile } from '../lib/report.js';
 import type { RunningServer } from '../lib/servers.js';
+import { transportFor, type BenchClient } from '../lib/transport.js';
 
 export interface LatencyOptions {
   ratePerSecond: number;
@@ -29,8 +28,8 @@ const TOPIC = 'bench.latency';
  * tick sends what is due), and records each one's send-to-receive time.
  */
 async function paced(
-  publisher: { send(frame: string): void },
-  frame: (seq: number, t: number) => string,
+  publisher: BenchClient,
+  payload: (seq: number, t: number) => string,
   ratePerSecond: number,
   durationMs: number,
 ): Promise<number> {
@@ -41,7 +40,7 @@ async function paced(
     const timer = setInterval(() => {
       const due = Math.min(count, Math.floor(((now() - start) * ratePerSecond) / 1000));
       while (sent < due) {
-        publisher.send(frame(sent, now()));
+        publisher.publish(TOPIC, payload(sent, now()));
         sent++;
       }
       if (sent >= count) {
@@ -55,31 +54,30 @@ async function paced(
 
 /** S2: one publisher, one subscriber, a steady rate; latency percentiles. */
 export async function runLatency(server: RunningServer, options: LatencyOptions): Promise<LatencyResult> {
-  const greets = server.kind === 'brainstem';
-  const subscriber = await openClient(server.url, greets);
-  const publisher = await openClient(server.url, greets);
+  const transport = transportFor(server);
+  const subscriber = await transport.connect();
+  const publisher = await transport.connect();
   let received = 0;
   let recording = false;
   const latencies: number[] = [];
-  subscriber.on('message', (data: Buffer) => {
+  subscriber.subscribe(TOPIC, (text) => {
     received++;
-    if (recording) latencies.push(now() - sentAt(data.toString()));
+    if (recording) latencies.push(now() - sentAt(text));
   });
-  subscriber.send(subscribeFrame(TOPIC));
   await probeUntilSubscribed(publisher, TOPIC, 1, () => received);
 
-  const frame = publishFrameBuilder(TOPIC, options.payloadBytes);
+  const payload = payloadBuilder(options.payloadBytes);
   if (options.warmupMs > 0) {
-    const warm = received + (await paced(publisher, frame, options.ratePerSecond, options.warmupMs));
+    const warm = received + (await paced(publisher, payload, options.ratePerSecond, options.warmupMs));
     await waitFor(() => received >= warm, 5000);
     await sleep(100);
   }
   recording = true;
-  const sent = await paced(publisher, frame, options.ratePerSecond, options.durationMs);
+  const sent = await paced(publisher, payload, options.ratePerSecond, options.durationMs);
   await waitFor(() => latencies.length >= sent, 5000);
   recording = false;
   const serverRss = server.rss();
-  await closeClients([subscriber, publisher]);
+  await Promise.all([subscriber.close(), publisher.close()]);
 
   latencies.sort((a, b) => a - b);
   return {

@@ -44,7 +44,7 @@ type QueueRound = {
 };
 
 /** The options the gateway stores with each task, so that both sides store the same. */
-const GATEWAY_JOB_OPTIONS: JobsOptions = {
+export const GATEWAY_JOB_OPTIONS: JobsOptions = {
   attempts: 5,
   backoff: { type: 'exponential', delay: 1000 },
   removeOnComplete: { count: 1000 },

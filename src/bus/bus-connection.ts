@@ -2,6 +2,7 @@ import type { PublishOrder } from './history/publish-order.js';
 import type { ReplayedFloors, ReplayHold } from './history/replay-hold.js';
 import type { Principal } from './principal.js';
 import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
+import { sendTextFrame } from '../streams/ws-adapter.js';
 
 export type { CorkableStream } from '../streams/tick-write-batch.js';
 
@@ -69,6 +70,13 @@ export class BusConnection {
     this.framesOut++;
     if (this.stream) this.batch.hold(this.stream);
     this.socket.send(frame, TEXT);
+  }
+
+  /** Sends a complete WebSocket frame built once for every subscriber (ws-adapter's encodeTextFrame). */
+  sendFrame(frame: Buffer): void {
+    this.framesOut++;
+    if (this.stream) this.batch.hold(this.stream);
+    sendTextFrame(this.socket, frame);
   }
 
   /** Serializes and sends one frame meant for this connection only. */

@@ -4,6 +4,7 @@ import { BusError, CloseCode, type BusEvent, type ClientFrame } from './protocol
 import { EVENT_CLOSE, EVENT_OPEN, retainedFrame } from './history/offsets.js';
 import { TopicTrie } from './topic-trie.js';
 import { TickWriteBatch } from '../streams/tick-write-batch.js';
+import { encodeTextFrame, encodeTextFrameOf, framePayload } from '../streams/ws-adapter.js';
 
 export interface BusRouterOptions {
   /** Unsent bytes a connection may have queued before it is dropped as a slow consumer. */
@@ -117,13 +118,14 @@ type DetachListener = (connection: BusConnection) => void;
 type PublishObserver = (event: BusEvent, delivered: number) => void;
 
 /**
- * The `{"event": …}` frame. A payload nested too deeply for JSON.stringify
- * (it recurses; a 1 MiB frame of brackets overflows the stack) is the
- * publisher's mistake: refused as INVALID_FRAME before anyone gets it.
+ * The `{"event": …}` message as one complete WebSocket frame. A payload
+ * nested too deeply for JSON.stringify (it recurses; a 1 MiB frame of
+ * brackets overflows the stack) is the publisher's mistake: refused as
+ * INVALID_FRAME before anyone gets it.
  */
 function eventFrame(event: BusEvent): Buffer {
   try {
-    return Buffer.from(`{"event":${JSON.stringify(event)}}`);
+    return encodeTextFrame(`{"event":${JSON.stringify(event)}}`);
   } catch (err) {
     if (err instanceof RangeError) throw new BusError('INVALID_FRAME', 'message is nested too deeply');
     throw err;
@@ -262,18 +264,13 @@ export class BusRouter {
   deliverStored(event: BusEvent, { json, offset }: Stored): Published {
     if (offset === null) return { delivered: 0, duplicate: true };
     this.counters.published++;
-    if (offset === '') {
-      const frame = Buffer.concat([EVENT_OPEN, json, EVENT_CLOSE]);
-      const delivered = this.deliverLocally(event.type, () => frame);
-      this.remote?.forward(event.type, () => frame);
-      this.publishObserver?.(event, delivered);
-      return { delivered };
-    }
-    const frame = retainedFrame(json, offset);
-    const delivered = this.deliverLocally(event.type, () => frame);
-    this.remote?.forwardToAll(event.type, frame);
+    const payload = offset === '' ? Buffer.concat([EVENT_OPEN, json, EVENT_CLOSE]) : retainedFrame(json, offset);
+    let frame: Buffer | undefined;
+    const delivered = this.deliverLocally(event.type, () => (frame ??= encodeTextFrameOf(payload)));
+    if (offset === '') this.remote?.forward(event.type, () => payload);
+    else this.remote?.forwardToAll(event.type, payload);
     this.publishObserver?.(event, delivered);
-    return { delivered, offset };
+    return offset === '' ? { delivered } : { delivered, offset };
   }
 
   /**
@@ -293,16 +290,17 @@ export class BusRouter {
 
   /**
    * Delivers an event to every connection with a matching pattern, once
-   * each, and to the other instances that have one. The frame is
-   * serialized once, whatever the number of subscribers. Returns the
-   * number of local connections it was sent to.
+   * each, and to the other instances that have one. The event is
+   * serialized and framed once, whatever the number of subscribers: every
+   * subscriber's socket gets the same WebSocket frame. Returns the number
+   * of local connections it was sent to.
    */
   publishNow(event: BusEvent): number {
     this.counters.published++;
     let frame: Buffer | undefined;
     const serialize = () => (frame ??= eventFrame(event));
     const delivered = this.deliverLocally(event.type, serialize);
-    this.remote?.forward(event.type, serialize);
+    this.remote?.forward(event.type, () => framePayload(serialize()));
     this.publishObserver?.(event, delivered);
     return delivered;
   }
@@ -318,11 +316,13 @@ export class BusRouter {
   }
 
   /** An event another instance published, already serialized there. */
-  deliverFromPeer(type: string, frame: Buffer): number {
+  deliverFromPeer(type: string, payload: Buffer): number {
     this.counters.receivedFromPeers++;
-    return this.deliverLocally(type, () => frame);
+    let frame: Buffer | undefined;
+    return this.deliverLocally(type, () => (frame ??= encodeTextFrameOf(payload)));
   }
 
+  /** `frame()`: the event's complete WebSocket frame, built at the first match. */
   private deliverLocally(type: string, frame: () => Buffer): number {
     const seq = ++this.publishSeq;
     let delivered = 0;
@@ -330,9 +330,9 @@ export class BusRouter {
       if (connection.lastPublish === seq) return;
       connection.lastPublish = seq;
       // A subscription replaying history: live events wait behind the replay.
-      if (connection.hold) connection.hold.push(type, frame());
+      if (connection.hold) connection.hold.push(type, framePayload(frame()));
       else if (connection.replayed?.covers(type, frame())) return;
-      else if (this.deliver(connection, frame())) delivered++;
+      else if (this.deliverFrame(connection, frame())) delivered++;
     });
     this.counters.delivered += delivered;
     return delivered;
@@ -415,13 +415,25 @@ export class BusRouter {
    * of a publisher's socket produces leave in one write per subscriber.
    */
   deliver(connection: BusConnection, frame: Buffer): boolean {
+    if (!this.roomFor(connection, frame.length)) return false;
+    connection.sendRaw(frame);
+    return true;
+  }
+
+  /** deliver() for a complete WebSocket frame (encodeTextFrame), shared by every subscriber of a publish. */
+  private deliverFrame(connection: BusConnection, frame: Buffer): boolean {
+    if (!this.roomFor(connection, frame.length)) return false;
+    connection.sendFrame(frame);
+    return true;
+  }
+
+  private roomFor(connection: BusConnection, bytes: number): boolean {
     if (connection.closing) return false;
-    if (connection.socket.bufferedAmount + frame.length > this.options.maxBacklogBytes) {
+    if (connection.socket.bufferedAmount + bytes > this.options.maxBacklogBytes) {
       this.counters.slowConsumersDropped++;
       connection.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
       return false;
     }
-    connection.sendRaw(frame);
     return true;
   }
 }

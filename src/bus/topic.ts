@@ -5,15 +5,38 @@
 export const MAX_TOPIC_LENGTH = 256;
 export const MAX_QUEUE_NAME_LENGTH = 128;
 
-const FORBIDDEN_IN_SEGMENT = /[\s.*>]/;
+const DOT = 0x2e;
+const STAR = 0x2a;
+const GREATER = 0x3e;
 
-function segmentsAreValid(segments: string[], allowWildcards: boolean): boolean {
-  const last = segments.length - 1;
-  for (let i = 0; i <= last; i++) {
-    const segment = segments[i] as string;
-    if (allowWildcards && segment === '*') continue;
-    if (allowWildcards && segment === '>' && i === last) continue;
-    if (segment.length === 0 || FORBIDDEN_IN_SEGMENT.test(segment)) return false;
+/** Characters no segment may hold besides `.`, `*` and `>`: those \s matches in a RegExp. */
+function isSpace(code: number): boolean {
+  return (code >= 0x09 && code <= 0x0d) || code === 0x20 || code === 0xa0 || code === 0x1680
+    || (code >= 0x2000 && code <= 0x200a) || code === 0x2028 || code === 0x2029 || code === 0x202f
+    || code === 0x205f || code === 0x3000 || code === 0xfeff;
+}
+
+/**
+ * One pass over the characters, without splitting: it runs on every
+ * publish. Wildcards, where allowed, are whole segments: `*` anywhere,
+ * `>` as the last.
+ */
+function segmentsAreValid(topic: string, allowWildcards: boolean): boolean {
+  let segmentStart = 0;
+  const end = topic.length;
+  for (let i = 0; i <= end; i++) {
+    const code = i === end ? DOT : topic.charCodeAt(i);
+    if (code === DOT) {
+      if (i === segmentStart) return false;
+      segmentStart = i + 1;
+      continue;
+    }
+    if (code === STAR || code === GREATER) {
+      const whole = allowWildcards && i === segmentStart && (i + 1 === end || topic.charCodeAt(i + 1) === DOT);
+      if (!whole || (code === GREATER && i + 1 !== end)) return false;
+      continue;
+    }
+    if (code <= 0x20 || code >= 0xa0 ? isSpace(code) : false) return false;
   }
   return true;
 }
@@ -21,13 +44,13 @@ function segmentsAreValid(segments: string[], allowWildcards: boolean): boolean 
 /** A concrete topic, as published: no wildcards. */
 export function isValidTopic(topic: unknown, maxLength = MAX_TOPIC_LENGTH): boolean {
   return typeof topic === 'string' && topic.length > 0 && topic.length <= maxLength
-    && segmentsAreValid(topic.split('.'), false);
+    && segmentsAreValid(topic, false);
 }
 
 /** A subscription pattern: a topic whose segments may be `*`, or `>` as the last one. */
 export function isValidPattern(pattern: unknown): boolean {
   return typeof pattern === 'string' && pattern.length > 0 && pattern.length <= MAX_TOPIC_LENGTH
-    && segmentsAreValid(pattern.split('.'), true);
+    && segmentsAreValid(pattern, true);
 }
 
 /** A queue name: a topic of at most 128 characters. */
