@@ -153,3 +153,28 @@ t.test('an unproven pid is a label: shown in /services, never acted on when that
   t.match(still, { tasks: [{ queue: 'label', taskId }] }, 'it still holds its task');
   t.equal(sleeper.exitCode, null, 'the sleeper was not signalled');
 });
+
+t.test('/services: a linked connection with its pid, subscriptions, pulls and tasks, under the service its process beats as', async (t) => {
+  const gw = await startGateway(t, LIVENESS);
+  const taskId = await enqueue(gw, 'shown');
+  // No ?name=: the connection is found through the heartbeat of the process it is linked to.
+  const worker = await busWorker(t, gw, 'anonymous-worker', false);
+  t.equal(await worker.beat(), 200);
+  worker.send({ action: 'subscribe', topic: 'jobs.>', id: 's' });
+  await worker.frame((f) => f.id === 's');
+  worker.send({ action: 'pull', queue: 'shown' });
+  await worker.frame((f) => 'task' in f);
+  worker.send({ action: 'pull', queue: 'shown' });
+  worker.send({ action: 'pull', queue: 'shown' });
+  worker.send({ action: 'ping', id: 'barrier' });
+  await worker.frame((f) => f.id === 'barrier');
+  let view: ConnectionView | undefined;
+  await until(async () => {
+    view = await connectionView(gw, 'anonymous-worker', worker.clientId);
+    return view?.linked === true;
+  }).catch(() => { throw new Error(`never shown linked: ${JSON.stringify(view)}`); });
+  t.same(view, {
+    clientId: worker.clientId, pid: worker.pid, linked: true, subscriptions: ['jobs.>'],
+    pulls: [{ queue: 'shown', credits: 2 }], tasks: [{ queue: 'shown', taskId }],
+  });
+});

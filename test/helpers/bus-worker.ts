@@ -15,11 +15,11 @@ type Line = Record<string, unknown>;
 // JSON line on stdin says (send a frame, beat, reconnect).
 const SCRIPT = `
 const WebSocket = require(process.env.WS_MODULE);
-const { busUrl, httpUrl, name } = JSON.parse(process.env.WORKER);
+const { busUrl, httpUrl, name, named } = JSON.parse(process.env.WORKER);
 const out = (line) => process.stdout.write(JSON.stringify(line) + '\\n');
 let ws;
 function connect() {
-  ws = new WebSocket(busUrl + '?name=' + encodeURIComponent(name) + '&pid=' + process.pid);
+  ws = new WebSocket(busUrl + '?pid=' + process.pid + (named ? '&name=' + encodeURIComponent(name) : ''));
   ws.on('message', (data) => out({ frame: JSON.parse(data.toString()) }));
   ws.on('close', (code, reason) => out({ close: code, reason: reason.toString() }));
   ws.on('error', () => {});
@@ -57,12 +57,13 @@ export interface BusWorker {
   reconnect(): void;
 }
 
-export async function busWorker(t: Teardown, gateway: { busUrl: string; httpUrl: string }, name: string): Promise<BusWorker> {
+/** `name` is what it beats as; its bus connection gives it too unless `named` is false. */
+export async function busWorker(t: Teardown, gateway: { busUrl: string; httpUrl: string }, name: string, named = true): Promise<BusWorker> {
   const child = spawn(process.execPath, ['-e', SCRIPT], {
     env: {
       ...process.env,
       WS_MODULE: createRequire(import.meta.url).resolve('ws'),
-      WORKER: JSON.stringify({ busUrl: gateway.busUrl, httpUrl: gateway.httpUrl, name }),
+      WORKER: JSON.stringify({ busUrl: gateway.busUrl, httpUrl: gateway.httpUrl, name, named }),
     },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
