@@ -1,9 +1,12 @@
+import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import t from 'tap';
+import WebSocket from 'ws';
 import { beatingProcess } from './helpers/beating-process.js';
 import { edgeConfig } from './helpers/edge.js';
 import { startGateway } from './helpers/gateway.js';
 import { TestSocket } from './helpers/test-socket.js';
-import { startHttpUpstream } from './helpers/upstreams.js';
+import { startHttpUpstream, startWsEchoUpstream } from './helpers/upstreams.js';
 
 type Frame = Record<string, unknown>;
 
@@ -55,4 +58,29 @@ t.test('a proxy route naming its service answers 503 SERVICE_DOWN while no insta
   t.equal(again.status, 200, 'open again after the next beat');
   t.equal(upstream.seen.length, 3);
   t.equal(upstream.seen[2]?.url, '/again');
+});
+
+t.test('a WebSocket route naming its service refuses the upgrade with 503 while the service is down', async (t) => {
+  const upstream = await startWsEchoUpstream(t);
+  const gw = await startGateway(t, {
+    heartbeatTimeoutMs: 1500,
+    heartbeatCheckIntervalMs: 500,
+    edge: edgeConfig({ proxy: [{ prefix: '/voice', upstream: upstream.url, websocket: true, auth: false, rewritePrefix: '', service: 'voice' }] }),
+  });
+  const refused = new WebSocket(`ws://127.0.0.1:${gw.port}/voice/stream`);
+  refused.on('error', () => {});
+  const [, response] = await once(refused, 'unexpected-response') as [unknown, IncomingMessage];
+  t.equal(response.statusCode, 503);
+  t.ok(response.headers['retry-after'], 'with Retry-After');
+  refused.terminate();
+  t.same(upstream.connections, [], 'the upstream saw no upgrade');
+
+  const voice = await beatingProcess(t);
+  t.equal(await voice.beat(`${gw.httpUrl}/heartbeat`, 'voice'), 200);
+  const open = new WebSocket(`ws://127.0.0.1:${gw.port}/voice/stream`);
+  t.teardown(() => open.terminate());
+  await once(open, 'open');
+  open.send('hi');
+  const [echo] = await once(open, 'message') as [Buffer];
+  t.equal(echo.toString(), 'echo:hi', 'proxied once an instance beats');
 });
