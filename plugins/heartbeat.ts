@@ -51,6 +51,8 @@ export interface ServiceRoute {
  * PM2 ecosystem file; a check every CHECK_INTERVAL; `heartbeat.ping`,
  * `heartbeat.down`, `heartbeat.warn`, `service.up` and `service.down`
  * published on the bus with source `heartbeat`. On close this session's records are marked stopped.
+ * Bus connections that prove their `?pid=` are linked to that process:
+ * when its heartbeat lapses they lose their tasks and are closed (4001).
  */
 export interface HeartbeatOptions {
   /** The edge config's proxy routes that name a service. */
@@ -120,7 +122,8 @@ export default fp<HeartbeatOptions>(async function heartbeatPlugin(app, options)
   // A bus connection names its service with `?name=` (or through the
   // heartbeat of the process it is linked to); proxy routes with `service`.
   const sources: ServiceSources = {
-    connections: () => [...app.bus.router.connections.values()].map((connection) => {
+    // A closing connection (a lapsed one waits for its peer's close handshake) is gone already.
+    connections: () => [...app.bus.router.connections.values()].filter((connection) => !connection.closing).map((connection) => {
       const given = links.pidOfConnection(connection.id);
       return {
         name: connection.name,
