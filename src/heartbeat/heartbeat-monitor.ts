@@ -306,6 +306,11 @@ export class HeartbeatMonitor {
     }
     const reports: DownReport[] = [];
     for (const record of stale) {
+      // A record another gateway received is that gateway's to take down:
+      // the process's bus connections are linked there and lose their tasks
+      // when it does. Gateways sharing the store step in a timeout later,
+      // for a gateway that is gone.
+      if (record.sessionId !== this.options.sessionId && now - record.last <= 2 * this.settings.timeoutMs) continue;
       try {
         const report = await this.takeDown(record, now);
         if (report) reports.push(report);
