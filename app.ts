@@ -110,7 +110,7 @@ export async function buildApp(options: BuildOptions = {}) {
   await app.register(metricsPlugin, { proxyPrefixes: edge.proxy.map((route) => route.prefix) });
   await app.register(queuesPlugin);
   await app.register(queueRoutes);
-  await app.register(heartbeatPlugin);
+  await app.register(heartbeatPlugin, { routes: edge.proxy.flatMap(({ service, prefix }) => (service === undefined ? [] : [{ service, prefix }])) });
   await app.register(heartbeatRoutes);
   await app.register(dashboardRoutes);
   await app.register(healthRoutes);

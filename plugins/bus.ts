@@ -17,7 +17,7 @@ export interface Bus {
   router: BusRouter;
   dispatcher: FrameDispatcher;
   /** Binds one accepted WebSocket to the bus (the `/bus` route's wsHandler). */
-  handleSocket(socket: WebSocket, request: FastifyRequest): void;
+  handleSocket(socket: WebSocket, request: FastifyRequest): BusConnection;
 }
 
 declare module 'fastify' {
@@ -90,7 +90,7 @@ export default fp(async function busPlugin(app) {
     app.log.info({ clientId: connection.id, name: connection.name, code }, 'bus client disconnected');
   }
 
-  function handleSocket(socket: WebSocket, request: FastifyRequest): void {
+  function handleSocket(socket: WebSocket, request: FastifyRequest): BusConnection {
     const query = request.query as { name?: unknown };
     const name = typeof query.name === 'string' && query.name !== '' ? query.name.slice(0, 128) : null;
     const connection = router.attach(socket, {
@@ -109,6 +109,7 @@ export default fp(async function busPlugin(app) {
     bound.on('close', onClose);
     app.log.info({ clientId: connection.id, name, remoteAddress: connection.remoteAddress }, 'bus client connected');
     connection.send({ welcome: { clientId: connection.id, name, protocol: PROTOCOL_VERSION } });
+    return connection;
   }
 
   app.decorate('bus', { router, dispatcher, handleSocket });

@@ -44,6 +44,22 @@ function upstreamFailed(reply: FastifyReply, error: Error, route: ProxyRoute): v
   });
 }
 
+/**
+ * A route that names its service answers 503 SERVICE_DOWN, without asking
+ * the upstream, while no instance of that service is alive (heartbeats,
+ * read synchronously); the next beat opens it again.
+ */
+function serviceGate(app: FastifyInstance, service: string) {
+  const retryAfter = String(Math.max(1, Math.ceil(app.config.heartbeatCheckIntervalMs / 1000)));
+  // Callback style: the proxy's preHandler type has no async form.
+  return function gate(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    if (app.heartbeat.isAlive(service)) return done();
+    request.log.info({ service }, 'refused: service down');
+    void reply.code(503).header('retry-after', retryAfter)
+      .send({ error: `no instance of ${service} is alive (it sends no heartbeat); retry later`, code: 'SERVICE_DOWN' });
+  };
+}
+
 async function registerProxy(app: FastifyInstance, route: ProxyRoute): Promise<void> {
   const queryString = (_search: string | undefined, reqUrl: string, request: TokenCarrier & { principal: Principal }) =>
     queryWithoutToken(reqUrl, gatewayToken(request));
@@ -52,6 +68,7 @@ async function registerProxy(app: FastifyInstance, route: ProxyRoute): Promise<v
     upstream: route.upstream,
     rewritePrefix: route.rewritePrefix,
     ...(route.websocket ? { websocket: true as const } : {}),
+    ...(route.service === undefined ? {} : { preHandler: serviceGate(app, route.service) }),
     // Read by the auth hook, which runs before the upstream sees anything.
     config: { access: route.auth ? 'token' : 'open' },
     undici: { connect: { timeout: UPSTREAM_CONNECT_TIMEOUT_MS } },
@@ -171,7 +188,7 @@ export default fp<EdgeOptions>(async function edgePlugin(app, { edge }) {
 
   for (const route of edge.proxy) {
     await registerProxy(app, route);
-    app.log.info({ prefix: route.prefix, upstream: route.upstream, websocket: route.websocket, auth: route.auth }, 'proxy route');
+    app.log.info({ prefix: route.prefix, upstream: route.upstream, websocket: route.websocket, auth: route.auth, service: route.service }, 'proxy route');
   }
   keepProxiedUpgradesToTheProxy(app, edge.proxy.filter((route) => route.websocket).map((route) => route.prefix));
 

@@ -4,10 +4,13 @@ import { normalizeMessage } from '../src/bus/normalize.js';
 import { HeartbeatMonitor } from '../src/heartbeat/heartbeat-monitor.js';
 import type { HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
 import { defaultEcosystemPath, loadInstanceLimits, type LoadedLimits } from '../src/heartbeat/instance-limits.js';
-import { forgetProcessSamples } from '../src/heartbeat/process-metrics.js';
+import { forgetProcessSamples, isLoopback } from '../src/heartbeat/process-metrics.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+import type { BusConnection } from '../src/bus/bus-connection.js';
+import { CloseCode } from '../src/bus/protocol.js';
+import { ProcessLinks } from '../src/heartbeat/process-links.js';
 import { describeServices, type ServiceSources, type ServiceView } from '../src/heartbeat/service-directory.js';
-import { SocketOwnerProofs } from '../src/heartbeat/socket-owner.js';
+import { SocketOwnerProofs, type ConnectionEnds } from '../src/heartbeat/socket-owner.js';
 
 export interface HeartbeatOrgan {
   monitor: HeartbeatMonitor;
@@ -18,6 +21,13 @@ export interface HeartbeatOrgan {
   proofs: SocketOwnerProofs;
   /** `GET /services`: the heartbeat records with the connections and routes that name each service. */
   services(): Promise<ServiceView[]>;
+  /**
+   * A bus connection opened with `?pid=`: labelled at once, linked to the
+   * process's heartbeat when the proof resolves (the welcome does not wait).
+   */
+  claimPid(connection: BusConnection, pid: number, socket: ConnectionEnds & object): void;
+  /** A route gate: an instance of `name` is alive (see HeartbeatMonitor.isAlive). */
+  isAlive(name: string): boolean;
 }
 
 declare module 'fastify' {
@@ -27,6 +37,13 @@ declare module 'fastify' {
 }
 
 const MiB = 1024 * 1024;
+const LAPSED = 'heartbeat lapsed';
+
+/** Registered by the edge: the proxy routes that name a service. */
+export interface ServiceRoute {
+  service: string;
+  prefix: string;
+}
 
 /**
  * The heartbeat organ: records in MongoDB when MONGO_URL is set (the
@@ -34,8 +51,15 @@ const MiB = 1024 * 1024;
  * PM2 ecosystem file; a check every CHECK_INTERVAL; `heartbeat.ping`,
  * `heartbeat.down`, `heartbeat.warn`, `service.up` and `service.down`
  * published on the bus with source `heartbeat`. On close this session's records are marked stopped.
+ * Bus connections that prove their `?pid=` are linked to that process:
+ * when its heartbeat lapses they lose their tasks and are closed (4001).
  */
-export default fp(async function heartbeatPlugin(app) {
+export interface HeartbeatOptions {
+  /** The edge config's proxy routes that name a service. */
+  routes?: ServiceRoute[];
+}
+
+export default fp<HeartbeatOptions>(async function heartbeatPlugin(app, options) {
   const { config } = app;
   const log = app.log.child({ organ: 'heartbeat' });
 
@@ -54,6 +78,22 @@ export default fp(async function heartbeatPlugin(app) {
   if (limits.problem) log.warn({ path: limits.path, problem: limits.problem }, 'ecosystem file not loaded: no instance limits');
   else log.info({ path: limits.path, limits: Object.fromEntries(limits.limits) }, 'instance limits loaded');
 
+  const links = new ProcessLinks<BusConnection>();
+  app.bus.router.onDetach((connection) => links.forget(connection.id));
+
+  /**
+   * Its process went quiet: the connection's tasks are revoked and go back
+   * at once (an attempt counted), its pulls end, and it is closed with 4001
+   * so its client reconnects and abandons the revoked tasks.
+   */
+  function lapse(connection: BusConnection): void {
+    const { tasks } = app.queues.holdings(connection.id);
+    for (const { taskId, queue } of tasks) connection.send({ revoke: { taskId, queue, reason: LAPSED } });
+    app.queues.release(connection.id, LAPSED);
+    connection.close(CloseCode.HEARTBEAT_LAPSED, LAPSED);
+    links.forget(connection.id);
+  }
+
   const monitor = new HeartbeatMonitor({
     store,
     sessionId: randomUUID(),
@@ -70,22 +110,48 @@ export default fp(async function heartbeatPlugin(app) {
     publish: (type, payload) => {
       app.bus.router.publish(normalizeMessage({ type, payload }, 'heartbeat'));
     },
+    onDown: (report) => {
+      const connections = links.linked(report.pid);
+      if (connections.length > 0) log.warn({ pid: report.pid, name: report.name, connections: connections.length }, 'heartbeat lapsed: its bus connections lose their tasks and are closed');
+      for (const connection of connections) lapse(connection);
+    },
     log,
   });
   monitor.start();
 
-  // A bus connection names its service with `?name=`. Its pid, pulls and
-  // held tasks, and the proxy routes naming a service, come with the
-  // connection linking and the edge's `service` field (issue 16).
+  // A bus connection names its service with `?name=` (or through the
+  // heartbeat of the process it is linked to); proxy routes with `service`.
   const sources: ServiceSources = {
-    connections: () => [...app.bus.router.connections.values()].flatMap((connection) => (connection.name === null ? [] : [{
-      name: connection.name, clientId: connection.id, pid: null, subscriptions: [...connection.patterns], pulls: [], tasks: [],
-    }])),
-    routes: () => [],
+    // A closing connection (a lapsed one waits for its peer's close handshake) is gone already.
+    connections: () => [...app.bus.router.connections.values()].filter((connection) => !connection.closing).map((connection) => {
+      const given = links.pidOfConnection(connection.id);
+      return {
+        name: connection.name,
+        clientId: connection.id,
+        pid: given?.pid ?? null,
+        linked: given?.linked ?? false,
+        subscriptions: [...connection.patterns],
+        ...app.queues.holdings(connection.id),
+      };
+    }),
+    routes: () => options.routes ?? [],
   };
   const services = async () => describeServices(await monitor.list(), sources);
 
-  app.decorate('heartbeat', { monitor, store, limits, proofs: new SocketOwnerProofs(), services });
+  const proofs = new SocketOwnerProofs();
+  function claimPid(connection: BusConnection, pid: number, socket: ConnectionEnds & object): void {
+    links.label(connection, pid);
+    // Only over loopback TCP can /proc say who holds the other end.
+    if (!isLoopback(socket.remoteAddress)) return;
+    proofs.prove(socket, pid).then((proven) => {
+      if (proven) links.link(connection);
+      log.debug({ clientId: connection.id, pid, proven }, proven ? 'bus connection linked to its process' : 'bus connection pid not proven: a label only');
+    }, (err: unknown) => log.warn({ err, clientId: connection.id, pid }, 'bus connection pid proof failed: a label only'));
+  }
+
+  app.decorate('heartbeat', {
+    monitor, store, limits, proofs, services, claimPid, isAlive: (name: string) => monitor.isAlive(name),
+  });
 
   app.health.register('heartbeats', async () => {
     await store.ping();
@@ -97,4 +163,4 @@ export default fp(async function heartbeatPlugin(app) {
     await store.close();
     forgetProcessSamples();
   });
-}, { name: 'brainstem-heartbeat', dependencies: ['brainstem-bus', 'brainstem-redis'] });
+}, { name: 'brainstem-heartbeat', dependencies: ['brainstem-bus', 'brainstem-redis', 'brainstem-queues'] });

@@ -29,6 +29,8 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
       querystring: Type.Object({
         name: Type.Optional(Type.String()),
         token: Type.Optional(Type.String()),
+        // The client's own process: linked to its heartbeat once proven (v2 §3).
+        pid: Type.Optional(Type.Integer({ minimum: 1, maximum: 4_194_304 })),
         // A page of the connections, oldest first: the answer stays small whatever the number of clients.
         offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })),
@@ -39,7 +41,10 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
       ...app.bus.router.describe({ offset: request.query.offset ?? 0, limit: request.query.limit ?? 200 }),
       retained: app.history.rules.list,
     }),
-    wsHandler: (socket, request) => app.bus.handleSocket(socket, request),
+    wsHandler: (socket, request) => {
+      const connection = app.bus.handleSocket(socket, request);
+      if (request.query.pid !== undefined) app.heartbeat.claimPid(connection, request.query.pid, request.raw.socket);
+    },
   });
 
   app.post('/bus/publish', {

@@ -51,6 +51,7 @@ const Service = Type.Object({
   connections: Type.Array(Type.Object({
     clientId: Type.String(),
     pid: Type.Union([Type.Integer(), Type.Null()]),
+    linked: Type.Boolean(),
     subscriptions: Type.Array(Type.String()),
     pulls: Type.Array(Type.Object({ queue: Type.String(), credits: Type.Integer() })),
     tasks: Type.Array(Type.Object({ queue: Type.String(), taskId: Type.String() })),

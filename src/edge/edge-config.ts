@@ -22,6 +22,7 @@ const ProxyEntry = Type.Object({
   websocket: Type.Optional(Type.Boolean()),
   auth: Type.Optional(Type.Boolean()),
   rewritePrefix: Type.Optional(Type.String()),
+  service: Type.Optional(Type.String()),
 }, { additionalProperties: false });
 
 const StaticEntry = Type.Object({
@@ -67,6 +68,8 @@ export interface ProxyRoute {
   /** A known token is needed (when tokens are configured). Defaults to true. */
   auth: boolean;
   rewritePrefix: string;
+  /** The heartbeat name of the service behind it: while no instance is alive, 503 SERVICE_DOWN. */
+  service?: string;
 }
 
 export interface StaticRoute {
@@ -192,6 +195,9 @@ function meaningProblems(file: EdgeFile, baseDir: string): Problem[] {
     if (entry.rewritePrefix !== undefined && entry.rewritePrefix !== '' && !entry.rewritePrefix.startsWith('/')) {
       problems.push({ pointer: `${at}/rewritePrefix`, message: 'expected "" or a path starting with "/"' });
     }
+    if (entry.service !== undefined && (entry.service.trim() === '' || entry.service.length > 200)) {
+      problems.push({ pointer: `${at}/service`, message: 'expected the name its instances beat with (1 to 200 characters)' });
+    }
   });
   file.static?.forEach((entry, index) => {
     const at = `/static/${index}`;
@@ -273,6 +279,7 @@ function normalize(file: EdgeFile, source: string | null, baseDir: string): Edge
       websocket: entry.websocket ?? false,
       auth: entry.auth ?? true,
       rewritePrefix: entry.rewritePrefix ?? '',
+      ...(entry.service === undefined ? {} : { service: entry.service }),
     })),
     static: (file.static ?? []).map((entry) => ({
       prefix: entry.prefix,

@@ -40,6 +40,12 @@ export interface HeartbeatMonitorOptions {
   /** Pids that are never signalled (pid 1 and the gateway are always added). */
   protectedPids?: () => Iterable<number | undefined>;
   publish(type: HeartbeatEventType, payload: object): void;
+  /**
+   * A record went stale and this gateway took it down, stopped or only
+   * reported: what depends on the process (its linked bus connections)
+   * lets go of it. Runs before `heartbeat.down` is published.
+   */
+  onDown?(report: DownReport): void;
   log: MonitorLog;
 }
 
@@ -253,6 +259,11 @@ export class HeartbeatMonitor {
     else this.overThreshold.delete(record.pid);
   }
 
+  /** Whether an instance of `name` beat within the timeout and was not reported down since (synchronous: a route gate). */
+  isAlive(name: string): boolean {
+    return this.liveServices.isAlive(name);
+  }
+
   /** Every record with its status; rejects with HeartbeatError(503) when the store is down. */
   async list(now = Date.now()): Promise<RecordWithStatus[]> {
     let records: HeartbeatRecord[];
@@ -295,6 +306,11 @@ export class HeartbeatMonitor {
     }
     const reports: DownReport[] = [];
     for (const record of stale) {
+      // A record another gateway received is that gateway's to take down:
+      // the process's bus connections are linked there and lose their tasks
+      // when it does. Gateways sharing the store step in a timeout later,
+      // for a gateway that is gone.
+      if (record.sessionId !== this.options.sessionId && now - record.last <= 2 * this.settings.timeoutMs) continue;
       try {
         const report = await this.takeDown(record, now);
         if (report) reports.push(report);
@@ -332,6 +348,11 @@ export class HeartbeatMonitor {
       { ...report, quietForMs: now - last },
       report.action === 'stopped' ? 'service went quiet: SIGTERM sent' : 'service went quiet: reported, not stopped',
     );
+    try {
+      this.options.onDown?.(report);
+    } catch (err) {
+      this.options.log.error({ err, pid }, 'heartbeat: releasing what the quiet process held failed');
+    }
     this.options.publish('heartbeat.down', report);
     this.publishTransitions(this.liveServices.gone(pid));
     return report;

@@ -28,6 +28,10 @@ export class LiveServices {
     return transitions;
   }
 
+  isAlive(name: string): boolean {
+    return this.pidsByName.has(name);
+  }
+
   /** `pid` is no longer alive (reported down). */
   gone(pid: number): ServiceTransition[] {
     const name = this.nameOfPid.get(pid);

@@ -11,11 +11,13 @@ export interface ServiceInstance {
   lastBeat: number;
 }
 
-/** A bus connection that says it is this service (`?name=`). */
+/** A bus connection of this service: named so with `?name=`, or linked to one of its instances. */
 export interface ServiceConnection {
   clientId: string;
-  /** The process it is linked to; null until a connection's pid is proven and linked (issue 16). */
+  /** The pid it gave with `?pid=`; null when it gave none. */
   pid: number | null;
+  /** The pid was proven to hold the connection: its heartbeat governs the connection's tasks. */
+  linked: boolean;
   subscriptions: string[];
   /** Queues it pulls, with the credits it holds open. */
   pulls: { queue: string; credits: number }[];
@@ -34,7 +36,7 @@ export interface ServiceView {
 
 /** Where a service's non-heartbeat parts come from; each organ that knows one adds its source. */
 export interface ServiceSources {
-  connections(): (ServiceConnection & { name: string })[];
+  connections(): (ServiceConnection & { name: string | null })[];
   routes(): { service: string; prefix: string }[];
 }
 
@@ -61,7 +63,12 @@ export function describeServices(records: RecordWithStatus[], sources: ServiceSo
     view.instances.push({ pid: record.pid, status: record.status, cpu: record.cpu, memory: record.memory, lastBeat: record.last });
     if (RANK[record.status] < RANK[view.status]) view.status = record.status;
   }
-  for (const { name, ...connection } of sources.connections()) entry(name).connections.push(connection);
+  const nameOfPid = new Map(records.map((record) => [record.pid, record.name]));
+  for (const { name, ...connection } of sources.connections()) {
+    // Unnamed: the service of the process it is linked to, if that process beats.
+    const service = name ?? (connection.linked && connection.pid !== null ? nameOfPid.get(connection.pid) : undefined);
+    if (service !== undefined) entry(service).connections.push(connection);
+  }
   for (const { service, prefix } of sources.routes()) entry(service).routes.push(prefix);
   return [...services.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -61,6 +61,11 @@ export class CreditLedger {
     return this.turns.get(queue)?.get(consumerId)?.pulls.length ?? 0;
   }
 
+  /** The queues a consumer pulls, with the credits it holds open on each. */
+  pullsOf(consumerId: string): { queue: string; credits: number }[] {
+    return [...(this.queuesOf.get(consumerId) ?? [])].map((queue) => ({ queue, credits: this.creditsOf(queue, consumerId) }));
+  }
+
   /** Consumes one credit of the puller whose turn it is; null when none is left. */
   take(queue: string): Credit | null {
     const pullers = this.turns.get(queue);

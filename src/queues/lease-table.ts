@@ -52,6 +52,11 @@ export class LeaseTable<J> {
     return lease;
   }
 
+  /** The tasks one consumer holds, without taking them. */
+  heldBy(consumerId: string): { queue: string; taskId: string }[] {
+    return [...(this.byConsumer.get(consumerId)?.values() ?? [])].flat().map(({ queue, taskId }) => ({ queue, taskId }));
+  }
+
   /** Removes and returns every lease of a consumer. */
   takeAll(consumerId: string): Lease<J>[] {
     const tasks = this.byConsumer.get(consumerId);

@@ -262,6 +262,11 @@ export class QueueService {
     });
   }
 
+  /** What one connection pulls and holds, read synchronously (`GET /services`, lease release on lapse). */
+  holdings(consumerId: string): { pulls: { queue: string; credits: number }[]; tasks: { queue: string; taskId: string }[] } {
+    return { pulls: this.ledger.pullsOf(consumerId), tasks: this.leases.heldBy(consumerId) };
+  }
+
   /**
    * A connection went away: its credits end and its tasks go back to their
    * queues at once, each as a failed attempt (`worker disconnected`).
