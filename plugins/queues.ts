@@ -40,6 +40,7 @@ export default fp(async function queuesPlugin(app) {
   const service = new QueueService({
     queueConnection,
     workerConnection,
+    createEventConnection: () => app.redis.createConnection('worker'),
     prefix: config.queuePrefix,
     defaults: { attempts: config.queueAttempts, backoff: { type: config.queueBackoffType, delay: config.queueBackoffMs } },
     overrides: config.queueOverrides,

@@ -1,25 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Job, Queue, UnrecoverableError, Worker, type JobJson, type JobsOptions, type JobType } from 'bullmq';
+import { Queue, Worker, type JobType } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
+import {
+  activeLocks, attemptFailure, dropBackoff, GATEWAY_WORKER_NAME, isLostLease, maxAttemptsOf, metaKey, metaPattern, nextJobOf,
+  queueNameOfMetaKey, replyToOf, uncountDelivery, type StoredOptions, type TaskJob,
+} from './bullmq-adapter.js';
+import { ForeignSettlements } from './foreign-settlements.js';
+import type { QueueLogger } from './queue-logger.js';
 import { CreditLedger, type PullId, type TaskConsumer } from './credit-ledger.js';
 import { LeaseTable, type Lease } from './lease-table.js';
 import { MAX_ATTEMPTS, type QueueOverrides, type RetryPolicy, type TaskOptions } from './task-options.js';
 import { GATEWAY_SOURCE, type TaskOutcome } from './task-outcome.js';
 
-export interface QueueLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type { QueueLogger } from './queue-logger.js';
 
 export interface QueueServiceOptions {
   /** Fails fast while Redis is down: enqueue and REST answer UNAVAILABLE at once. */
   queueConnection: Redis;
   /** Retries forever (maxRetriesPerRequest null): fetching, ack, fail and lock renewal wait for Redis. */
   workerConnection: Redis;
+  /** A new connection like `workerConnection`, for a queue's event stream (a blocking read). */
+  createEventConnection(): Redis;
   prefix: string;
   defaults: RetryPolicy;
   overrides: QueueOverrides;
@@ -84,9 +87,6 @@ export class TaskStateError extends Error {
   }
 }
 
-/** Job options this service adds beyond BullMQ's (BullMQ stores unknown options as given). */
-type StoredOptions = JobsOptions & { replyTo?: string };
-type TaskJob = Job<unknown, unknown, string>;
 
 /** Fetches in flight per queue once tasks are flowing (one while the queue is idle). */
 const MAX_PARALLEL_FETCHES = 16;
@@ -96,25 +96,12 @@ const FETCH_RETRY_MS = 1000;
 /** After Redis comes back, resent commands settle before orphans are looked for. */
 const RECLAIM_DELAY_MS = 1000;
 const REASONS_KEPT = 50;
-/** BullMQ error codes of a job whose lock this gateway no longer holds. */
-const LOST_LEASE_CODES = new Set([-1, -2, -3, -6]);
 
-/**
- * A delivery the gateway could not hand to anyone (its puller left while
- * the task was being fetched) goes back uncounted: only deliveries that
- * reached a worker count as attempts.
- */
-const UNCOUNT_DELIVERY = `if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('HINCRBY', KEYS[1], 'ats', -1) end return false`;
 
-/** The error a failed attempt is stored with: its stack is the reason alone, so the job keeps a list of reasons. */
-function attemptFailure(reason: string, final = false): Error {
-  const error = final ? new UnrecoverableError(reason) : new Error(reason);
-  error.stack = reason;
-  return error;
-}
-
-function lostLease(err: unknown): boolean {
-  return LOST_LEASE_CODES.has((err as { code?: unknown }).code as number);
+function fixedDelayOf(opts: StoredOptions | undefined): number {
+  const backoff = opts?.backoff;
+  const delay = typeof backoff === 'number' ? backoff : backoff?.delay;
+  return typeof delay === 'number' && delay >= 0 ? delay : 0;
 }
 
 function unavailable(): BusError {
@@ -143,6 +130,7 @@ export class QueueService {
   private readonly runtimes = new Map<string, QueueRuntime>();
   private readonly ledger = new CreditLedger();
   private readonly leases = new LeaseTable<TaskJob>();
+  private readonly foreign: ForeignSettlements;
   /** Settlements (ack, fail, give-backs) in flight: close() waits for them. */
   private readonly pending = new Set<Promise<unknown>>();
   private readonly fetches = new Set<Promise<void>>();
@@ -154,6 +142,10 @@ export class QueueService {
   private closing = false;
 
   constructor(private readonly options: QueueServiceOptions) {
+    this.foreign = new ForeignSettlements({
+      connection: options.workerConnection, createConnection: options.createEventConnection,
+      prefix: options.prefix, log: options.log, onOutcome: options.onOutcome,
+    });
     this.renewTimer = setInterval(() => this.renewLeases(), Math.max(100, Math.floor(options.leaseMs / 2)));
     this.renewTimer.unref();
   }
@@ -228,12 +220,17 @@ export class QueueService {
       if (fetchNext) runtime.fetching++;
       let next: TaskJob | undefined;
       try {
-        next = this.nextJob(runtime, await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext), lease.token);
+        this.foreign.expect(lease.queue, taskId);
+        const reply = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
+        next = runtime.worker ? nextJobOf(runtime.worker, reply, lease.token) : undefined;
       } catch (err) {
         // The command may have run with its reply lost to a Redis restart
         // (then a resent one finds no lock): if the task is done, so is the ack.
         // A task that lost reply fetched is an orphan reclaimOrphans returns.
-        if (!(await lease.job.isCompleted().catch(() => false))) throw err;
+        if (!(await lease.job.isCompleted().catch(() => false))) {
+          this.foreign.unexpect(lease.queue, taskId);
+          throw err;
+        }
       } finally {
         if (fetchNext) {
           runtime.fetching--;
@@ -242,7 +239,7 @@ export class QueueService {
       }
       this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
-        result: result ?? null, replyTo: this.replyToOf(lease.job), source: consumer.label,
+        result: result ?? null, replyTo: replyToOf(lease.job), source: consumer.label,
       });
     });
   }
@@ -269,7 +266,7 @@ export class QueueService {
     for (const lease of this.leases.takeAll(consumerId)) {
       const giveBack = () => this.failAttempt(lease.job, lease.token, lease.queue, reason, { immediate: true });
       this.track(this.withToken(lease.token, giveBack).catch((err: unknown) => {
-        if (lostLease(err)) return;
+        if (isLostLease(err)) return;
         this.options.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
       }));
     }
@@ -357,13 +354,14 @@ export class QueueService {
     await Promise.allSettled([...this.fetches]);
     await Promise.allSettled([...this.pending]);
     await Promise.allSettled(runtimes.map((r) => r.queue.close()));
+    this.foreign.close();
   }
 
   /** The runtime of a queue that exists (used since start, or known to Redis); null otherwise. */
   private async knownRuntime(name: string): Promise<QueueRuntime | null> {
     const existing = this.runtimes.get(name);
     if (existing) return existing;
-    const exists = await this.store(() => this.options.queueConnection.exists(`${this.options.prefix}:${name}:meta`));
+    const exists = await this.store(() => this.options.queueConnection.exists(metaKey(this.options.prefix, name)));
     return exists ? this.runtime(name) : null;
   }
 
@@ -378,6 +376,7 @@ export class QueueService {
       queue.on('error', (err: Error) => this.options.log.debug({ err: err.message, queue: name }, 'queues: redis error'));
       runtime = { name, queue, worker: null, fetching: 0, idle: true, renewing: false };
       this.runtimes.set(name, runtime);
+      this.foreign.watch(queue);
     }
     return runtime;
   }
@@ -392,6 +391,10 @@ export class QueueService {
       stalledInterval: this.options.stalledCheckMs,
       // Deliveries are counted against each task's own attempts (deliver()).
       maxStalledCount: MAX_ATTEMPTS,
+      // Recorded on each job it fetches: a settlement by this name is a gateway's own (foreign-settlements.ts).
+      name: GATEWAY_WORKER_NAME,
+      // A producer's own backoff strategy is unknown here: its delay is taken as fixed.
+      settings: { backoffStrategy: (_attempts: number, _type?: string, _err?: Error, job?: { opts: StoredOptions }) => fixedDelayOf(job?.opts) },
       drainDelay: DRAIN_DELAY_S,
       autorun: false,
       skipVersionCheck: true,
@@ -442,15 +445,6 @@ export class QueueService {
     return !this.closing && !runtime.idle && runtime.fetching < this.ledger.credits(runtime.name);
   }
 
-  /** The task a completion fetched with `fetchNext` (BullMQ's next-job reply), if any. */
-  private nextJob(runtime: QueueRuntime, reply: unknown, token: string): TaskJob | undefined {
-    const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
-    if (!data || !id || !runtime.worker) return undefined;
-    const job = Job.fromJSON<unknown, unknown, string>(runtime.worker, data, id);
-    job.token = token;
-    return job;
-  }
-
   /** A fetch ended: its task (if any) goes to the next credit, and fetching goes on while pulls wait. */
   private fetched(runtime: QueueRuntime, job: TaskJob | undefined, token: string): void {
     runtime.idle = !job;
@@ -462,13 +456,13 @@ export class QueueService {
   }
 
   private deliver(runtime: QueueRuntime, job: TaskJob, token: string): void {
-    const maxAttempts = job.opts.attempts ?? 1;
+    const maxAttempts = maxAttemptsOf(job.opts);
     if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
       // It went out `maxAttempts` times and never came back: the gateway
       // stopped each time while a worker had it.
       const reason = `no ack or fail after ${maxAttempts} ${maxAttempts === 1 ? 'delivery' : 'deliveries'}: attempts spent`;
       this.track(this.withToken(token, async () => {
-        await this.uncountDelivery(runtime, job, token);
+        await uncountDelivery(this.options.workerConnection, runtime.queue, job, token);
         await this.failAttempt(job, token, runtime.name, reason, { final: true, attempts: job.attemptsStarted - 1 });
       }).catch((err: unknown) => {
           this.options.log.error({ err, queue: runtime.name, taskId: job.id }, 'queues: could not dead-letter a task');
@@ -494,16 +488,10 @@ export class QueueService {
     credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
   }
 
-  /** This fetch never reached a worker: it must not count as a delivery. */
-  private async uncountDelivery(runtime: QueueRuntime, job: TaskJob, token: string): Promise<void> {
-    const jobKey = runtime.queue.toKey(job.id as string);
-    await this.options.workerConnection.eval(UNCOUNT_DELIVERY, 2, jobKey, `${jobKey}:lock`, token);
-  }
-
   private async giveBack(runtime: QueueRuntime, job: TaskJob, token: string): Promise<void> {
     try {
       await this.withToken(token, async () => {
-        await this.uncountDelivery(runtime, job, token);
+        await uncountDelivery(this.options.workerConnection, runtime.queue, job, token);
         await job.moveToWait(token);
       });
     } catch (err) {
@@ -523,14 +511,18 @@ export class QueueService {
     attempts?: number;
     source?: string;
   }): Promise<void> {
-    const dead = how.final === true || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    // The job object is this delivery's own copy: dropping its backoff here
-    // retries it at once without changing the stored task.
-    if (how.immediate) job.opts = { ...job.opts, backoff: undefined };
-    await job.moveToFailed(attemptFailure(reason, how.final), token, false);
+    const dead = how.final === true || job.attemptsMade + 1 >= maxAttemptsOf(job.opts);
+    if (how.immediate) dropBackoff(job);
+    if (dead) this.foreign.expect(queue, job.id as string);
+    try {
+      await job.moveToFailed(attemptFailure(reason, how.final), token, false);
+    } catch (err) {
+      this.foreign.unexpect(queue, job.id as string);
+      throw err;
+    }
     this.options.onOutcome({
       kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
-      reason, replyTo: this.replyToOf(job), source: how.source ?? GATEWAY_SOURCE,
+      reason, replyTo: replyToOf(job), source: how.source ?? GATEWAY_SOURCE,
     });
   }
 
@@ -547,7 +539,7 @@ export class QueueService {
     try {
       await run;
     } catch (err) {
-      if (lostLease(err)) {
+      if (isLostLease(err)) {
         throw new BusError('UNKNOWN_TASK', `the lease on task ${lease.taskId} expired and it went back to its queue`);
       }
       this.options.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: ack/fail failed');
@@ -621,20 +613,14 @@ export class QueueService {
     };
   }
 
-  private replyToOf(job: TaskJob): string | undefined {
-    const replyTo = (job.opts as StoredOptions).replyTo;
-    return typeof replyTo === 'string' ? replyTo : undefined;
-  }
-
   /** Queues known to Redis (they have a meta key) and those used since start. */
   private async queueNames(): Promise<string[]> {
     const names = new Set(this.runtimes.keys());
-    const prefix = `${this.options.prefix}:`;
     let cursor = '0';
     do {
-      const [next, keys] = await this.options.queueConnection.scan(cursor, 'MATCH', `${prefix}*:meta`, 'COUNT', 1000);
+      const [next, keys] = await this.options.queueConnection.scan(cursor, 'MATCH', metaPattern(this.options.prefix), 'COUNT', 1000);
       cursor = next;
-      for (const key of keys) names.add(key.slice(prefix.length, -':meta'.length));
+      for (const key of keys) names.add(queueNameOfMetaKey(this.options.prefix, key));
     } while (cursor !== '0');
     return [...names].sort();
   }
@@ -648,13 +634,10 @@ export class QueueService {
     for (const runtime of [...this.runtimes.values()]) {
       const worker = runtime.worker;
       if (!worker || this.closing) continue;
-      const active = await connection.lrange(runtime.queue.keys.active as string, 0, -1);
-      if (active.length === 0) continue;
-      const locks = await connection.mget(active.map((id) => `${runtime.queue.toKey(id)}:lock`));
+      const locks = await activeLocks(connection, runtime.queue);
       const accountedFor = (token: string) => this.busyTokens.has(token)
         || this.leases.inQueue(runtime.name).some((lease) => lease.token === token);
-      for (const [index, id] of active.entries()) {
-        const token = locks[index];
+      for (const { id, token } of locks) {
         if (!token?.startsWith(`${worker.id}:`) || accountedFor(token)) continue;
         const job = await runtime.queue.getJob(id) as TaskJob | undefined;
         // Checked again after the await: a lease or settlement may have begun.
@@ -720,9 +703,9 @@ export class QueueService {
       createdAt: new Date(job.timestamp).toISOString(),
       attempts: job.attemptsStarted,
       state,
-      maxAttempts: job.opts.attempts ?? 1,
+      maxAttempts: maxAttemptsOf(job.opts),
       priority: job.priority ?? 0,
-      replyTo: this.replyToOf(job) ?? null,
+      replyTo: replyToOf(job) ?? null,
       finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
       result: job.returnvalue ?? null,
       reasons: job.stacktrace ?? [],
