@@ -1,6 +1,7 @@
 import type { BusConnection } from '../bus/bus-connection.js';
 import type { BusLogger, FrameDispatcher } from '../bus/frame-dispatcher.js';
 import { BusError, type ClientFrame } from '../bus/protocol.js';
+import { assertEnqueueRights, assertQueueRight } from './queue-access.js';
 import type { QueueService } from './queue-service.js';
 import { parseTaskOptions, queueNameOf, taskIdOf } from './task-options.js';
 
@@ -9,7 +10,7 @@ const MAX_REASON_LENGTH = 4000;
 /** The queue named by a frame, if the connection may use it. */
 function allowedQueue(connection: BusConnection, frame: ClientFrame): string {
   const queue = queueNameOf(frame.queue);
-  if (!connection.principal.may('queue', queue)) throw new BusError('FORBIDDEN', `not allowed to use queue ${queue}`);
+  assertQueueRight(connection.principal, queue);
   return queue;
 }
 
@@ -24,9 +25,10 @@ export function registerQueueActions(dispatcher: FrameDispatcher, service: Queue
   const debug = log.isLevelEnabled?.('debug') ?? false;
 
   dispatcher.register('enqueue', async (connection, frame) => {
-    const queue = allowedQueue(connection, frame);
+    const queue = queueNameOf(frame.queue);
     if (frame.task === undefined) throw new BusError('INVALID_FRAME', 'task is required (any JSON: the payload)');
     const opts = parseTaskOptions(frame.opts);
+    assertEnqueueRights(connection.principal, queue, opts);
     const taskId = await service.enqueue(queue, frame.task, opts);
     if (debug) log.debug({ clientId: connection.id, queue, taskId }, 'enqueue');
     return { taskId };

@@ -9,6 +9,8 @@ import {
 } from './bullmq-adapter.js';
 import { ForeignSettlements } from './foreign-settlements.js';
 import type { QueueLogger } from './queue-logger.js';
+import { TaskStateError } from './task-state-error.js';
+export { TaskStateError } from './task-state-error.js';
 import { CreditLedger, type PullId, type TaskConsumer } from './credit-ledger.js';
 import { LeaseTable, type Lease } from './lease-table.js';
 import { MAX_ATTEMPTS, type QueueOverrides, type RetryPolicy, type TaskOptions } from './task-options.js';
@@ -78,15 +80,6 @@ export interface QueueSummary {
 export interface QueueDetail extends QueueSummary {
   tasks: Record<TaskState, TaskView[]>;
 }
-
-/** A REST action on a task in a state that does not allow it (409). */
-export class TaskStateError extends Error {
-  constructor(readonly state: string, message: string) {
-    super(message);
-    this.name = 'TaskStateError';
-  }
-}
-
 
 /** Fetches in flight per queue once tasks are flowing (one while the queue is idle). */
 const MAX_PARALLEL_FETCHES = 16;
@@ -272,8 +265,9 @@ export class QueueService {
     }
   }
 
-  async listQueues(): Promise<QueueSummary[]> {
-    const names = await this.store(() => this.queueNames());
+  /** The queues known, those `visible` says the caller may see. */
+  async listQueues(visible: (name: string) => boolean = () => true): Promise<QueueSummary[]> {
+    const names = (await this.store(() => this.queueNames())).filter(visible);
     return Promise.all(names.map((name) => this.summary(name)));
   }
 
@@ -598,6 +592,8 @@ export class QueueService {
       return await Promise.race([operation(), timeout]);
     } catch (err) {
       if (err instanceof BusError || err instanceof TaskStateError) throw err;
+      // JSON.stringify's stack overflow on a deeply nested task: the task's fault, not Redis's.
+      if (err instanceof RangeError) throw new BusError('INVALID_FRAME', `the task cannot be stored as JSON: ${err.message}`);
       this.options.log.warn({ err }, 'queues: redis operation failed');
       throw unavailable();
     } finally {

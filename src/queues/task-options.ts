@@ -1,5 +1,6 @@
 import { BusError } from '../bus/protocol.js';
 import { isValidQueueName, isValidTopic } from '../bus/topic.js';
+import { RESERVED_TASK_IDS } from './bullmq-adapter.js';
 
 /** How long a failed task waits before its next delivery. */
 export interface Backoff {
@@ -108,6 +109,9 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
     if (typeof jobId !== 'string' || jobId === '' || jobId.length > MAX_TASK_ID_LENGTH
       || /^\d+$/.test(jobId) || jobId.includes(':')) {
       throw new BusError('INVALID_FRAME', `opts.jobId must be a string of 1 to ${MAX_TASK_ID_LENGTH} characters, not all digits, without ":"`);
+    }
+    if (RESERVED_TASK_IDS.has(jobId)) {
+      throw new BusError('INVALID_FRAME', `opts.jobId ${JSON.stringify(jobId)} is the name of one of BullMQ's own keys for the queue: choose another`);
     }
     options.jobId = jobId;
   }
