@@ -24,6 +24,8 @@ const Task = Type.Object({
   result: Type.Unknown(),
   reasons: Type.Array(Type.String()),
   failedReason: Type.Union([Type.String(), Type.Null()]),
+  progress: Type.Unknown(),
+  holder: Type.Union([Type.String(), Type.Null()]),
 });
 const Tasks = Type.Object({
   waiting: Type.Array(Task), active: Type.Array(Task), delayed: Type.Array(Task), completed: Type.Array(Task), failed: Type.Array(Task),
@@ -93,6 +95,17 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
     assertAdmin(request.principal);
     const from = await service.retry(queueNameOf(request.params.name), request.params.id);
     return { ok: true as const, taskId: request.params.id, from };
+  });
+
+  app.post('/queues/:name/tasks/:id/cancel', {
+    schema: {
+      params: TaskParams,
+      body: Type.Optional(Type.Union([Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 4000 })) }), Type.Null()])),
+      response: { 200: Task, ...Errors },
+    },
+  }, async (request) => {
+    assertAdmin(request.principal);
+    return service.cancel(queueNameOf(request.params.name), request.params.id, request.body?.reason);
   });
 
   app.delete('/queues/:name/tasks/:id', {

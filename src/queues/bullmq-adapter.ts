@@ -29,6 +29,12 @@ export function maxAttemptsOf(opts: { attempts?: unknown }): number {
   return typeof attempts === 'number' && Number.isFinite(attempts) && attempts >= 1 ? Math.ceil(attempts) : 1;
 }
 
+/** The attempt timeout (ms) the task was enqueued with, if any. */
+export function timeoutOf(job: TaskJob): number | undefined {
+  const timeout = (job.opts as StoredOptions).timeout;
+  return typeof timeout === 'number' && timeout > 0 ? timeout : undefined;
+}
+
 export function replyToOf(job: TaskJob): string | undefined {
   const replyTo = (job.opts as StoredOptions).replyTo;
   return typeof replyTo === 'string' ? replyTo : undefined;

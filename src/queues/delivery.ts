@@ -3,6 +3,7 @@ import { maxAttemptsOf, uncountDelivery, type TaskJob } from './bullmq-adapter.j
 import type { QueueContext, QueueRuntime } from './queue-context.js';
 import type { TaskFrame } from './queue-types.js';
 import { failAttempt } from './settlement.js';
+import { armTimeout } from './task-control.js';
 
 /** Fetches in flight per queue once tasks are flowing (one while the queue is idle). */
 const MAX_PARALLEL_FETCHES = 16;
@@ -98,9 +99,9 @@ export class Delivery {
       this.ctx.track(this.giveBack(runtime, job, token));
       return;
     }
-    this.ctx.leases.add({
-      consumer: credit.consumer, queue: runtime.name, taskId: job.id as string, job, token, deliveredAt: Date.now(),
-    });
+    const lease = { consumer: credit.consumer, queue: runtime.name, taskId: job.id as string, job, token, deliveredAt: Date.now() };
+    this.ctx.leases.add(lease);
+    armTimeout(this.ctx, lease);
     const task: TaskFrame = {
       id: job.id as string,
       queue: runtime.name,

@@ -3,6 +3,7 @@ import type { BusLogger, FrameDispatcher } from '../bus/frame-dispatcher.js';
 import { BusError, type ClientFrame } from '../bus/protocol.js';
 import { assertEnqueueRights, assertQueueRight } from './queue-access.js';
 import type { QueueService } from './queue-service.js';
+import { TaskStateError } from './task-state-error.js';
 import { parseTaskOptions, queueNameOf, taskIdOf } from './task-options.js';
 
 const MAX_REASON_LENGTH = 4000;
@@ -14,13 +15,18 @@ function allowedQueue(connection: BusConnection, frame: ClientFrame): string {
   return queue;
 }
 
+function cancelReasonOf(value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw new BusError('INVALID_FRAME', 'reason must be a non-empty string');
+  return value.slice(0, MAX_REASON_LENGTH);
+}
+
 function reasonOf(value: unknown): string {
   if (value === undefined || value === null || value === '') return 'failed (no reason given)';
   if (typeof value !== 'string') throw new BusError('INVALID_FRAME', 'reason must be a string');
   return value.slice(0, MAX_REASON_LENGTH);
 }
 
-/** The work-queue actions of the protocol: enqueue, pull, ack, fail. */
+/** The work-queue actions of the protocol: enqueue, pull, ack, fail, progress, cancel. */
 export function registerQueueActions(dispatcher: FrameDispatcher, service: QueueService, log: BusLogger): void {
   const debug = log.isLevelEnabled?.('debug') ?? false;
 
@@ -51,5 +57,24 @@ export function registerQueueActions(dispatcher: FrameDispatcher, service: Queue
     const reason = reasonOf(frame.reason);
     await service.fail(connection, taskId, reason);
     if (debug) log.debug({ clientId: connection.id, taskId, reason }, 'fail');
+  });
+
+  dispatcher.register('progress', async (connection, frame) => {
+    const taskId = taskIdOf(frame.taskId);
+    await service.progress(connection, taskId, frame.progress);
+  });
+
+  dispatcher.register('cancel', async (connection, frame) => {
+    const queue = allowedQueue(connection, frame);
+    const taskId = taskIdOf(frame.taskId);
+    const reason = frame.reason === undefined ? undefined : cancelReasonOf(frame.reason);
+    try {
+      await service.cancel(queue, taskId, reason);
+    } catch (err) {
+      // On the bus, a task that can no longer be cancelled is as unknown as one that never was.
+      if (err instanceof TaskStateError) throw new BusError('UNKNOWN_TASK', err.message);
+      throw err;
+    }
+    if (debug) log.debug({ clientId: connection.id, queue, taskId }, 'cancel');
   });
 }

@@ -1,5 +1,6 @@
 import { BusError } from '../bus/protocol.js';
 import type { TaskJob } from './bullmq-adapter.js';
+import type { CancelledTasks } from './cancelled-tasks.js';
 import type { QueueContext } from './queue-context.js';
 import type { TaskState } from './queue-types.js';
 import { stateOf } from './queue-views.js';
@@ -7,7 +8,7 @@ import { TaskStateError } from './task-state-error.js';
 
 /** The admin's levers over REST: retry, remove, pause, resume. */
 export class QueueAdmin {
-  constructor(private readonly ctx: QueueContext) {}
+  constructor(private readonly ctx: QueueContext, private readonly cancelled: CancelledTasks) {}
 
   /**
    * Sends a dead (failed) or completed task through again with a fresh
@@ -32,6 +33,7 @@ export class QueueAdmin {
   async remove(name: string, taskId: string): Promise<void> {
     const runtime = await this.ctx.knownRuntime(name);
     const job = runtime && await this.ctx.store.run(() => runtime.queue.getJob(taskId));
+    if (runtime && !job && await this.ctx.store.run(() => this.cancelled.delete(name, taskId))) return;
     if (!runtime || !job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
     const removed = await this.ctx.store.run(() => runtime.queue.remove(taskId));
     if (!removed) throw new TaskStateError('active', `task ${taskId} is being worked on: ack, fail or disconnect first`);

@@ -158,11 +158,12 @@ export class QueueContext {
     void promise.finally(() => this.pending.delete(promise));
   }
 
-  policyOf(name: string): RetryPolicy {
+  policyOf(name: string): RetryPolicy & { timeout?: number } {
     const override = this.options.overrides[name];
     return {
       attempts: override?.attempts ?? this.options.defaults.attempts,
       backoff: override?.backoff ?? this.options.defaults.backoff,
+      timeout: override?.timeout,
     };
   }
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { BusError } from '../bus/protocol.js';
 import type { StoredOptions } from './bullmq-adapter.js';
+import { CancelledTasks } from './cancelled-tasks.js';
 import type { PullId, TaskConsumer } from './credit-ledger.js';
 import { Delivery } from './delivery.js';
 import { ForeignSettlements } from './foreign-settlements.js';
@@ -12,6 +13,7 @@ import { QueueViews } from './queue-views.js';
 import { Recovery } from './recovery.js';
 import { Settlement } from './settlement.js';
 import { StoreGuard } from './store-guard.js';
+import { TaskControl } from './task-control.js';
 import type { TaskOptions } from './task-options.js';
 
 export type { QueueLogger } from './queue-logger.js';
@@ -21,6 +23,8 @@ export { TaskStateError } from './task-state-error.js';
 
 /** Failed-attempt reasons kept per task. */
 const REASONS_KEPT = 50;
+/** Cancelled tasks' views kept per queue, at least (else QUEUE_KEEP_COMPLETED). */
+const MIN_CANCELLED_KEPT = 100;
 
 /**
  * Durable work queues on BullMQ, one BullMQ queue per name. Tasks are
@@ -42,6 +46,7 @@ export class QueueService {
   private readonly recovery: Recovery;
   private readonly views: QueueViews;
   private readonly admin: QueueAdmin;
+  private readonly control: TaskControl;
 
   constructor(options: QueueServiceOptions) {
     const store = new StoreGuard(options.queueConnection, options.storeTimeoutMs, options.log);
@@ -54,8 +59,10 @@ export class QueueService {
     this.settlement = new Settlement(this.ctx, this.delivery);
     this.renewal = new LeaseRenewal(this.ctx);
     this.recovery = new Recovery(this.ctx, this.delivery);
-    this.views = new QueueViews(this.ctx);
-    this.admin = new QueueAdmin(this.ctx);
+    const cancelled = new CancelledTasks(options.queueConnection, options.prefix, Math.max(options.keepCompleted, MIN_CANCELLED_KEPT));
+    this.views = new QueueViews(this.ctx, cancelled);
+    this.admin = new QueueAdmin(this.ctx, cancelled);
+    this.control = new TaskControl(this.ctx, cancelled);
   }
 
   /** Starts recovering what an earlier run or a Redis restart left astray. */
@@ -84,6 +91,8 @@ export class QueueService {
     if (options.priority) opts.priority = options.priority;
     if (options.delay) opts.delay = options.delay;
     if (options.replyTo) opts.replyTo = options.replyTo;
+    const timeout = options.timeout ?? policy.timeout;
+    if (timeout) opts.timeout = timeout;
     const job = await this.ctx.store.run(() => runtime.queue.add(name, payload, opts));
     return job.id as string;
   }
@@ -107,6 +116,16 @@ export class QueueService {
   /** A connection went away: its credits end and its tasks go back at once. */
   release(consumerId: string, reason?: string): void {
     this.settlement.release(consumerId, reason);
+  }
+
+  /** The holder's progress on a task it holds. */
+  progress(consumer: TaskConsumer, taskId: string, progress: unknown): Promise<void> {
+    return this.control.progress(consumer, taskId, progress);
+  }
+
+  /** Cancels a waiting, delayed or active task; answers its view (state `cancelled`). */
+  cancel(name: string, taskId: string, reason?: string): Promise<TaskView> {
+    return this.control.cancel(name, taskId, reason);
   }
 
   listQueues(visible?: (name: string) => boolean): Promise<QueueSummary[]> {

@@ -12,8 +12,11 @@ export interface TaskFrame {
 export type TaskState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
 export const TASK_STATES: readonly TaskState[] = ['waiting', 'active', 'delayed', 'completed', 'failed'];
 
+/** A task's state in views: BullMQ's, and `cancelled` (kept by the gateway, cancelled-tasks.ts). */
+export type TaskViewState = TaskState | 'cancelled' | 'unknown';
+
 export interface TaskView extends TaskFrame {
-  state: TaskState | 'unknown';
+  state: TaskViewState;
   maxAttempts: number;
   priority: number;
   replyTo: string | null;
@@ -22,6 +25,10 @@ export interface TaskView extends TaskFrame {
   /** The reason of each failed attempt, oldest first; the last one is `failedReason`. */
   reasons: string[];
   failedReason: string | null;
+  /** The holder's last `progress` (null: none). */
+  progress: unknown;
+  /** The name of the connection holding it, while active and held through this gateway. */
+  holder: string | null;
 }
 
 export type QueueCounts = Record<TaskState, number>;

@@ -4,14 +4,16 @@ import { maxAttemptsOf, replyToOf, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext } from './queue-context.js';
 import {
   TASK_STATES, type PullerView, type QueueCounts, type QueueDetail, type QueueSummary, type TaskState, type TaskView,
+  type TaskViewState,
 } from './queue-types.js';
+import type { CancelledTasks } from './cancelled-tasks.js';
 
 export function stateOf(state: string): TaskState | 'unknown' {
   if (state === 'wait' || state === 'waiting' || state === 'prioritized' || state === 'paused') return 'waiting';
   return (TASK_STATES as readonly string[]).includes(state) ? state as TaskState : 'unknown';
 }
 
-export function taskView(job: TaskJob, state: TaskState | 'unknown'): TaskView {
+export function taskView(job: TaskJob, state: TaskViewState, holder: string | null): TaskView {
   return {
     id: job.id as string,
     queue: job.queueName,
@@ -26,12 +28,14 @@ export function taskView(job: TaskJob, state: TaskState | 'unknown'): TaskView {
     result: job.returnvalue ?? null,
     reasons: job.stacktrace ?? [],
     failedReason: job.failedReason ?? null,
+    progress: job.progress === undefined || job.progress === 0 ? null : job.progress,
+    holder,
   };
 }
 
 /** The REST views: queues with their counts and pullers, a queue's tasks by state, one task. */
 export class QueueViews {
-  constructor(private readonly ctx: QueueContext) {}
+  constructor(private readonly ctx: QueueContext, private readonly cancelled: CancelledTasks) {}
 
   /** The queues known, those `visible` says the caller may see. */
   async listQueues(visible: (name: string) => boolean = () => true): Promise<QueueSummary[]> {
@@ -51,7 +55,7 @@ export class QueueViews {
     await this.ctx.store.run(() => Promise.all(TASK_STATES.map(async (state) => {
       const types: JobType[] = state === 'waiting' ? ['wait', 'prioritized'] : [state];
       const jobs = await runtime.queue.getJobs(types, page.offset, page.offset + page.limit - 1, true);
-      tasks[state] = jobs.slice(0, page.limit).map((job) => taskView(job as TaskJob, state));
+      tasks[state] = jobs.slice(0, page.limit).map((job) => taskView(job as TaskJob, state, this.holderOf(name, job.id as string)));
     })));
     return { ...summary, tasks };
   }
@@ -59,9 +63,17 @@ export class QueueViews {
   async getTask(name: string, taskId: string): Promise<TaskView> {
     const runtime = await this.ctx.knownRuntime(name);
     const job = runtime && await this.ctx.store.run(() => runtime.queue.getJob(taskId));
-    if (!job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
-    const state = await this.ctx.store.run(() => job.getState());
-    return taskView(job as TaskJob, stateOf(state));
+    if (!job) {
+      const cancelled = runtime && await this.ctx.store.run(() => this.cancelled.find(name, taskId));
+      if (cancelled) return cancelled;
+      throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
+    }
+    const state = stateOf(await this.ctx.store.run(() => job.getState()));
+    return taskView(job as TaskJob, state, state === 'active' ? this.holderOf(name, taskId) : null);
+  }
+
+  private holderOf(queue: string, taskId: string): string | null {
+    return this.ctx.leases.holderOf(queue, taskId)?.consumer.label ?? null;
   }
 
   private async summary(name: string): Promise<QueueSummary> {
