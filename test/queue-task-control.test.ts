@@ -156,3 +156,18 @@ t.test('a task held past its timeout is revoked and retried, then dead with reas
   t.same(view.reasons, ['timeout', 'timeout']);
   t.equal(view.failedReason, 'timeout');
 });
+
+t.test('brainstem task and brainstem cancel', async (t) => {
+  const { brainstem } = await import('./helpers/cli.js');
+  const requester = await open('requester-7');
+  const { taskId } = await requester.call({ action: 'enqueue', queue: 'cli.q', task: { n: 7 } });
+  const shown = await brainstem(['task', 'cli.q', String(taskId), '--url', gw.httpUrl]);
+  t.equal(shown.code, 0, shown.stderr);
+  t.match(JSON.parse(shown.stdout), { id: taskId, state: 'waiting', payload: { n: 7 } });
+  const cancelled = await brainstem(['cancel', 'cli.q', String(taskId), '--url', gw.httpUrl]);
+  t.equal(cancelled.code, 0, cancelled.stderr);
+  t.equal((JSON.parse(cancelled.stdout) as Frame).state, 'cancelled');
+  const again = await brainstem(['cancel', 'cli.q', String(taskId), '--url', gw.httpUrl]);
+  t.equal(again.code, 1);
+  t.match(again.stderr, /answered 409: task .* is already cancelled/);
+});
