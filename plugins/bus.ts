@@ -1,17 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import websocket from '@fastify/websocket';
 import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { WebSocket } from 'ws';
-import type { BusConnection, CorkableStream } from '../src/bus/bus-connection.js';
+import type { BusConnection } from '../src/bus/bus-connection.js';
 import { BusRouter } from '../src/bus/bus-router.js';
 import { FrameDispatcher } from '../src/bus/frame-dispatcher.js';
 import { FrameRateLimiter } from '../src/bus/frame-rate-limiter.js';
 import { CloseCode, PROTOCOL_VERSION } from '../src/bus/protocol.js';
 import { registerPubSubActions } from '../src/bus/pubsub-actions.js';
 import type { Config } from '../src/config.js';
+import { releaseUpgrade, tcpSocketOf } from '../src/streams/ws-internals.js';
 
 export interface Bus {
   router: BusRouter;
@@ -32,31 +32,6 @@ const CLOSE_GRACE_MS = 1000;
 /** One function for every upgraded socket (not a closure each: it stays for the connection's life). */
 function endOwnSide(this: Socket): void {
   this.end();
-}
-
-/**
- * The TCP socket under a `ws` WebSocket (its `_socket`, unchanged since
- * ws 1), which the router corks to batch a tick's events into one write.
- * Without it the bus still works, one write per event.
- */
-function tcpSocketOf(socket: WebSocket): CorkableStream | null {
-  const stream = (socket as unknown as { _socket?: Partial<CorkableStream> })._socket;
-  const corkable = typeof stream?.cork === 'function' && typeof stream.uncork === 'function' && typeof stream.writableCorked === 'number';
-  return corkable ? (stream as CorkableStream) : null;
-}
-
-/**
- * Lets go of what the HTTP upgrade leaves attached to a connection that may
- * live for days: @fastify/websocket's `error` listener (a closure over the
- * Fastify request and reply) and the HTTP response still assigned to the
- * TCP socket (it holds the request, its headers and its logger). About
- * 3 KB of heap per idle connection (measured with heap snapshots).
- */
-function releaseUpgrade(socket: WebSocket): void {
-  socket.removeAllListeners('error');
-  const tcp = (socket as unknown as { _socket?: Socket & { _httpMessage?: ServerResponse | null } })._socket;
-  const response = tcp?._httpMessage;
-  if (tcp && response && typeof response.detachSocket === 'function') response.detachSocket(tcp);
 }
 
 const CONNECTION = Symbol('bus connection');
