@@ -14,10 +14,12 @@ import dashboardRoutes from './routes/dashboard.js';
 import heartbeatRoutes from './routes/heartbeat.js';
 import metricsRoutes from './routes/metrics.js';
 import healthRoutes from './routes/health.js';
+import { errorReply } from './routes/errors.js';
 import queueRoutes from './routes/queues.js';
 import { defaultConfig, type Config } from './src/config.js';
 import { assertSafeBinding } from './src/edge/bind-check.js';
 import { loadEdgeConfig, type EdgeConfig } from './src/edge/edge-config.js';
+import { BusError } from './src/bus/protocol.js';
 import { HealthRegistry } from './src/health.js';
 import { createRedactor, redactTokensInText } from './src/redaction.js';
 
@@ -84,6 +86,7 @@ export async function buildApp(options: BuildOptions = {}) {
   // Every error leaves as `{error, code}`, the same shape as on the bus.
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err.validation) return reply.code(400).send({ error: err.message, code: 'INVALID_FRAME' });
+    if (err instanceof BusError) return errorReply(reply, err);
     const status = err.statusCode ?? 500;
     if (status < 500) {
       return reply.code(status).send({ error: err.message, code: FASTIFY_CODES[err.code] ?? err.code ?? 'INVALID_FRAME' });

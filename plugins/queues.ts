@@ -40,6 +40,7 @@ export default fp(async function queuesPlugin(app) {
   const service = new QueueService({
     queueConnection,
     workerConnection,
+    createEventConnection: () => app.redis.createConnection('worker'),
     prefix: config.queuePrefix,
     defaults: { attempts: config.queueAttempts, backoff: { type: config.queueBackoffType, delay: config.queueBackoffMs } },
     overrides: config.queueOverrides,
@@ -50,7 +51,9 @@ export default fp(async function queuesPlugin(app) {
     log: app.log,
     onOutcome(outcome) {
       for (const event of outcomeEvents(outcome)) bus.router.publish(event);
-      app.metrics.taskSettled(outcome.queue, outcome.kind, outcome.runMs);
+      if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'dead') {
+        app.metrics.taskSettled(outcome.queue, outcome.kind, outcome.runMs);
+      }
     },
     onDelivered: (queue, waitMs) => app.metrics.taskDelivered(queue, waitMs),
   });

@@ -1,10 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { BusError } from '../src/bus/protocol.js';
-import { TaskStateError } from '../src/queues/queue-service.js';
+import { assertAdmin, assertEnqueueRights, assertMayReadQueue, mayReadQueue } from '../src/queues/queue-access.js';
 import { parseTaskOptions, queueNameOf } from '../src/queues/task-options.js';
-import { errorReply, ErrorBody } from './errors.js';
+import { ErrorBody } from './errors.js';
 
 const Counts = Type.Object({
   waiting: Type.Integer(), active: Type.Integer(), delayed: Type.Integer(), completed: Type.Integer(), failed: Type.Integer(),
@@ -25,6 +24,8 @@ const Task = Type.Object({
   result: Type.Unknown(),
   reasons: Type.Array(Type.String()),
   failedReason: Type.Union([Type.String(), Type.Null()]),
+  progress: Type.Unknown(),
+  holder: Type.Union([Type.String(), Type.Null()]),
 });
 const Tasks = Type.Object({
   waiting: Type.Array(Task), active: Type.Array(Task), delayed: Type.Array(Task), completed: Type.Array(Task), failed: Type.Array(Task),
@@ -39,30 +40,18 @@ const Done = Type.Object({ ok: Type.Literal(true), taskId: Type.String() });
 const Paused = Type.Object({ ok: Type.Literal(true), name: Type.String(), paused: Type.Boolean() });
 const Errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody };
 
-/** Retry, remove, pause and resume change what workers get: admins only. */
-function requireAdmin(request: FastifyRequest): void {
-  if (!request.principal.admin) throw new BusError('FORBIDDEN', 'only an admin token may change queues');
-}
-
-function refuse(reply: FastifyReply, err: unknown): FastifyReply {
-  if (err instanceof TaskStateError) {
-    return reply.code(409).send({ error: err.message, code: err.state === 'active' ? 'TASK_ACTIVE' : 'TASK_STATE' });
-  }
-  return errorReply(reply, err);
-}
-
-/** `/queues`: what is queued, by whom it is pulled, and the admin's levers. */
+/**
+ * `/queues`: what is queued, by whom it is pulled, and the admin's levers.
+ * Errors carry a code; the app's error handler answers them.
+ */
 const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const service = app.queues;
 
   app.get('/queues', {
     schema: { response: { 200: Type.Object({ queues: Type.Array(Summary) }), 503: ErrorBody } },
-  }, async (_request, reply) => {
-    try {
-      return { queues: await service.listQueues() };
-    } catch (err) {
-      return refuse(reply, err);
-    }
+  }, async (request) => {
+    const queues = await service.listQueues((name) => mayReadQueue(request.principal, name));
+    return { queues };
   });
 
   app.get('/queues/:name', {
@@ -71,23 +60,18 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
       querystring: Page,
       response: { 200: Type.Intersect([Summary, Type.Object({ tasks: Tasks })]), ...Errors },
     },
-  }, async (request, reply) => {
-    try {
-      const name = queueNameOf(request.params.name);
-      return await service.describeQueue(name, { offset: request.query.offset ?? 0, limit: request.query.limit ?? 20 });
-    } catch (err) {
-      return refuse(reply, err);
-    }
+  }, async (request) => {
+    const name = queueNameOf(request.params.name);
+    assertMayReadQueue(request.principal, name);
+    return service.describeQueue(name, { offset: request.query.offset ?? 0, limit: request.query.limit ?? 20 });
   });
 
   app.get('/queues/:name/tasks/:id', {
     schema: { params: TaskParams, response: { 200: Task, ...Errors } },
-  }, async (request, reply) => {
-    try {
-      return await service.getTask(queueNameOf(request.params.name), request.params.id);
-    } catch (err) {
-      return refuse(reply, err);
-    }
+  }, async (request) => {
+    const name = queueNameOf(request.params.name);
+    assertMayReadQueue(request.principal, name);
+    return service.getTask(name, request.params.id);
   });
 
   app.post('/queues/:name/tasks', {
@@ -97,54 +81,50 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: Done, ...Errors },
     },
   }, async (request, reply) => {
-    try {
-      const name = queueNameOf(request.params.name);
-      if (!request.principal.may('queue', name)) throw new BusError('FORBIDDEN', `not allowed to use queue ${name}`);
-      if (request.body.task === undefined) throw new BusError('INVALID_FRAME', 'task is required (any JSON: the payload)');
-      const taskId = await service.enqueue(name, request.body.task, parseTaskOptions(request.body.opts));
-      return reply.code(201).send({ ok: true as const, taskId });
-    } catch (err) {
-      return refuse(reply, err);
-    }
+    const name = queueNameOf(request.params.name);
+    if (request.body.task === undefined) throw new BusError('INVALID_FRAME', 'task is required (any JSON: the payload)');
+    const options = parseTaskOptions(request.body.opts);
+    assertEnqueueRights(request.principal, name, options);
+    const taskId = await service.enqueue(name, request.body.task, options);
+    return reply.code(201).send({ ok: true as const, taskId });
   });
 
   app.post('/queues/:name/tasks/:id/retry', {
     schema: { params: TaskParams, response: { 200: Type.Intersect([Done, Type.Object({ from: Type.String() })]), ...Errors } },
-  }, async (request, reply) => {
-    try {
-      requireAdmin(request);
-      const from = await service.retry(queueNameOf(request.params.name), request.params.id);
-      return { ok: true as const, taskId: request.params.id, from };
-    } catch (err) {
-      return refuse(reply, err);
-    }
+  }, async (request) => {
+    assertAdmin(request.principal);
+    const from = await service.retry(queueNameOf(request.params.name), request.params.id);
+    return { ok: true as const, taskId: request.params.id, from };
+  });
+
+  app.post('/queues/:name/tasks/:id/cancel', {
+    schema: {
+      params: TaskParams,
+      body: Type.Optional(Type.Union([Type.Object({ reason: Type.Optional(Type.String({ minLength: 1, maxLength: 4000 })) }), Type.Null()])),
+      response: { 200: Task, ...Errors },
+    },
+  }, async (request) => {
+    assertAdmin(request.principal);
+    return service.cancel(queueNameOf(request.params.name), request.params.id, request.body?.reason);
   });
 
   app.delete('/queues/:name/tasks/:id', {
     schema: { params: TaskParams, response: { 200: Done, ...Errors } },
-  }, async (request, reply) => {
-    try {
-      requireAdmin(request);
-      await service.remove(queueNameOf(request.params.name), request.params.id);
-      return { ok: true as const, taskId: request.params.id };
-    } catch (err) {
-      return refuse(reply, err);
-    }
+  }, async (request) => {
+    assertAdmin(request.principal);
+    await service.remove(queueNameOf(request.params.name), request.params.id);
+    return { ok: true as const, taskId: request.params.id };
   });
 
   for (const action of ['pause', 'resume'] as const) {
     app.post(`/queues/:name/${action}`, {
       schema: { params: NameParams, response: { 200: Paused, ...Errors } },
-    }, async (request, reply) => {
-      try {
-        requireAdmin(request);
-        const name = queueNameOf(request.params.name);
-        if (action === 'pause') await service.pause(name);
-        else await service.resume(name);
-        return { ok: true as const, name, paused: action === 'pause' };
-      } catch (err) {
-        return refuse(reply, err);
-      }
+    }, async (request) => {
+      assertAdmin(request.principal);
+      const name = queueNameOf(request.params.name);
+      if (action === 'pause') await service.pause(name);
+      else await service.resume(name);
+      return { ok: true as const, name, paused: action === 'pause' };
     });
   }
 };

@@ -10,8 +10,8 @@ const { gw, browser, pageUrl } = await dashboardSession(t, {
   edge: edgeConfig({
     tokens: [
       tokenSpec('ops', TOKENS.ops, { admin: true }),
-      // May look at everything over REST, follow only agent.> on the bus, change nothing.
-      tokenSpec('viewer', TOKENS.viewer, { subscribe: ['agent.>'] }),
+      // May look at the auth.* queues over REST (a queue right), follow only agent.> on the bus, change nothing.
+      tokenSpec('viewer', TOKENS.viewer, { subscribe: ['agent.>'], queues: ['auth.*'] }),
     ],
   }),
 });

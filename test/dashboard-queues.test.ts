@@ -77,6 +77,32 @@ t.test('a dead-lettered task appears with its reason; Retry brings it back, Remo
   t.same(problems, [], 'no console errors');
 });
 
+t.test('an active task shows its holder and progress; Cancel revokes it from its worker', async (t) => {
+  const { page, problems } = await dashboard(t);
+  const queue = 'render.video';
+  const worker = await TestSocket.open(`${gw.busUrl}?name=render-worker`);
+  t.teardown(() => worker.close());
+  const { taskId } = await worker.call({ action: 'enqueue', queue, task: { scene: 7 } });
+  worker.send({ action: 'pull', queue });
+  await worker.next((f) => 'task' in f);
+  t.match(await worker.call({ action: 'progress', taskId, progress: 0.4 }), { ok: true });
+
+  const active = page.locator(`#active-groups li[data-task="${String(taskId)}"]`);
+  await active.waitFor();
+  await textBecomes(t, active.locator('.holder'), 'held by render-worker', 'the holder is named');
+  await textBecomes(t, active.locator('.progress'), '40%', 'its progress is shown');
+  await screenshot(page, 'queue-active-task');
+
+  await active.getByRole('button', { name: 'Cancel' }).click();
+  const revoke = await worker.next((f) => 'revoke' in f);
+  t.same(revoke.revoke, { taskId, queue, reason: 'cancelled' }, 'the worker is told at once');
+  await active.waitFor({ state: 'detached' });
+  const view = await (await fetch(`${gw.httpUrl}/queues/${queue}/tasks/${String(taskId)}`)).json() as Frame;
+  t.equal(view.state, 'cancelled', 'cancelled at the gateway');
+  await textBecomes(t, page.locator(`#queues-rows tr[data-queue="${queue}"] td[data-count="active"]`), '0', 'nothing active');
+  t.same(problems, [], 'no console errors');
+});
+
 t.test('phone and laptop widths with every section filled', async (t) => {
   const { page, problems } = await dashboard(t);
   const worker = await TestSocket.open(`${gw.busUrl}?name=video-worker`);

@@ -21,7 +21,8 @@ t.test('queue settings: defaults, per-queue overrides, and a bad override named 
     ['not json', /^QUEUE_OVERRIDES="not json": expected JSON/],
     ['[1]', /expected a JSON object keyed by queue name/],
     ['{"a b":{}}', /"a b" is not a valid queue name/],
-    ['{"q":3}', /q: expected \{"attempts"\?, "backoff"\?\}/],
+    ['{"q":3}', /q: expected \{"attempts"\?, "backoff"\?, "timeout"\?\}/],
+    ['{"q":{"timeout":0}}', /q\.timeout must be a positive whole number of ms/],
     ['{"q":{"attempts":0}}', /q\.attempts must be a whole number from 1 to 1000/],
     ['{"q":{"backoff":{"type":"linear","delay":1}}}', /q\.backoff\.type must be "exponential" or "fixed"/],
     ['{"q":{"retries":2}}', /q: unknown key "retries"/],
@@ -60,4 +61,7 @@ t.test('task options: what BullMQ stores, and refusals that name the field', asy
   t.match(refused({ jobId: 'a:b' }), /^INVALID_FRAME: opts\.jobId/);
   t.match(refused({ jobId: 'x'.repeat(257) }), /^INVALID_FRAME: opts\.jobId/);
   t.match(refused([]), /^INVALID_FRAME: opts must be an object/);
+  t.same(parseTaskOptions({ timeout: 300 }), { timeout: 300 });
+  for (const timeout of [0, -1, 1.5, '300', 2 ** 31]) t.match(refused({ timeout }), /^INVALID_FRAME: opts\.timeout/, `timeout ${String(timeout)}`);
+  t.same(loadConfig({ QUEUE_OVERRIDES: '{"render.video":{"timeout":60000}}' }).queueOverrides, { 'render.video': { timeout: 60000 } });
 });

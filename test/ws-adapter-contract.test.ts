@@ -12,7 +12,7 @@ import { Socket, type AddressInfo } from 'node:net';
 import t from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
 import {
-  encodeTextFrame, encodeTextFrameOf, framePayload, releaseUpgradeResponse, sendTextFrame, tcpSocketOf,
+  encodeTextFrame, encodeTextFrameOf, framePayload, releaseUpgrade, sendTextFrame, tcpSocketOf,
 } from '../src/streams/ws-adapter.js';
 
 const require = createRequire(import.meta.url);
@@ -77,7 +77,7 @@ t.test('an open server-side WebSocket has the private fields the adapter reads',
   t.ok(Array.isArray(internals._sender._queue), '_sender._queue is an array');
   t.equal(internals._sender._firstFragment, true, '_sender._firstFragment is true between messages');
   t.same(internals._extensions, {}, '_extensions holds nothing without permessage-deflate');
-  t.doesNotThrow(() => releaseUpgradeResponse(server), 'releasing the upgrade response of a plain ws server is harmless');
+  t.doesNotThrow(() => releaseUpgrade(server), 'releasing the upgrade response of a plain ws server is harmless');
 });
 
 t.test('frames written directly arrive in order with what ws sends itself', async (t) => {

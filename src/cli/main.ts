@@ -45,6 +45,14 @@ const COMMANDS: Record<string, { usage: string; summary: string; details?: strin
     usage: 'brainstem queues [QUEUE]',
     summary: 'every queue with its counts and pullers (or one queue with its tasks), as JSON',
   },
+  task: {
+    usage: 'brainstem task QUEUE ID',
+    summary: 'one task as JSON: state (waiting, delayed, active, completed, failed, cancelled), progress, holder, result, reasons',
+  },
+  cancel: {
+    usage: 'brainstem cancel QUEUE ID',
+    summary: 'cancel a waiting, delayed or active task (admin token when auth is on); prints its view',
+  },
   heartbeats: {
     usage: 'brainstem heartbeats',
     summary: 'the processes that send heartbeats, with their last beat and metrics, as JSON',
@@ -164,13 +172,13 @@ async function connected(context: Context, reconnect: boolean): Promise<BrokerCl
   return client;
 }
 
-async function http(context: Context, path: string): Promise<unknown> {
+async function http(context: Context, path: string, method: 'GET' | 'POST' = 'GET'): Promise<unknown> {
   const url = `${httpBaseOf(context.url)}${path}`;
   const headers: Record<string, string> = { accept: 'application/json' };
   if (context.token) headers.authorization = `Bearer ${context.token}`;
   let response: Response;
   try {
-    response = await fetch(url, { headers });
+    response = await fetch(url, { headers, method });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new CliError(`cannot reach ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
@@ -419,6 +427,14 @@ export async function main(argv: string[]): Promise<number | null> {
         needPositionals(rest, 0, 1, 'queues');
         context.out(JSON.stringify(await http(context, rest[0] ? `/queues/${encodeURIComponent(rest[0])}` : '/queues'), null, 2));
         return 0;
+      case 'task':
+      case 'cancel': {
+        needPositionals(rest, 2, 2, command);
+        const [queue, id] = rest.map(encodeURIComponent) as [string, string];
+        const path = `/queues/${queue}/tasks/${id}${command === 'cancel' ? '/cancel' : ''}`;
+        context.out(JSON.stringify(await http(context, path, command === 'cancel' ? 'POST' : 'GET'), null, 2));
+        return 0;
+      }
       case 'heartbeats':
         needPositionals(rest, 0, 0, 'heartbeats');
         context.out(JSON.stringify(await http(context, '/heartbeats'), null, 2));

@@ -60,6 +60,10 @@ export class Api {
     return this.request('POST', `queues/${encodeURIComponent(queue)}/tasks/${encodeURIComponent(taskId)}/retry`);
   }
 
+  cancelTask(queue: string, taskId: string): Promise<unknown> {
+    return this.request('POST', `queues/${encodeURIComponent(queue)}/tasks/${encodeURIComponent(taskId)}/cancel`);
+  }
+
   removeTask(queue: string, taskId: string): Promise<{ ok: true; taskId: string }> {
     return this.request('DELETE', `queues/${encodeURIComponent(queue)}/tasks/${encodeURIComponent(taskId)}`);
   }

@@ -151,12 +151,14 @@ async function run(session: DashboardSession): Promise<void> {
   const queues = new QueuesView(session.admin, {
     retry: (queue, taskId) => api.retryTask(queue, taskId),
     remove: (queue, taskId) => api.removeTask(queue, taskId),
+    cancel: (queue, taskId) => api.cancelTask(queue, taskId),
   }, render, () => queuePoller.soon(0));
   const queuePoller = new Poller(() => fetchInto(sections.queues, async () => {
     const summaries = await api.queues();
-    const withDead = summaries.filter((summary) => summary.counts.failed > 0);
-    const details = await Promise.all(withDead.map((summary) => api.queue(summary.name, FAILED_SHOWN)));
-    queues.update(summaries, new Map(details.map((detail) => [detail.name, detail.tasks.failed])));
+    const listed = summaries.filter((summary) => summary.counts.failed > 0 || summary.counts.active > 0);
+    const details = await Promise.all(listed.map((summary) => api.queue(summary.name, FAILED_SHOWN)));
+    queues.update(summaries, new Map(details.map((detail) => [detail.name, detail.tasks.failed])),
+      new Map(details.map((detail) => [detail.name, detail.tasks.active])));
   }), interval);
   if (!session.admin) sections.queues.setNote('admin', 'Retry and Remove need an admin token: this one may only look.');
 

@@ -11,7 +11,10 @@ const COUNT_COLUMNS = ['waiting', 'active', 'delayed', 'failed'] as const;
 export interface TaskActions {
   retry(queue: string, taskId: string): Promise<unknown>;
   remove(queue: string, taskId: string): Promise<unknown>;
+  cancel(queue: string, taskId: string): Promise<unknown>;
 }
+
+type TaskAction = keyof TaskActions;
 
 interface QueueCells {
   name: HTMLElement;
@@ -35,6 +38,22 @@ interface FailedGroup {
   tasks: TaskView[];
 }
 
+interface ActiveCells {
+  holder: HTMLElement;
+  progress: HTMLElement;
+  attempts: HTMLElement;
+  payload: HTMLElement;
+  message: HTMLElement;
+  buttons: HTMLButtonElement[];
+}
+
+/** A task's progress as a short text: a number as is (a fraction ≤ 1 as a percentage), anything else previewed. */
+function progressText(progress: unknown): string {
+  if (progress === null || progress === undefined) return 'no progress reported';
+  if (typeof progress === 'number') return progress > 0 && progress <= 1 ? `${Math.round(progress * 100)}%` : String(progress);
+  return preview(progress, 80);
+}
+
 function describeRefusal(err: unknown): string {
   if (err instanceof ApiError && err.status === 403) return 'refused: this needs an admin token';
   return err instanceof Error ? err.message : String(err);
@@ -42,12 +61,16 @@ function describeRefusal(err: unknown): string {
 
 /**
  * Queues: counts per state, completions per second (counted from
- * `queue.completed` on the bus), connected workers, and the dead-lettered
+ * `queue.completed` on the bus), connected workers, the active tasks with
+ * their holder, progress and the admin's Cancel, and the dead-lettered
  * tasks with their reasons and the admin's Retry / Remove.
  */
 export class QueuesView {
   private summaries: QueueSummary[] = [];
   private failed = new Map<string, TaskView[]>();
+  private active = new Map<string, TaskView[]>();
+  private readonly activeList = byId('active-groups');
+  private readonly activeCells = new WeakMap<HTMLElement, ActiveCells>();
   private readonly completions = new Map<string, number[]>();
   private countingSince: number | null = null;
   private readonly body = byId<HTMLTableSectionElement>('queues-rows');
@@ -64,9 +87,10 @@ export class QueuesView {
     private readonly refreshSoon: () => void,
   ) {}
 
-  update(summaries: readonly QueueSummary[], failed: Map<string, TaskView[]>): void {
+  update(summaries: readonly QueueSummary[], failed: Map<string, TaskView[]>, active = new Map<string, TaskView[]>()): void {
     this.summaries = [...summaries].sort((a, b) => a.name.localeCompare(b.name));
     this.failed = failed;
+    this.active = active;
     this.changed();
   }
 
@@ -102,6 +126,52 @@ export class QueuesView {
       .map((summary) => ({ queue: summary.name, total: summary.counts.failed, tasks: this.failed.get(summary.name) ?? [] }));
     syncKeyed(this.failedList, groups, (group) => group.queue, (group) => this.createGroup(group),
       (element, group) => this.updateGroup(element, group, now));
+
+    const working: FailedGroup[] = this.summaries
+      .filter((summary) => (this.active.get(summary.name)?.length ?? 0) > 0)
+      .map((summary) => ({ queue: summary.name, total: summary.counts.active, tasks: this.active.get(summary.name) ?? [] }));
+    syncKeyed(this.activeList, working, (group) => group.queue, (group) => this.createGroup(group),
+      (element, group) => this.updateActiveGroup(element, group));
+  }
+
+  private updateActiveGroup(element: HTMLElement, group: FailedGroup): void {
+    const shown = group.tasks.length;
+    setText(element.querySelector('h3') as HTMLElement,
+      `${group.queue}: ${group.total} active${group.total > shown ? ` (${shown} shown)` : ''}`);
+    syncKeyed(element.querySelector('ul') as HTMLElement, group.tasks, (task) => task.id,
+      (task) => this.createActiveTask(group.queue, task), (item, task) => this.updateActiveTask(item, task));
+  }
+
+  private createActiveTask(queue: string, task: TaskView): HTMLLIElement {
+    const cancel = h('button', { text: 'Cancel', class: 'danger', attrs: { type: 'button', 'data-action': 'cancel' } });
+    const cells: ActiveCells = {
+      holder: h('span', { class: 'holder' }),
+      progress: h('span', { class: 'progress' }),
+      attempts: h('span', { class: 'attempts' }),
+      payload: h('code', { class: 'payload' }),
+      message: h('span', { class: 'action-message', attrs: { role: 'status' } }),
+      buttons: [cancel],
+    };
+    const item = h('li', { attrs: { 'data-task': task.id } },
+      h('div', { class: 'task-head' }, h('code', { class: 'task-id', text: task.id }), cells.holder, cells.attempts),
+      cells.progress,
+      cells.payload,
+      h('div', { class: 'task-actions' }, cancel, cells.message));
+    if (this.admin) cancel.addEventListener('click', () => void this.act('cancel', queue, task.id, cells, this.active));
+    else {
+      cancel.disabled = true;
+      cancel.title = 'needs an admin token';
+    }
+    this.activeCells.set(item, cells);
+    return item;
+  }
+
+  private updateActiveTask(item: HTMLElement, task: TaskView): void {
+    const cells = this.activeCells.get(item) as ActiveCells;
+    setText(cells.holder, task.holder ? `held by ${task.holder}` : 'held outside this gateway');
+    setText(cells.progress, progressText(task.progress));
+    setText(cells.attempts, `attempt ${task.attempts}/${task.maxAttempts}`);
+    setText(cells.payload, preview(task.payload, 160));
   }
 
   private createQueueRow(): HTMLTableRowElement {
@@ -176,7 +246,7 @@ export class QueuesView {
         continue;
       }
       const action = button.dataset.action as 'retry' | 'remove';
-      button.addEventListener('click', () => void this.act(action, queue, task.id, cells));
+      button.addEventListener('click', () => void this.act(action, queue, task.id, cells, this.failed));
     }
     this.taskCells.set(item, cells);
     return item;
@@ -191,13 +261,14 @@ export class QueuesView {
     setText(cells.payload, preview(task.payload, 160));
   }
 
-  private async act(action: 'retry' | 'remove', queue: string, taskId: string, cells: TaskCells): Promise<void> {
+  private async act(action: TaskAction, queue: string, taskId: string, cells: { message: HTMLElement; buttons: HTMLButtonElement[] },
+    list: Map<string, TaskView[]>): Promise<void> {
     for (const button of cells.buttons) button.disabled = true;
-    setText(cells.message, action === 'retry' ? 'retrying…' : 'removing…');
+    setText(cells.message, { retry: 'retrying…', remove: 'removing…', cancel: 'cancelling…' }[action]);
     try {
       await this.actions[action](queue, taskId);
       // The gateway said yes: the row goes now; the counts follow with the refresh.
-      this.failed.set(queue, (this.failed.get(queue) ?? []).filter((task) => task.id !== taskId));
+      list.set(queue, (list.get(queue) ?? []).filter((task) => task.id !== taskId));
       this.changed();
     } catch (err) {
       setText(cells.message, describeRefusal(err));

@@ -9,6 +9,8 @@ export interface Lease<J> {
   job: J;
   token: string;
   deliveredAt: number;
+  /** Revokes the attempt when it is held past its timeout; ends with the lease. */
+  timer?: NodeJS.Timeout;
 }
 
 /**
@@ -72,6 +74,7 @@ export class LeaseTable<J> {
     const leases = tasks?.get(lease.taskId);
     const index = leases ? leases.indexOf(lease) : -1;
     if (!tasks || !leases || index < 0) return false;
+    clearTimeout(lease.timer);
     leases.splice(index, 1);
     if (leases.length === 0) tasks.delete(lease.taskId);
     if (tasks.size === 0) this.byConsumer.delete(lease.consumer.id);
@@ -80,6 +83,17 @@ export class LeaseTable<J> {
     if (queued?.size === 0) this.byQueue.delete(lease.queue);
     this.count--;
     return true;
+  }
+
+  /** The consumer's lease on `taskId`, left in place. */
+  find(consumerId: string, taskId: string): Lease<J> | undefined {
+    return this.byConsumer.get(consumerId)?.get(taskId)?.[0];
+  }
+
+  /** Who holds `taskId` of `queue` here, if anyone. */
+  holderOf(queue: string, taskId: string): Lease<J> | undefined {
+    for (const lease of this.byQueue.get(queue) ?? []) if (lease.taskId === taskId) return lease;
+    return undefined;
   }
 
   has(lease: Lease<J>): boolean {

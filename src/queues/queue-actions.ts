@@ -1,7 +1,9 @@
 import type { BusConnection } from '../bus/bus-connection.js';
 import type { BusLogger, FrameDispatcher } from '../bus/frame-dispatcher.js';
 import { BusError, type ClientFrame } from '../bus/protocol.js';
+import { assertEnqueueRights, assertQueueRight } from './queue-access.js';
 import type { QueueService } from './queue-service.js';
+import { TaskStateError } from './task-state-error.js';
 import { parseTaskOptions, queueNameOf, taskIdOf } from './task-options.js';
 
 const MAX_REASON_LENGTH = 4000;
@@ -9,8 +11,13 @@ const MAX_REASON_LENGTH = 4000;
 /** The queue named by a frame, if the connection may use it. */
 function allowedQueue(connection: BusConnection, frame: ClientFrame): string {
   const queue = queueNameOf(frame.queue);
-  if (!connection.principal.may('queue', queue)) throw new BusError('FORBIDDEN', `not allowed to use queue ${queue}`);
+  assertQueueRight(connection.principal, queue);
   return queue;
+}
+
+function cancelReasonOf(value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw new BusError('INVALID_FRAME', 'reason must be a non-empty string');
+  return value.slice(0, MAX_REASON_LENGTH);
 }
 
 function reasonOf(value: unknown): string {
@@ -19,14 +26,15 @@ function reasonOf(value: unknown): string {
   return value.slice(0, MAX_REASON_LENGTH);
 }
 
-/** The work-queue actions of the protocol: enqueue, pull, ack, fail. */
+/** The work-queue actions of the protocol: enqueue, pull, ack, fail, progress, cancel. */
 export function registerQueueActions(dispatcher: FrameDispatcher, service: QueueService, log: BusLogger): void {
   const debug = log.isLevelEnabled?.('debug') ?? false;
 
   dispatcher.register('enqueue', async (connection, frame) => {
-    const queue = allowedQueue(connection, frame);
+    const queue = queueNameOf(frame.queue);
     if (frame.task === undefined) throw new BusError('INVALID_FRAME', 'task is required (any JSON: the payload)');
     const opts = parseTaskOptions(frame.opts);
+    assertEnqueueRights(connection.principal, queue, opts);
     const taskId = await service.enqueue(queue, frame.task, opts);
     if (debug) log.debug({ clientId: connection.id, queue, taskId }, 'enqueue');
     return { taskId };
@@ -49,5 +57,24 @@ export function registerQueueActions(dispatcher: FrameDispatcher, service: Queue
     const reason = reasonOf(frame.reason);
     await service.fail(connection, taskId, reason);
     if (debug) log.debug({ clientId: connection.id, taskId, reason }, 'fail');
+  });
+
+  dispatcher.register('progress', async (connection, frame) => {
+    const taskId = taskIdOf(frame.taskId);
+    await service.progress(connection, taskId, frame.progress);
+  });
+
+  dispatcher.register('cancel', async (connection, frame) => {
+    const queue = allowedQueue(connection, frame);
+    const taskId = taskIdOf(frame.taskId);
+    const reason = frame.reason === undefined ? undefined : cancelReasonOf(frame.reason);
+    try {
+      await service.cancel(queue, taskId, reason);
+    } catch (err) {
+      // On the bus, a task that can no longer be cancelled is as unknown as one that never was.
+      if (err instanceof TaskStateError) throw new BusError('UNKNOWN_TASK', err.message);
+      throw err;
+    }
+    if (debug) log.debug({ clientId: connection.id, queue, taskId }, 'cancel');
   });
 }

@@ -1,138 +1,30 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
-import { Job, Queue, UnrecoverableError, Worker, type JobJson, type JobsOptions, type JobType } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
-import { CreditLedger, type PullId, type TaskConsumer } from './credit-ledger.js';
-import { LeaseTable, type Lease } from './lease-table.js';
-import { MAX_ATTEMPTS, type QueueOverrides, type RetryPolicy, type TaskOptions } from './task-options.js';
-import { GATEWAY_SOURCE, type TaskOutcome } from './task-outcome.js';
+import type { StoredOptions } from './bullmq-adapter.js';
+import { CancelledTasks } from './cancelled-tasks.js';
+import type { PullId, TaskConsumer } from './credit-ledger.js';
+import { Delivery } from './delivery.js';
+import { ForeignSettlements } from './foreign-settlements.js';
+import { LeaseRenewal } from './lease-renewal.js';
+import { QueueAdmin } from './queue-admin.js';
+import { QueueContext, type QueueServiceOptions } from './queue-context.js';
+import type { QueueDetail, QueueSummary, TaskState, TaskView } from './queue-types.js';
+import { QueueViews } from './queue-views.js';
+import { Recovery } from './recovery.js';
+import { Settlement } from './settlement.js';
+import { StoreGuard } from './store-guard.js';
+import { TaskControl } from './task-control.js';
+import type { TaskOptions } from './task-options.js';
 
-export interface QueueLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type { QueueLogger } from './queue-logger.js';
+export type { QueueServiceOptions } from './queue-context.js';
+export * from './queue-types.js';
+export { TaskStateError } from './task-state-error.js';
 
-export interface QueueServiceOptions {
-  /** Fails fast while Redis is down: enqueue and REST answer UNAVAILABLE at once. */
-  queueConnection: Redis;
-  /** Retries forever (maxRetriesPerRequest null): fetching, ack, fail and lock renewal wait for Redis. */
-  workerConnection: Redis;
-  prefix: string;
-  defaults: RetryPolicy;
-  overrides: QueueOverrides;
-  leaseMs: number;
-  stalledCheckMs: number;
-  keepCompleted: number;
-  storeTimeoutMs: number;
-  log: QueueLogger;
-  /** Called for every acked, failed and dead task (the plugin publishes it on the bus). */
-  onOutcome(outcome: TaskOutcome): void;
-  /** Called for every task handed to a worker, with how long it waited since it could run. */
-  onDelivered?(queue: string, waitMs: number): void;
-}
-
-/** The task as a worker receives it in `{"task": …}`. */
-export interface TaskFrame {
-  id: string;
-  queue: string;
-  payload: unknown;
-  createdAt: string;
-  attempts: number;
-}
-
-export type TaskState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
-export const TASK_STATES: readonly TaskState[] = ['waiting', 'active', 'delayed', 'completed', 'failed'];
-
-export interface TaskView extends TaskFrame {
-  state: TaskState | 'unknown';
-  maxAttempts: number;
-  priority: number;
-  replyTo: string | null;
-  finishedAt: string | null;
-  result: unknown;
-  /** The reason of each failed attempt, oldest first; the last one is `failedReason`. */
-  reasons: string[];
-  failedReason: string | null;
-}
-
-export type QueueCounts = Record<TaskState, number>;
-
-export interface PullerView {
-  clientId: string;
-  name: string;
-  credits: number;
-  leased: number;
-}
-
-export interface QueueSummary {
-  name: string;
-  counts: QueueCounts;
-  paused: boolean;
-  pullers: PullerView[];
-}
-
-export interface QueueDetail extends QueueSummary {
-  tasks: Record<TaskState, TaskView[]>;
-}
-
-/** A REST action on a task in a state that does not allow it (409). */
-export class TaskStateError extends Error {
-  constructor(readonly state: string, message: string) {
-    super(message);
-    this.name = 'TaskStateError';
-  }
-}
-
-/** Job options this service adds beyond BullMQ's (BullMQ stores unknown options as given). */
-type StoredOptions = JobsOptions & { replyTo?: string };
-type TaskJob = Job<unknown, unknown, string>;
-
-/** Fetches in flight per queue once tasks are flowing (one while the queue is idle). */
-const MAX_PARALLEL_FETCHES = 16;
-/** BullMQ's blocking wait on an empty queue, in seconds; a new task wakes it at once. */
-const DRAIN_DELAY_S = 5;
-const FETCH_RETRY_MS = 1000;
-/** After Redis comes back, resent commands settle before orphans are looked for. */
-const RECLAIM_DELAY_MS = 1000;
+/** Failed-attempt reasons kept per task. */
 const REASONS_KEPT = 50;
-/** BullMQ error codes of a job whose lock this gateway no longer holds. */
-const LOST_LEASE_CODES = new Set([-1, -2, -3, -6]);
-
-/**
- * A delivery the gateway could not hand to anyone (its puller left while
- * the task was being fetched) goes back uncounted: only deliveries that
- * reached a worker count as attempts.
- */
-const UNCOUNT_DELIVERY = `if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('HINCRBY', KEYS[1], 'ats', -1) end return false`;
-
-/** The error a failed attempt is stored with: its stack is the reason alone, so the job keeps a list of reasons. */
-function attemptFailure(reason: string, final = false): Error {
-  const error = final ? new UnrecoverableError(reason) : new Error(reason);
-  error.stack = reason;
-  return error;
-}
-
-function lostLease(err: unknown): boolean {
-  return LOST_LEASE_CODES.has((err as { code?: unknown }).code as number);
-}
-
-function unavailable(): BusError {
-  return new BusError('UNAVAILABLE', 'the queue store (Redis) is unreachable: nothing was changed');
-}
-
-interface QueueRuntime {
-  name: string;
-  queue: Queue<unknown, unknown, string>;
-  worker: Worker<unknown, unknown, string> | null;
-  /** getNextJob calls in flight. */
-  fetching: number;
-  /** The last fetch found nothing: fetch one at a time (a blocking wait) until tasks flow. */
-  idle: boolean;
-  renewing: boolean;
-}
+/** Cancelled tasks' views kept per queue, at least (else QUEUE_KEEP_COMPLETED). */
+const MIN_CANCELLED_KEPT = 100;
 
 /**
  * Durable work queues on BullMQ, one BullMQ queue per name. Tasks are
@@ -140,602 +32,151 @@ interface QueueRuntime {
  * leases (BullMQ locks the gateway renews) until they ack or fail; a
  * connection that goes away gives its tasks back at once as a failed
  * attempt; a gateway that dies gives them back when the locks expire.
+ *
+ * The organ's parts: delivery.ts (the pull path), settlement.ts (ack, fail,
+ * give-backs), lease-renewal.ts, recovery.ts, queue-views.ts and
+ * queue-admin.ts (REST), sharing queue-context.ts; bullmq-adapter.ts is the
+ * only one that relies on bullmq's internals.
  */
 export class QueueService {
-  private readonly runtimes = new Map<string, QueueRuntime>();
-  private readonly ledger = new CreditLedger();
-  private readonly leases = new LeaseTable<TaskJob>();
-  /** Settlements (ack, fail, give-backs) in flight: close() waits for them. */
-  private readonly pending = new Set<Promise<unknown>>();
-  private readonly fetches = new Set<Promise<void>>();
-  /** Lock tokens with a fetch, ack, fail or give-back in flight: their tasks are accounted for. */
-  private readonly busyTokens = new Set<string>();
-  private reclaimTimer: NodeJS.Timeout | undefined;
-  private readonly renewTimer: NodeJS.Timeout;
-  private tokenSeq = 0;
-  private closing = false;
+  private readonly ctx: QueueContext;
+  private readonly delivery: Delivery;
+  private readonly settlement: Settlement;
+  private readonly renewal: LeaseRenewal;
+  private readonly recovery: Recovery;
+  private readonly views: QueueViews;
+  private readonly admin: QueueAdmin;
+  private readonly control: TaskControl;
 
-  constructor(private readonly options: QueueServiceOptions) {
-    this.renewTimer = setInterval(() => this.renewLeases(), Math.max(100, Math.floor(options.leaseMs / 2)));
-    this.renewTimer.unref();
+  constructor(options: QueueServiceOptions) {
+    const store = new StoreGuard(options.queueConnection, options.storeTimeoutMs, options.log);
+    const foreign = new ForeignSettlements({
+      connection: options.workerConnection, createConnection: options.createEventConnection,
+      prefix: options.prefix, log: options.log, onOutcome: options.onOutcome,
+    });
+    this.ctx = new QueueContext(options, store, foreign);
+    this.delivery = new Delivery(this.ctx);
+    this.settlement = new Settlement(this.ctx, this.delivery);
+    this.renewal = new LeaseRenewal(this.ctx);
+    this.recovery = new Recovery(this.ctx, this.delivery);
+    const cancelled = new CancelledTasks(options.queueConnection, options.prefix, Math.max(options.keepCompleted, MIN_CANCELLED_KEPT));
+    this.views = new QueueViews(this.ctx, cancelled);
+    this.admin = new QueueAdmin(this.ctx, cancelled);
+    this.control = new TaskControl(this.ctx, cancelled);
   }
 
-  /**
-   * Starts the stalled check of every queue with active tasks, so that the
-   * tasks a crashed gateway held come back even if no one pulls them yet.
-   * Runs now, or when Redis first answers.
-   */
+  /** Starts recovering what an earlier run or a Redis restart left astray. */
   start(): void {
-    const recover = () => {
-      this.recoverActiveQueues().catch((err: unknown) => {
-        this.options.log.warn({ err }, 'queues: could not look for tasks left active by an earlier run');
-      });
-    };
-    if (this.options.queueConnection.status === 'ready') recover();
-    else this.options.queueConnection.once('ready', recover);
-    // A fetch whose reply a Redis restart lost is sent again by ioredis and
-    // brings another task: the first stays locked with this gateway's token
-    // and no one holds it. Such orphans go back at once, not after their lease.
-    this.options.workerConnection.on('ready', () => {
-      clearTimeout(this.reclaimTimer);
-      this.reclaimTimer = setTimeout(() => {
-        this.reclaimOrphans().catch((err: unknown) => {
-          this.options.log.warn({ err }, 'queues: could not look for orphaned tasks; they return when their leases expire');
-        });
-      }, RECLAIM_DELAY_MS);
-      this.reclaimTimer.unref();
-    });
+    this.recovery.start();
   }
 
   get leasedCount(): number {
-    return this.leases.size;
+    return this.ctx.leases.size;
   }
 
   /** Stores a task; resolves with its id only once Redis has it. */
   async enqueue(name: string, payload: unknown, options: TaskOptions = {}): Promise<string> {
-    if (this.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down: the task was not stored');
-    const runtime = this.runtime(name);
-    const policy = this.policyOf(name);
+    if (this.ctx.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down: the task was not stored');
+    const runtime = this.ctx.runtime(name);
+    const policy = this.ctx.policyOf(name);
+    const { keepCompleted } = this.ctx.options;
     const opts: StoredOptions = {
       jobId: options.jobId ?? randomUUID(),
       attempts: options.attempts ?? policy.attempts,
       backoff: options.backoff ?? policy.backoff,
-      removeOnComplete: this.options.keepCompleted === 0 ? true : { count: this.options.keepCompleted },
+      removeOnComplete: keepCompleted === 0 ? true : { count: keepCompleted },
       removeOnFail: false,
       stackTraceLimit: REASONS_KEPT,
     };
     if (options.priority) opts.priority = options.priority;
     if (options.delay) opts.delay = options.delay;
     if (options.replyTo) opts.replyTo = options.replyTo;
-    const job = await this.store(() => runtime.queue.add(name, payload, opts));
+    const timeout = options.timeout ?? policy.timeout;
+    if (timeout) opts.timeout = timeout;
+    const job = await this.ctx.store.run(() => runtime.queue.add(name, payload, opts));
     return job.id as string;
   }
 
   /** One credit: the next task of `name` goes to this consumer, now or when one arrives. */
   pull(consumer: TaskConsumer, name: string, pullId: PullId): void {
-    if (this.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down');
-    const runtime = this.runtime(name);
-    this.ledger.grant(name, consumer, pullId);
-    this.pump(runtime);
+    if (this.ctx.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down');
+    const runtime = this.ctx.runtime(name);
+    this.ctx.ledger.grant(name, consumer, pullId);
+    this.delivery.pump(runtime);
   }
 
-  async ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
-    const lease = this.takeLease(consumer, taskId);
-    const runtime = this.runtime(lease.queue);
-    await this.settle(lease, async () => {
-      // While pulls wait, the completion also fetches the next task, under the
-      // same lock token, as BullMQ's own Worker does: one Redis command a task
-      // instead of two. It counts as a fetch in flight meanwhile.
-      const fetchNext = this.wantsTasks(runtime);
-      if (fetchNext) runtime.fetching++;
-      let next: TaskJob | undefined;
-      try {
-        next = this.nextJob(runtime, await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext), lease.token);
-      } catch (err) {
-        // The command may have run with its reply lost to a Redis restart
-        // (then a resent one finds no lock): if the task is done, so is the ack.
-        // A task that lost reply fetched is an orphan reclaimOrphans returns.
-        if (!(await lease.job.isCompleted().catch(() => false))) throw err;
-      } finally {
-        if (fetchNext) {
-          runtime.fetching--;
-          this.fetched(runtime, next, lease.token);
-        }
-      }
-      this.options.onOutcome({
-        kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
-        result: result ?? null, replyTo: this.replyToOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
-      });
-    });
+  ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
+    return this.settlement.ack(consumer, taskId, result);
   }
 
-  async fail(consumer: TaskConsumer, taskId: string, reason: string): Promise<void> {
-    const lease = this.takeLease(consumer, taskId);
-    await this.settle(lease, async () => {
-      try {
-        await this.failAttempt(lease.job, lease.token, lease.queue, reason, { source: consumer.label, runMs: Date.now() - lease.deliveredAt });
-      } catch (err) {
-        // As for ack: a resent command finds the task no longer active when
-        // the first one ran; either way it is out of this worker's hands.
-        if ((await lease.job.getState().catch(() => 'active')) === 'active') throw err;
-      }
-    });
+  fail(consumer: TaskConsumer, taskId: string, reason: string): Promise<void> {
+    return this.settlement.fail(consumer, taskId, reason);
   }
 
-  /** What one connection pulls and holds, read synchronously (`GET /services`, lease release on lapse). */
+  /** A connection went away: its credits end and its tasks go back at once. */
+  release(consumerId: string, reason?: string): void {
+    this.settlement.release(consumerId, reason);
+  }
+
+  /** What a connection waits for and holds (`GET /services`). */
   holdings(consumerId: string): { pulls: { queue: string; credits: number }[]; tasks: { queue: string; taskId: string }[] } {
-    return { pulls: this.ledger.pullsOf(consumerId), tasks: this.leases.heldBy(consumerId) };
+    return { pulls: this.ctx.ledger.pullsOf(consumerId), tasks: this.ctx.leases.heldBy(consumerId) };
   }
 
-  /**
-   * A connection went away: its credits end and its tasks go back to their
-   * queues at once, each as a failed attempt (`worker disconnected`).
-   */
-  release(consumerId: string, reason = 'worker disconnected'): void {
-    this.ledger.drop(consumerId);
-    for (const lease of this.leases.takeAll(consumerId)) {
-      const giveBack = () => this.failAttempt(lease.job, lease.token, lease.queue, reason, { immediate: true });
-      this.track(this.withToken(lease.token, giveBack).catch((err: unknown) => {
-        if (lostLease(err)) return;
-        this.options.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
-      }));
-    }
+  /** The holder's progress on a task it holds. */
+  progress(consumer: TaskConsumer, taskId: string, progress: unknown): Promise<void> {
+    return this.control.progress(consumer, taskId, progress);
   }
 
-  async listQueues(): Promise<QueueSummary[]> {
-    const names = await this.store(() => this.queueNames());
-    return Promise.all(names.map((name) => this.summary(name)));
+  /** Cancels a waiting, delayed or active task; answers its view (state `cancelled`). */
+  cancel(name: string, taskId: string, reason?: string): Promise<TaskView> {
+    return this.control.cancel(name, taskId, reason);
   }
 
-  async describeQueue(name: string, page: { offset: number; limit: number }): Promise<QueueDetail> {
-    const tasks = {} as Record<TaskState, TaskView[]>;
-    for (const state of TASK_STATES) tasks[state] = [];
-    const runtime = await this.knownRuntime(name);
-    if (!runtime) {
-      const counts = Object.fromEntries(TASK_STATES.map((state) => [state, 0])) as QueueCounts;
-      return { name, counts, paused: false, pullers: [], tasks };
-    }
-    const summary = await this.summary(name);
-    await this.store(() => Promise.all(TASK_STATES.map(async (state) => {
-      const types: JobType[] = state === 'waiting' ? ['wait', 'prioritized'] : [state];
-      const jobs = await runtime.queue.getJobs(types, page.offset, page.offset + page.limit - 1, true);
-      tasks[state] = jobs.slice(0, page.limit).map((job) => this.view(job as TaskJob, state));
-    })));
-    return { ...summary, tasks };
+  listQueues(visible?: (name: string) => boolean): Promise<QueueSummary[]> {
+    return this.views.listQueues(visible);
   }
 
-  async getTask(name: string, taskId: string): Promise<TaskView> {
-    const runtime = await this.knownRuntime(name);
-    const job = runtime && await this.store(() => runtime.queue.getJob(taskId));
-    if (!job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
-    const state = await this.store(() => job.getState());
-    return this.view(job as TaskJob, this.stateOf(state));
+  describeQueue(name: string, page: { offset: number; limit: number }): Promise<QueueDetail> {
+    return this.views.describeQueue(name, page);
   }
 
-  /**
-   * Sends a dead (failed) or completed task through again with a fresh
-   * set of attempts; a delayed task (waiting out its backoff) runs now.
-   */
-  async retry(name: string, taskId: string): Promise<TaskState> {
-    const runtime = await this.knownRuntime(name);
-    const job = runtime && await this.store(() => runtime.queue.getJob(taskId)) as TaskJob | undefined;
-    if (!job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
-    const state = this.stateOf(await this.store(() => job.getState()));
-    if (state === 'failed' || state === 'completed') {
-      await this.store(() => job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true }));
-    } else if (state === 'delayed') {
-      await this.store(() => job.promote());
-    } else {
-      throw new TaskStateError(state, `task ${taskId} is ${state}: only failed, completed or delayed tasks can be retried`);
-    }
-    return state;
+  getTask(name: string, taskId: string): Promise<TaskView> {
+    return this.views.getTask(name, taskId);
   }
 
-  async remove(name: string, taskId: string): Promise<void> {
-    const runtime = await this.knownRuntime(name);
-    const job = runtime && await this.store(() => runtime.queue.getJob(taskId));
-    if (!runtime || !job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
-    const removed = await this.store(() => runtime.queue.remove(taskId));
-    if (!removed) throw new TaskStateError('active', `task ${taskId} is being worked on: ack, fail or disconnect first`);
+  retry(name: string, taskId: string): Promise<TaskState> {
+    return this.admin.retry(name, taskId);
   }
 
-  async pause(name: string): Promise<void> {
-    const runtime = this.runtime(name);
-    await this.store(() => runtime.queue.pause());
+  remove(name: string, taskId: string): Promise<void> {
+    return this.admin.remove(name, taskId);
   }
 
-  async resume(name: string): Promise<void> {
-    const runtime = this.runtime(name);
-    await this.store(() => runtime.queue.resume());
+  pause(name: string): Promise<void> {
+    return this.admin.pause(name);
+  }
+
+  resume(name: string): Promise<void> {
+    return this.admin.resume(name);
   }
 
   /** Gives back every task still leased, then closes the BullMQ queues and workers. */
   async close(): Promise<void> {
-    this.closing = true;
-    clearInterval(this.renewTimer);
-    clearTimeout(this.reclaimTimer);
-    await Promise.allSettled([...this.pending]);
-    for (const consumerId of this.leases.consumers()) this.release(consumerId, 'gateway shutting down');
-    await Promise.allSettled([...this.pending]);
-    const runtimes = [...this.runtimes.values()];
+    const { ctx } = this;
+    ctx.closing = true;
+    this.renewal.stop();
+    this.recovery.stop();
+    await Promise.allSettled([...ctx.pending]);
+    for (const consumerId of ctx.leases.consumers()) this.release(consumerId, 'gateway shutting down');
+    await Promise.allSettled([...ctx.pending]);
+    const runtimes = [...ctx.runtimes.values()];
     // Closing the workers interrupts their blocking waits; a fetch that still
-    // brings a task gives it back (see fetchOne).
+    // brings a task gives it back (delivery.ts).
     await Promise.allSettled(runtimes.map((r) => r.worker?.close(true)));
-    await Promise.allSettled([...this.fetches]);
-    await Promise.allSettled([...this.pending]);
+    await Promise.allSettled([...this.delivery.fetches]);
+    await Promise.allSettled([...ctx.pending]);
     await Promise.allSettled(runtimes.map((r) => r.queue.close()));
-  }
-
-  /** The runtime of a queue that exists (used since start, or known to Redis); null otherwise. */
-  private async knownRuntime(name: string): Promise<QueueRuntime | null> {
-    const existing = this.runtimes.get(name);
-    if (existing) return existing;
-    const exists = await this.store(() => this.options.queueConnection.exists(`${this.options.prefix}:${name}:meta`));
-    return exists ? this.runtime(name) : null;
-  }
-
-  private runtime(name: string): QueueRuntime {
-    let runtime = this.runtimes.get(name);
-    if (!runtime) {
-      const queue = new Queue<unknown, unknown, string>(name, {
-        connection: this.options.queueConnection,
-        prefix: this.options.prefix,
-        skipVersionCheck: true,
-      });
-      queue.on('error', (err: Error) => this.options.log.debug({ err: err.message, queue: name }, 'queues: redis error'));
-      runtime = { name, queue, worker: null, fetching: 0, idle: true, renewing: false };
-      this.runtimes.set(name, runtime);
-    }
-    return runtime;
-  }
-
-  /** BullMQ workers are created on first pull: each holds a blocking Redis connection. */
-  private workerOf(runtime: QueueRuntime): Worker<unknown, unknown, string> {
-    if (runtime.worker) return runtime.worker;
-    const worker = new Worker<unknown, unknown, string>(runtime.name, null, {
-      connection: this.options.workerConnection,
-      prefix: this.options.prefix,
-      lockDuration: this.options.leaseMs,
-      stalledInterval: this.options.stalledCheckMs,
-      // Deliveries are counted against each task's own attempts (deliver()).
-      maxStalledCount: MAX_ATTEMPTS,
-      drainDelay: DRAIN_DELAY_S,
-      autorun: false,
-      skipVersionCheck: true,
-    });
-    worker.on('error', (err: Error) => this.options.log.debug({ err: err.message, queue: runtime.name }, 'queues: worker redis error'));
-    worker.on('stalled', (taskId: string) => {
-      this.options.log.warn({ queue: runtime.name, taskId }, 'queues: task returned after its lease expired');
-    });
-    // Manual processing starts neither the stalled check nor lock renewal: the
-    // stalled check returns tasks a crashed gateway held; leases are renewed here.
-    void worker.startStalledCheckTimer();
-    runtime.worker = worker;
-    return worker;
-  }
-
-  private pump(runtime: QueueRuntime): void {
-    if (this.closing) return;
-    const credits = this.ledger.credits(runtime.name);
-    const limit = runtime.idle ? 1 : Math.min(MAX_PARALLEL_FETCHES, credits);
-    while (runtime.fetching < limit && runtime.fetching < credits) {
-      runtime.fetching++;
-      const fetch = this.fetchOne(runtime);
-      this.fetches.add(fetch);
-      void fetch.finally(() => this.fetches.delete(fetch));
-    }
-  }
-
-  private async fetchOne(runtime: QueueRuntime): Promise<void> {
-    const worker = this.workerOf(runtime);
-    const token = `${worker.id}:${++this.tokenSeq}`;
-    this.busyTokens.add(token);
-    let job: TaskJob | undefined;
-    try {
-      job = await worker.getNextJob(token);
-    } catch (err) {
-      if (!this.closing) {
-        this.options.log.warn({ err, queue: runtime.name }, 'queues: fetching a task failed; retrying');
-        await delay(FETCH_RETRY_MS);
-      }
-    }
-    this.busyTokens.delete(token);
-    runtime.fetching--;
-    this.fetched(runtime, job, token);
-  }
-
-  /** Pulls wait for more tasks than fetches in flight will bring. */
-  private wantsTasks(runtime: QueueRuntime): boolean {
-    return !this.closing && !runtime.idle && runtime.fetching < this.ledger.credits(runtime.name);
-  }
-
-  /** The task a completion fetched with `fetchNext` (BullMQ's next-job reply), if any. */
-  private nextJob(runtime: QueueRuntime, reply: unknown, token: string): TaskJob | undefined {
-    const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
-    if (!data || !id || !runtime.worker) return undefined;
-    const job = Job.fromJSON<unknown, unknown, string>(runtime.worker, data, id);
-    job.token = token;
-    return job;
-  }
-
-  /** A fetch ended: its task (if any) goes to the next credit, and fetching goes on while pulls wait. */
-  private fetched(runtime: QueueRuntime, job: TaskJob | undefined, token: string): void {
-    runtime.idle = !job;
-    if (job) {
-      if (this.closing) this.track(this.giveBack(runtime, job, token));
-      else this.deliver(runtime, job, token);
-    }
-    this.pump(runtime);
-  }
-
-  private deliver(runtime: QueueRuntime, job: TaskJob, token: string): void {
-    const maxAttempts = job.opts.attempts ?? 1;
-    if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
-      // It went out `maxAttempts` times and never came back: the gateway
-      // stopped each time while a worker had it.
-      const reason = `no ack or fail after ${maxAttempts} ${maxAttempts === 1 ? 'delivery' : 'deliveries'}: attempts spent`;
-      this.track(this.withToken(token, async () => {
-        await this.uncountDelivery(runtime, job, token);
-        await this.failAttempt(job, token, runtime.name, reason, { final: true, attempts: job.attemptsStarted - 1 });
-      }).catch((err: unknown) => {
-          this.options.log.error({ err, queue: runtime.name, taskId: job.id }, 'queues: could not dead-letter a task');
-        }));
-      return;
-    }
-    const credit = this.ledger.take(runtime.name);
-    if (!credit) {
-      this.track(this.giveBack(runtime, job, token));
-      return;
-    }
-    const lease: Lease<TaskJob> = {
-      consumer: credit.consumer, queue: runtime.name, taskId: job.id as string, job, token, deliveredAt: Date.now(),
-    };
-    this.leases.add(lease);
-    const task: TaskFrame = {
-      id: job.id as string,
-      queue: runtime.name,
-      payload: job.data === undefined ? null : job.data,
-      createdAt: new Date(job.timestamp).toISOString(),
-      attempts: job.attemptsStarted,
-    };
-    credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
-    this.options.onDelivered?.(runtime.name, lease.deliveredAt - job.timestamp - (job.opts.delay ?? 0));
-  }
-
-  /** This fetch never reached a worker: it must not count as a delivery. */
-  private async uncountDelivery(runtime: QueueRuntime, job: TaskJob, token: string): Promise<void> {
-    const jobKey = runtime.queue.toKey(job.id as string);
-    await this.options.workerConnection.eval(UNCOUNT_DELIVERY, 2, jobKey, `${jobKey}:lock`, token);
-  }
-
-  private async giveBack(runtime: QueueRuntime, job: TaskJob, token: string): Promise<void> {
-    try {
-      await this.withToken(token, async () => {
-        await this.uncountDelivery(runtime, job, token);
-        await job.moveToWait(token);
-      });
-    } catch (err) {
-      this.options.log.warn({ err, queue: runtime.name, taskId: job.id }, 'queues: could not give back an undelivered task; it returns when its lease expires');
-    }
-  }
-
-  /**
-   * Ends one attempt as failed: retried with backoff (at once when its
-   * worker disconnected) until its attempts are spent, then dead.
-   */
-  private async failAttempt(job: TaskJob, token: string, queue: string, reason: string, how: {
-    /** Retry without backoff (its worker disconnected; the task did not fail). */
-    immediate?: boolean;
-    /** Dead whatever attempts are left. */
-    final?: boolean;
-    attempts?: number;
-    source?: string;
-    runMs?: number;
-  }): Promise<void> {
-    const dead = how.final === true || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    // The job object is this delivery's own copy: dropping its backoff here
-    // retries it at once without changing the stored task.
-    if (how.immediate) job.opts = { ...job.opts, backoff: undefined };
-    await job.moveToFailed(attemptFailure(reason, how.final), token, false);
-    this.options.onOutcome({
-      kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
-      reason, replyTo: this.replyToOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
-    });
-  }
-
-  private takeLease(consumer: TaskConsumer, taskId: string): Lease<TaskJob> {
-    const lease = this.leases.take(consumer.id, taskId);
-    if (!lease) throw new BusError('UNKNOWN_TASK', `task ${taskId} is not held by this connection`);
-    return lease;
-  }
-
-  /** Runs an ack or fail; a lost lease is UNKNOWN_TASK, a Redis error UNAVAILABLE (the lease stays). */
-  private async settle(lease: Lease<TaskJob>, action: () => Promise<void>): Promise<void> {
-    const run = this.withToken(lease.token, action);
-    this.track(run.catch(() => undefined));
-    try {
-      await run;
-    } catch (err) {
-      if (lostLease(err)) {
-        throw new BusError('UNKNOWN_TASK', `the lease on task ${lease.taskId} expired and it went back to its queue`);
-      }
-      this.options.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: ack/fail failed');
-      if (lease.consumer.closing || this.closing) this.release(lease.consumer.id);
-      else this.leases.add(lease);
-      throw unavailable();
-    }
-  }
-
-  private async withToken<T>(token: string, action: () => Promise<T>): Promise<T> {
-    this.busyTokens.add(token);
-    try {
-      return await action();
-    } finally {
-      this.busyTokens.delete(token);
-    }
-  }
-
-  private track(promise: Promise<unknown>): void {
-    this.pending.add(promise);
-    void promise.finally(() => this.pending.delete(promise));
-  }
-
-  /** Keeps the locks of leased tasks alive; a lock found lost ends its lease. */
-  private renewLeases(): void {
-    for (const name of this.leases.queues()) {
-      const runtime = this.runtimes.get(name);
-      const worker = runtime?.worker;
-      if (!runtime || !worker || runtime.renewing) continue;
-      const leases = this.leases.inQueue(name);
-      runtime.renewing = true;
-      worker.extendJobLocks(leases.map((l) => l.taskId), leases.map((l) => l.token), this.options.leaseMs)
-        .then((lostIds) => {
-          const lost = new Set(lostIds);
-          for (const lease of leases) {
-            if (!lost.has(lease.taskId) || !this.leases.remove(lease)) continue;
-            this.options.log.warn({ queue: name, taskId: lease.taskId, clientId: lease.consumer.id }, 'queues: lease lost; the task went back to its queue');
-          }
-        }, (err: unknown) => {
-          this.options.log.warn({ err, queue: name }, 'queues: renewing leases failed');
-        })
-        .finally(() => {
-          runtime.renewing = false;
-        });
-    }
-  }
-
-  /** Runs a Redis operation through the fail-fast connection; anything but a BusError becomes UNAVAILABLE. */
-  private async store<T>(operation: () => Promise<T>): Promise<T> {
-    if (this.options.queueConnection.status !== 'ready') throw unavailable();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(unavailable()), this.options.storeTimeoutMs);
-    });
-    try {
-      return await Promise.race([operation(), timeout]);
-    } catch (err) {
-      if (err instanceof BusError || err instanceof TaskStateError) throw err;
-      this.options.log.warn({ err }, 'queues: redis operation failed');
-      throw unavailable();
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  private policyOf(name: string): RetryPolicy {
-    const override = this.options.overrides[name];
-    return {
-      attempts: override?.attempts ?? this.options.defaults.attempts,
-      backoff: override?.backoff ?? this.options.defaults.backoff,
-    };
-  }
-
-  private replyToOf(job: TaskJob): string | undefined {
-    const replyTo = (job.opts as StoredOptions).replyTo;
-    return typeof replyTo === 'string' ? replyTo : undefined;
-  }
-
-  /** Queues known to Redis (they have a meta key) and those used since start. */
-  private async queueNames(): Promise<string[]> {
-    const names = new Set(this.runtimes.keys());
-    const prefix = `${this.options.prefix}:`;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.options.queueConnection.scan(cursor, 'MATCH', `${prefix}*:meta`, 'COUNT', 1000);
-      cursor = next;
-      for (const key of keys) names.add(key.slice(prefix.length, -':meta'.length));
-    } while (cursor !== '0');
-    return [...names].sort();
-  }
-
-  /**
-   * Gives back the active tasks locked with one of this gateway's tokens
-   * that no lease and no fetch in flight accounts for.
-   */
-  private async reclaimOrphans(): Promise<void> {
-    const connection = this.options.workerConnection;
-    for (const runtime of [...this.runtimes.values()]) {
-      const worker = runtime.worker;
-      if (!worker || this.closing) continue;
-      const active = await connection.lrange(runtime.queue.keys.active as string, 0, -1);
-      if (active.length === 0) continue;
-      const locks = await connection.mget(active.map((id) => `${runtime.queue.toKey(id)}:lock`));
-      const accountedFor = (token: string) => this.busyTokens.has(token)
-        || this.leases.inQueue(runtime.name).some((lease) => lease.token === token);
-      for (const [index, id] of active.entries()) {
-        const token = locks[index];
-        if (!token?.startsWith(`${worker.id}:`) || accountedFor(token)) continue;
-        const job = await runtime.queue.getJob(id) as TaskJob | undefined;
-        // Checked again after the await: a lease or settlement may have begun.
-        if (!job || accountedFor(token)) continue;
-        this.options.log.warn({ queue: runtime.name, taskId: id }, 'queues: a task fetched as Redis went down reached no one: giving it back');
-        await this.giveBack(runtime, job, token);
-      }
-    }
-  }
-
-  private async recoverActiveQueues(): Promise<void> {
-    for (const name of await this.queueNames()) {
-      const runtime = this.runtime(name);
-      if (runtime.worker) continue;
-      const active = await runtime.queue.getActiveCount();
-      if (active > 0) {
-        this.options.log.info({ queue: name, active }, 'queues: tasks left active by an earlier run return when their leases expire');
-        this.workerOf(runtime);
-      }
-    }
-  }
-
-  private async summary(name: string): Promise<QueueSummary> {
-    const runtime = this.runtime(name);
-    const [raw, paused] = await this.store(() => Promise.all([
-      runtime.queue.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'completed', 'failed'),
-      runtime.queue.isPaused(),
-    ]));
-    const counts: QueueCounts = {
-      waiting: (raw.wait ?? 0) + (raw.prioritized ?? 0),
-      active: raw.active ?? 0,
-      delayed: raw.delayed ?? 0,
-      completed: raw.completed ?? 0,
-      failed: raw.failed ?? 0,
-    };
-    return { name, counts, paused, pullers: this.pullersOf(name) };
-  }
-
-  private pullersOf(name: string): PullerView[] {
-    const views = new Map<string, PullerView>();
-    for (const { consumer, credits } of this.ledger.pullers(name)) {
-      views.set(consumer.id, { clientId: consumer.id, name: consumer.label, credits, leased: 0 });
-    }
-    for (const lease of this.leases.inQueue(name)) {
-      const view = views.get(lease.consumer.id)
-        ?? { clientId: lease.consumer.id, name: lease.consumer.label, credits: 0, leased: 0 };
-      view.leased++;
-      views.set(lease.consumer.id, view);
-    }
-    return [...views.values()];
-  }
-
-  private stateOf(state: string): TaskState | 'unknown' {
-    if (state === 'wait' || state === 'waiting' || state === 'prioritized' || state === 'paused') return 'waiting';
-    return (TASK_STATES as readonly string[]).includes(state) ? state as TaskState : 'unknown';
-  }
-
-  private view(job: TaskJob, state: TaskState | 'unknown'): TaskView {
-    return {
-      id: job.id as string,
-      queue: job.queueName,
-      payload: job.data === undefined ? null : job.data,
-      createdAt: new Date(job.timestamp).toISOString(),
-      attempts: job.attemptsStarted,
-      state,
-      maxAttempts: job.opts.attempts ?? 1,
-      priority: job.priority ?? 0,
-      replyTo: this.replyToOf(job) ?? null,
-      finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
-      result: job.returnvalue ?? null,
-      reasons: job.stacktrace ?? [],
-      failedReason: job.failedReason ?? null,
-    };
+    ctx.foreign.close();
   }
 }

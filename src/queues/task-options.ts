@@ -1,5 +1,6 @@
 import { BusError } from '../bus/protocol.js';
 import { isValidQueueName, isValidTopic } from '../bus/topic.js';
+import { RESERVED_TASK_IDS } from './bullmq-adapter.js';
 
 /** How long a failed task waits before its next delivery. */
 export interface Backoff {
@@ -14,8 +15,9 @@ export interface RetryPolicy {
   backoff: Backoff;
 }
 
-/** Per-queue retry policies from the QUEUE_OVERRIDES setting. */
-export type QueueOverrides = Record<string, Partial<RetryPolicy>>;
+/** A queue's settings from the QUEUE_OVERRIDES setting: retry policy and the default timeout of an attempt (ms). */
+export type QueueOverride = Partial<RetryPolicy> & { timeout?: number };
+export type QueueOverrides = Record<string, QueueOverride>;
 
 /** The validated `opts` of an `enqueue` frame or of `POST /queues/:name/tasks`. */
 export interface TaskOptions {
@@ -25,6 +27,8 @@ export interface TaskOptions {
   backoff?: Backoff;
   jobId?: string;
   replyTo?: string;
+  /** An attempt held longer (ms) is revoked and fails with reason `timeout`. */
+  timeout?: number;
 }
 
 /** BullMQ's own limits: priorities up to 2^21-1, attempts we cap for sanity. */
@@ -32,7 +36,8 @@ export const MAX_PRIORITY = 2 ** 21 - 1;
 export const MAX_ATTEMPTS = 1000;
 const MAX_DELAY_MS = 365 * 24 * 3600 * 1000;
 const MAX_TASK_ID_LENGTH = 256;
-const OPTION_NAMES = new Set(['priority', 'delay', 'attempts', 'backoff', 'jobId', 'replyTo']);
+const OPTION_NAMES = new Set(['priority', 'delay', 'attempts', 'backoff', 'jobId', 'replyTo', 'timeout']);
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -81,7 +86,7 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
     if (!OPTION_NAMES.has(key)) throw new BusError('INVALID_FRAME', `unknown option opts.${key}`);
   }
   const options: TaskOptions = {};
-  const { priority, delay, attempts, backoff, jobId, replyTo } = opts;
+  const { priority, delay, attempts, backoff, jobId, replyTo, timeout } = opts;
   if (priority !== undefined) {
     if (!isWholeNumber(priority, 0, MAX_PRIORITY)) {
       throw new BusError('INVALID_FRAME', `opts.priority must be a whole number from 0 (none) to ${MAX_PRIORITY}: lower runs first, after tasks without one`);
@@ -109,11 +114,18 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
       || /^\d+$/.test(jobId) || jobId.includes(':')) {
       throw new BusError('INVALID_FRAME', `opts.jobId must be a string of 1 to ${MAX_TASK_ID_LENGTH} characters, not all digits, without ":"`);
     }
+    if (RESERVED_TASK_IDS.has(jobId)) {
+      throw new BusError('INVALID_FRAME', `opts.jobId ${JSON.stringify(jobId)} is the name of one of BullMQ's own keys for the queue: choose another`);
+    }
     options.jobId = jobId;
   }
   if (replyTo !== undefined) {
     if (!isValidTopic(replyTo)) throw new BusError('INVALID_TOPIC', 'opts.replyTo must be a valid topic');
     options.replyTo = replyTo as string;
+  }
+  if (timeout !== undefined) {
+    if (!isWholeNumber(timeout, 1, MAX_TIMEOUT_MS)) throw new BusError('INVALID_FRAME', 'opts.timeout must be a positive whole number of ms');
+    options.timeout = timeout;
   }
   return options;
 }
@@ -131,8 +143,8 @@ export function parseQueueOverrides(raw: string): QueueOverrides {
   const overrides: QueueOverrides = {};
   for (const [name, policy] of Object.entries(parsed)) {
     if (!isValidQueue(name)) throw new Error(`${JSON.stringify(name)} is not a valid queue name`);
-    if (!isPlainObject(policy)) throw new Error(`${name}: expected {"attempts"?, "backoff"?}`);
-    const entry: Partial<RetryPolicy> = {};
+    if (!isPlainObject(policy)) throw new Error(`${name}: expected {"attempts"?, "backoff"?, "timeout"?}`);
+    const entry: QueueOverride = {};
     for (const [key, value] of Object.entries(policy)) {
       if (key === 'attempts') {
         if (!isWholeNumber(value, 1, MAX_ATTEMPTS)) throw new Error(`${name}.attempts must be a whole number from 1 to ${MAX_ATTEMPTS}`);
@@ -141,8 +153,11 @@ export function parseQueueOverrides(raw: string): QueueOverrides {
         const backoff = backoffOf(value);
         if (typeof backoff === 'string') throw new Error(`${name}.${backoff}`);
         entry.backoff = backoff;
+      } else if (key === 'timeout') {
+        if (!isWholeNumber(value, 1, MAX_TIMEOUT_MS)) throw new Error(`${name}.timeout must be a positive whole number of ms`);
+        entry.timeout = value;
       } else {
-        throw new Error(`${name}: unknown key ${JSON.stringify(key)} (attempts, backoff)`);
+        throw new Error(`${name}: unknown key ${JSON.stringify(key)} (attempts, backoff, timeout)`);
       }
     }
     overrides[name] = entry;

@@ -1,8 +1,9 @@
 import type { BusEvent } from '../bus/protocol.js';
+import { isValidTopic } from '../bus/topic.js';
 
 /** What happened to a task, for the bus: followers and the task's requester. */
 export interface TaskOutcome {
-  kind: 'completed' | 'failed' | 'dead';
+  kind: 'completed' | 'failed' | 'dead' | 'cancelled' | 'progress';
   queue: string;
   taskId: string;
   /** Deliveries so far, the one that ended here included. */
@@ -10,6 +11,8 @@ export interface TaskOutcome {
   reason?: string;
   /** The worker's result (`ack`'s `result`), for `completed`. */
   result?: unknown;
+  /** The holder's last `progress`, for `progress`. */
+  progress?: unknown;
   /** The topic the requester waits on (`opts.replyTo` of the enqueue). */
   replyTo?: string;
   /** Who ended the attempt: the worker's label, or the gateway. */
@@ -29,6 +32,8 @@ export const GATEWAY_SOURCE = 'brainstem';
 export function outcomeEvents(outcome: TaskOutcome, now = Date.now()): BusEvent[] {
   const timestamp = new Date(now).toISOString();
   const { queue, taskId, attempts, reason } = outcome;
+  if (outcome.kind === 'progress') return progressEvents(outcome, timestamp);
+  if (outcome.kind === 'cancelled') return cancelledEvents(outcome, timestamp);
   const payload = reason === undefined ? { queue, taskId, attempts } : { queue, taskId, attempts, reason };
   const events: BusEvent[] = [];
   if (outcome.kind === 'completed') {
@@ -46,5 +51,22 @@ export function outcomeEvents(outcome: TaskOutcome, now = Date.now()): BusEvent[
       correlationId: taskId,
     });
   }
+  return events;
+}
+
+/** `queue.progress` `{queue, taskId, progress}`, and `REPLYTO.progress` (payload: the progress) for a task with a replyTo. */
+function progressEvents(outcome: TaskOutcome, timestamp: string): BusEvent[] {
+  const { queue, taskId, progress = null, replyTo } = outcome;
+  const events: BusEvent[] = [{ type: 'queue.progress', source: GATEWAY_SOURCE, payload: { queue, taskId, progress }, timestamp }];
+  const topic = replyTo && `${replyTo}.progress`;
+  if (topic && isValidTopic(topic)) events.push({ type: topic, source: outcome.source, payload: progress, timestamp, correlationId: taskId });
+  return events;
+}
+
+/** `queue.cancelled` `{queue, taskId, reason}`, and `{"error":"cancelled"}` on its replyTo. */
+function cancelledEvents(outcome: TaskOutcome, timestamp: string): BusEvent[] {
+  const { queue, taskId, reason = 'cancelled', replyTo } = outcome;
+  const events: BusEvent[] = [{ type: 'queue.cancelled', source: GATEWAY_SOURCE, payload: { queue, taskId, reason }, timestamp }];
+  if (replyTo) events.push({ type: replyTo, source: outcome.source, payload: { error: 'cancelled' }, timestamp, correlationId: taskId });
   return events;
 }

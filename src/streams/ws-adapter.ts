@@ -34,6 +34,8 @@ const OPEN = 1;
 const SENDER_IDLE = 0;
 const TEXT = { binary: false } as const;
 
+type WebSocketLike = object & { removeAllListeners(event: 'error'): unknown };
+
 function internals(socket: object): WebSocketInternals {
   return socket as WebSocketInternals;
 }
@@ -46,10 +48,14 @@ export function tcpSocketOf(socket: object): CorkableStream | null {
 }
 
 /**
- * Lets go of the HTTP response still assigned to an upgraded TCP socket (it
- * holds the request, its headers and its logger for the connection's life).
+ * Lets go of what the HTTP upgrade leaves attached to a connection that may
+ * live for days: @fastify/websocket's `error` listener (a closure over the
+ * Fastify request and reply) and the HTTP response still assigned to the
+ * TCP socket (it holds the request, its headers and its logger).
+ * test/fastify-websocket-contract.test.ts pins the @fastify/websocket part.
  */
-export function releaseUpgradeResponse(socket: object): void {
+export function releaseUpgrade(socket: WebSocketLike): void {
+  socket.removeAllListeners('error');
   const tcp = internals(socket)._socket;
   const response = tcp?._httpMessage;
   if (tcp && response && typeof response.detachSocket === 'function') response.detachSocket(tcp);

@@ -1,0 +1,140 @@
+import { ErrorCode, Job, QueueKeys, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+/**
+ * The only module that relies on bullmq's internals: its raw script
+ * replies, its Redis keys and job-hash fields, its error codes and its job
+ * options as stored. test/bullmq-adapter-contract.test.ts exercises each of
+ * them against the installed bullmq, so an upgrade that changes one fails
+ * there, not in production.
+ */
+
+export type TaskJob = Job<unknown, unknown, string>;
+export type TaskQueue = Queue<unknown, unknown, string>;
+export type TaskWorker = Worker<unknown, unknown, string>;
+
+/** Job options this gateway adds beyond BullMQ's (BullMQ stores unknown options as given). */
+export type StoredOptions = JobsOptions & { replyTo?: string; timeout?: number };
+
+/** The name the gateway's BullMQ workers record on the jobs they fetch (BullMQ's `processedBy`). */
+export const GATEWAY_WORKER_NAME = 'brainstem-gateway';
+
+/**
+ * How many attempts a job gets, as BullMQ itself counts them: BullMQ stores
+ * `attempts: 0` (or none) for a job added without the option and runs it
+ * once; a fractional count retries while `attemptsMade + 1 < attempts`.
+ */
+export function maxAttemptsOf(opts: { attempts?: unknown }): number {
+  const attempts = opts.attempts;
+  return typeof attempts === 'number' && Number.isFinite(attempts) && attempts >= 1 ? Math.ceil(attempts) : 1;
+}
+
+/** The attempt timeout (ms) the task was enqueued with, if any. */
+export function timeoutOf(job: TaskJob): number | undefined {
+  const timeout = (job.opts as StoredOptions).timeout;
+  return typeof timeout === 'number' && timeout > 0 ? timeout : undefined;
+}
+
+export function replyToOf(job: TaskJob): string | undefined {
+  const replyTo = (job.opts as StoredOptions).replyTo;
+  return typeof replyTo === 'string' ? replyTo : undefined;
+}
+
+/** BullMQ's errors for a job whose lock this gateway no longer holds. */
+const LOST_LEASE_CODES = new Set<number>([
+  ErrorCode.JobNotExist, ErrorCode.JobLockNotExist, ErrorCode.JobNotInState, ErrorCode.JobLockMismatch,
+]);
+
+export function isLostLease(err: unknown): boolean {
+  return LOST_LEASE_CODES.has((err as { code?: unknown } | null)?.code as number);
+}
+
+/** The error a failed attempt is stored with: its stack is the reason alone, so the job keeps a list of reasons. */
+export function attemptFailure(reason: string, final = false): Error {
+  const error = final ? new UnrecoverableError(reason) : new Error(reason);
+  error.stack = reason;
+  return error;
+}
+
+/**
+ * This delivery's job object without its backoff, so `moveToFailed` retries
+ * it at once; the stored task keeps its options.
+ */
+export function dropBackoff(job: TaskJob): void {
+  job.opts = { ...job.opts, backoff: undefined };
+}
+
+/** The job a completion fetched with `fetchNext` (`moveToCompleted`'s raw reply: `[jobData, jobId, …]`), if any. */
+export function nextJobOf(worker: TaskWorker, reply: unknown, token: string): TaskJob | undefined {
+  const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
+  if (!data || !id) return undefined;
+  const job = Job.fromJSON<unknown, unknown, string>(worker, data, id);
+  job.token = token;
+  return job;
+}
+
+/** Suffixes of BullMQ's own keys for a queue (`PREFIX:QUEUE:SUFFIX`): a job with one of them as id would overwrite it. */
+export const RESERVED_TASK_IDS: ReadonlySet<string> = new Set(
+  Object.keys(new QueueKeys().getKeys('q')).filter((suffix) => suffix !== ''),
+);
+
+/**
+ * Takes back the delivery count (`ats`) a fetch added, if `token` still
+ * holds the job's lock: a delivery that reached no worker is not an attempt.
+ */
+const UNCOUNT_DELIVERY = `if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('HINCRBY', KEYS[1], 'ats', -1) end return false`;
+
+export async function uncountDelivery(connection: Redis, queue: TaskQueue, job: TaskJob, token: string): Promise<void> {
+  const jobKey = queue.toKey(job.id as string);
+  await connection.eval(UNCOUNT_DELIVERY, 2, jobKey, `${jobKey}:lock`, token);
+}
+
+/** Ids of the queue's active jobs and the lock token each is held with (null: no lock). */
+export async function activeLocks(connection: Redis, queue: TaskQueue): Promise<{ id: string; token: string | null }[]> {
+  const active = await connection.lrange(queue.keys.active as string, 0, -1);
+  if (active.length === 0) return [];
+  const locks = await connection.mget(active.map((id) => `${queue.toKey(id)}:lock`));
+  return active.map((id, index) => ({ id, token: locks[index] ?? null }));
+}
+
+/** The key whose existence says a queue is known to Redis. */
+export function metaKey(prefix: string, name: string): string {
+  return `${prefix}:${name}:meta`;
+}
+
+/** Queue names among Redis keys matching `metaPattern(prefix)`. */
+export function metaPattern(prefix: string): string {
+  return `${prefix}:*:meta`;
+}
+
+export function queueNameOfMetaKey(prefix: string, key: string): string {
+  return key.slice(prefix.length + 1, -':meta'.length);
+}
+
+/** One entry of a queue's BullMQ event stream (`PREFIX:QUEUE:events`). */
+export interface QueueStreamEvent {
+  /** The stream entry id, to read on from. */
+  id: string;
+  event: string;
+  jobId?: string;
+  failedReason?: string;
+}
+
+/**
+ * Reads the queue's event stream after `lastId`, blocking up to `blockMs`
+ * for the first entry (BullMQ writes `event`, `jobId` and per-event fields).
+ */
+export async function readQueueEvents(connection: Redis, queue: TaskQueue, lastId: string, blockMs: number): Promise<QueueStreamEvent[]> {
+  const reply = await connection.xread('COUNT', 1000, 'BLOCK', blockMs, 'STREAMS', queue.keys.events as string, lastId);
+  const entries = reply?.[0]?.[1] ?? [];
+  return entries.map(([id, fields]) => {
+    const entry: QueueStreamEvent = { id, event: '' };
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const [key, value] = [fields[i], fields[i + 1]];
+      if (key === 'event') entry.event = value as string;
+      else if (key === 'jobId') entry.jobId = value;
+      else if (key === 'failedReason') entry.failedReason = value;
+    }
+    return entry;
+  });
+}

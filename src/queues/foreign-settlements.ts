@@ -1,0 +1,119 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import { GATEWAY_WORKER_NAME, readQueueEvents, replyToOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
+import type { QueueLogger } from './queue-logger.js';
+import type { TaskOutcome } from './task-outcome.js';
+
+/** A gateway's own settlements not yet seen back on BullMQ's event stream are forgotten after this long. */
+const EXPECTED_TTL_MS = 60_000;
+/** How long one gateway's claim to relay a foreign settlement lasts (other gateways of a cluster skip it). */
+const RELAY_CLAIM_MS = 60_000;
+const BLOCK_MS = 10_000;
+const READ_RETRY_MS = 1000;
+
+export interface ForeignSettlementsOptions {
+  /** For relay claims. */
+  connection: Redis;
+  /** A new connection (retrying forever) for each watched queue: BullMQ's event reader blocks its own. */
+  createConnection(): Redis;
+  prefix: string;
+  log: QueueLogger;
+  onOutcome(outcome: TaskOutcome): void;
+}
+
+/**
+ * Tasks completed or failed for good by someone other than a gateway — a
+ * raw BullMQ Worker on the same Redis — still reach their requester and
+ * the `queue.*` followers: each watched queue's BullMQ event stream is read
+ * and such settlements are published as the gateway's own would be. The
+ * gateway's own settlements are recognised (expected here, or recorded by a
+ * gateway worker as `processedBy`) and never published twice; in a cluster,
+ * one gateway claims each relay.
+ */
+export class ForeignSettlements {
+  private readonly watchers = new Map<string, Redis>();
+  /** `queue\ntaskId` → when this gateway began settling it for good. */
+  private readonly expected = new Map<string, number>();
+  private readonly sweepTimer: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(private readonly options: ForeignSettlementsOptions) {
+    this.sweepTimer = setInterval(() => this.sweep(), EXPECTED_TTL_MS);
+    this.sweepTimer.unref();
+  }
+
+  /** Reads the queue's settlements from now on. */
+  watch(queue: TaskQueue): void {
+    if (this.closing || this.watchers.has(queue.name)) return;
+    const connection = this.options.createConnection();
+    this.watchers.set(queue.name, connection);
+    void this.read(queue, connection);
+  }
+
+  private async read(queue: TaskQueue, connection: Redis): Promise<void> {
+    // Stream ids are Redis's clock in ms: the events from this moment on, none from before.
+    let lastId = `${Date.now()}-0`;
+    while (!this.closing) {
+      try {
+        for (const entry of await readQueueEvents(connection, queue, lastId, BLOCK_MS)) {
+          lastId = entry.id;
+          if (entry.jobId === undefined) continue;
+          if (entry.event === 'completed') this.settled(queue, 'completed', entry.jobId);
+          else if (entry.event === 'failed') this.settled(queue, 'dead', entry.jobId, entry.failedReason);
+        }
+      } catch (err) {
+        if (this.closing) return;
+        this.options.log.debug({ err: (err as Error).message, queue: queue.name }, 'queues: reading the event stream failed; retrying');
+        await delay(READ_RETRY_MS);
+      }
+    }
+  }
+
+  /** The gateway is about to complete, or fail for good, this task: its event is the gateway's own. */
+  expect(queue: string, taskId: string): void {
+    if (this.watchers.has(queue)) this.expected.set(`${queue}\n${taskId}`, Date.now());
+  }
+
+  /** The settlement expected did not happen (its command failed). */
+  unexpect(queue: string, taskId: string): void {
+    this.expected.delete(`${queue}\n${taskId}`);
+  }
+
+  close(): void {
+    this.closing = true;
+    clearInterval(this.sweepTimer);
+    const watchers = [...this.watchers.values()];
+    this.watchers.clear();
+    // A read blocked on a connection Redis's plugin already quit never settles: not awaited.
+    for (const connection of watchers) connection.disconnect();
+  }
+
+  private settled(queue: TaskQueue, kind: 'completed' | 'dead', taskId: string, reason?: string): void {
+    if (this.expected.delete(`${queue.name}\n${taskId}`)) return;
+    this.relay(queue, kind, taskId, reason).catch((err: unknown) => {
+      this.options.log.warn({ err, queue: queue.name, taskId }, 'queues: could not relay a task settled outside the gateway');
+    });
+  }
+
+  private async relay(queue: TaskQueue, kind: 'completed' | 'dead', taskId: string, reason?: string): Promise<void> {
+    const job = await queue.getJob(taskId) as TaskJob | undefined;
+    if (!job || job.processedBy === GATEWAY_WORKER_NAME) return;
+    const claim = `brainstem:relayed:${this.options.prefix}:${queue.name}:${taskId}:${job.finishedOn ?? 0}`;
+    const claimed = await this.options.connection.set(claim, '1', 'PX', RELAY_CLAIM_MS, 'NX');
+    if (claimed !== 'OK') return;
+    const source = job.processedBy ?? 'bullmq';
+    const attempts = Math.max(job.attemptsStarted, job.attemptsMade, 1);
+    const replyTo = replyToOf(job);
+    if (kind === 'completed') {
+      this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, result: job.returnvalue ?? null, replyTo, source });
+    } else {
+      const failedReason = reason ?? job.failedReason ?? 'failed';
+      this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, reason: failedReason, replyTo, source });
+    }
+  }
+
+  private sweep(): void {
+    const before = Date.now() - EXPECTED_TTL_MS;
+    for (const [key, at] of this.expected) if (at < before) this.expected.delete(key);
+  }
+}

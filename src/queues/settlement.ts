@@ -1,0 +1,139 @@
+import { BusError } from '../bus/protocol.js';
+import {
+  attemptFailure, dropBackoff, isLostLease, maxAttemptsOf, nextJobOf, replyToOf, type TaskJob,
+} from './bullmq-adapter.js';
+import type { TaskConsumer } from './credit-ledger.js';
+import type { Delivery } from './delivery.js';
+import type { Lease } from './lease-table.js';
+import type { QueueContext } from './queue-context.js';
+import { unavailable } from './store-guard.js';
+import { GATEWAY_SOURCE } from './task-outcome.js';
+
+/**
+ * Ends one attempt as failed: retried with backoff (at once when its
+ * worker disconnected) until its attempts are spent, then dead.
+ */
+export async function failAttempt(ctx: QueueContext, job: TaskJob, token: string, queue: string, reason: string, how: {
+  /** Retry without backoff (its worker disconnected; the task did not fail). */
+  immediate?: boolean;
+  /** Dead whatever attempts are left. */
+  final?: boolean;
+  attempts?: number;
+  source?: string;
+  /** From delivery to this end, when a worker held the task. */
+  runMs?: number;
+}): Promise<void> {
+  const dead = how.final === true || job.attemptsMade + 1 >= maxAttemptsOf(job.opts);
+  if (how.immediate) dropBackoff(job);
+  if (dead) ctx.foreign.expect(queue, job.id as string);
+  try {
+    await job.moveToFailed(attemptFailure(reason, how.final), token, false);
+  } catch (err) {
+    ctx.foreign.unexpect(queue, job.id as string);
+    throw err;
+  }
+  ctx.options.onOutcome({
+    kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
+    reason, replyTo: replyToOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
+  });
+}
+
+/**
+ * How a held task ends: `ack` (completed), `fail` (a failed attempt), or
+ * its connection going away (every task it held back at once). A command
+ * whose reply a Redis restart lost is judged by the task's state after.
+ */
+export class Settlement {
+  constructor(private readonly ctx: QueueContext, private readonly delivery: Delivery) {}
+
+  async ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
+    const lease = this.takeLease(consumer, taskId);
+    const runtime = this.ctx.runtime(lease.queue);
+    await this.settle(lease, async () => {
+      // While pulls wait, the completion also fetches the next task, under the
+      // same lock token, as BullMQ's own Worker does: one Redis command a task
+      // instead of two. It counts as a fetch in flight meanwhile.
+      const fetchNext = this.delivery.wantsTasks(runtime);
+      if (fetchNext) runtime.fetching++;
+      let next: TaskJob | undefined;
+      try {
+        this.ctx.foreign.expect(lease.queue, taskId);
+        const reply = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
+        next = runtime.worker ? nextJobOf(runtime.worker, reply, lease.token) : undefined;
+      } catch (err) {
+        // The command may have run with its reply lost to a Redis restart
+        // (then a resent one finds no lock): if the task is done, so is the ack.
+        // A task that lost reply fetched is an orphan recovery returns.
+        if (!(await lease.job.isCompleted().catch(() => false))) {
+          this.ctx.foreign.unexpect(lease.queue, taskId);
+          throw err;
+        }
+      } finally {
+        if (fetchNext) {
+          runtime.fetching--;
+          this.delivery.fetched(runtime, next, lease.token);
+        }
+      }
+      this.ctx.options.onOutcome({
+        kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
+        result: result ?? null, replyTo: replyToOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
+      });
+    });
+  }
+
+  async fail(consumer: TaskConsumer, taskId: string, reason: string): Promise<void> {
+    const lease = this.takeLease(consumer, taskId);
+    await this.settle(lease, async () => {
+      try {
+        await failAttempt(this.ctx, lease.job, lease.token, lease.queue, reason, { source: consumer.label, runMs: Date.now() - lease.deliveredAt });
+      } catch (err) {
+        // As for ack: a resent command finds the task no longer active when
+        // the first one ran; either way it is out of this worker's hands.
+        if ((await lease.job.getState().catch(() => 'active')) === 'active') throw err;
+      }
+    });
+  }
+
+  /**
+   * A connection went away: its credits end and its tasks go back to their
+   * queues at once, each as a failed attempt (`worker disconnected`).
+   */
+  release(consumerId: string, reason = 'worker disconnected'): void {
+    this.ctx.ledger.drop(consumerId);
+    for (const lease of this.ctx.leases.takeAll(consumerId)) {
+      const giveBack = () => failAttempt(this.ctx, lease.job, lease.token, lease.queue, reason, { immediate: true });
+      this.ctx.track(this.ctx.withToken(lease.token, giveBack).catch((err: unknown) => {
+        if (isLostLease(err)) return;
+        this.ctx.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
+      }));
+    }
+  }
+
+  private takeLease(consumer: TaskConsumer, taskId: string): Lease<TaskJob> {
+    const lease = this.ctx.leases.take(consumer.id, taskId);
+    if (!lease) throw new BusError('UNKNOWN_TASK', `task ${taskId} is not held by this connection`);
+    return lease;
+  }
+
+  /** Runs an ack or fail; a lost lease is UNKNOWN_TASK, a Redis error UNAVAILABLE (the lease stays). */
+  private async settle(lease: Lease<TaskJob>, action: () => Promise<void>): Promise<void> {
+    const run = this.ctx.withToken(lease.token, action);
+    this.ctx.track(run.catch(() => undefined));
+    try {
+      await run;
+    } catch (err) {
+      if (isLostLease(err)) {
+        throw new BusError('UNKNOWN_TASK', `the lease on task ${lease.taskId} expired and it went back to its queue`);
+      }
+      // A result JSON cannot hold (nested too deeply): the worker's fault; nothing changed, the lease stays.
+      if (err instanceof RangeError) {
+        this.ctx.leases.add(lease);
+        throw new BusError('INVALID_FRAME', `the result cannot be stored as JSON: ${err.message}`);
+      }
+      this.ctx.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: ack/fail failed');
+      if (lease.consumer.closing || this.ctx.closing) this.release(lease.consumer.id);
+      else this.ctx.leases.add(lease);
+      throw unavailable();
+    }
+  }
+}

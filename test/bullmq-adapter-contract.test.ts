@@ -1,0 +1,121 @@
+import { createRequire } from 'node:module';
+import { Queue, QueueKeys, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import t from 'tap';
+import {
+  activeLocks, attemptFailure, dropBackoff, GATEWAY_WORKER_NAME, isLostLease, maxAttemptsOf, metaKey, metaPattern, nextJobOf,
+  queueNameOfMetaKey, readQueueEvents, RESERVED_TASK_IDS, uncountDelivery, type TaskJob,
+} from '../src/queues/bullmq-adapter.js';
+import { startRedis } from './helpers/redis.js';
+
+// Each internal of bullmq that src/queues/bullmq-adapter.ts relies on,
+// exercised against the installed version. Upgrading bullmq: run this first.
+const PINNED = '6.7.0';
+const installed = (createRequire(import.meta.url)('bullmq/package.json') as { version: string }).version;
+
+const closers: (() => unknown)[] = [];
+t.teardown(async () => {
+  for (const close of closers.reverse()) await close();
+});
+const redis = await startRedis(t);
+const PREFIX = 'contract';
+const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+closers.push(() => connection.disconnect());
+
+function queueAndWorker(name: string): { queue: Queue; worker: Worker } {
+  const queue = new Queue(name, { connection, prefix: PREFIX });
+  const own = connection.duplicate();
+  const worker = new Worker(name, null, { connection: own, prefix: PREFIX, name: GATEWAY_WORKER_NAME, autorun: false });
+  closers.push(() => queue.close(), async () => {
+    await worker.close(true);
+    own.disconnect();
+  });
+  return { queue, worker };
+}
+
+t.test('the installed bullmq is the version this contract was checked against', async (t) => {
+  t.equal(installed, PINNED, 'a new bullmq: check every test below, then move the pin');
+});
+
+t.test('attempts as stored: no option is 0 (one attempt); a given count is kept', async (t) => {
+  const { queue } = queueAndWorker('c.attempts');
+  const plain = await queue.add('x', {});
+  const three = await queue.add('x', {}, { attempts: 3 });
+  const reread = await queue.getJob(plain.id as string);
+  t.ok(reread?.opts.attempts === 0 || reread?.opts.attempts === undefined, `stored ${String(reread?.opts.attempts)}`);
+  t.equal(maxAttemptsOf(reread?.opts ?? {}), 1);
+  t.equal(maxAttemptsOf((await queue.getJob(three.id as string))?.opts ?? {}), 3);
+});
+
+t.test('a manual fetch: processedBy, the lock key, the delivery count and taking it back', async (t) => {
+  const { queue, worker } = queueAndWorker('c.fetch');
+  const added = await queue.add('x', { n: 1 });
+  const job = await worker.getNextJob('tok-1') as TaskJob;
+  t.equal(job.id, added.id);
+  t.equal(job.processedBy, GATEWAY_WORKER_NAME, 'the worker\'s name is recorded as processedBy');
+  t.same(await activeLocks(connection, queue), [{ id: added.id, token: 'tok-1' }], 'active list and :lock key');
+  t.equal(job.attemptsStarted, 1);
+  await uncountDelivery(connection, queue, job, 'tok-1');
+  t.equal((await queue.getJob(added.id as string))?.attemptsStarted, 0, 'the ats field taken back');
+  await uncountDelivery(connection, queue, job, 'another-token');
+  t.equal((await queue.getJob(added.id as string))?.attemptsStarted, 0, 'only under its own lock token');
+});
+
+t.test('moveToCompleted with fetchNext: the raw reply carries the next job', async (t) => {
+  const { queue, worker } = queueAndWorker('c.next');
+  await queue.add('x', { n: 1 });
+  const second = await queue.add('x', { n: 2 });
+  const first = await worker.getNextJob('tok-2') as TaskJob;
+  const reply = await first.moveToCompleted('done', 'tok-2', true);
+  const next = nextJobOf(worker, reply, 'tok-2');
+  t.equal(next?.id, second.id);
+  t.same(next?.data, { n: 2 });
+  t.equal(next?.token, 'tok-2');
+  t.equal(nextJobOf(worker, await next!.moveToCompleted('done', 'tok-2', true), 'tok-2'), undefined, 'none left: undefined');
+});
+
+t.test('a lost lock is one of the error codes isLostLease knows', async (t) => {
+  const { queue, worker } = queueAndWorker('c.lost');
+  await queue.add('x', {});
+  const job = await worker.getNextJob('tok-3') as TaskJob;
+  const err = await job.moveToCompleted('x', 'wrong-token', false).then(() => null, (e: unknown) => e);
+  t.ok(err, 'refused');
+  t.ok(isLostLease(err), `code ${String((err as { code?: unknown }).code)}`);
+  t.notOk(isLostLease(new Error('other')));
+});
+
+t.test('failed attempts: the reason list, and dropping the backoff retries at once', async (t) => {
+  const { queue, worker } = queueAndWorker('c.fail');
+  const added = await queue.add('x', {}, { attempts: 3, backoff: { type: 'fixed', delay: 60_000 } });
+  const job = await worker.getNextJob('tok-4') as TaskJob;
+  dropBackoff(job);
+  await job.moveToFailed(attemptFailure('first reason'), 'tok-4', false);
+  const stored = await queue.getJob(added.id as string);
+  t.equal(await stored?.getState(), 'waiting', 'back in wait, not delayed');
+  t.same(stored?.stacktrace, ['first reason'], 'the stack is the reason alone');
+  t.same(stored?.opts.backoff, { type: 'fixed', delay: 60_000 }, 'the stored task keeps its backoff');
+  const again = await worker.getNextJob('tok-5') as TaskJob;
+  await again.moveToFailed(attemptFailure('final', true), 'tok-5', false);
+  t.equal(await (await queue.getJob(added.id as string))?.getState(), 'failed', 'UnrecoverableError ends it');
+});
+
+t.test('key names: reserved task ids, the meta key and its pattern, the event stream', async (t) => {
+  const { queue, worker } = queueAndWorker('c.keys');
+  t.same([...RESERVED_TASK_IDS].sort(), Object.keys(queue.keys).filter((k) => k !== '').sort(), 'as the Queue\'s own keys');
+  t.same([...RESERVED_TASK_IDS].sort(), Object.keys(new QueueKeys(PREFIX).getKeys('c.keys')).filter((k) => k !== '').sort());
+  const start = `${Date.now() - 1}-0`;
+  const ok = await queue.add('x', {});
+  const bad = await queue.add('x', {});
+  t.equal(await connection.exists(metaKey(PREFIX, 'c.keys')), 1);
+  const [, keys] = await connection.scan('0', 'MATCH', metaPattern(PREFIX), 'COUNT', 1000);
+  t.ok(keys.map((k) => queueNameOfMetaKey(PREFIX, k)).includes('c.keys'));
+  const first = await worker.getNextJob('tok-6') as TaskJob;
+  await first.moveToCompleted('r', 'tok-6', false);
+  const second = await worker.getNextJob('tok-7') as TaskJob;
+  await second.moveToFailed(attemptFailure('boom', true), 'tok-7', false);
+  const events = await readQueueEvents(connection, queue, start, 100);
+  t.ok(events.some((e) => e.event === 'completed' && e.jobId === ok.id), 'completed with its jobId');
+  t.ok(events.some((e) => e.event === 'failed' && e.jobId === bad.id && e.failedReason === 'boom'), 'failed with its reason');
+  const last = events.at(-1)?.id as string;
+  t.same(await readQueueEvents(connection, queue, last, 50), [], 'nothing after the last id (a short block)');
+});
