@@ -53,9 +53,23 @@ export default fp(async function queuesPlugin(app) {
       for (const event of outcomeEvents(outcome)) bus.router.publish(event);
       if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'dead') {
         app.metrics.taskSettled(outcome.queue, outcome.kind, outcome.runMs);
+        if (app.spans && outcome.traceparent !== undefined && outcome.runMs !== undefined) {
+          const now = Date.now();
+          app.spans.record({
+            name: `task ${outcome.queue}`, traceparent: outcome.traceparent, startMs: now - outcome.runMs, endMs: now,
+            attributes: { 'brainstem.queue': outcome.queue, 'brainstem.task_id': outcome.taskId, 'brainstem.attempt': outcome.attempts },
+            ...(outcome.kind === 'completed' ? {} : { error: outcome.reason ?? 'failed' }),
+          });
+        }
       }
     },
-    onDelivered: (queue, waitMs) => app.metrics.taskDelivered(queue, waitMs),
+    onDelivered(queue, waitMs, traceparent) {
+      app.metrics.taskDelivered(queue, waitMs);
+      if (app.spans && traceparent !== undefined) {
+        const now = Date.now();
+        app.spans.record({ name: `wait ${queue}`, traceparent, startMs: now - waitMs, endMs: now, attributes: { 'brainstem.queue': queue } });
+      }
+    },
   });
   registerQueueActions(bus.dispatcher, service, app.log);
   bus.router.onDetach((connection) => service.release(connection.id));

@@ -68,3 +68,50 @@ t.test('with OTEL_EXPORTER_OTLP_ENDPOINT set, a publish is exported as a span un
   t.match(spans[0], { name: 'publish trace.exported', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', parentSpanId: '00f067aa0ba902b7' });
   t.not(spans[0]?.spanId, '00f067aa0ba902b7', 'the gateway span has its own id');
 });
+
+t.test("a task keeps its enqueue's traceparent: on the task frame, its queue.* events and its reply; spans for its wait and its attempt", async (t) => {
+  const bodies: unknown[] = [];
+  const receiver = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      if (request.url === '/v1/traces') bodies.push(JSON.parse(Buffer.concat(chunks).toString()));
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  receiver.listen(0, '127.0.0.1');
+  await once(receiver, 'listening');
+  t.teardown(() => receiver.close());
+  const { port } = receiver.address() as AddressInfo;
+
+  const redis = await startRedis(t);
+  const gw = await startGateway(t, { redisUrl: redis.url, otelEndpoint: `http://127.0.0.1:${port}` });
+  const requester = await TestSocket.open(gw.busUrl);
+  const worker = await TestSocket.open(`${gw.busUrl}?name=worker`);
+  t.teardown(() => [requester, worker].forEach((socket) => socket.close()));
+  await requester.call({ action: 'subscribe', topic: 'queue.completed' });
+  await requester.call({ action: 'subscribe', topic: 'reply.me' });
+
+  const refused = await requester.call({ action: 'enqueue', queue: 'traced', task: {}, opts: { traceparent: 'nope' } });
+  t.equal(refused.code, 'INVALID_FRAME', 'a malformed traceparent is refused, nothing stored');
+  const { taskId } = await requester.call({ action: 'enqueue', queue: 'traced', task: { n: 1 }, opts: { replyTo: 'reply.me', traceparent: TRACEPARENT } });
+  worker.send({ action: 'pull', queue: 'traced' });
+  const { task } = await worker.next((frame) => 'task' in frame) as { task: Record<string, unknown> };
+  t.match(task, { id: taskId, traceparent: TRACEPARENT }, 'the task frame carries it');
+  await worker.call({ action: 'ack', taskId, result: { done: true } });
+
+  const completed = (await requester.event('queue.completed')).event as Record<string, unknown>;
+  t.match(completed, { payload: { taskId }, traceparent: TRACEPARENT });
+  const reply = (await requester.event('reply.me')).event as Record<string, unknown>;
+  t.match(reply, { correlationId: taskId, payload: { done: true }, traceparent: TRACEPARENT });
+
+  requester.close();
+  worker.close();
+  await gw.app.close();
+  const spans = bodies.flatMap((body) => (body as { resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[] })
+    .resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans)));
+  const byName = new Map(spans.map((span) => [span.name, span]));
+  for (const name of ['wait traced', 'task traced']) {
+    t.match(byName.get(name), { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', parentSpanId: '00f067aa0ba902b7' }, `${name}: a child of the enqueue's span`);
+  }
+});

@@ -14,7 +14,7 @@ export type TaskQueue = Queue<unknown, unknown, string>;
 export type TaskWorker = Worker<unknown, unknown, string>;
 
 /** Job options this gateway adds beyond BullMQ's (BullMQ stores unknown options as given). */
-export type StoredOptions = JobsOptions & { replyTo?: string; timeout?: number };
+export type StoredOptions = JobsOptions & { replyTo?: string; timeout?: number; traceparent?: string };
 
 /** The name the gateway's BullMQ workers record on the jobs they fetch (BullMQ's `processedBy`). */
 export const GATEWAY_WORKER_NAME = 'brainstem-gateway';
@@ -38,6 +38,11 @@ export function timeoutOf(job: TaskJob): number | undefined {
 export function replyToOf(job: TaskJob): string | undefined {
   const replyTo = (job.opts as StoredOptions).replyTo;
   return typeof replyTo === 'string' ? replyTo : undefined;
+}
+
+export function traceparentOf(job: TaskJob): string | undefined {
+  const traceparent = (job.opts as StoredOptions).traceparent;
+  return typeof traceparent === 'string' ? traceparent : undefined;
 }
 
 /** BullMQ's errors for a job whose lock this gateway no longer holds. */

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { maxAttemptsOf, uncountDelivery, type TaskJob } from './bullmq-adapter.js';
+import { maxAttemptsOf, traceparentOf, uncountDelivery, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext, QueueRuntime } from './queue-context.js';
 import type { TaskFrame } from './queue-types.js';
 import { failAttempt } from './settlement.js';
@@ -109,7 +109,9 @@ export class Delivery {
       createdAt: new Date(job.timestamp).toISOString(),
       attempts: job.attemptsStarted,
     };
+    const traceparent = traceparentOf(job);
+    if (traceparent !== undefined) task.traceparent = traceparent;
     credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
-    this.ctx.options.onDelivered?.(runtime.name, lease.deliveredAt - job.timestamp - (job.opts.delay ?? 0));
+    this.ctx.options.onDelivered?.(runtime.name, lease.deliveredAt - job.timestamp - (job.opts.delay ?? 0), traceparent);
   }
 }

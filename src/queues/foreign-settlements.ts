@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { GATEWAY_WORKER_NAME, readQueueEvents, replyToOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
+import { GATEWAY_WORKER_NAME, readQueueEvents, replyToOf, traceparentOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
 import type { QueueLogger } from './queue-logger.js';
 import type { TaskOutcome } from './task-outcome.js';
 
@@ -104,11 +104,12 @@ export class ForeignSettlements {
     const source = job.processedBy ?? 'bullmq';
     const attempts = Math.max(job.attemptsStarted, job.attemptsMade, 1);
     const replyTo = replyToOf(job);
+    const traceparent = traceparentOf(job);
     if (kind === 'completed') {
-      this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, result: job.returnvalue ?? null, replyTo, source });
+      this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, result: job.returnvalue ?? null, replyTo, traceparent, source });
     } else {
       const failedReason = reason ?? job.failedReason ?? 'failed';
-      this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, reason: failedReason, replyTo, source });
+      this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, reason: failedReason, replyTo, traceparent, source });
     }
   }
 

@@ -29,7 +29,7 @@ export interface QueueServiceOptions {
   /** Called for every acked, failed and dead task (the plugin publishes it on the bus). */
   onOutcome(outcome: TaskOutcome): void;
   /** Called for every task handed to a worker, with how long it waited since it could run. */
-  onDelivered?(queue: string, waitMs: number): void;
+  onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
 }
 
 /** One queue name's BullMQ objects and fetch bookkeeping. */

@@ -91,6 +91,7 @@ export class QueueService {
     if (options.priority) opts.priority = options.priority;
     if (options.delay) opts.delay = options.delay;
     if (options.replyTo) opts.replyTo = options.replyTo;
+    if (options.traceparent) opts.traceparent = options.traceparent;
     const timeout = options.timeout ?? policy.timeout;
     if (timeout) opts.timeout = timeout;
     const job = await this.ctx.store.run(() => runtime.queue.add(name, payload, opts));

@@ -7,6 +7,8 @@ export interface TaskFrame {
   payload: unknown;
   createdAt: string;
   attempts: number;
+  /** The enqueue's `opts.traceparent`, when it had one. */
+  traceparent?: string;
 }
 
 export type TaskState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';

@@ -1,6 +1,6 @@
 import { BusError } from '../bus/protocol.js';
 import {
-  attemptFailure, dropBackoff, isLostLease, maxAttemptsOf, nextJobOf, replyToOf, type TaskJob,
+  attemptFailure, dropBackoff, isLostLease, maxAttemptsOf, nextJobOf, replyToOf, traceparentOf, type TaskJob,
 } from './bullmq-adapter.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Delivery } from './delivery.js';
@@ -34,7 +34,7 @@ export async function failAttempt(ctx: QueueContext, job: TaskJob, token: string
   }
   ctx.options.onOutcome({
     kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
-    reason, replyTo: replyToOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
+    reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
   });
 }
 
@@ -76,7 +76,7 @@ export class Settlement {
       }
       this.ctx.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
-        result: result ?? null, replyTo: replyToOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
+        result: result ?? null, replyTo: replyToOf(lease.job), traceparent: traceparentOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
       });
     });
   }

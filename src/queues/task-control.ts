@@ -1,6 +1,6 @@
 import type { JobProgress } from 'bullmq';
 import { BusError } from '../bus/protocol.js';
-import { attemptFailure, isLostLease, replyToOf, timeoutOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
+import { attemptFailure, isLostLease, replyToOf, timeoutOf, traceparentOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
 import type { CancelledTasks } from './cancelled-tasks.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Lease } from './lease-table.js';
@@ -57,7 +57,7 @@ export class TaskControl {
     }
     this.ctx.options.onOutcome({
       kind: 'progress', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
-      progress: progress ?? null, replyTo: replyToOf(lease.job), source: consumer.label,
+      progress: progress ?? null, replyTo: replyToOf(lease.job), traceparent: traceparentOf(lease.job), source: consumer.label,
     });
   }
 
@@ -91,7 +91,7 @@ export class TaskControl {
       throw err;
     }
     this.ctx.options.onOutcome({
-      kind: 'cancelled', queue: name, taskId, attempts: job.attemptsStarted, reason, replyTo: replyToOf(job), source: GATEWAY_SOURCE,
+      kind: 'cancelled', queue: name, taskId, attempts: job.attemptsStarted, reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: GATEWAY_SOURCE,
     });
     return view;
   }

@@ -1,5 +1,6 @@
 import { BusError } from '../bus/protocol.js';
 import { isValidQueueName, isValidTopic } from '../bus/topic.js';
+import { isTraceparent } from '../trace/trace-context.js';
 import { RESERVED_TASK_IDS } from './bullmq-adapter.js';
 
 /** How long a failed task waits before its next delivery. */
@@ -29,6 +30,8 @@ export interface TaskOptions {
   replyTo?: string;
   /** An attempt held longer (ms) is revoked and fails with reason `timeout`. */
   timeout?: number;
+  /** W3C trace context: kept with the task, on its task frame, its queue.* events and its reply. */
+  traceparent?: string;
 }
 
 /** BullMQ's own limits: priorities up to 2^21-1, attempts we cap for sanity. */
@@ -36,7 +39,7 @@ export const MAX_PRIORITY = 2 ** 21 - 1;
 export const MAX_ATTEMPTS = 1000;
 const MAX_DELAY_MS = 365 * 24 * 3600 * 1000;
 const MAX_TASK_ID_LENGTH = 256;
-const OPTION_NAMES = new Set(['priority', 'delay', 'attempts', 'backoff', 'jobId', 'replyTo', 'timeout']);
+const OPTION_NAMES = new Set(['priority', 'delay', 'attempts', 'backoff', 'jobId', 'replyTo', 'timeout', 'traceparent']);
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -86,7 +89,7 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
     if (!OPTION_NAMES.has(key)) throw new BusError('INVALID_FRAME', `unknown option opts.${key}`);
   }
   const options: TaskOptions = {};
-  const { priority, delay, attempts, backoff, jobId, replyTo, timeout } = opts;
+  const { priority, delay, attempts, backoff, jobId, replyTo, timeout, traceparent } = opts;
   if (priority !== undefined) {
     if (!isWholeNumber(priority, 0, MAX_PRIORITY)) {
       throw new BusError('INVALID_FRAME', `opts.priority must be a whole number from 0 (none) to ${MAX_PRIORITY}: lower runs first, after tasks without one`);
@@ -126,6 +129,10 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
   if (timeout !== undefined) {
     if (!isWholeNumber(timeout, 1, MAX_TIMEOUT_MS)) throw new BusError('INVALID_FRAME', 'opts.timeout must be a positive whole number of ms');
     options.timeout = timeout;
+  }
+  if (traceparent !== undefined) {
+    if (!isTraceparent(traceparent)) throw new BusError('INVALID_FRAME', 'opts.traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)');
+    options.traceparent = traceparent;
   }
   return options;
 }

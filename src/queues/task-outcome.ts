@@ -19,6 +19,8 @@ export interface TaskOutcome {
   source: string;
   /** From delivery to this end, when a worker held the task. */
   runMs?: number;
+  /** The task's `opts.traceparent`: carried by every event of the outcome. */
+  traceparent?: string;
 }
 
 export const GATEWAY_SOURCE = 'brainstem';
@@ -30,7 +32,12 @@ export const GATEWAY_SOURCE = 'brainstem';
  * for good: its result, or `{error}` when it is dead.
  */
 export function outcomeEvents(outcome: TaskOutcome, now = Date.now()): BusEvent[] {
-  const timestamp = new Date(now).toISOString();
+  const events = eventsOf(outcome, new Date(now).toISOString());
+  if (outcome.traceparent !== undefined) for (const event of events) event.traceparent = outcome.traceparent;
+  return events;
+}
+
+function eventsOf(outcome: TaskOutcome, timestamp: string): BusEvent[] {
   const { queue, taskId, attempts, reason } = outcome;
   if (outcome.kind === 'progress') return progressEvents(outcome, timestamp);
   if (outcome.kind === 'cancelled') return cancelledEvents(outcome, timestamp);
