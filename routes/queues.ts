@@ -9,7 +9,11 @@ const Counts = Type.Object({
   waiting: Type.Integer(), active: Type.Integer(), delayed: Type.Integer(), completed: Type.Integer(), failed: Type.Integer(),
 });
 const Puller = Type.Object({ clientId: Type.String(), name: Type.String(), credits: Type.Integer(), leased: Type.Integer() });
-const Summary = Type.Object({ name: Type.String(), counts: Counts, paused: Type.Boolean(), pullers: Type.Array(Puller) });
+const Quantiles = Type.Object({ count: Type.Integer(), p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]) });
+const Times = Type.Object({ wait: Quantiles, run: Quantiles });
+const Summary = Type.Object({
+  name: Type.String(), counts: Counts, paused: Type.Boolean(), pullers: Type.Array(Puller), times: Type.Optional(Times),
+});
 const Task = Type.Object({
   id: Type.String(),
   queue: Type.String(),
@@ -51,7 +55,8 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { response: { 200: Type.Object({ queues: Type.Array(Summary) }), 503: ErrorBody } },
   }, async (request) => {
     const queues = await service.listQueues((name) => mayReadQueue(request.principal, name));
-    return { queues };
+    // Wait and run times (ms, p50/p95 over the last minutes) as this gateway saw them.
+    return { queues: queues.map((queue) => ({ ...queue, times: app.metrics.taskTimes(queue.name) })) };
   });
 
   app.get('/queues/:name', {

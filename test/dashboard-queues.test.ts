@@ -31,6 +31,8 @@ t.test('an enqueued task raises the waiting count; a worker shows up, and its ac
   // One ack over the 10 s window: 0.1/s, until it ages out.
   await textBecomes(t, row.locator('td').nth(5), '0.1/s', 'the ack counts as a completion per second');
   await textBecomes(t, row.locator('td[data-count="active"]'), '0', 'nothing active after the ack');
+  await textBecomes(t, row.locator('td[data-time="wait"]'), /^\d+(\.\d)? (ms|s|min) \/ \d+(\.\d)? (ms|s|min)$/, 'its wait p50 / p95 is shown');
+  await textBecomes(t, row.locator('td[data-time="run"]'), /^\d+(\.\d)? (ms|s|min) \/ \d+(\.\d)? (ms|s|min)$/, 'its run p50 / p95 is shown');
   await screenshot(page, 'queues-waiting');
   t.same(problems, [], 'no console errors');
 });

@@ -27,6 +27,14 @@ export function perSecond(value: number | null): string {
   return `${Math.round(value)}/s`;
 }
 
+/** How long a task waited or ran, to the millisecond: "40 ms", "2.5 s", "3 min"; "–" when unknown. */
+export function latency(ms: number | null): string {
+  if (ms === null || !Number.isFinite(ms)) return '–';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+  return `${Math.round(ms / 60_000)} min`;
+}
+
 /** "3 s ago", "4 min ago", "2 h ago", "5 d ago". */
 export function ago(since: number, now: number): string {
   const seconds = Math.max(0, Math.round((now - since) / 1000));

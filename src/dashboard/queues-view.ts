@@ -2,7 +2,7 @@ import type { BusEvent } from '../client/browser.js';
 import type { TaskView } from '../queues/queue-service.js';
 import { ApiError, type QueueSummary } from './api.js';
 import { byId, h, setText, syncKeyed } from './dom.js';
-import { ago, perSecond, preview } from './format.js';
+import { ago, latency, perSecond, preview } from './format.js';
 
 /** Completions per second are averaged over this window. */
 const RATE_WINDOW_MS = 10_000;
@@ -21,6 +21,8 @@ interface QueueCells {
   counts: Record<(typeof COUNT_COLUMNS)[number], HTMLElement>;
   rate: HTMLElement;
   workers: HTMLElement;
+  wait: HTMLElement;
+  run: HTMLElement;
 }
 
 interface TaskCells {
@@ -182,8 +184,10 @@ export class QueuesView {
       counts: { waiting: count('waiting'), active: count('active'), delayed: count('delayed'), failed: count('failed') },
       rate: h('td', { class: 'num', attrs: { 'data-label': 'done' } }),
       workers: h('td', { class: 'num', attrs: { 'data-label': 'workers' } }),
+      wait: h('td', { class: 'num', attrs: { 'data-time': 'wait', 'data-label': 'wait p50/p95' } }),
+      run: h('td', { class: 'num', attrs: { 'data-time': 'run', 'data-label': 'run p50/p95' } }),
     };
-    const row = h('tr', {}, cells.name, ...COUNT_COLUMNS.map((column) => cells.counts[column]), cells.rate, cells.workers);
+    const row = h('tr', {}, cells.name, ...COUNT_COLUMNS.map((column) => cells.counts[column]), cells.rate, cells.workers, cells.wait, cells.run);
     this.queueCells.set(row, cells);
     return row;
   }
@@ -205,6 +209,13 @@ export class QueuesView {
     cells.workers.title = summary.pullers.length === 0
       ? 'no worker is pulling from this queue'
       : summary.pullers.map((p) => `${p.name} (${p.leased} in hand, ${p.credits} more wanted)`).join('\n');
+    for (const kind of ['wait', 'run'] as const) {
+      const times = summary.times?.[kind];
+      setText(cells[kind], times && times.count > 0 ? `${latency(times.p50)} / ${latency(times.p95)}` : '–');
+      cells[kind].title = kind === 'wait'
+        ? 'p50 / p95 from enqueue to delivery, last 5 minutes, tasks delivered by this gateway'
+        : 'p50 / p95 from delivery to ack or fail, last 5 minutes, tasks settled through this gateway';
+    }
   }
 
   private createGroup(group: FailedGroup): HTMLElement {

@@ -1,4 +1,5 @@
 /** What the queue organ shows: the task frame workers get and the REST views. */
+import type { RecentQuantiles } from '../metrics/recent-durations.js';
 
 /** The task as a worker receives it in `{"task": …}`. */
 export interface TaskFrame {
@@ -47,6 +48,8 @@ export interface QueueSummary {
   counts: QueueCounts;
   paused: boolean;
   pullers: PullerView[];
+  /** Wait and run times over the last minutes, on this gateway (added by `GET /queues` from the metrics). */
+  times?: { wait: RecentQuantiles; run: RecentQuantiles };
 }
 
 export interface QueueDetail extends QueueSummary {
