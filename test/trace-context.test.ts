@@ -1,9 +1,7 @@
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { isTraceparent } from '../src/trace/trace-context.js';
 import { startGateway } from './helpers/gateway.js';
+import { startOtlpReceiver } from './helpers/otlp-receiver.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket } from './helpers/test-socket.js';
 
@@ -38,22 +36,10 @@ t.test('a message keeps its traceparent; a malformed one is INVALID_FRAME and th
 });
 
 t.test('with OTEL_EXPORTER_OTLP_ENDPOINT set, a publish is exported as a span under its traceparent', async (t) => {
-  const bodies: unknown[] = [];
-  const receiver = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      if (request.url === '/v1/traces') bodies.push(JSON.parse(Buffer.concat(chunks).toString()));
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  receiver.listen(0, '127.0.0.1');
-  await once(receiver, 'listening');
-  t.teardown(() => receiver.close());
-  const { port } = receiver.address() as AddressInfo;
+  const receiver = await startOtlpReceiver(t);
 
   const redis = await startRedis(t);
-  const gw = await startGateway(t, { redisUrl: redis.url, otelEndpoint: `http://127.0.0.1:${port}` });
+  const gw = await startGateway(t, { redisUrl: redis.url, otelEndpoint: receiver.url });
   const pub = await TestSocket.open(gw.busUrl);
   t.teardown(() => pub.close());
   await pub.call({ action: 'publish', message: { type: 'trace.exported', traceparent: TRACEPARENT } });
@@ -62,30 +48,17 @@ t.test('with OTEL_EXPORTER_OTLP_ENDPOINT set, a publish is exported as a span un
   // Closing flushes the exporter's batch.
   await gw.app.close();
 
-  const spans = bodies.flatMap((body) => (body as { resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[] })
-    .resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans)));
+  const spans = receiver.spans();
   t.equal(spans.length, 1, 'only the traced publish is exported');
   t.match(spans[0], { name: 'publish trace.exported', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', parentSpanId: '00f067aa0ba902b7' });
   t.not(spans[0]?.spanId, '00f067aa0ba902b7', 'the gateway span has its own id');
 });
 
 t.test("a task keeps its enqueue's traceparent: on the task frame, its queue.* events and its reply; spans for its wait and its attempt", async (t) => {
-  const bodies: unknown[] = [];
-  const receiver = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      if (request.url === '/v1/traces') bodies.push(JSON.parse(Buffer.concat(chunks).toString()));
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  receiver.listen(0, '127.0.0.1');
-  await once(receiver, 'listening');
-  t.teardown(() => receiver.close());
-  const { port } = receiver.address() as AddressInfo;
+  const receiver = await startOtlpReceiver(t);
 
   const redis = await startRedis(t);
-  const gw = await startGateway(t, { redisUrl: redis.url, otelEndpoint: `http://127.0.0.1:${port}` });
+  const gw = await startGateway(t, { redisUrl: redis.url, otelEndpoint: receiver.url });
   const requester = await TestSocket.open(gw.busUrl);
   const worker = await TestSocket.open(`${gw.busUrl}?name=worker`);
   t.teardown(() => [requester, worker].forEach((socket) => socket.close()));
@@ -108,8 +81,7 @@ t.test("a task keeps its enqueue's traceparent: on the task frame, its queue.* e
   requester.close();
   worker.close();
   await gw.app.close();
-  const spans = bodies.flatMap((body) => (body as { resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[] })
-    .resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans)));
+  const spans = receiver.spans();
   const byName = new Map(spans.map((span) => [span.name, span]));
   for (const name of ['wait traced', 'task traced']) {
     t.match(byName.get(name), { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', parentSpanId: '00f067aa0ba902b7' }, `${name}: a child of the enqueue's span`);
