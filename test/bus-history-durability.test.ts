@@ -1,12 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { freePort } from './helpers/ports.js';
-import { serverEntry, untilHealthy } from './helpers/process.js';
+import { spawnGatewayProcess, type GatewayProcess } from './helpers/process.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
@@ -16,43 +11,9 @@ type Event = { type: string; payload: unknown; offset?: string };
 const BUS_HISTORY = JSON.stringify([{ topics: 'orders.>', maxEvents: 100_000 }]);
 const STREAM_KEY = 'brainstem:bus:history:orders.>';
 
-/** Gateways still running when the file is cut short are killed on the way out. */
-const children = new Set<ChildProcess>();
-function killChildren(): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-process.once('exit', killChildren);
-
-interface Gateway {
-  child: ChildProcess;
-  httpUrl: string;
-  busUrl: string;
-}
-
-/** A real gateway process (`node dist/server.js`) on the given Redis. */
-async function spawnGateway(t: Teardown, redisUrl: string): Promise<Gateway> {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'brainstem-history-'));
-  const child = spawn(process.execPath, [serverEntry], {
-    env: {
-      ...process.env,
-      PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', REDIS_URL: redisUrl,
-      BUS_HISTORY, BUS_CLUSTER_HEARTBEAT_MS: '200',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  children.add(child);
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  const httpUrl = `http://127.0.0.1:${port}`;
-  await untilHealthy(httpUrl);
-  return { child, httpUrl, busUrl: `ws://127.0.0.1:${port}/bus` };
+/** A real gateway process on the given Redis, with the file's retention rule. */
+function spawnGateway(t: Teardown, redisUrl: string): Promise<GatewayProcess> {
+  return spawnGatewayProcess(t, redisUrl, { BUS_HISTORY, BUS_CLUSTER_HEARTBEAT_MS: '200' });
 }
 
 async function open(t: Teardown, url: string): Promise<TestSocket> {

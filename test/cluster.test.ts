@@ -1,12 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
-import { serverEntry, untilHealthy } from './helpers/process.js';
+import { spawnGatewayProcess } from './helpers/process.js';
 import { startRedis } from './helpers/redis.js';
-import { freePort } from './helpers/ports.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;
@@ -24,46 +20,12 @@ interface BusState {
   cluster?: { instanceId: string; instances: { id: string; self: boolean; port: number | null; patterns: number }[] };
 }
 
-/**
- * Gateways still running when this file is cut short (a tap timeout sends
- * SIGTERM, and teardowns do not run then): killed on the way out, so none
- * outlives the test.
- */
-const children = new Set<ChildProcess>();
-function killChildren(): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-process.once('exit', killChildren);
-process.once('SIGTERM', () => {
-  killChildren();
-  process.exit(143);
-});
-
-/** A real gateway process (`node dist/server.js`) on the shared Redis. */
+/** A real gateway process on the shared Redis, with fast cluster beats and short leases. */
 async function spawnInstance(t: Teardown, name: string, redisUrl: string, env: Record<string, string> = {}): Promise<Instance> {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), `brainstem-cluster-${name}-`));
-  const child = spawn(process.execPath, [serverEntry], {
-    env: {
-      ...process.env,
-      PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', REDIS_URL: redisUrl,
-      BUS_CLUSTER_HEARTBEAT_MS: '200', QUEUE_LEASE_MS: '1000', QUEUE_STALLED_CHECK_MS: '300',
-      ...env,
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
+  const gateway = await spawnGatewayProcess(t, redisUrl, {
+    BUS_CLUSTER_HEARTBEAT_MS: '200', QUEUE_LEASE_MS: '1000', QUEUE_STALLED_CHECK_MS: '300', ...env,
   });
-  children.add(child);
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  const httpUrl = `http://127.0.0.1:${port}`;
-  await untilHealthy(httpUrl);
-  return { child, name, httpUrl, busUrl: `ws://127.0.0.1:${port}/bus` };
+  return { ...gateway, name };
 }
 
 async function busState(instance: Instance): Promise<BusState> {
