@@ -1,5 +1,5 @@
-/** Frame shapes and error codes of the /bus wire protocol, version 1. */
-export const PROTOCOL_VERSION = 1;
+/** Frame shapes and error codes of the /bus wire protocol, version 2 (version 1 stays valid: everything in 2 is added). */
+export const PROTOCOL_VERSION = 2;
 
 export type ErrorCode =
   | 'INVALID_JSON'
