@@ -57,6 +57,7 @@ t.test('a heartbeat makes the service row appear; a process that stops beating i
   t.equal((await row.locator('td.name').textContent())?.trim(), 'stt');
   await textBecomes(t, row.locator('td').nth(6), '1 / 2', 'one live instance of the two the ecosystem file allows');
   await textBecomes(t, row.locator('td').nth(5), /^[0-9] s ago$/, 'last beat seconds ago');
+  await textBecomes(t, row.locator('td').nth(7), '–', 'no bus connection of its own');
   t.match(await row.locator('td').nth(4).textContent(), /[KM]iB/, 'memory of the real process');
   await eventually(t, () => row.locator('.spark .line').first().getAttribute('points'), (points) => (points ?? '').split(' ').length >= 3,
     'the cpu sparkline draws the beats');
@@ -116,5 +117,27 @@ t.test('a published event appears in the tail under a matching filter and not un
   await filter.press('Enter');
   t.equal(await filter.getAttribute('aria-invalid'), 'true', 'a bad pattern is refused in place');
   t.match(await page.locator('#tail-problem').textContent(), /not a pattern/);
+  t.same(problems, [], 'no console errors');
+});
+
+// Last: its heartbeat record goes stale after the test, and the events that follow would land in the tail tests.
+t.test("a service's bus connections and the tasks they hold show in its row (GET /services)", async (t) => {
+  const { page, problems } = await dashboard(t);
+  // This test process is the service: it beats for itself and connects with its own pid, so the link is proven.
+  const beat = () => fetch(`${gw.httpUrl}/heartbeat`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pid: process.pid, name: 'cephalon' }),
+  });
+  t.equal((await beat()).status, 200);
+  const worker = await TestSocket.open(`${gw.busUrl}?name=cephalon&pid=${process.pid}`);
+  t.teardown(() => worker.close());
+  await worker.call({ action: 'subscribe', topic: 'agent.>' });
+  await worker.call({ action: 'enqueue', queue: 'agent.think', task: { input: 'hi' } });
+  worker.send({ action: 'pull', queue: 'agent.think' });
+  await worker.next((frame) => 'task' in frame);
+
+  const row = page.locator(`#services-rows tr[data-pid="${process.pid}"]`);
+  await textBecomes(t, row.locator('td').nth(7), '1 conn · 1 task', 'its connection and the task it holds');
+  t.match(await row.locator('td').nth(7).getAttribute('title'), /linked to its heartbeat[\s\S]*subscribes agent\.>[\s\S]*holds agent\.think/,
+    'the tooltip says what it subscribes and holds');
   t.same(problems, [], 'no console errors');
 });

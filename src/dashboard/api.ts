@@ -3,9 +3,10 @@ import type { BusDescription } from '../bus/bus-router.js';
 import type { RetentionRule } from '../bus/history/retention-rules.js';
 import type { BusEvent } from '../client/browser.js';
 import type { RecordWithStatus } from '../heartbeat/heartbeat-monitor.js';
+import type { ServiceView } from '../heartbeat/service-directory.js';
 import type { QueueDetail, QueueSummary, TaskState } from '../queues/queue-service.js';
 
-export type { BusDescription, QueueDetail, QueueSummary, RecordWithStatus };
+export type { BusDescription, QueueDetail, QueueSummary, RecordWithStatus, ServiceView };
 
 export interface DashboardSession {
   auth: boolean;
@@ -38,6 +39,10 @@ export class Api {
 
   heartbeats(): Promise<RecordWithStatus[]> {
     return this.request('GET', 'heartbeats');
+  }
+
+  async services(): Promise<ServiceView[]> {
+    return (await this.request<{ services: ServiceView[] }>('GET', 'services')).services;
   }
 
   async queues(): Promise<QueueSummary[]> {

@@ -146,7 +146,10 @@ async function run(session: DashboardSession): Promise<void> {
   }
 
   const services = new ServicesView(session.instanceLimits, render);
-  const servicePoller = new Poller(() => fetchInto(sections.services, async () => services.update(await api.heartbeats())), interval);
+  const servicePoller = new Poller(() => fetchInto(sections.services, async () => {
+    const [records, directory] = await Promise.all([api.heartbeats(), api.services()]);
+    services.update(records, directory);
+  }), interval);
 
   const queues = new QueuesView(session.admin, {
     retry: (queue, taskId) => api.retryTask(queue, taskId),

@@ -1,5 +1,5 @@
 import type { BusEvent } from '../client/browser.js';
-import type { RecordWithStatus } from './api.js';
+import type { RecordWithStatus, ServiceView } from './api.js';
 import { byId, h, setAttr, setText, syncKeyed } from './dom.js';
 import { ago, bytes, percent } from './format.js';
 import { createSparkline, drawSparkline, sparkPoints, type Sample } from './sparkline.js';
@@ -31,6 +31,7 @@ interface Cells {
   memorySpark: SVGSVGElement;
   last: HTMLElement;
   instances: HTMLElement;
+  bus: HTMLElement;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -47,11 +48,14 @@ export class ServicesView {
   private readonly empty = byId('services-empty');
   private readonly count = byId('services-count');
   private readonly cells = new WeakMap<HTMLElement, Cells>();
+  /** `GET /services` by name: each service's bus connections and proxy routes. */
+  private directory = new Map<string, ServiceView>();
 
   constructor(private readonly limits: Record<string, number>, private readonly changed: () => void) {}
 
-  /** Replaces the rows with the gateway's records. */
-  update(records: readonly RecordWithStatus[]): void {
+  /** Replaces the rows with the gateway's records, and the bus side of each from `GET /services`. */
+  update(records: readonly RecordWithStatus[], directory: readonly ServiceView[] = []): void {
+    this.directory = new Map(directory.map((view) => [view.name, view]));
     const seen = new Set<number>();
     for (const record of records) {
       seen.add(record.pid);
@@ -130,6 +134,7 @@ export class ServicesView {
       memorySpark: createSparkline('memory over the last minutes'),
       last: h('td', { class: 'num', attrs: { 'data-label': 'last beat' } }),
       instances: h('td', { class: 'num', attrs: { 'data-label': 'instances' } }),
+      bus: h('td', { class: 'num', attrs: { 'data-label': 'bus' } }),
     };
     const row = h('tr', {},
       cells.name,
@@ -138,7 +143,8 @@ export class ServicesView {
       h('td', { class: 'spark-cell', attrs: { 'data-label': 'cpu' } }, cells.cpu, cells.cpuSpark),
       h('td', { class: 'spark-cell', attrs: { 'data-label': 'memory' } }, cells.memory, cells.memorySpark),
       cells.last,
-      cells.instances);
+      cells.instances,
+      cells.bus);
     this.cells.set(row, cells);
     return row;
   }
@@ -166,5 +172,22 @@ export class ServicesView {
     setText(cells.instances, `${aliveOfName} / ${limit ?? '∞'}`);
     cells.instances.title = limit === undefined ? 'live instances; no limit in the ecosystem file' : `live instances of ${record.name}; the ecosystem file allows ${limit}`;
     cells.instances.toggleAttribute('data-full', limit !== undefined && aliveOfName >= limit);
+    this.updateBusCell(cells.bus, record);
+  }
+
+  /** This process's bus connections (by `?pid=`), the tasks they hold, and the proxy routes its name gates. */
+  private updateBusCell(cell: HTMLElement, record: RecordWithStatus): void {
+    const view = this.directory.get(record.name);
+    const connections = view?.connections.filter((connection) => connection.pid === record.pid) ?? [];
+    const tasks = connections.reduce((sum, connection) => sum + connection.tasks.length, 0);
+    setText(cell, connections.length === 0 ? '–' : `${connections.length} conn · ${tasks} task${tasks === 1 ? '' : 's'}`);
+    const lines = connections.map((connection) => [
+      `${connection.clientId}${connection.linked ? ' (linked to its heartbeat)' : ' (pid not proven)'}`,
+      connection.subscriptions.length > 0 ? `  subscribes ${connection.subscriptions.join(' ')}` : '',
+      ...connection.pulls.map((pull) => `  pulls ${pull.queue} (${pull.credits})`),
+      ...connection.tasks.map((task) => `  holds ${task.queue} ${task.taskId}`),
+    ].filter(Boolean).join('\n'));
+    if (view && view.routes.length > 0) lines.push(`routes: ${view.routes.join(' ')}`);
+    cell.title = lines.length > 0 ? lines.join('\n') : 'no bus connection gives this pid';
   }
 }
