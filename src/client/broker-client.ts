@@ -1,5 +1,5 @@
 import type { BusEvent } from '../bus/protocol.js';
-import { defaultOptions } from './defaults.js';
+import { defaultOptions, defaultPid } from './defaults.js';
 import { Emitter } from './emitter.js';
 import { PubSub, uniqueId, type EventHandler, type PublishOptions } from './pubsub.js';
 import { resolveWebSocket, type SocketConstructor } from './socket.js';
@@ -25,6 +25,8 @@ export interface BrokerClientOptions {
   id?: string;
   /** Sent as `?token=` (browsers cannot set headers). */
   token?: string;
+  /** Sent as `?pid=` so the gateway links the connection to this process's heartbeat; default: `process.pid` in Node, none in browsers; `false`: none. */
+  pid?: number | false;
   /** `false`: do not reconnect after a lost connection. */
   reconnect?: ReconnectOptions | false;
   /** Frames kept while disconnected; past it, calls reject with BUFFER_FULL. */
@@ -96,6 +98,8 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     if (options.id !== undefined && !url.searchParams.has('name')) url.searchParams.set('name', options.id);
     const token = options.token ?? defaultToken();
     if (token !== undefined && !url.searchParams.has('token')) url.searchParams.set('token', token);
+    const pid = options.pid === undefined ? defaultPid() : options.pid;
+    if (pid !== false && pid !== null && !url.searchParams.has('pid')) url.searchParams.set('pid', String(pid));
     const report = (err: unknown) => this.transport.reportError(err);
     this.transport = new Transport({
       url: this.url,
@@ -115,6 +119,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
       },
       event: (event) => this.pubsub.dispatch(event),
       task: (task, pullId) => this.queues.receive(task, pullId),
+      revoke: (revoke) => this.queues.revoke(revoke),
       answer: (id, failure) => this.queues.answer(id, failure),
       lost: () => this.queues.lost(),
       closing: (err) => {
@@ -126,7 +131,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
       name: this.id,
     });
     this.pubsub = new PubSub(this.transport, options.requestTimeoutMs ?? defaults.requestTimeoutMs, report);
-    this.queues = new Work(this.transport, report);
+    this.queues = new Work(this.transport, this.pubsub, report, (revoke) => this.emit('revoked', revoke));
   }
 
   /** The id the gateway gave this connection (from its welcome frame). */
@@ -250,7 +255,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     this.queues.pull(queue);
   }
 
-  /** The task is done. Rejects with LEASE_LOST if it came on a connection that has since closed. */
+  /** The task is done. Rejects with LEASE_LOST, sending nothing, if it came on a connection that has since closed or the gateway revoked it. */
   ack(taskId: string, result?: unknown): Promise<void> {
     return this.queues.ack(taskId, result);
   }
@@ -258,5 +263,10 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
   /** The attempt failed: the gateway retries it with backoff, or dead-letters it. */
   fail(taskId: string, reason = ''): Promise<void> {
     return this.queues.fail(taskId, reason);
+  }
+
+  /** Reports how far a task in hand got (as `task.progress`); rejects with UNKNOWN_TASK once the gateway revoked it. */
+  progress(taskId: string, value: unknown): Promise<void> {
+    return this.queues.progress(taskId, value);
   }
 }

@@ -47,3 +47,14 @@ export const CLOSE_GRACE_MS = 1000;
 export const WELCOME_WAIT_MS = 1000;
 /** A refused pull (store down, rate limited) is asked again after this long. */
 export const PULL_RETRY_MS = 1000;
+
+let processPid: number | null = null;
+
+/** The Node entry sets the process id sent as `?pid=` (browsers have none to send). */
+export function setProcessPid(pid: number): void {
+  processPid = pid;
+}
+
+export function defaultPid(): number | null {
+  return processPid;
+}

@@ -20,7 +20,12 @@ import type { FakeBus } from './fake-bus.js';
  *   gateway received must match (pings are answered and skipped);
  *   `{"server": "send", "frame"}`; `{"server": "drop"}` ends the connection;
  *   `{"server": "refuse"|"accept"}` refuses or accepts new connections;
- *   `{"server": "connection", "count": N}` waits for the Nth connection.
+ *   `{"server": "connection", "count": N}` waits for the Nth connection;
+ *   `{"server": "close", "code", "reason"}` closes it with a close frame;
+ *   `{"server": "query", "expect": PATTERN}`: the last connection's URL query.
+ * - `{"notice": "disconnected", "code"?}` checks the close code too;
+ *   `{"revoked": PATTERN}`: the client's `revoked` event;
+ *   `{"progress": PATTERN}`: an `onProgress` callback of an enqueue.
  * - `{"peer": "call"|"send", "frame", "expect"?}`: a raw second connection
  *   to the real gateway.
  *
@@ -195,6 +200,11 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
       } else if (typeof step.notice === 'string') {
         const note = await notes.next('connection', step.notice);
         check(note.kind, step.notice, what);
+        if (step.code !== undefined) check(note.kind === 'disconnected' ? note.code : undefined, step.code, what);
+      } else if ('revoked' in step || 'progress' in step) {
+        const kind = 'revoked' in step ? 'revoked' : 'progress';
+        const note = await notes.next(kind, `${kind} ${JSON.stringify(step[kind])}`);
+        check(note, step[kind], what);
       } else if (typeof step.clientError === 'string') {
         const note = await notes.next('error', `error ${step.clientError}`);
         if (note.kind !== 'error') throw new Error('unreachable');
@@ -218,7 +228,7 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
       // The barrier: the gateway answered a ping sent after everything else.
       checkOutcome(await withTimeout(driver.start('ping', {}).outcome, 'final ping'), { ok: { pong: '$number' } }, 'final ping');
     }
-    const leftover = notes.unread(['event', 'task', 'error']);
+    const leftover = notes.unread(['event', 'task', 'error', 'revoked', 'progress']);
     if (leftover.length > 0) throw new Error(`the client did what no step expected: ${JSON.stringify(leftover).slice(0, 500)}`);
     const unread = env.fake?.unread() ?? [];
     if (unread.length > 0) throw new Error(`the client sent frames no step expected: ${JSON.stringify(unread).slice(0, 500)}`);
@@ -260,6 +270,12 @@ async function serverStep(
       return;
     case 'connection':
       await fake.connection(Number(step.count), STEP_TIMEOUT_MS);
+      return;
+    case 'close':
+      fake.closeConnection(Number(step.code), String(step.reason ?? ''));
+      return;
+    case 'query':
+      check(fake.queries.at(-1), step.expect, what);
       return;
     default:
       throw new Error(`${what}: unknown server step`);

@@ -36,6 +36,8 @@ def build_client(url, settings):
             options[name] = settings[neutral] / 1000
     if "maxBufferedFrames" in settings:
         options["buffer_limit"] = settings["maxBufferedFrames"]
+    if "pid" in settings:
+        options["pid"] = settings["pid"]
     return BrokerClient(url, settings["name"], **options)
 
 
@@ -44,6 +46,7 @@ class Driver:
         self.client = client
         self.workers = {}
         self.held = {}
+        self.tasks = {}
         self.calls = {}
 
     async def op_connect(self, a):
@@ -102,7 +105,21 @@ class Driver:
         await self.client.respond(a["pattern"], lambda event: {"echo": event.get("payload")})
 
     async def op_enqueue(self, a):
-        return {"taskId": await self.client.enqueue(a["queue"], a.get("payload"), a.get("opts"))}
+        on_progress = None
+        if a.get("onProgress"):
+            def on_progress(progress, event):
+                note(kind="progress", taskId=str(event.get("correlationId")), progress=progress)
+        return {"taskId": await self.client.enqueue(a["queue"], a.get("payload"), a.get("opts"), on_progress=on_progress)}
+
+    async def op_pid(self, a):
+        return {"pid": str(os.getpid())}
+
+    async def op_progress(self, a):
+        task = self.tasks.get(a["taskId"])
+        if task is not None:
+            await task.progress(a.get("value"))
+        else:
+            await self.client.progress(a["taskId"], a.get("value"))
 
     async def op_pull(self, a):
         await self.client.pull(a["queue"])
@@ -125,7 +142,11 @@ class Driver:
                 raise RuntimeError(a.get("reason", "failed"))
             held = asyncio.get_running_loop().create_future()
             self.held[task["id"]] = held
-            outcome = await held
+            self.tasks[task["id"]] = task
+            try:
+                outcome = await held
+            finally:
+                self.tasks.pop(task["id"], None)
             if "fail" in outcome:
                 raise RuntimeError(outcome["fail"])
             return outcome.get("result")
@@ -161,7 +182,8 @@ async def main():
     )
     client = build_client(sys.argv[1], json.loads(sys.argv[2]))
     client.on("connected", lambda welcome: note(kind="connected"))
-    client.on("disconnected", lambda code: note(kind="disconnected"))
+    client.on("disconnected", lambda code: note(kind="disconnected", code=code))
+    client.on("revoked", lambda revoke: note(kind="revoked", **revoke))
     client.on("error", lambda err: note(kind="error", code=getattr(err, "code", None)))
     client.on_task(lambda task: note(kind="task", worker=None, task=task))
     driver = Driver(client)

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, LeaseLost
+from .leases import LeasedTask
+from .progress import ProgressCallback, ProgressListeners
+from .pubsub import PubSub
 from .topics import is_valid_queue_name
 from .transport import Transport
 from .shapes import Task, TaskHandler, call_task_handler, is_async_callable
@@ -42,13 +45,18 @@ class _Pull:
 
 
 class Work:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, pubsub: PubSub) -> None:
         self.transport = transport
         self.task_handler: Optional[TaskHandler] = None
         self.workers: List["Worker"] = []
         self.draining = False
         self._pulls: Dict[str, _Pull] = {}
+        # Tasks in hand, by id: the connection they came on, and the task handed out.
         self._held: Dict[str, int] = {}
+        self._leased: Dict[str, LeasedTask] = {}
+        # Tasks the gateway revoked on this connection, by id -> reason: never acked.
+        self._revoked: Dict[str, str] = {}
+        self._progress = ProgressListeners(pubsub)
 
     def restore(self, generation: int) -> List[str]:
         """A new connection: reopen every pull not yet sent on it (a stopped worker's are dropped)."""
@@ -63,6 +71,23 @@ class Work:
             pull.sent_on = generation
             frames.append(json.dumps({"action": "pull", "queue": pull.queue, "id": pull.id}))
         return frames
+
+    def connection_lost(self) -> None:
+        """Its leases, revoked or not, are LEASE_LOST by generation now."""
+        self._revoked.clear()
+
+    def on_revoke(self, revoke: Any) -> None:
+        """The gateway took a task back: cancel its handler, forget it, never ack it."""
+        if not isinstance(revoke, dict) or revoke.get("taskId") is None:
+            return
+        key = str(revoke["taskId"])
+        reason = revoke.get("reason") if isinstance(revoke.get("reason"), str) else "revoked"
+        self._held.pop(key, None)
+        self._revoked[key] = reason
+        task = self._leased.pop(key, None)
+        if task is not None:
+            task.revoke(reason)
+        self.transport.emit("revoked", {"taskId": key, "queue": revoke.get("queue", ""), "reason": reason})
 
     def on_close(self, error: BrokerError) -> None:
         for pull in self._pulls.values():
@@ -80,13 +105,29 @@ class Work:
             return True
         return False
 
-    async def enqueue(self, queue: str, task: Any, opts: Optional[Dict[str, Any]] = None) -> str:
+    async def enqueue(
+        self, queue: str, task: Any, opts: Optional[Dict[str, Any]] = None, on_progress: Optional[ProgressCallback] = None
+    ) -> str:
         _check_queue(queue)
         frame: Dict[str, Any] = {"action": "enqueue", "queue": queue, "task": task}
         if opts:
             frame["opts"] = opts
+        reply_to = (opts or {}).get("replyTo")
+        if on_progress is not None:
+            if not reply_to:
+                raise InvalidArgument("on_progress needs replyTo: progress is published to REPLYTO.progress", "INVALID_FRAME")
+            await self._progress.prepare(reply_to)
         receipt = await self.transport.call(frame)
-        return str(receipt.get("taskId"))
+        task_id = str(receipt.get("taskId"))
+        if on_progress is not None:
+            self._progress.add(reply_to, task_id, on_progress)
+        return task_id
+
+    async def progress(self, task_id: str, value: Any) -> None:
+        """Reports progress of a task in hand; ``UNKNOWN_TASK`` once revoked, ``LEASE_LOST`` once its connection closed."""
+        key = str(task_id)
+        self._check_lease(key, self._held.get(key), "UNKNOWN_TASK")
+        await self.transport.call({"action": "progress", "taskId": key, "progress": value})
 
     async def pull(self, queue: str) -> None:
         self.open_pull(queue)
@@ -116,10 +157,19 @@ class Work:
     async def _settle(self, task_id: str, frame: Dict[str, Any]) -> bool:
         key = str(task_id)
         held_on = self._held.pop(key, None)
-        if held_on is not None and (held_on != self.transport.generation or not self.transport.live):
-            raise LeaseLost(f"task {task_id} came on a connection that closed: the gateway gave it back to the queue")
+        self._leased.pop(key, None)
+        self._check_lease(key, held_on, "LEASE_LOST")
         await self.transport.call(frame)
         return True
+
+    def _check_lease(self, key: str, held_on: Optional[int], revoked_code: str) -> None:
+        """Raises when the task is no longer ours: revoked, or its connection closed."""
+        reason = self._revoked.get(key)
+        if reason is not None:
+            message = f"task {key} was revoked by the gateway ({reason})"
+            raise LeaseLost(message) if revoked_code == "LEASE_LOST" else BrokerError(message, revoked_code)
+        if held_on is not None and (held_on != self.transport.generation or not self.transport.live):
+            raise LeaseLost(f"task {key} came on a connection that closed: the gateway gave it back to the queue")
 
     async def work(self, queue: str, handler: TaskHandler, concurrency: int = 1) -> "Worker":
         _check_queue(queue)
@@ -147,7 +197,11 @@ class Work:
             if pull is not None:
                 del self._pulls[pull.id]
         if "id" in task:
-            self._held[str(task["id"])] = self.transport.generation
+            key = str(task["id"])
+            task = LeasedTask(task, self.progress)
+            self._held[key] = self.transport.generation
+            self._leased[key] = task
+            self._revoked.pop(key, None)
         if pull is not None and pull.orphan_handler is not None:
             pull.orphan_handler(task)  # type: ignore[arg-type]
         elif pull is not None and pull.future is not None and not pull.future.done():
@@ -229,14 +283,26 @@ class Worker:
     async def _process(self, task: Task) -> None:
         self.in_hand += 1
         try:
+            runner = asyncio.ensure_future(call_task_handler(self.handler, task, self._threads))
+            if isinstance(task, LeasedTask) and self._threads is None:
+                task.cancel_handler = runner.cancel
             try:
-                result = await call_task_handler(self.handler, task, self._threads)
+                result = await runner
+            except asyncio.CancelledError:
+                if not (isinstance(task, LeasedTask) and task.revoked.is_set()):
+                    raise
+                # Revoked: the gateway took the task back; it is neither acked nor failed.
+                return
             except Exception as err:
+                if isinstance(task, LeasedTask) and task.revoked.is_set():
+                    return
                 self.failed += 1
                 reason = str(err) or type(err).__name__
                 log.warning("task %s from %s failed: %s", task.get("id"), self.queue, reason)
                 await self._report(self.work.fail(task["id"], reason))
             else:
+                if isinstance(task, LeasedTask) and task.revoked.is_set():
+                    return
                 self.processed += 1
                 await self._report(self._ack(task, result))
         finally:
