@@ -1,14 +1,14 @@
 import type { BusEvent } from '../bus/protocol.js';
 import { defaultOptions, defaultPid } from './defaults.js';
 import { Emitter } from './emitter.js';
-import { PubSub, uniqueId, type EventHandler, type PublishOptions } from './pubsub.js';
+import { PubSub, uniqueId, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult } from './pubsub.js';
 import { resolveWebSocket, type SocketConstructor } from './socket.js';
 import type { TaskWorker } from './task-worker.js';
 import { quiet, Transport, type BrokerClientEvents } from './transport.js';
 import { BrokerError, type TaskHandler } from './types.js';
 import { Work, type EnqueueOptions } from './work.js';
 
-export { defaultOptions, uniqueId, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions };
+export { defaultOptions, uniqueId, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult };
 
 export interface ReconnectOptions {
   /** First delay after a lost connection (default 200 ms); doubles per failed attempt. */
@@ -184,10 +184,13 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
    * Calls `handler` for every event whose type matches `pattern` (`*` one
    * segment, `>` one or more at the end). A handler registered under
    * several matching patterns still sees each event once. Resolves when
-   * the gateway confirms.
+   * the gateway confirms, with its receipt's `offset`, `replayed`, `gap` on
+   * a retained topic. `{since}` / `{last}` replay retained events first.
+   * After a reconnect it resumes from the last offset handed to the
+   * handler: nothing missed, nothing twice.
    */
-  subscribe(pattern: string, handler: EventHandler): Promise<void> {
-    return this.pubsub.subscribe(pattern, handler);
+  subscribe(pattern: string, handler: EventHandler, options: SubscribeOptions = {}): Promise<SubscribeResult> {
+    return this.pubsub.subscribe(pattern, handler, options);
   }
 
   /** Removes `handler` (or every handler) from `pattern`; the last one out unsubscribes at the gateway. */
@@ -197,11 +200,12 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
 
   /**
    * Publishes an event; resolves with the gateway's receipt (`delivered`:
-   * how many connections got it). `{confirm: false}` asks for no receipt.
+   * how many connections got it; `duplicate: true` when the gateway had its
+   * `msgId` already). `{confirm: false}` asks for no receipt.
    */
   publish(type: string, payload: unknown, options: PublishOptions & { confirm: false }): Promise<{ delivered: null }>;
-  publish(type: string, payload?: unknown, options?: PublishOptions): Promise<{ delivered: number }>;
-  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number | null }> {
+  publish(type: string, payload?: unknown, options?: PublishOptions): Promise<{ delivered: number; duplicate?: true }>;
+  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number | null; duplicate?: true }> {
     return this.pubsub.publish(type, payload, options);
   }
 

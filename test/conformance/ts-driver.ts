@@ -94,7 +94,11 @@ export class TsDriver implements ClientDriver {
         return c.ping().then((pong) => ({ pong }));
       case 'subscribe': {
         const tag = String(a.tag ?? a.pattern);
-        return c.subscribe(String(a.pattern), (event) => this.note({ kind: 'event', tag, event: event as unknown as Record<string, unknown> }));
+        const options = {
+          ...(a.since === undefined ? {} : { since: String(a.since) }),
+          ...(a.last === undefined ? {} : { last: Number(a.last) }),
+        };
+        return c.subscribe(String(a.pattern), (event) => this.note({ kind: 'event', tag, event: event as unknown as Record<string, unknown> }), options);
       }
       case 'unsubscribe':
         return c.unsubscribe(String(a.pattern));

@@ -84,7 +84,7 @@ class Driver:
         def handler(event):
             note(kind="event", tag=tag, event=event)
 
-        await self.client.subscribe(a["pattern"], handler)
+        return await self.client.subscribe(a["pattern"], handler, a.get("since"), a.get("last"))
 
     async def op_unsubscribe(self, a):
         await self.client.unsubscribe(a["pattern"])

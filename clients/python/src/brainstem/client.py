@@ -58,7 +58,7 @@ class _Hooks:
         self.client._work.on_task(task, key)
 
     def on_answer(self, key: str, error: BrokerError) -> bool:
-        return self.client._work.on_answer(key, error)
+        return self.client._work.on_answer(key, error) or self.client._pubsub.on_answer(key, error)
 
     def on_revoke(self, revoke: Any) -> None:
         self.client._work.on_revoke(revoke)
@@ -191,9 +191,16 @@ class BrokerClient:
 
     # -- pub/sub --------------------------------------------------------------
 
-    async def subscribe(self, topic: str, handler: EventHandler) -> None:
-        """Calls ``handler`` for every event whose type matches ``topic`` (``*`` and ``>`` wildcards)."""
-        await self._pubsub.subscribe(topic, handler)
+    async def subscribe(
+        self, topic: str, handler: EventHandler, since: Optional[str] = None, last: Optional[int] = None
+    ) -> Dict[str, Any]:
+        """Calls ``handler`` for every event whose type matches ``topic`` (``*`` and ``>`` wildcards).
+
+        Returns the receipt's ``offset``, ``replayed``, ``gap`` on a retained topic; ``since``
+        (an offset, ``"0"`` for all) or ``last`` (N) replay retained events first. After a
+        reconnect it resumes from the last offset handed to the handler: nothing missed, nothing twice.
+        """
+        return await self._pubsub.subscribe(topic, handler, since, last)
 
     async def unsubscribe(self, topic: str, handler: Optional[EventHandler] = None) -> None:
         """Removes ``handler`` (all handlers when ``None``) from ``topic``; unsubscribes when none is left."""
@@ -203,7 +210,8 @@ class BrokerClient:
         """Publishes an event and returns how many connections it was delivered to (the gateway's receipt).
 
         ``opts`` may set ``correlationId``, ``replyTo``, ``timestamp``,
-        ``source``. With ``confirm=False`` it asks for no receipt: it returns
+        ``source``, ``msgId`` (dedup key: sent twice, counted once; publishes
+        buffered while disconnected get one), ``traceparent``. With ``confirm=False`` it asks for no receipt: it returns
         ``None`` once the frame is sent or waits in the buffer.
         """
         return await self._pubsub.publish(type_, payload, confirm=confirm, **opts)

@@ -287,5 +287,5 @@ class Transport:
     async def send_now(self, frame: Dict[str, Any]) -> None:
         await self.outbox.send_now(frame)
 
-    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
-        return await self.outbox.call(frame, timeout)
+    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None, resend: bool = False) -> Dict[str, Any]:
+        return await self.outbox.call(frame, timeout, resend)
