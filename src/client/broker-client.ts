@@ -41,6 +41,12 @@ export interface BrokerClientOptions {
   connectTimeoutMs?: number;
   /** Largest frame to send; larger calls reject at once with PAYLOAD_TOO_LARGE. */
   maxFrameBytes?: number;
+  /**
+   * Send `opts.traceparent` on every enqueue (a child of the event or task
+   * being handled, else a new trace), as publishes do. Off by default until
+   * the gateway accepts that option; an explicit `traceparent` is always sent.
+   */
+  traceTasks?: boolean;
   /** The WebSocket implementation; default: `ws` in Node (set by the entry), the native one in browsers. */
   WebSocket?: SocketConstructor;
 }
@@ -131,7 +137,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
       name: this.id,
     });
     this.pubsub = new PubSub(this.transport, options.requestTimeoutMs ?? defaults.requestTimeoutMs, report);
-    this.queues = new Work(this.transport, this.pubsub, report, (revoke) => this.emit('revoked', revoke));
+    this.queues = new Work(this.transport, this.pubsub, report, (revoke) => this.emit('revoked', revoke), options.traceTasks ?? false);
   }
 
   /** The id the gateway gave this connection (from its welcome frame). */

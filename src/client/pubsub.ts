@@ -1,6 +1,7 @@
 import type { BusEvent } from '../bus/protocol.js';
 import { isValidPattern, isValidTopic, patternMatches } from '../bus/topic.js';
 import { isObject, quiet, rejected, type Transport } from './transport.js';
+import { outgoingTraceparent, runInTrace } from './trace.js';
 import { BrokerError } from './types.js';
 
 export type EventHandler = (event: BusEvent) => unknown;
@@ -161,6 +162,7 @@ export class PubSub {
     if (!isValidTopic(type)) return rejected(new BrokerError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(type)}`));
     const { confirm = true, ...fields } = options;
     const message: Record<string, unknown> = { type, payload: payload === undefined ? null : payload, ...fields };
+    message.traceparent = outgoingTraceparent(fields.traceparent);
     // Buffered while disconnected: a msgId makes the resend after a reconnect count once.
     if (message.msgId === undefined && !this.transport.isOpen) message.msgId = uniqueId();
     if (!confirm) return quiet(this.transport.send({ action: 'publish', message }).then(() => ({ delivered: null })));
@@ -256,7 +258,7 @@ export class PubSub {
       for (const handler of handlers) {
         if (seen.has(handler)) continue;
         seen.add(handler);
-        invoke(handler, event as unknown as BusEvent, this.report);
+        runInTrace(event.traceparent, () => invoke(handler, event as unknown as BusEvent, this.report));
       }
     }
   }

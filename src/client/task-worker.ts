@@ -1,4 +1,5 @@
 import { PULL_RETRY_MS } from './defaults.js';
+import { runInTrace } from './trace.js';
 import { BrokerError, type Task, type TaskHandler } from './types.js';
 
 /** What a worker needs from its client (kept narrow so the client's state stays private). */
@@ -88,7 +89,7 @@ export class TaskWorker {
     let result: unknown;
     let reason = '';
     try {
-      result = await this.handler(task);
+      result = await runInTrace(task.traceparent, () => this.handler(task));
     } catch (err) {
       succeeded = false;
       reason = err instanceof Error ? err.message : String(err);

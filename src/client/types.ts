@@ -8,6 +8,8 @@ export interface Task<Payload = unknown> {
   createdAt: string | number;
   /** Deliveries of this task, this one included. */
   attempts: number;
+  /** W3C trace context it was enqueued with: what its handler sends continues that trace. */
+  traceparent?: string;
   /** Aborts when the gateway revokes the task (`reason`: `cancelled`, `timeout`, `heartbeat lapsed`): stop working on it. */
   readonly signal?: AbortSignal;
   /** Reports how far the task got (`queue.progress`, and `REPLYTO.progress` to the enqueuer); rejects with UNKNOWN_TASK once revoked. */

@@ -2,6 +2,7 @@ import { isValidQueueName } from '../bus/topic.js';
 import { ProgressListeners, type ProgressCallback } from './progress.js';
 import { invoke, type PubSub } from './pubsub.js';
 import { TaskWorker, type WorkerPort } from './task-worker.js';
+import { outgoingTraceparent, runInTrace } from './trace.js';
 import { isObject, quiet, rejected, type FrameId, type Transport } from './transport.js';
 import { BrokerError, type Task, type TaskHandler } from './types.js';
 
@@ -16,6 +17,8 @@ export interface EnqueueOptions {
   replyTo?: string;
   /** With `replyTo`: called with each progress the worker reports (events `REPLYTO.progress` of this task). */
   onProgress?: ProgressCallback;
+  /** W3C trace context of the task; default (with the client's `traceTasks`): a child of what is being handled, else a new trace. */
+  traceparent?: string;
 }
 
 /** A task this connection holds: the connection it came on, and what aborts its handler. */
@@ -57,6 +60,8 @@ export class Work {
     pubsub: PubSub,
     private readonly report: (err: unknown) => void,
     private readonly revokedEvent: (revoke: { taskId: string; queue: string; reason: string }) => void,
+    /** Send `opts.traceparent` on every enqueue (not only an explicit one). */
+    private readonly traceTasks: boolean,
   ) {
     this.progressListeners = new ProgressListeners(pubsub, report);
   }
@@ -64,8 +69,9 @@ export class Work {
   enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<string> {
     if (!isValidQueueName(queue)) return rejected(new BrokerError('INVALID_QUEUE', `invalid queue: ${JSON.stringify(queue)}`));
     const { onProgress, ...opts } = options ?? {};
+    if (this.traceTasks) opts.traceparent = outgoingTraceparent(opts.traceparent);
     const frame: Record<string, unknown> & { action: string } = { action: 'enqueue', queue, task: payload === undefined ? null : payload };
-    if (options !== undefined) frame.opts = opts;
+    if (options !== undefined || this.traceTasks) frame.opts = opts;
     if (!onProgress) return quiet(this.transport.call(frame).then((receipt) => String(receipt.taskId)));
     if (opts.replyTo === undefined) return rejected(new BrokerError('INVALID_FRAME', 'onProgress needs replyTo: progress is published to REPLYTO.progress'));
     const replyTo = opts.replyTo;
@@ -240,7 +246,8 @@ export class Work {
       return;
     }
     if (this.taskCallback) {
-      invoke(this.taskCallback, task, this.report);
+      const callback = this.taskCallback;
+      runInTrace(task.traceparent, () => invoke(callback, task, this.report));
       return;
     }
     this.report(new BrokerError('UNKNOWN_TASK', `task ${task.id} of ${task.queue} arrived with no handler: handed back`));

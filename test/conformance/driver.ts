@@ -24,6 +24,8 @@ export interface ClientSettings {
   receiptTimeoutMs?: number;
   /** `false`: send no `?pid=`; a number: send that one. */
   pid?: number | false;
+  /** Send opts.traceparent on every enqueue. */
+  traceTasks?: boolean;
 }
 
 /**

@@ -32,7 +32,8 @@ import type { FakeBus } from './fake-bus.js';
  * Values: `"$ref.path"` is a saved value (a call's result, a frame, a task);
  * `{run}` inside a string is unique to the run; `{"$repeat": [TEXT, N]}` is
  * TEXT N times. Patterns match objects partially; `"$any"`, `"$string"`,
- * `"$number"`, `"$absent"`, `"$none"` (null or nothing) match by kind. After the last step the runner
+ * `"$number"`, `"$absent"`, `"$none"` (null or nothing), `"$traceparent"` (a W3C
+ * traceparent) match by kind; `{"$childOf": TRACEPARENT}` matches a child span of it. After the last step the runner
  * pings through the client (unless it was closed) and fails the scenario if
  * anything was left unread: every frame was meant, and so was every event.
  */
@@ -47,6 +48,7 @@ type Step = Record<string, unknown>;
 type Frame = Record<string, unknown>;
 
 const STEP_TIMEOUT_MS = 5000;
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 class Notes {
   private readonly queues = new Map<string, Note[]>();
@@ -91,6 +93,13 @@ export function mismatches(actual: unknown, expected: unknown, path = ''): strin
   if (expected === '$none') return actual === null || actual === undefined ? [] : [`${at}: ${JSON.stringify(actual)} is not null`];
   if (expected === '$any') return actual === undefined ? [`${at}: missing`] : [];
   if (expected === '$string') return typeof actual === 'string' ? [] : [`${at}: ${JSON.stringify(actual)} is not a string`];
+  if (expected === '$traceparent') return typeof actual === 'string' && TRACEPARENT.test(actual) ? [] : [`${at}: ${JSON.stringify(actual)} is not a traceparent`];
+  if (typeof expected === 'object' && expected !== null && '$childOf' in expected) {
+    const parent = String((expected as { $childOf: unknown }).$childOf);
+    const child = typeof actual === 'string' && TRACEPARENT.test(actual)
+      && actual.slice(0, 36) === parent.slice(0, 36) && actual.slice(52) === parent.slice(52) && actual.slice(36, 52) !== parent.slice(36, 52);
+    return child ? [] : [`${at}: ${JSON.stringify(actual)} is not a child span of ${parent}`];
+  }
   if (expected === '$number') return typeof actual === 'number' ? [] : [`${at}: ${JSON.stringify(actual)} is not a number`];
   if (Array.isArray(expected)) {
     if (!Array.isArray(actual) || actual.length !== expected.length) return [`${at}: ${JSON.stringify(actual)} is not ${JSON.stringify(expected)}`];
@@ -127,7 +136,7 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
 
   const resolve = (value: unknown): unknown => {
     if (typeof value === 'string') {
-      if (value.startsWith('$') && !['$any', '$string', '$number', '$absent', '$none'].includes(value)) {
+      if (value.startsWith('$') && !['$any', '$string', '$number', '$absent', '$none', '$traceparent'].includes(value)) {
         const [name, ...path] = value.slice(1).split('.');
         if (!saved.has(name ?? '')) throw new Error(`nothing saved as ${name}`);
         return path.reduce<unknown>((inner, key) => (inner as Record<string, unknown> | undefined)?.[key], saved.get(name ?? ''));

@@ -38,6 +38,7 @@ export class TsDriver implements ClientDriver {
     if (settings.maxBufferedFrames !== undefined) options.maxBufferedFrames = settings.maxBufferedFrames;
     if (settings.receiptTimeoutMs !== undefined) options.receiptTimeoutMs = settings.receiptTimeoutMs;
     if (settings.pid !== undefined) options.pid = settings.pid;
+    if (settings.traceTasks !== undefined) options.traceTasks = settings.traceTasks;
     this.client = new BrokerClient(options);
     this.client.on('connected', () => note({ kind: 'connected' }));
     this.client.on('disconnected', ({ code }) => note({ kind: 'disconnected', code }));
@@ -138,6 +139,7 @@ export class TsDriver implements ClientDriver {
         const worker = c.work(String(a.queue), (task: Task) => {
           this.note({ kind: 'task', worker: name, task: task as unknown as Record<string, unknown> });
           if (mode === 'ack') return a.result ?? null;
+          if (mode === 'publish') return c.publish(String(a.publishType), task.payload).then(() => null);
           if (mode === 'fail') throw new Error(String(a.reason ?? 'failed'));
           return new Promise((resolve, reject) => {
             this.held.set(task.id, { task, resolve, reject });

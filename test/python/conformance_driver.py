@@ -38,6 +38,8 @@ def build_client(url, settings):
         options["buffer_limit"] = settings["maxBufferedFrames"]
     if "pid" in settings:
         options["pid"] = settings["pid"]
+    if "traceTasks" in settings:
+        options["trace_tasks"] = settings["traceTasks"]
     return BrokerClient(url, settings["name"], **options)
 
 
@@ -138,6 +140,9 @@ class Driver:
             note(kind="task", worker=name, task=task)
             if mode == "ack":
                 return a.get("result")
+            if mode == "publish":
+                await self.client.publish(a["publishType"], task.get("payload"))
+                return None
             if mode == "fail":
                 raise RuntimeError(a.get("reason", "failed"))
             held = asyncio.get_running_loop().create_future()

@@ -86,6 +86,7 @@ class BrokerClient:
         *,
         token: Optional[str] = None,
         pid: Union[int, bool, None] = None,
+        trace_tasks: bool = False,
         reconnect: bool = True,
         backoff_initial: Optional[float] = None,
         backoff_max: Optional[float] = None,
@@ -115,7 +116,8 @@ class BrokerClient:
         self.pid: Optional[int] = os.getpid() if pid is None or pid is True else (None if pid is False else int(pid))
         self._transport = Transport(self.url, self.client_id, self.token, options, _Hooks(self), self.pid)
         self._pubsub = PubSub(self._transport, options["request_timeout"])
-        self._work = Work(self._transport, self._pubsub)
+        # Off by default until the gateway accepts opts.traceparent; an explicit one is always sent.
+        self._work = Work(self._transport, self._pubsub, trace_tasks)
 
     # -- connection -------------------------------------------------------
 

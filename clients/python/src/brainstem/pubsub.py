@@ -14,6 +14,7 @@ from .errors import BrokerError, ClientClosed, InvalidArgument, RequestTimeout
 from .topics import is_valid_pattern, is_valid_topic, pattern_matches
 from .transport import Transport
 from .shapes import Event, EventHandler, call_handler
+from .trace import handling, outgoing_traceparent
 
 log = logging.getLogger("brainstem")
 
@@ -190,6 +191,7 @@ class PubSub:
             msg_id = str(uuid.uuid4())
         if msg_id is not None:
             message["msgId"] = msg_id
+        message["traceparent"] = outgoing_traceparent(opts.get("traceparent"))
         frame = {"action": "publish", "message": message}
         if not confirm:
             await self.transport.send(frame)
@@ -294,6 +296,7 @@ class PubSub:
                         continue
                     called.append(handler)
                     try:
-                        await call_handler(handler, event)
+                        with handling(event.get("traceparent")):
+                            await call_handler(handler, event)
                     except Exception:
                         log.exception("event handler for %s failed", topic)

@@ -15,6 +15,7 @@ from .leases import LeasedTask
 from .progress import ProgressCallback, ProgressListeners
 from .pubsub import PubSub
 from .topics import is_valid_queue_name
+from .trace import handling, outgoing_traceparent
 from .transport import Transport
 from .shapes import Task, TaskHandler, call_task_handler, is_async_callable
 
@@ -45,8 +46,10 @@ class _Pull:
 
 
 class Work:
-    def __init__(self, transport: Transport, pubsub: PubSub) -> None:
+    def __init__(self, transport: Transport, pubsub: PubSub, trace_tasks: bool = False) -> None:
         self.transport = transport
+        # Send opts.traceparent on every enqueue (not only an explicit one).
+        self.trace_tasks = trace_tasks
         self.task_handler: Optional[TaskHandler] = None
         self.workers: List["Worker"] = []
         self.draining = False
@@ -110,6 +113,8 @@ class Work:
     ) -> str:
         _check_queue(queue)
         frame: Dict[str, Any] = {"action": "enqueue", "queue": queue, "task": task}
+        if self.trace_tasks:
+            opts = {**(opts or {}), "traceparent": outgoing_traceparent((opts or {}).get("traceparent"))}
         if opts:
             frame["opts"] = opts
         reply_to = (opts or {}).get("replyTo")
@@ -207,7 +212,8 @@ class Work:
         elif pull is not None and pull.future is not None and not pull.future.done():
             pull.future.set_result(task)  # type: ignore[arg-type]
         elif self.task_handler is not None:
-            self.transport.spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
+            with handling(task.get("traceparent")):
+                self.transport.spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
         else:
             error = BrokerError(f"task {task.get('id')} of {queue} arrived with no handler: handed back", "UNKNOWN_TASK")
             log.warning("%s", error)
@@ -283,7 +289,9 @@ class Worker:
     async def _process(self, task: Task) -> None:
         self.in_hand += 1
         try:
-            runner = asyncio.ensure_future(call_task_handler(self.handler, task, self._threads))
+            with handling(task.get("traceparent")):
+                # The handler's task copies the context now: what it sends continues the task's trace.
+                runner = asyncio.ensure_future(call_task_handler(self.handler, task, self._threads))
             if isinstance(task, LeasedTask) and self._threads is None:
                 task.cancel_handler = runner.cancel
             try:
