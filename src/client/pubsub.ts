@@ -228,13 +228,20 @@ export class PubSub {
     if (!this.inbox) this.inbox = `_inbox.${uniqueId()}`;
     const topic = this.inbox;
     if (!this.inboxReady) {
-      this.inboxReady = quiet(this.subscribe(topic, (event) => {
+      const onReply = (event: BusEvent) => {
         const key = event.correlationId === undefined ? undefined : String(event.correlationId);
         const request = key === undefined ? undefined : this.requests.get(key);
         if (!request || key === undefined) return;
         this.requests.delete(key);
         clearTimeout(request.timer);
         request.resolve(event);
+      };
+      // From "0" (a new inbox has nothing yet): the receipt's offset is where a
+      // reconnect resumes, so a reply published meanwhile still arrives.
+      // Inboxes not retained (NOT_RETAINED): a plain subscription.
+      this.inboxReady = quiet(this.subscribe(topic, onReply, { since: '0' }).catch((err: unknown) => {
+        if (err instanceof BrokerError && err.code === 'NOT_RETAINED') return this.subscribe(topic, onReply);
+        throw err;
       }).then(noop, (err: unknown) => {
         this.inboxReady = null;
         throw err;

@@ -239,7 +239,14 @@ class PubSub:
             if self._inbox is None:
                 inbox = f"_inbox.{uuid.uuid4().hex}"
                 # Replies are taken off before the event queue; this handler never runs.
-                await self.subscribe(inbox, _ignore_event)
+                # From "0" (a new inbox has nothing yet): the receipt's offset is where a
+                # reconnect resumes, so a reply published meanwhile still arrives.
+                try:
+                    await self.subscribe(inbox, _ignore_event, since="0")
+                except BrokerError as err:
+                    if err.code != "NOT_RETAINED":
+                        raise
+                    await self.subscribe(inbox, _ignore_event)
                 self._inbox = inbox
         return self._inbox
 
