@@ -139,6 +139,9 @@ export class TsDriver implements ClientDriver {
         const worker = c.work(String(a.queue), (task: Task) => {
           this.note({ kind: 'task', worker: name, task: task as unknown as Record<string, unknown> });
           if (mode === 'ack') return a.result ?? null;
+          if (mode === 'until-revoked') {
+            return new Promise((resolve) => task.signal?.addEventListener('abort', () => resolve({ done: task.signal?.reason })));
+          }
           if (mode === 'publish') return c.publish(String(a.publishType), task.payload).then(() => null);
           if (mode === 'fail') throw new Error(String(a.reason ?? 'failed'));
           return new Promise((resolve, reject) => {

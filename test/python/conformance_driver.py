@@ -156,7 +156,14 @@ class Driver:
                 raise RuntimeError(outcome["fail"])
             return outcome.get("result")
 
-        self.workers[name] = await self.client.work(a["queue"], handler, a.get("concurrency", 1))
+        def thread_handler(task):
+            # A plain function, run in a thread: it watches task.revoked, then returns normally.
+            note(kind="task", worker=name, task=task)
+            task.revoked.wait(10)
+            return {"done": task.revoke_reason}
+
+        chosen = thread_handler if mode == "until-revoked" else handler
+        self.workers[name] = await self.client.work(a["queue"], chosen, a.get("concurrency", 1))
 
     async def op_release(self, a):
         held = self.held.pop(a["taskId"])
