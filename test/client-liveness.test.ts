@@ -2,6 +2,9 @@ import t from 'tap';
 import { BrokerClient, type Task } from '../src/client/index.js';
 import { startGateway } from './helpers/gateway.js';
 import { until } from './helpers/test-socket.js';
+import { PythonProcess } from './python/python-process.js';
+
+const LIVENESS = { heartbeatTimeoutMs: 1500, heartbeatCheckIntervalMs: 500, heartbeatStopGraceMs: 400, heartbeatStop: false };
 
 /**
  * The TypeScript client against a real gateway whose heartbeat check lapses:
@@ -10,7 +13,7 @@ import { until } from './helpers/test-socket.js';
  * closes it with 4001. The stop itself is off: the process is this test.
  */
 t.test('a lapsed heartbeat: the task is revoked (signal aborted, never acked), 4001 is reported, the client reconnects and gets the task again', async (t) => {
-  const gw = await startGateway(t, { heartbeatTimeoutMs: 1500, heartbeatCheckIntervalMs: 500, heartbeatStopGraceMs: 400, heartbeatStop: false });
+  const gw = await startGateway(t, LIVENESS);
   const client = new BrokerClient({ url: gw.busUrl, id: 'lapser', reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
   t.teardown(() => client.close());
   const closes: number[] = [];
@@ -49,4 +52,15 @@ t.test('a lapsed heartbeat: the task is revoked (signal aborted, never acked), 4
   t.same(seen[0], { attempts: 1, aborted: 'heartbeat lapsed' }, 'the handler\'s signal aborted with the reason');
   t.ok(closes.includes(4001), `the disconnect reported 4001 (codes ${closes.join(', ')})`);
   t.equal(seen[1]?.attempts, 2, 'delivered again after the reconnect: the revoked delivery was not acked');
+});
+
+t.test('the Python client, the same: its async handler is cancelled, 4001 reported, the task comes back', async (t) => {
+  const gw = await startGateway(t, LIVENESS);
+  const python = PythonProcess.start(t, 'lapse.py', [gw.busUrl, gw.httpUrl]);
+  const report = await python.next((line) => 'seen' in line, 20_000);
+  t.equal(report.status, 200, 'one beat, then none');
+  t.same(report.revokes, [{ taskId: report.taskId, queue: report.queue, reason: 'heartbeat lapsed' }], 'revoked, with the reason');
+  t.same(report.seen, [{ attempts: 1, cancelled: 'heartbeat lapsed' }, { attempts: 2, cancelled: null }],
+    'the handler was cancelled, and the task delivered again: the revoked delivery was not acked');
+  t.ok((report.closes as number[]).includes(4001), `the disconnect reported 4001 (codes ${JSON.stringify(report.closes)})`);
 });
