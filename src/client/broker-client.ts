@@ -137,7 +137,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
       name: this.id,
     });
     this.pubsub = new PubSub(this.transport, options.requestTimeoutMs ?? defaults.requestTimeoutMs, report);
-    this.queues = new Work(this.transport, this.pubsub, report, (revoke) => this.emit('revoked', revoke), options.traceTasks ?? false);
+    this.queues = new Work(this.transport, this.pubsub, report, (revoke) => this.emit('revoked', revoke), options.traceTasks ?? defaults.traceTasks);
   }
 
   /** The id the gateway gave this connection (from its welcome frame). */

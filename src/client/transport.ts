@@ -37,7 +37,7 @@ export interface TransportHooks {
   readonly name: string;
 }
 
-export interface TransportSettings extends Omit<ClientDefaults, 'reconnect'> {
+export interface TransportSettings extends Omit<ClientDefaults, 'reconnect' | 'traceTasks'> {
   url: string;
   connectUrl: string;
   Socket: SocketConstructor;

@@ -87,6 +87,7 @@ export class TsDriver implements ClientDriver {
           connectTimeoutMs: d.connectTimeoutMs,
           keepaliveMs: d.keepaliveMs,
           maxFrameBytes: d.maxFrameBytes,
+          traceTasks: d.traceTasks,
         };
       }
       case 'state':

@@ -72,6 +72,7 @@ class Driver:
             "connectTimeoutMs": round(d["open_timeout"] * 1000),
             "keepaliveMs": round(d["keepalive"] * 1000),
             "maxFrameBytes": d["max_frame_bytes"],
+            "traceTasks": d["trace_tasks"],
         }
 
     async def op_state(self, a):

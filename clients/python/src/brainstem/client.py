@@ -86,7 +86,7 @@ class BrokerClient:
         *,
         token: Optional[str] = None,
         pid: Union[int, bool, None] = None,
-        trace_tasks: bool = False,
+        trace_tasks: Optional[bool] = None,
         reconnect: bool = True,
         backoff_initial: Optional[float] = None,
         backoff_max: Optional[float] = None,
@@ -106,6 +106,7 @@ class BrokerClient:
             "open_timeout": open_timeout,
             "keepalive": keepalive,
             "max_frame_bytes": max_frame_bytes,
+            "trace_tasks": trace_tasks,
         }
         options: Dict[str, Any] = {**default_options(), **{k: v for k, v in given.items() if v is not None}}
         options["reconnect"] = reconnect
@@ -116,8 +117,8 @@ class BrokerClient:
         self.pid: Optional[int] = os.getpid() if pid is None or pid is True else (None if pid is False else int(pid))
         self._transport = Transport(self.url, self.client_id, self.token, options, _Hooks(self), self.pid)
         self._pubsub = PubSub(self._transport, options["request_timeout"])
-        # Off by default until the gateway accepts opts.traceparent; an explicit one is always sent.
-        self._work = Work(self._transport, self._pubsub, trace_tasks)
+        # An explicit opts.traceparent is always sent.
+        self._work = Work(self._transport, self._pubsub, options["trace_tasks"])
 
     # -- connection -------------------------------------------------------
 
