@@ -21,10 +21,15 @@ export interface EnqueueOptions {
   traceparent?: string;
 }
 
-/** A task this connection holds: the connection it came on, and what aborts its handler. */
+/**
+ * One delivery of a task: the connection it came on, what aborts its
+ * handler, and why the gateway revoked it. Kept per delivery, not per id: a
+ * revoked task may be delivered again while its first handler still runs.
+ */
 interface Lease {
   epoch: number;
   controller: AbortController;
+  revoked?: string;
 }
 
 interface OpenPull {
@@ -46,10 +51,11 @@ export class Work {
   private readonly pulls = new Map<FrameId, OpenPull>();
   /** Pulls of stopped workers still open at the gateway: their tasks are handed back. */
   private readonly orphanPulls = new Set<FrameId>();
-  /** Tasks in hand, by id. */
+  /** Tasks in hand, by id (the latest delivery). */
   private readonly leases = new Map<string, Lease>();
-  /** Tasks the gateway revoked on this connection, by id → reason: never acked. */
-  private readonly revoked = new Map<string, string>();
+  /** Tasks the gateway revoked on this connection, by id: an ack or fail by id is refused, never sent. */
+  private readonly revoked = new Map<string, Lease>();
+  private readonly leaseOf = new WeakMap<Task, Lease>();
   private readonly progressListeners: ProgressListeners;
   private readonly workers = new Set<TaskWorker>();
   private taskCallback: TaskHandler | null = null;
@@ -86,8 +92,8 @@ export class Work {
   }
 
   /** Reports progress of a task in hand; UNKNOWN_TASK once revoked, LEASE_LOST once its connection closed. */
-  progress(taskId: string, value: unknown): Promise<void> {
-    const lost = this.leaseProblem(taskId, this.leases.get(taskId)?.epoch, 'UNKNOWN_TASK');
+  progress(taskId: string, value: unknown, lease = this.byId(taskId)): Promise<void> {
+    const lost = this.leaseProblem(taskId, lease, 'UNKNOWN_TASK');
     if (lost) return rejected(lost);
     return quiet(this.transport.call({ action: 'progress', taskId, progress: value === undefined ? null : value }).then(noop));
   }
@@ -97,10 +103,11 @@ export class Work {
     if (!isObject(raw) || raw.taskId === undefined || raw.taskId === null) return;
     const taskId = String(raw.taskId);
     const reason = typeof raw.reason === 'string' ? raw.reason : 'revoked';
-    const lease = this.leases.get(taskId);
+    const lease = this.leases.get(taskId) ?? { epoch: this.transport.epoch, controller: new AbortController() };
     this.leases.delete(taskId);
-    this.revoked.set(taskId, reason);
-    lease?.controller.abort(reason);
+    lease.revoked = reason;
+    this.revoked.set(taskId, lease);
+    lease.controller.abort(reason);
     this.revokedEvent({ taskId, queue: typeof raw.queue === 'string' ? raw.queue : '', reason });
   }
 
@@ -172,20 +179,25 @@ export class Work {
   }
 
   private settleHeld(action: 'ack' | 'fail', taskId: string, fields: Record<string, unknown>): Promise<void> {
-    return this.settleTask(action, taskId, this.leases.get(taskId)?.epoch, fields);
+    return this.settleTask(action, taskId, this.byId(taskId), fields);
   }
 
-  private settleTask(action: 'ack' | 'fail', taskId: string, epoch: number | undefined, fields: Record<string, unknown>): Promise<void> {
-    const lost = this.leaseProblem(taskId, epoch, 'LEASE_LOST');
-    this.leases.delete(taskId);
+  /** A seed-style call by id: the latest delivery, or the revoked one. */
+  private byId(taskId: string): Lease | undefined {
+    return this.leases.get(taskId) ?? this.revoked.get(taskId);
+  }
+
+  private settleTask(action: 'ack' | 'fail', taskId: string, lease: Lease | undefined, fields: Record<string, unknown>): Promise<void> {
+    const lost = this.leaseProblem(taskId, lease, 'LEASE_LOST');
+    if (lease && this.leases.get(taskId) === lease) this.leases.delete(taskId);
     if (lost) return rejected(lost);
     return quiet(this.transport.call({ action, taskId, ...fields }).then(noop));
   }
 
   /** Why the task is no longer ours (revoked, or its connection closed), or null. */
-  private leaseProblem(taskId: string, epoch: number | undefined, revokedCode: string): BrokerError | null {
-    const reason = this.revoked.get(taskId);
-    if (reason !== undefined) return new BrokerError(revokedCode, `task ${taskId} was revoked by the gateway (${reason})`);
+  private leaseProblem(taskId: string, lease: Lease | undefined, revokedCode: string): BrokerError | null {
+    if (lease?.revoked !== undefined) return new BrokerError(revokedCode, `task ${taskId} was revoked by the gateway (${lease.revoked})`);
+    const epoch = lease?.epoch;
     if (epoch !== undefined && (epoch !== this.transport.epoch || !this.transport.isOpen)) {
       return new BrokerError('LEASE_LOST', `task ${taskId} came on a connection that closed: the gateway gave it back to the queue`);
     }
@@ -195,14 +207,15 @@ export class Work {
   /** Gives the task its `signal` and `progress` (not enumerable: the task still prints and serializes as delivered). */
   private lease(raw: Record<string, unknown>, epoch: number): Task {
     const taskId = String(raw.id);
-    const controller = new AbortController();
-    this.leases.set(taskId, { epoch, controller });
+    const lease: Lease = { epoch, controller: new AbortController() };
+    this.leases.set(taskId, lease);
     this.revoked.delete(taskId);
     const task = { ...raw, id: taskId } as unknown as Task;
     Object.defineProperties(task, {
-      signal: { value: controller.signal },
-      progress: { value: (value: unknown) => this.progress(taskId, value) },
+      signal: { value: lease.controller.signal },
+      progress: { value: (value: unknown) => this.progress(taskId, value, lease) },
     });
+    this.leaseOf.set(task, lease);
     return task;
   }
 
@@ -224,11 +237,11 @@ export class Work {
 
   receive(raw: unknown, pullId: unknown): void {
     if (!isObject(raw) || raw.id === undefined || raw.id === null) return;
-    const epoch = this.transport.epoch;
-    const task = this.lease(raw, epoch);
+    const task = this.lease(raw, this.transport.epoch);
+    const lease = this.leaseOf.get(task);
     if (typeof pullId === 'number' && this.orphanPulls.delete(pullId)) {
       // Draining: closing the connection hands it back without a retry delay.
-      if (!this.draining) void this.settleTask('fail', task.id, epoch, { reason: 'worker stopped' });
+      if (!this.draining) void this.settleTask('fail', task.id, lease, { reason: 'worker stopped' });
       return;
     }
     let pull = typeof pullId === 'number' ? this.pulls.get(pullId) : undefined;
@@ -242,7 +255,7 @@ export class Work {
     }
     if (pull) this.pulls.delete(pull.id);
     if (pull?.owner) {
-      pull.owner.run(task, epoch);
+      pull.owner.run(task);
       return;
     }
     if (this.taskCallback) {
@@ -251,12 +264,12 @@ export class Work {
       return;
     }
     this.report(new BrokerError('UNKNOWN_TASK', `task ${task.id} of ${task.queue} arrived with no handler: handed back`));
-    void this.settleTask('fail', task.id, epoch, { reason: 'no handler for this task' });
+    void this.settleTask('fail', task.id, lease, { reason: 'no handler for this task' });
   }
 
   private readonly workerPort: WorkerPort = {
     pull: (worker) => this.openPull(worker.queue, worker),
-    settle: (action, task, epoch, fields) => this.settleTask(action, task.id, epoch, fields),
+    settle: (action, task, fields) => this.settleTask(action, task.id, this.leaseOf.get(task), fields),
     release: (worker) => {
       for (const pull of [...this.pulls.values()]) {
         if (pull.owner !== worker) continue;

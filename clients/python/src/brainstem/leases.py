@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Callable, Coroutine, Optional
+from typing import Any, Awaitable, Callable, Optional
+
+
+async def _unset(value: Any) -> None:
+    raise RuntimeError("this task was not delivered by the gateway")
 
 
 class LeasedTask(dict):  # type: ignore[type-arg]
@@ -17,11 +21,14 @@ class LeasedTask(dict):  # type: ignore[type-arg]
     async handler is cancelled instead.
     """
 
-    def __init__(self, fields: Any, report: Callable[[str, Any], Coroutine[Any, Any, None]]) -> None:
+    def __init__(self, fields: Any, generation: int) -> None:
         super().__init__(fields)
         self.revoked = threading.Event()
         self.revoke_reason: Optional[str] = None
-        self._report = report
+        # The connection it came on: settled after that one closed, it is LEASE_LOST.
+        self.generation = generation
+        # Sends the progress frame of this delivery (set by the work layer).
+        self.report: Callable[[Any], Awaitable[None]] = _unset
         self._loop = asyncio.get_running_loop()
         # Cancels the async handler's task (set by the Worker running it).
         self.cancel_handler: Optional[Callable[[], Any]] = None
@@ -32,14 +39,14 @@ class LeasedTask(dict):  # type: ignore[type-arg]
         In the event loop it returns an awaitable; from a handler's thread it
         blocks until the receipt. Raises ``BrokerError`` ``UNKNOWN_TASK`` once revoked.
         """
-        report = self._report(str(self["id"]), value)
+        report = self.report(value)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is self._loop:
             return report
-        return asyncio.run_coroutine_threadsafe(report, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(report, self._loop).result()  # type: ignore[arg-type]
 
     def revoke(self, reason: str) -> None:
         self.revoke_reason = reason

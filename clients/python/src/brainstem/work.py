@@ -48,11 +48,10 @@ class Work:
         self.workers: List["Worker"] = []
         self.draining = False
         self._pulls: Dict[str, _Pull] = {}
-        # Tasks in hand, by id: the connection they came on, and the task handed out.
-        self._held: Dict[str, int] = {}
+        # Tasks in hand, by id (the latest delivery; each knows its connection).
         self._leased: Dict[str, LeasedTask] = {}
-        # Tasks the gateway revoked on this connection, by id -> reason: never acked.
-        self._revoked: Dict[str, str] = {}
+        # Tasks the gateway revoked on this connection, by id: an ack or fail by id is refused, never sent.
+        self._revoked: Dict[str, LeasedTask] = {}
         self._progress = ProgressListeners(pubsub)
 
     def restore(self, generation: int) -> List[str]:
@@ -79,11 +78,9 @@ class Work:
             return
         key = str(revoke["taskId"])
         reason = revoke.get("reason") if isinstance(revoke.get("reason"), str) else "revoked"
-        self._held.pop(key, None)
-        self._revoked[key] = reason
-        task = self._leased.pop(key, None)
-        if task is not None:
-            task.revoke(reason)
+        task = self._leased.pop(key, None) or self._lease({"id": key, "queue": revoke.get("queue", "")})
+        self._revoked[key] = task
+        task.revoke(reason)
         self.transport.emit("revoked", {"taskId": key, "queue": revoke.get("queue", ""), "reason": reason})
 
     def on_close(self, error: BrokerError) -> None:
@@ -122,10 +119,10 @@ class Work:
             self._progress.add(reply_to, task_id, on_progress)
         return task_id
 
-    async def progress(self, task_id: str, value: Any) -> None:
+    async def progress(self, task_id: str, value: Any, lease: Optional[LeasedTask] = None) -> None:
         """Reports progress of a task in hand; ``UNKNOWN_TASK`` once revoked, ``LEASE_LOST`` once its connection closed."""
         key = str(task_id)
-        self._check_lease(key, self._held.get(key), "UNKNOWN_TASK")
+        self._check_lease(key, lease or self._by_id(key), "UNKNOWN_TASK")
         await self.transport.call({"action": "progress", "taskId": key, "progress": value})
 
     async def pull(self, queue: str) -> None:
@@ -144,30 +141,42 @@ class Work:
             )
         return pull
 
-    async def ack(self, task_id: str, result: Any = None) -> bool:
+    async def ack(self, task_id: str, result: Any = None, lease: Optional[LeasedTask] = None) -> bool:
         frame: Dict[str, Any] = {"action": "ack", "taskId": task_id}
         if result is not None:
             frame["result"] = result
-        return await self._settle(task_id, frame)
+        return await self._settle(task_id, frame, lease)
 
-    async def fail(self, task_id: str, reason: str = "") -> bool:
-        return await self._settle(task_id, {"action": "fail", "taskId": task_id, "reason": reason})
+    async def fail(self, task_id: str, reason: str = "", lease: Optional[LeasedTask] = None) -> bool:
+        return await self._settle(task_id, {"action": "fail", "taskId": task_id, "reason": reason}, lease)
 
-    async def _settle(self, task_id: str, frame: Dict[str, Any]) -> bool:
+    async def _settle(self, task_id: str, frame: Dict[str, Any], lease: Optional[LeasedTask]) -> bool:
+        """``lease``: the delivery being settled (a Worker's); by id, the latest or the revoked one."""
         key = str(task_id)
-        held_on = self._held.pop(key, None)
-        self._leased.pop(key, None)
-        self._check_lease(key, held_on, "LEASE_LOST")
+        lease = lease or self._by_id(key)
+        if lease is not None and self._leased.get(key) is lease:
+            del self._leased[key]
+        self._check_lease(key, lease, "LEASE_LOST")
         await self.transport.call(frame)
         return True
 
-    def _check_lease(self, key: str, held_on: Optional[int], revoked_code: str) -> None:
+    def _by_id(self, key: str) -> Optional[LeasedTask]:
+        return self._leased.get(key) or self._revoked.get(key)
+
+    def _lease(self, fields: Dict[str, Any]) -> LeasedTask:
+        task = LeasedTask(fields, self.transport.generation)
+        task.report = lambda value: self.progress(str(fields["id"]), value, task)
+        return task
+
+    def _check_lease(self, key: str, lease: Optional[LeasedTask], revoked_code: str) -> None:
         """Raises when the task is no longer ours: revoked, or its connection closed."""
-        reason = self._revoked.get(key)
-        if reason is not None:
-            message = f"task {key} was revoked by the gateway ({reason})"
+        if lease is None:
+            return
+        if lease.revoke_reason is not None:
+            message = f"task {key} was revoked by the gateway ({lease.revoke_reason})"
             raise LeaseLost(message) if revoked_code == "LEASE_LOST" else BrokerError(message, revoked_code)
-        if held_on is not None and (held_on != self.transport.generation or not self.transport.live):
+        held_on = lease.generation
+        if held_on != self.transport.generation or not self.transport.live:
             raise LeaseLost(f"task {key} came on a connection that closed: the gateway gave it back to the queue")
 
     async def work(self, queue: str, handler: TaskHandler, concurrency: int = 1) -> "Worker":
@@ -197,8 +206,7 @@ class Work:
                 del self._pulls[pull.id]
         if "id" in task:
             key = str(task["id"])
-            task = LeasedTask(task, self.progress)
-            self._held[key] = self.transport.generation
+            task = self._lease(task)
             self._leased[key] = task
             self._revoked.pop(key, None)
         if pull is not None and pull.orphan_handler is not None:

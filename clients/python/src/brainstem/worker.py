@@ -96,7 +96,7 @@ class Worker:
                 self.failed += 1
                 reason = str(err) or type(err).__name__
                 log.warning("task %s from %s failed: %s", task.get("id"), self.queue, reason)
-                await self._report(self.work.fail(task["id"], reason))
+                await self._report(self.work.fail(task["id"], reason, self._lease(task)))
             else:
                 if isinstance(task, LeasedTask) and task.revoked.is_set():
                     return
@@ -107,12 +107,12 @@ class Worker:
 
     async def _ack(self, task: Task, result: Any) -> bool:
         try:
-            return await self.work.ack(task["id"], result)
+            return await self.work.ack(task["id"], result, self._lease(task))
         except BrokerError as err:
             if result is None or err.code not in _RESULT_REFUSED:
                 raise
             log.warning("result of task %s not sent (%s): %s", task["id"], err.code, err)
-            return await self.work.ack(task["id"])
+            return await self.work.ack(task["id"], None, self._lease(task))
 
     async def _report(self, settle: Awaitable[bool]) -> None:
         try:
@@ -121,6 +121,10 @@ class Worker:
             # At-least-once: the gateway delivers the task again.
             if err.code not in LEASE_GONE:
                 log.warning("could not settle a task from %s (%s): %s", self.queue, err.code, err)
+
+    @staticmethod
+    def _lease(task: Task) -> Optional[LeasedTask]:
+        return task if isinstance(task, LeasedTask) else None
 
     def _late_task(self, task: Task) -> None:
         """A task granted to a pull of this stopped worker: not processed, handed back."""
