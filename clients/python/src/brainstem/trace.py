@@ -18,7 +18,8 @@ _handled: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("brains
 
 def new_traceparent() -> str:
     """The traceparent of a new trace (sampled)."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    ids = secrets.token_hex(24)
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def child_of(parent: str) -> str:
