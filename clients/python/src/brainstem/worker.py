@@ -76,6 +76,9 @@ class Worker:
             await self._process(task)
 
     async def _process(self, task: Task) -> None:
+        if isinstance(task, LeasedTask) and task.revoked.is_set():
+            # Revoked before its handler started: nothing to run, nothing to settle.
+            return
         self.in_hand += 1
         try:
             with handling(task.get("traceparent")):
