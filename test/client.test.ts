@@ -133,7 +133,9 @@ t.test('connect fails fast when nothing listens, unless asked to wait for the ga
   await connected;
   t.ok(patient.connected, 'connected once something listens');
   const [, request] = await accepted;
-  t.equal(request.url, '/bus', 'the http:// URL was turned into ws://…/bus');
+  const asked = new URL(request.url, 'http://x');
+  t.equal(asked.pathname, '/bus', 'the http:// URL was turned into ws://…/bus');
+  t.equal(asked.searchParams.get('pid'), String(process.pid), 'the Node client sends its pid');
 });
 
 t.test('the offline buffer holds frames until connected and refuses past its bound', async (t) => {

@@ -1,14 +1,14 @@
 import type { BusEvent } from '../bus/protocol.js';
-import { defaultOptions } from './defaults.js';
+import { defaultOptions, defaultPid } from './defaults.js';
 import { Emitter } from './emitter.js';
-import { PubSub, uniqueId, type EventHandler, type PublishOptions } from './pubsub.js';
+import { PubSub, uniqueId, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult } from './pubsub.js';
 import { resolveWebSocket, type SocketConstructor } from './socket.js';
 import type { TaskWorker } from './task-worker.js';
 import { quiet, Transport, type BrokerClientEvents } from './transport.js';
 import { BrokerError, type TaskHandler } from './types.js';
 import { Work, type EnqueueOptions } from './work.js';
 
-export { defaultOptions, uniqueId, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions };
+export { defaultOptions, uniqueId, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult };
 
 export interface ReconnectOptions {
   /** First delay after a lost connection (default 200 ms); doubles per failed attempt. */
@@ -25,6 +25,8 @@ export interface BrokerClientOptions {
   id?: string;
   /** Sent as `?token=` (browsers cannot set headers). */
   token?: string;
+  /** Sent as `?pid=` so the gateway links the connection to this process's heartbeat; default: `process.pid` in Node, none in browsers; `false`: none. */
+  pid?: number | false;
   /** `false`: do not reconnect after a lost connection. */
   reconnect?: ReconnectOptions | false;
   /** Frames kept while disconnected; past it, calls reject with BUFFER_FULL. */
@@ -39,6 +41,12 @@ export interface BrokerClientOptions {
   connectTimeoutMs?: number;
   /** Largest frame to send; larger calls reject at once with PAYLOAD_TOO_LARGE. */
   maxFrameBytes?: number;
+  /**
+   * Send `opts.traceparent` on every enqueue (a child of the event or task
+   * being handled, else a new trace), as publishes do. Off by default until
+   * the gateway accepts that option; an explicit `traceparent` is always sent.
+   */
+  traceTasks?: boolean;
   /** The WebSocket implementation; default: `ws` in Node (set by the entry), the native one in browsers. */
   WebSocket?: SocketConstructor;
 }
@@ -96,6 +104,8 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     if (options.id !== undefined && !url.searchParams.has('name')) url.searchParams.set('name', options.id);
     const token = options.token ?? defaultToken();
     if (token !== undefined && !url.searchParams.has('token')) url.searchParams.set('token', token);
+    const pid = options.pid === undefined ? defaultPid() : options.pid;
+    if (pid !== false && pid !== null && !url.searchParams.has('pid')) url.searchParams.set('pid', String(pid));
     const report = (err: unknown) => this.transport.reportError(err);
     this.transport = new Transport({
       url: this.url,
@@ -115,6 +125,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
       },
       event: (event) => this.pubsub.dispatch(event),
       task: (task, pullId) => this.queues.receive(task, pullId),
+      revoke: (revoke) => this.queues.revoke(revoke),
       answer: (id, failure) => this.queues.answer(id, failure),
       lost: () => this.queues.lost(),
       closing: (err) => {
@@ -126,7 +137,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
       name: this.id,
     });
     this.pubsub = new PubSub(this.transport, options.requestTimeoutMs ?? defaults.requestTimeoutMs, report);
-    this.queues = new Work(this.transport, report);
+    this.queues = new Work(this.transport, this.pubsub, report, (revoke) => this.emit('revoked', revoke), options.traceTasks ?? defaults.traceTasks);
   }
 
   /** The id the gateway gave this connection (from its welcome frame). */
@@ -179,10 +190,13 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
    * Calls `handler` for every event whose type matches `pattern` (`*` one
    * segment, `>` one or more at the end). A handler registered under
    * several matching patterns still sees each event once. Resolves when
-   * the gateway confirms.
+   * the gateway confirms, with its receipt's `offset`, `replayed`, `gap` on
+   * a retained topic. `{since}` / `{last}` replay retained events first.
+   * After a reconnect it resumes from the last offset handed to the
+   * handler: nothing missed, nothing twice.
    */
-  subscribe(pattern: string, handler: EventHandler): Promise<void> {
-    return this.pubsub.subscribe(pattern, handler);
+  subscribe(pattern: string, handler: EventHandler, options: SubscribeOptions = {}): Promise<SubscribeResult> {
+    return this.pubsub.subscribe(pattern, handler, options);
   }
 
   /** Removes `handler` (or every handler) from `pattern`; the last one out unsubscribes at the gateway. */
@@ -192,11 +206,12 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
 
   /**
    * Publishes an event; resolves with the gateway's receipt (`delivered`:
-   * how many connections got it). `{confirm: false}` asks for no receipt.
+   * how many connections got it; `duplicate: true` when the gateway had its
+   * `msgId` already). `{confirm: false}` asks for no receipt.
    */
   publish(type: string, payload: unknown, options: PublishOptions & { confirm: false }): Promise<{ delivered: null }>;
-  publish(type: string, payload?: unknown, options?: PublishOptions): Promise<{ delivered: number }>;
-  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number | null }> {
+  publish(type: string, payload?: unknown, options?: PublishOptions): Promise<{ delivered: number; duplicate?: true }>;
+  publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number | null; duplicate?: true }> {
     return this.pubsub.publish(type, payload, options);
   }
 
@@ -250,7 +265,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     this.queues.pull(queue);
   }
 
-  /** The task is done. Rejects with LEASE_LOST if it came on a connection that has since closed. */
+  /** The task is done. Rejects with LEASE_LOST, sending nothing, if it came on a connection that has since closed or the gateway revoked it. */
   ack(taskId: string, result?: unknown): Promise<void> {
     return this.queues.ack(taskId, result);
   }
@@ -258,5 +273,10 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
   /** The attempt failed: the gateway retries it with backoff, or dead-letters it. */
   fail(taskId: string, reason = ''): Promise<void> {
     return this.queues.fail(taskId, reason);
+  }
+
+  /** Reports how far a task in hand got (as `task.progress`); rejects with UNKNOWN_TASK once the gateway revoked it. */
+  progress(taskId: string, value: unknown): Promise<void> {
+    return this.queues.progress(taskId, value);
   }
 }

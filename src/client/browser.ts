@@ -15,6 +15,8 @@ export {
   type EventHandler,
   type PublishOptions,
   type ReconnectOptions,
+  type SubscribeOptions,
+  type SubscribeResult,
 } from './broker-client.js';
 export { TaskWorker } from './task-worker.js';
 export { BrokerError, type Task, type TaskHandler } from './types.js';

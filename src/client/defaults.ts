@@ -22,6 +22,8 @@ const DEFAULTS = Object.freeze({
   connectTimeoutMs: 10_000,
   /** Largest frame the client sends: the gateway's own default (BUS_MAX_FRAME_BYTES) closes the connection above it. */
   maxFrameBytes: 1024 * 1024,
+  /** Send `opts.traceparent` on every enqueue: off until the gateway accepts that option. */
+  traceTasks: false,
 });
 
 export type ClientDefaults = {
@@ -32,6 +34,7 @@ export type ClientDefaults = {
   keepaliveMs: number;
   connectTimeoutMs: number;
   maxFrameBytes: number;
+  traceTasks: boolean;
 };
 
 /** The defaults of every option, as one table (a fresh copy each call, as nats.js's defaultOptions()). */
@@ -47,3 +50,14 @@ export const CLOSE_GRACE_MS = 1000;
 export const WELCOME_WAIT_MS = 1000;
 /** A refused pull (store down, rate limited) is asked again after this long. */
 export const PULL_RETRY_MS = 1000;
+
+let processPid: number | null = null;
+
+/** The Node entry sets the process id sent as `?pid=` (browsers have none to send). */
+export function setProcessPid(pid: number): void {
+  processPid = pid;
+}
+
+export function defaultPid(): number | null {
+  return processPid;
+}

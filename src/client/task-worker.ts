@@ -1,10 +1,11 @@
 import { PULL_RETRY_MS } from './defaults.js';
+import { runInTrace } from './trace.js';
 import { BrokerError, type Task, type TaskHandler } from './types.js';
 
 /** What a worker needs from its client (kept narrow so the client's state stays private). */
 export interface WorkerPort {
   pull(worker: TaskWorker): void;
-  settle(action: 'ack' | 'fail', task: Task, epoch: number, fields: Record<string, unknown>): Promise<void>;
+  settle(action: 'ack' | 'fail', task: Task, fields: Record<string, unknown>): Promise<void>;
   /** Forget the worker's open pulls: tasks that still arrive on them are handed back. */
   release(worker: TaskWorker): void;
   report(err: unknown): void;
@@ -68,9 +69,9 @@ export class TaskWorker {
     if (this.inHand === 0) this.resolveStopped();
   }
 
-  run(task: Task, epoch: number): void {
+  run(task: Task): void {
     this.inHand++;
-    void this.process(task, epoch);
+    void this.process(task);
   }
 
   pullRefused(err: BrokerError): void {
@@ -83,22 +84,22 @@ export class TaskWorker {
     this.retries.add(cancel);
   }
 
-  private async process(task: Task, epoch: number): Promise<void> {
+  private async process(task: Task): Promise<void> {
     let succeeded = true;
     let result: unknown;
     let reason = '';
     try {
-      result = await this.handler(task);
+      result = await runInTrace(task.traceparent, () => this.handler(task));
     } catch (err) {
       succeeded = false;
       reason = err instanceof Error ? err.message : String(err);
     }
     try {
       if (succeeded) {
-        await this.ack(task, epoch, result);
+        await this.ack(task, result);
         this.acked++;
       } else {
-        await this.port.settle('fail', task, epoch, { reason });
+        await this.port.settle('fail', task, { reason });
         this.failed++;
       }
     } catch (err) {
@@ -109,14 +110,14 @@ export class TaskWorker {
     else if (this.inHand === 0) this.resolveStopped();
   }
 
-  private async ack(task: Task, epoch: number, result: unknown): Promise<void> {
-    if (result === undefined) return this.port.settle('ack', task, epoch, {});
+  private async ack(task: Task, result: unknown): Promise<void> {
+    if (result === undefined) return this.port.settle('ack', task, {});
     try {
-      await this.port.settle('ack', task, epoch, { result });
+      await this.port.settle('ack', task, { result });
     } catch (err) {
       if (!(err instanceof BrokerError && RESULT_REFUSED.has(err.code))) throw err;
       this.port.report(new BrokerError(err.code, `result of task ${task.id} not sent: ${err.message}`));
-      await this.port.settle('ack', task, epoch, {});
+      await this.port.settle('ack', task, {});
     }
   }
 }

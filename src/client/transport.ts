@@ -7,7 +7,10 @@ export { quiet, rejected, type FrameId, type Receipt };
 
 export type BrokerClientEvents = {
   connected: { clientId: string | null; reconnected: boolean };
+  /** `code` 4001 (`heartbeat lapsed`): the gateway closed it; the client reconnects as after any drop. */
   disconnected: { code: number; reason: string };
+  /** The gateway took back a task this client held: its `signal` aborted, its ack/fail now reject with LEASE_LOST. */
+  revoked: { taskId: string; queue: string; reason: string };
   reconnecting: { attempt: number; delayMs: number };
   /** close() or drain() finished: the client is done for good. */
   closed: undefined;
@@ -28,11 +31,13 @@ export interface TransportHooks {
   closing(err: BrokerError): void;
   emit<K extends keyof BrokerClientEvents>(name: K, value: BrokerClientEvents[K]): void;
   hasErrorListener(): boolean;
+  /** `{"revoke":{taskId, queue, reason}}`: a held task was taken back. */
+  revoke(revoke: unknown): void;
   /** Names the client in console messages. */
   readonly name: string;
 }
 
-export interface TransportSettings extends Omit<ClientDefaults, 'reconnect'> {
+export interface TransportSettings extends Omit<ClientDefaults, 'reconnect' | 'traceTasks'> {
   url: string;
   connectUrl: string;
   Socket: SocketConstructor;
@@ -327,6 +332,10 @@ export class Transport {
     }
     if ('task' in frame) {
       this.hooks.task(frame.task, frame.id);
+      return;
+    }
+    if ('revoke' in frame) {
+      this.hooks.revoke(frame.revoke);
       return;
     }
     if (isObject(frame.welcome)) {

@@ -1,6 +1,8 @@
 import { isValidQueueName } from '../bus/topic.js';
-import { invoke } from './pubsub.js';
+import { ProgressListeners, type ProgressCallback } from './progress.js';
+import { invoke, type PubSub } from './pubsub.js';
 import { TaskWorker, type WorkerPort } from './task-worker.js';
+import { outgoingTraceparent, runInTrace } from './trace.js';
 import { isObject, quiet, rejected, type FrameId, type Transport } from './transport.js';
 import { BrokerError, type Task, type TaskHandler } from './types.js';
 
@@ -13,6 +15,21 @@ export interface EnqueueOptions {
   jobId?: string;
   /** When the task is done the gateway publishes its result there (correlationId = taskId). */
   replyTo?: string;
+  /** With `replyTo`: called with each progress the worker reports (events `REPLYTO.progress` of this task). */
+  onProgress?: ProgressCallback;
+  /** W3C trace context of the task; default (with the client's `traceTasks`): a child of what is being handled, else a new trace. */
+  traceparent?: string;
+}
+
+/**
+ * One delivery of a task: the connection it came on, what aborts its
+ * handler, and why the gateway revoked it. Kept per delivery, not per id: a
+ * revoked task may be delivered again while its first handler still runs.
+ */
+interface Lease {
+  epoch: number;
+  controller: AbortController;
+  revoked?: string;
 }
 
 interface OpenPull {
@@ -34,19 +51,64 @@ export class Work {
   private readonly pulls = new Map<FrameId, OpenPull>();
   /** Pulls of stopped workers still open at the gateway: their tasks are handed back. */
   private readonly orphanPulls = new Set<FrameId>();
-  /** Tasks taken through seed-style pulls, by id → the connection they came on. */
-  private readonly held = new Map<string, number>();
+  /** Tasks in hand, by id (the latest delivery). */
+  private readonly leases = new Map<string, Lease>();
+  /** Tasks the gateway revoked on this connection, by id: an ack or fail by id is refused, never sent. */
+  private readonly revoked = new Map<string, Lease>();
+  private readonly leaseOf = new WeakMap<Task, Lease>();
+  private readonly progressListeners: ProgressListeners;
   private readonly workers = new Set<TaskWorker>();
   private taskCallback: TaskHandler | null = null;
   private draining = false;
 
-  constructor(private readonly transport: Transport, private readonly report: (err: unknown) => void) {}
+  constructor(
+    private readonly transport: Transport,
+    pubsub: PubSub,
+    private readonly report: (err: unknown) => void,
+    private readonly revokedEvent: (revoke: { taskId: string; queue: string; reason: string }) => void,
+    /** Send `opts.traceparent` on every enqueue (not only an explicit one). */
+    private readonly traceTasks: boolean,
+  ) {
+    this.progressListeners = new ProgressListeners(pubsub, report);
+  }
 
   enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<string> {
     if (!isValidQueueName(queue)) return rejected(new BrokerError('INVALID_QUEUE', `invalid queue: ${JSON.stringify(queue)}`));
+    const { onProgress, ...opts } = options ?? {};
+    if (this.traceTasks) opts.traceparent = outgoingTraceparent(opts.traceparent);
     const frame: Record<string, unknown> & { action: string } = { action: 'enqueue', queue, task: payload === undefined ? null : payload };
-    if (options !== undefined) frame.opts = options;
-    return quiet(this.transport.call(frame).then((receipt) => String(receipt.taskId)));
+    if (options !== undefined || this.traceTasks) frame.opts = opts;
+    if (!onProgress) return quiet(this.transport.call(frame).then((receipt) => String(receipt.taskId)));
+    if (opts.replyTo === undefined) return rejected(new BrokerError('INVALID_FRAME', 'onProgress needs replyTo: progress is published to REPLYTO.progress'));
+    const replyTo = opts.replyTo;
+    // Subscribed before the task exists, so no progress can pass unseen.
+    return quiet(this.progressListeners.prepare(replyTo)
+      .then(() => this.transport.call(frame))
+      .then((receipt) => {
+        const taskId = String(receipt.taskId);
+        this.progressListeners.add(replyTo, taskId, onProgress);
+        return taskId;
+      }));
+  }
+
+  /** Reports progress of a task in hand; UNKNOWN_TASK once revoked, LEASE_LOST once its connection closed. */
+  progress(taskId: string, value: unknown, lease = this.byId(taskId)): Promise<void> {
+    const lost = this.leaseProblem(taskId, lease, 'UNKNOWN_TASK');
+    if (lost) return rejected(lost);
+    return quiet(this.transport.call({ action: 'progress', taskId, progress: value === undefined ? null : value }).then(noop));
+  }
+
+  /** The gateway took a task back: abort its handler, forget it, never ack it. */
+  revoke(raw: unknown): void {
+    if (!isObject(raw) || raw.taskId === undefined || raw.taskId === null) return;
+    const taskId = String(raw.taskId);
+    const reason = typeof raw.reason === 'string' ? raw.reason : 'revoked';
+    const lease = this.leases.get(taskId) ?? { epoch: this.transport.epoch, controller: new AbortController() };
+    this.leases.delete(taskId);
+    lease.revoked = reason;
+    this.revoked.set(taskId, lease);
+    lease.controller.abort(reason);
+    this.revokedEvent({ taskId, queue: typeof raw.queue === 'string' ? raw.queue : '', reason });
   }
 
   work(queue: string, handler: TaskHandler, options: { concurrency?: number } = {}): TaskWorker {
@@ -92,9 +154,10 @@ export class Work {
     for (const pull of this.pulls.values()) this.sendPull(pull);
   }
 
-  /** The connection closed: pulls of stopped workers ended with it. */
+  /** The connection closed: pulls of stopped workers ended with it; its leases (revoked or not) are LEASE_LOST by epoch. */
   lost(): void {
     this.orphanPulls.clear();
+    this.revoked.clear();
   }
 
   closing(): void {
@@ -116,17 +179,44 @@ export class Work {
   }
 
   private settleHeld(action: 'ack' | 'fail', taskId: string, fields: Record<string, unknown>): Promise<void> {
-    const epoch = this.held.get(taskId);
-    this.held.delete(taskId);
-    return this.settleTask(action, taskId, epoch, fields);
+    return this.settleTask(action, taskId, this.byId(taskId), fields);
   }
 
-  private settleTask(action: 'ack' | 'fail', taskId: string, epoch: number | undefined, fields: Record<string, unknown>): Promise<void> {
-    if (epoch !== undefined && (epoch !== this.transport.epoch || !this.transport.isOpen)) {
-      return rejected(new BrokerError('LEASE_LOST',
-        `task ${taskId} came on a connection that closed: the gateway gave it back to the queue`));
-    }
+  /** A seed-style call by id: the latest delivery, or the revoked one. */
+  private byId(taskId: string): Lease | undefined {
+    return this.leases.get(taskId) ?? this.revoked.get(taskId);
+  }
+
+  private settleTask(action: 'ack' | 'fail', taskId: string, lease: Lease | undefined, fields: Record<string, unknown>): Promise<void> {
+    const lost = this.leaseProblem(taskId, lease, 'LEASE_LOST');
+    if (lease && this.leases.get(taskId) === lease) this.leases.delete(taskId);
+    if (lost) return rejected(lost);
     return quiet(this.transport.call({ action, taskId, ...fields }).then(noop));
+  }
+
+  /** Why the task is no longer ours (revoked, or its connection closed), or null. */
+  private leaseProblem(taskId: string, lease: Lease | undefined, revokedCode: string): BrokerError | null {
+    if (lease?.revoked !== undefined) return new BrokerError(revokedCode, `task ${taskId} was revoked by the gateway (${lease.revoked})`);
+    const epoch = lease?.epoch;
+    if (epoch !== undefined && (epoch !== this.transport.epoch || !this.transport.isOpen)) {
+      return new BrokerError('LEASE_LOST', `task ${taskId} came on a connection that closed: the gateway gave it back to the queue`);
+    }
+    return null;
+  }
+
+  /** Gives the task its `signal` and `progress` (not enumerable: the task still prints and serializes as delivered). */
+  private lease(raw: Record<string, unknown>, epoch: number): Task {
+    const taskId = String(raw.id);
+    const lease: Lease = { epoch, controller: new AbortController() };
+    this.leases.set(taskId, lease);
+    this.revoked.delete(taskId);
+    const task = { ...raw, id: taskId } as unknown as Task;
+    Object.defineProperties(task, {
+      signal: { value: lease.controller.signal },
+      progress: { value: (value: unknown) => this.progress(taskId, value, lease) },
+    });
+    this.leaseOf.set(task, lease);
+    return task;
   }
 
   private openPull(queue: string, owner: TaskWorker | null): void {
@@ -147,11 +237,11 @@ export class Work {
 
   receive(raw: unknown, pullId: unknown): void {
     if (!isObject(raw) || raw.id === undefined || raw.id === null) return;
-    const task = { ...raw, id: String(raw.id) } as unknown as Task;
-    const epoch = this.transport.epoch;
+    const task = this.lease(raw, this.transport.epoch);
+    const lease = this.leaseOf.get(task);
     if (typeof pullId === 'number' && this.orphanPulls.delete(pullId)) {
       // Draining: closing the connection hands it back without a retry delay.
-      if (!this.draining) void this.settleTask('fail', task.id, epoch, { reason: 'worker stopped' });
+      if (!this.draining) void this.settleTask('fail', task.id, lease, { reason: 'worker stopped' });
       return;
     }
     let pull = typeof pullId === 'number' ? this.pulls.get(pullId) : undefined;
@@ -165,21 +255,21 @@ export class Work {
     }
     if (pull) this.pulls.delete(pull.id);
     if (pull?.owner) {
-      pull.owner.run(task, epoch);
+      pull.owner.run(task);
       return;
     }
     if (this.taskCallback) {
-      this.held.set(task.id, epoch);
-      invoke(this.taskCallback, task, this.report);
+      const callback = this.taskCallback;
+      runInTrace(task.traceparent, () => invoke(callback, task, this.report));
       return;
     }
     this.report(new BrokerError('UNKNOWN_TASK', `task ${task.id} of ${task.queue} arrived with no handler: handed back`));
-    void this.settleTask('fail', task.id, epoch, { reason: 'no handler for this task' });
+    void this.settleTask('fail', task.id, lease, { reason: 'no handler for this task' });
   }
 
   private readonly workerPort: WorkerPort = {
     pull: (worker) => this.openPull(worker.queue, worker),
-    settle: (action, task, epoch, fields) => this.settleTask(action, task.id, epoch, fields),
+    settle: (action, task, fields) => this.settleTask(action, task.id, this.leaseOf.get(task), fields),
     release: (worker) => {
       for (const pull of [...this.pulls.values()]) {
         if (pull.owner !== worker) continue;

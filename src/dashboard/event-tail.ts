@@ -81,7 +81,7 @@ const SHOWN = 200;
 const PAYLOAD_CHARS = 240;
 
 export interface TailSubscriber {
-  subscribe(pattern: string, handler: (event: BusEvent) => void): Promise<void>;
+  subscribe(pattern: string, handler: (event: BusEvent) => void): Promise<unknown>;
   unsubscribe(pattern: string, handler: (event: BusEvent) => void): Promise<void>;
 }
 

@@ -10,7 +10,9 @@ export type Note =
   | { kind: 'event'; tag: string; event: Record<string, unknown> }
   | { kind: 'task'; worker: string | null; task: Record<string, unknown> }
   | { kind: 'connected' }
-  | { kind: 'disconnected' }
+  | { kind: 'disconnected'; code?: number }
+  | { kind: 'revoked'; taskId: string; queue: string; reason: string }
+  | { kind: 'progress'; taskId: string; progress: unknown }
   | { kind: 'error'; code: string | null };
 
 /** Client options a scenario may set, in neutral names (each driver maps them to its language's). */
@@ -20,6 +22,10 @@ export interface ClientSettings {
   reconnectMaxDelayMs?: number;
   maxBufferedFrames?: number;
   receiptTimeoutMs?: number;
+  /** `false`: send no `?pid=`; a number: send that one. */
+  pid?: number | false;
+  /** Send opts.traceparent on every enqueue. */
+  traceTasks?: boolean;
 }
 
 /**

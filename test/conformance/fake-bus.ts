@@ -15,6 +15,8 @@ export class FakeBus {
   readonly url: string;
   /** Connections accepted so far (each got a welcome). */
   connections = 0;
+  /** The query of each accepted connection's URL, in order. */
+  readonly queries: Record<string, string>[] = [];
   private socket: WebSocket | null = null;
   private accepting = true;
   private readonly frames: Frame[] = [];
@@ -29,7 +31,11 @@ export class FakeBus {
         socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n');
         return;
       }
-      wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws));
+      const query = Object.fromEntries(new URL(request.url ?? '/', 'http://fake').searchParams);
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        this.queries.push(query);
+        this.accept(ws);
+      });
     });
   }
 
@@ -103,6 +109,12 @@ export class FakeBus {
     this.socket?.terminate();
     this.socket = null;
     // Frames already received stay queued for `next`: the scenario still sees them, in order.
+  }
+
+  /** Closes the connection with a close frame (as the gateway's 4001 `heartbeat lapsed`). */
+  closeConnection(code: number, reason: string): void {
+    this.socket?.close(code, reason);
+    this.socket = null;
   }
 
   /** Refuses (503) or accepts new connections. */

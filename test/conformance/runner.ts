@@ -20,14 +20,20 @@ import type { FakeBus } from './fake-bus.js';
  *   gateway received must match (pings are answered and skipped);
  *   `{"server": "send", "frame"}`; `{"server": "drop"}` ends the connection;
  *   `{"server": "refuse"|"accept"}` refuses or accepts new connections;
- *   `{"server": "connection", "count": N}` waits for the Nth connection.
+ *   `{"server": "connection", "count": N}` waits for the Nth connection;
+ *   `{"server": "close", "code", "reason"}` closes it with a close frame;
+ *   `{"server": "query", "expect": PATTERN}`: the last connection's URL query.
+ * - `{"notice": "disconnected", "code"?}` checks the close code too;
+ *   `{"revoked": PATTERN}`: the client's `revoked` event;
+ *   `{"progress": PATTERN}`: an `onProgress` callback of an enqueue.
  * - `{"peer": "call"|"send", "frame", "expect"?}`: a raw second connection
  *   to the real gateway.
  *
  * Values: `"$ref.path"` is a saved value (a call's result, a frame, a task);
  * `{run}` inside a string is unique to the run; `{"$repeat": [TEXT, N]}` is
  * TEXT N times. Patterns match objects partially; `"$any"`, `"$string"`,
- * `"$number"`, `"$absent"`, `"$none"` (null or nothing) match by kind. After the last step the runner
+ * `"$number"`, `"$absent"`, `"$none"` (null or nothing), `"$traceparent"` (a W3C
+ * traceparent) match by kind; `{"$childOf": TRACEPARENT}` matches a child span of it. After the last step the runner
  * pings through the client (unless it was closed) and fails the scenario if
  * anything was left unread: every frame was meant, and so was every event.
  */
@@ -42,6 +48,7 @@ type Step = Record<string, unknown>;
 type Frame = Record<string, unknown>;
 
 const STEP_TIMEOUT_MS = 5000;
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 class Notes {
   private readonly queues = new Map<string, Note[]>();
@@ -86,6 +93,13 @@ export function mismatches(actual: unknown, expected: unknown, path = ''): strin
   if (expected === '$none') return actual === null || actual === undefined ? [] : [`${at}: ${JSON.stringify(actual)} is not null`];
   if (expected === '$any') return actual === undefined ? [`${at}: missing`] : [];
   if (expected === '$string') return typeof actual === 'string' ? [] : [`${at}: ${JSON.stringify(actual)} is not a string`];
+  if (expected === '$traceparent') return typeof actual === 'string' && TRACEPARENT.test(actual) ? [] : [`${at}: ${JSON.stringify(actual)} is not a traceparent`];
+  if (typeof expected === 'object' && expected !== null && '$childOf' in expected) {
+    const parent = String((expected as { $childOf: unknown }).$childOf);
+    const child = typeof actual === 'string' && TRACEPARENT.test(actual)
+      && actual.slice(0, 36) === parent.slice(0, 36) && actual.slice(52) === parent.slice(52) && actual.slice(36, 52) !== parent.slice(36, 52);
+    return child ? [] : [`${at}: ${JSON.stringify(actual)} is not a child span of ${parent}`];
+  }
   if (expected === '$number') return typeof actual === 'number' ? [] : [`${at}: ${JSON.stringify(actual)} is not a number`];
   if (Array.isArray(expected)) {
     if (!Array.isArray(actual) || actual.length !== expected.length) return [`${at}: ${JSON.stringify(actual)} is not ${JSON.stringify(expected)}`];
@@ -122,7 +136,7 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
 
   const resolve = (value: unknown): unknown => {
     if (typeof value === 'string') {
-      if (value.startsWith('$') && !['$any', '$string', '$number', '$absent', '$none'].includes(value)) {
+      if (value.startsWith('$') && !['$any', '$string', '$number', '$absent', '$none', '$traceparent'].includes(value)) {
         const [name, ...path] = value.slice(1).split('.');
         if (!saved.has(name ?? '')) throw new Error(`nothing saved as ${name}`);
         return path.reduce<unknown>((inner, key) => (inner as Record<string, unknown> | undefined)?.[key], saved.get(name ?? ''));
@@ -195,6 +209,11 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
       } else if (typeof step.notice === 'string') {
         const note = await notes.next('connection', step.notice);
         check(note.kind, step.notice, what);
+        if (step.code !== undefined) check(note.kind === 'disconnected' ? note.code : undefined, step.code, what);
+      } else if ('revoked' in step || 'progress' in step) {
+        const kind = 'revoked' in step ? 'revoked' : 'progress';
+        const note = await notes.next(kind, `${kind} ${JSON.stringify(step[kind])}`);
+        check(note, step[kind], what);
       } else if (typeof step.clientError === 'string') {
         const note = await notes.next('error', `error ${step.clientError}`);
         if (note.kind !== 'error') throw new Error('unreachable');
@@ -218,7 +237,7 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
       // The barrier: the gateway answered a ping sent after everything else.
       checkOutcome(await withTimeout(driver.start('ping', {}).outcome, 'final ping'), { ok: { pong: '$number' } }, 'final ping');
     }
-    const leftover = notes.unread(['event', 'task', 'error']);
+    const leftover = notes.unread(['event', 'task', 'error', 'revoked', 'progress']);
     if (leftover.length > 0) throw new Error(`the client did what no step expected: ${JSON.stringify(leftover).slice(0, 500)}`);
     const unread = env.fake?.unread() ?? [];
     if (unread.length > 0) throw new Error(`the client sent frames no step expected: ${JSON.stringify(unread).slice(0, 500)}`);
@@ -260,6 +279,12 @@ async function serverStep(
       return;
     case 'connection':
       await fake.connection(Number(step.count), STEP_TIMEOUT_MS);
+      return;
+    case 'close':
+      fake.closeConnection(Number(step.code), String(step.reason ?? ''));
+      return;
+    case 'query':
+      check(fake.queries.at(-1), step.expect, what);
       return;
     default:
       throw new Error(`${what}: unknown server step`);

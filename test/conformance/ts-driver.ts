@@ -13,6 +13,7 @@ function describe(err: unknown): Outcome {
 }
 
 interface Held {
+  task: Task;
   resolve(value: unknown): void;
   reject(err: Error): void;
 }
@@ -36,9 +37,12 @@ export class TsDriver implements ClientDriver {
     }
     if (settings.maxBufferedFrames !== undefined) options.maxBufferedFrames = settings.maxBufferedFrames;
     if (settings.receiptTimeoutMs !== undefined) options.receiptTimeoutMs = settings.receiptTimeoutMs;
+    if (settings.pid !== undefined) options.pid = settings.pid;
+    if (settings.traceTasks !== undefined) options.traceTasks = settings.traceTasks;
     this.client = new BrokerClient(options);
     this.client.on('connected', () => note({ kind: 'connected' }));
-    this.client.on('disconnected', () => note({ kind: 'disconnected' }));
+    this.client.on('disconnected', ({ code }) => note({ kind: 'disconnected', code }));
+    this.client.on('revoked', (revoke) => note({ kind: 'revoked', ...revoke }));
     this.client.on('error', (err) => note({ kind: 'error', code: err instanceof BrokerError ? err.code : null }));
     this.client.onTaskReceived((task) => note({ kind: 'task', worker: null, task: task as unknown as Record<string, unknown> }));
   }
@@ -83,6 +87,7 @@ export class TsDriver implements ClientDriver {
           connectTimeoutMs: d.connectTimeoutMs,
           keepaliveMs: d.keepaliveMs,
           maxFrameBytes: d.maxFrameBytes,
+          traceTasks: d.traceTasks,
         };
       }
       case 'state':
@@ -91,7 +96,11 @@ export class TsDriver implements ClientDriver {
         return c.ping().then((pong) => ({ pong }));
       case 'subscribe': {
         const tag = String(a.tag ?? a.pattern);
-        return c.subscribe(String(a.pattern), (event) => this.note({ kind: 'event', tag, event: event as unknown as Record<string, unknown> }));
+        const options = {
+          ...(a.since === undefined ? {} : { since: String(a.since) }),
+          ...(a.last === undefined ? {} : { last: Number(a.last) }),
+        };
+        return c.subscribe(String(a.pattern), (event) => this.note({ kind: 'event', tag, event: event as unknown as Record<string, unknown> }), options);
       }
       case 'unsubscribe':
         return c.unsubscribe(String(a.pattern));
@@ -104,8 +113,21 @@ export class TsDriver implements ClientDriver {
           .then((reply) => ({ reply }));
       case 'respond':
         return c.respond(String(a.pattern), (event) => ({ echo: event.payload }));
-      case 'enqueue':
-        return c.enqueue(String(a.queue), a.payload, a.opts as Record<string, unknown> | undefined).then((taskId) => ({ taskId }));
+      case 'enqueue': {
+        const opts = { ...(a.opts as Record<string, unknown> | undefined) };
+        if (a.onProgress === true) {
+          opts.onProgress = (progress: unknown, event: { correlationId?: unknown }) =>
+            this.note({ kind: 'progress', taskId: String(event.correlationId), progress });
+        }
+        return c.enqueue(String(a.queue), a.payload, a.opts === undefined && a.onProgress === undefined ? undefined : opts)
+          .then((taskId) => ({ taskId }));
+      }
+      case 'pid':
+        return { pid: String(process.pid) };
+      case 'progress': {
+        const held = this.held.get(String(a.taskId));
+        return (held?.task.progress ? held.task.progress(a.value) : c.progress(String(a.taskId), a.value)).then(() => ({}));
+      }
       case 'pull':
         return c.pull(String(a.queue));
       case 'ack':
@@ -118,8 +140,19 @@ export class TsDriver implements ClientDriver {
         const worker = c.work(String(a.queue), (task: Task) => {
           this.note({ kind: 'task', worker: name, task: task as unknown as Record<string, unknown> });
           if (mode === 'ack') return a.result ?? null;
+          if (mode === 'until-revoked') {
+            return new Promise((resolve) => task.signal?.addEventListener('abort', () => resolve({ done: task.signal?.reason })));
+          }
+          if (mode === 'publish') return c.publish(String(a.publishType), task.payload).then(() => null);
           if (mode === 'fail') throw new Error(String(a.reason ?? 'failed'));
-          return new Promise((resolve, reject) => this.held.set(task.id, { resolve, reject }));
+          return new Promise((resolve, reject) => {
+            this.held.set(task.id, { task, resolve, reject });
+            // As a handler should: stop once the gateway revokes the task.
+            task.signal?.addEventListener('abort', () => {
+              this.held.delete(task.id);
+              reject(new Error(String(task.signal?.reason)));
+            });
+          });
         }, { concurrency: Number(a.concurrency ?? 1) });
         this.workers.set(name, worker);
         return undefined;

@@ -36,6 +36,10 @@ def build_client(url, settings):
             options[name] = settings[neutral] / 1000
     if "maxBufferedFrames" in settings:
         options["buffer_limit"] = settings["maxBufferedFrames"]
+    if "pid" in settings:
+        options["pid"] = settings["pid"]
+    if "traceTasks" in settings:
+        options["trace_tasks"] = settings["traceTasks"]
     return BrokerClient(url, settings["name"], **options)
 
 
@@ -44,6 +48,7 @@ class Driver:
         self.client = client
         self.workers = {}
         self.held = {}
+        self.tasks = {}
         self.calls = {}
 
     async def op_connect(self, a):
@@ -67,6 +72,7 @@ class Driver:
             "connectTimeoutMs": round(d["open_timeout"] * 1000),
             "keepaliveMs": round(d["keepalive"] * 1000),
             "maxFrameBytes": d["max_frame_bytes"],
+            "traceTasks": d["trace_tasks"],
         }
 
     async def op_state(self, a):
@@ -81,7 +87,7 @@ class Driver:
         def handler(event):
             note(kind="event", tag=tag, event=event)
 
-        await self.client.subscribe(a["pattern"], handler)
+        return await self.client.subscribe(a["pattern"], handler, a.get("since"), a.get("last"))
 
     async def op_unsubscribe(self, a):
         await self.client.unsubscribe(a["pattern"])
@@ -102,7 +108,21 @@ class Driver:
         await self.client.respond(a["pattern"], lambda event: {"echo": event.get("payload")})
 
     async def op_enqueue(self, a):
-        return {"taskId": await self.client.enqueue(a["queue"], a.get("payload"), a.get("opts"))}
+        on_progress = None
+        if a.get("onProgress"):
+            def on_progress(progress, event):
+                note(kind="progress", taskId=str(event.get("correlationId")), progress=progress)
+        return {"taskId": await self.client.enqueue(a["queue"], a.get("payload"), a.get("opts"), on_progress=on_progress)}
+
+    async def op_pid(self, a):
+        return {"pid": str(os.getpid())}
+
+    async def op_progress(self, a):
+        task = self.tasks.get(a["taskId"])
+        if task is not None:
+            await task.progress(a.get("value"))
+        else:
+            await self.client.progress(a["taskId"], a.get("value"))
 
     async def op_pull(self, a):
         await self.client.pull(a["queue"])
@@ -121,16 +141,30 @@ class Driver:
             note(kind="task", worker=name, task=task)
             if mode == "ack":
                 return a.get("result")
+            if mode == "publish":
+                await self.client.publish(a["publishType"], task.get("payload"))
+                return None
             if mode == "fail":
                 raise RuntimeError(a.get("reason", "failed"))
             held = asyncio.get_running_loop().create_future()
             self.held[task["id"]] = held
-            outcome = await held
+            self.tasks[task["id"]] = task
+            try:
+                outcome = await held
+            finally:
+                self.tasks.pop(task["id"], None)
             if "fail" in outcome:
                 raise RuntimeError(outcome["fail"])
             return outcome.get("result")
 
-        self.workers[name] = await self.client.work(a["queue"], handler, a.get("concurrency", 1))
+        def thread_handler(task):
+            # A plain function, run in a thread: it watches task.revoked, then returns normally.
+            note(kind="task", worker=name, task=task)
+            task.revoked.wait(10)
+            return {"done": task.revoke_reason}
+
+        chosen = thread_handler if mode == "until-revoked" else handler
+        self.workers[name] = await self.client.work(a["queue"], chosen, a.get("concurrency", 1))
 
     async def op_release(self, a):
         held = self.held.pop(a["taskId"])
@@ -161,7 +195,8 @@ async def main():
     )
     client = build_client(sys.argv[1], json.loads(sys.argv[2]))
     client.on("connected", lambda welcome: note(kind="connected"))
-    client.on("disconnected", lambda code: note(kind="disconnected"))
+    client.on("disconnected", lambda code: note(kind="disconnected", code=code))
+    client.on("revoked", lambda revoke: note(kind="revoked", **revoke))
     client.on("error", lambda err: note(kind="error", code=getattr(err, "code", None)))
     client.on_task(lambda task: note(kind="task", worker=None, task=task))
     driver = Driver(client)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from .defaults import DEFAULT_URL, default_options
 from .errors import BrokerError, ClientClosed, ConnectFailed, ConnectionLost, InvalidArgument, LeaseLost, RequestTimeout
+from .progress import ProgressCallback
 from .pubsub import PubSub
 from .transport import Listener, Transport
 from .shapes import Event, EventHandler, Task, TaskHandler, call_handler, call_task_handler, is_async_callable
@@ -57,7 +58,13 @@ class _Hooks:
         self.client._work.on_task(task, key)
 
     def on_answer(self, key: str, error: BrokerError) -> bool:
-        return self.client._work.on_answer(key, error)
+        return self.client._work.on_answer(key, error) or self.client._pubsub.on_answer(key, error)
+
+    def on_revoke(self, revoke: Any) -> None:
+        self.client._work.on_revoke(revoke)
+
+    def connection_lost(self) -> None:
+        self.client._work.connection_lost()
 
     def on_close(self, error: BrokerError) -> None:
         self.client._work.on_close(error)
@@ -78,6 +85,8 @@ class BrokerClient:
         client_id: Optional[str] = None,
         *,
         token: Optional[str] = None,
+        pid: Union[int, bool, None] = None,
+        trace_tasks: Optional[bool] = None,
         reconnect: bool = True,
         backoff_initial: Optional[float] = None,
         backoff_max: Optional[float] = None,
@@ -97,15 +106,19 @@ class BrokerClient:
             "open_timeout": open_timeout,
             "keepalive": keepalive,
             "max_frame_bytes": max_frame_bytes,
+            "trace_tasks": trace_tasks,
         }
         options: Dict[str, Any] = {**default_options(), **{k: v for k, v in given.items() if v is not None}}
         options["reconnect"] = reconnect
         self.url = url or os.environ.get("BRAINSTEM_URL") or DEFAULT_URL
         self.client_id = client_id or str(uuid.uuid4())
         self.token = token if token is not None else os.environ.get("BRAINSTEM_TOKEN")
-        self._transport = Transport(self.url, self.client_id, self.token, options, _Hooks(self))
+        # Sent as ``?pid=``: the gateway links the connection to this process's heartbeat.
+        self.pid: Optional[int] = os.getpid() if pid is None or pid is True else (None if pid is False else int(pid))
+        self._transport = Transport(self.url, self.client_id, self.token, options, _Hooks(self), self.pid)
         self._pubsub = PubSub(self._transport, options["request_timeout"])
-        self._work = Work(self._transport)
+        # An explicit opts.traceparent is always sent.
+        self._work = Work(self._transport, self._pubsub, options["trace_tasks"])
 
     # -- connection -------------------------------------------------------
 
@@ -145,7 +158,10 @@ class BrokerClient:
         return self._work.task_handler
 
     def on(self, name: str, listener: Listener) -> None:
-        """Adds a listener: ``connected`` (welcome dict), ``disconnected`` (close code) or ``error`` (BrokerError)."""
+        """Adds a listener: ``connected`` (welcome dict), ``disconnected`` (close code; 4001: the
+        gateway saw this process's heartbeat lapse, the client reconnects as after any drop),
+        ``revoked`` (``{"taskId", "queue", "reason"}``: the gateway took back a task in hand) or
+        ``error`` (BrokerError)."""
         self._transport.on(name, listener)
 
     async def connect(self, retry: bool = False) -> None:
@@ -178,9 +194,16 @@ class BrokerClient:
 
     # -- pub/sub --------------------------------------------------------------
 
-    async def subscribe(self, topic: str, handler: EventHandler) -> None:
-        """Calls ``handler`` for every event whose type matches ``topic`` (``*`` and ``>`` wildcards)."""
-        await self._pubsub.subscribe(topic, handler)
+    async def subscribe(
+        self, topic: str, handler: EventHandler, since: Optional[str] = None, last: Optional[int] = None
+    ) -> Dict[str, Any]:
+        """Calls ``handler`` for every event whose type matches ``topic`` (``*`` and ``>`` wildcards).
+
+        Returns the receipt's ``offset``, ``replayed``, ``gap`` on a retained topic; ``since``
+        (an offset, ``"0"`` for all) or ``last`` (N) replay retained events first. After a
+        reconnect it resumes from the last offset handed to the handler: nothing missed, nothing twice.
+        """
+        return await self._pubsub.subscribe(topic, handler, since, last)
 
     async def unsubscribe(self, topic: str, handler: Optional[EventHandler] = None) -> None:
         """Removes ``handler`` (all handlers when ``None``) from ``topic``; unsubscribes when none is left."""
@@ -190,7 +213,8 @@ class BrokerClient:
         """Publishes an event and returns how many connections it was delivered to (the gateway's receipt).
 
         ``opts`` may set ``correlationId``, ``replyTo``, ``timestamp``,
-        ``source``. With ``confirm=False`` it asks for no receipt: it returns
+        ``source``, ``msgId`` (dedup key: sent twice, counted once; publishes
+        buffered while disconnected get one), ``traceparent``. With ``confirm=False`` it asks for no receipt: it returns
         ``None`` once the frame is sent or waits in the buffer.
         """
         return await self._pubsub.publish(type_, payload, confirm=confirm, **opts)
@@ -212,12 +236,21 @@ class BrokerClient:
 
     # -- work queues ----------------------------------------------------------
 
-    async def enqueue(self, queue: str, task: Any, opts: Optional[Dict[str, Any]] = None) -> str:
+    async def enqueue(
+        self, queue: str, task: Any, opts: Optional[Dict[str, Any]] = None, *, on_progress: Optional[ProgressCallback] = None
+    ) -> str:
         """Stores a task durably and returns its ``taskId`` once the gateway has stored it.
 
         ``opts``: ``priority``, ``delay`` (ms), ``attempts``, ``backoff``, ``jobId``, ``replyTo``.
+        ``on_progress(progress, event)`` (needs ``replyTo``) is called with each progress the
+        worker reports, until the task's result arrives.
         """
-        return await self._work.enqueue(queue, task, opts)
+        return await self._work.enqueue(queue, task, opts, on_progress)
+
+    async def progress(self, task_id: str, value: Any) -> None:
+        """Reports how far a task in hand got (as ``task.progress``); raises ``BrokerError``
+        ``UNKNOWN_TASK`` once the gateway revoked it, ``LeaseLost`` once its connection closed."""
+        await self._work.progress(task_id, value)
 
     async def pull(self, queue: str) -> None:
         """Asks for one task from ``queue``; it arrives at the ``on_task`` handler, now or when one is enqueued."""
@@ -228,7 +261,7 @@ class BrokerClient:
         ``result``, the gateway publishes it to the task's ``replyTo``.
 
         Raises ``LeaseLost`` (code ``LEASE_LOST``), sending nothing, when the
-        connection that received the task has closed: the gateway has put it
+        gateway revoked the task or the connection that received it has closed: the gateway has put it
         back and delivers it again (at-least-once). Raises ``BrokerError``
         when the gateway refuses (``UNKNOWN_TASK``: not held by this connection).
         """

@@ -36,6 +36,8 @@ class _Call:
     frame: Dict[str, Any]
     future: "asyncio.Future[Dict[str, Any]]"
     sent_on: int = -1
+    # Sent again after a drop before its receipt (a publish with a msgId: the gateway keeps one).
+    resend: bool = False
 
 
 @dataclass(eq=False)
@@ -100,12 +102,12 @@ class Outbox:
             raise BrokerError(f"not connected and {len(self._buffer)} frames already wait: buffer full", "BUFFER_FULL")
         self._buffer.append(outgoing)
 
-    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
+    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None, resend: bool = False) -> Dict[str, Any]:
         """Sends a frame with an ``id`` and returns its receipt; raises ``BrokerError`` on an error frame."""
         call_id = self.next_id()
         frame = {**frame, "id": call_id}
         text = self._serialize(frame)
-        call = _Call(frame, asyncio.get_running_loop().create_future())
+        call = _Call(frame, asyncio.get_running_loop().create_future(), resend=resend)
         if self.connection.live:
             call.sent_on = self.connection.generation
             self._calls[call_id] = call
@@ -151,7 +153,7 @@ class Outbox:
             action = call.frame.get("action")
             if self.connection.closing:
                 call.future.set_exception(ClientClosed())
-            elif action in _IDEMPOTENT_ACTIONS:
+            elif action in _IDEMPOTENT_ACTIONS or call.resend:
                 resend.append(_Outgoing(json.dumps(call.frame), call, call_id))
             else:
                 call.future.set_exception(

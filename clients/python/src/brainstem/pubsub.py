@@ -8,12 +8,13 @@ import json
 import logging
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .errors import BrokerError, ClientClosed, InvalidArgument, RequestTimeout
 from .topics import is_valid_pattern, is_valid_topic, pattern_matches
 from .transport import Transport
 from .shapes import Event, EventHandler, call_handler
+from .trace import handling, outgoing_traceparent
 
 log = logging.getLogger("brainstem")
 
@@ -26,6 +27,23 @@ def _ignore_event(event: Event) -> None:
     return None
 
 
+def _offset_key(offset: str) -> Tuple[float, float]:
+    """Offsets are "MS-SEQ": compared as numbers, never as strings ("9-0" < "10-0")."""
+    ms, _, seq = offset.partition("-")
+    try:
+        return (float(ms), float(seq or 0))
+    except ValueError:
+        return (float("inf"), float("inf"))
+
+
+def _newer(offset: str, kept: Optional[str]) -> bool:
+    return kept is None or _offset_key(offset) > _offset_key(kept)
+
+
+def _resume_info(receipt: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: receipt[k] for k in ("offset", "replayed", "gap") if k in receipt}
+
+
 class PubSub:
     def __init__(self, transport: Transport, request_timeout: float) -> None:
         self.transport = transport
@@ -35,10 +53,16 @@ class PubSub:
         # Patterns whose subscribe awaits its receipt: the transport sends that
         # frame again after a drop, so restore() does not.
         self._confirming: set[str] = set()
+        # Per pattern whose events carry offsets: the newest one handed to its
+        # handlers, where a new connection resumes (``since``).
+        self._offsets: Dict[str, str] = {}
+        # Restoring subscribes with ``since``, by id -> (pattern, connection); NOT_RETAINED: subscribe plainly.
+        self._resuming: Dict[str, Tuple[str, int]] = {}
         self._requests: Dict[str, "asyncio.Future[Event]"] = {}
         self._inbox: Optional[str] = None
         self._inbox_lock: Optional[asyncio.Lock] = None
-        self._events: Optional["asyncio.Queue[Event]"] = None
+        # Each event with the patterns it is new for (None: all that match).
+        self._events: Optional["asyncio.Queue[Tuple[Event, Optional[Set[str]]]]"] = None
         self._event_pump: Optional[asyncio.Task[None]] = None
 
     def start(self) -> None:
@@ -67,23 +91,59 @@ class PubSub:
         patterns = [
             p for p in self.event_handlers if self._subscribed_on.get(p) != generation and p not in self._confirming
         ]
+        frames = []
+        self._resuming = {key: entry for key, entry in self._resuming.items() if entry[1] == generation}
         for pattern in patterns:
             self._subscribed_on[pattern] = generation
-        return [json.dumps({"action": "subscribe", "topic": pattern}) for pattern in patterns]
+            frame: Dict[str, Any] = {"action": "subscribe", "topic": pattern}
+            since = self._offsets.get(pattern)
+            if since is not None:
+                frame["since"] = since
+                frame["id"] = self.transport.next_id()
+                self._resuming[frame["id"]] = (pattern, generation)
+            frames.append(json.dumps(frame))
+        return frames
 
-    async def subscribe(self, topic: str, handler: EventHandler) -> None:
+    def on_answer(self, key: str, error: BrokerError) -> bool:
+        """A restoring subscribe refused: NOT_RETAINED (the rules changed) subscribes plainly and stops tracking."""
+        entry = self._resuming.pop(key, None)
+        if entry is None:
+            return False
+        pattern = entry[0]
+        if error.code == "NOT_RETAINED" and pattern in self.event_handlers:
+            self._offsets.pop(pattern, None)
+            self.transport.spawn(self.transport.call({"action": "subscribe", "topic": pattern}), f"subscribing to {pattern}")
+        else:
+            log.warning("could not resume %s (%s): %s", pattern, error.code, error)
+            self.transport.emit("error", error)
+        return True
+
+    def _keep_offset(self, pattern: str, offset: Any) -> None:
+        if isinstance(offset, str) and pattern in self.event_handlers and _newer(offset, self._offsets.get(pattern)):
+            self._offsets[pattern] = offset
+
+    async def subscribe(
+        self, topic: str, handler: EventHandler, since: Optional[str] = None, last: Optional[int] = None
+    ) -> Dict[str, Any]:
         if not is_valid_pattern(topic):
             raise InvalidArgument(f"invalid topic pattern: {topic!r}", "INVALID_TOPIC")
         handlers = self.event_handlers.setdefault(topic, [])
         if any(h is handler for h in handlers):
-            return
+            return {}
         handlers.append(handler)
         if len(handlers) > 1:
-            return
+            return {}
         self._confirming.add(topic)
+        frame: Dict[str, Any] = {"action": "subscribe", "topic": topic}
+        if since is not None:
+            frame["since"] = since
+        if last is not None:
+            frame["last"] = last
         try:
-            await self.transport.call({"action": "subscribe", "topic": topic})
+            receipt = await self.transport.call(frame)
             self._subscribed_on[topic] = self.transport.generation
+            self._keep_offset(topic, receipt.get("offset"))
+            return _resume_info(receipt)
         except ClientClosed:
             raise
         except BrokerError:
@@ -105,6 +165,7 @@ class PubSub:
                 return
         self.event_handlers.pop(topic, None)
         self._subscribed_on.pop(topic, None)
+        self._offsets.pop(topic, None)
         # Disconnected: the next connection simply does not subscribe it, unless a subscribe of it still waits to go out.
         if self.transport.live or topic in self._confirming:
             await self.transport.call({"action": "unsubscribe", "topic": topic})
@@ -124,11 +185,19 @@ class PubSub:
         reply_to = opts.get("replyTo", opts.get("reply_to"))
         if reply_to is not None:
             message["replyTo"] = reply_to
+        msg_id = opts.get("msgId", opts.get("msg_id"))
+        if msg_id is None and not self.transport.live:
+            # Buffered while disconnected: a msgId makes the resend after a reconnect count once.
+            msg_id = str(uuid.uuid4())
+        if msg_id is not None:
+            message["msgId"] = msg_id
+        message["traceparent"] = outgoing_traceparent(opts.get("traceparent"))
         frame = {"action": "publish", "message": message}
         if not confirm:
             await self.transport.send(frame)
             return None
-        receipt = await self.transport.call(frame)
+        # With a msgId, a publish in flight when the connection drops is sent again: the gateway keeps one.
+        receipt = await self.transport.call(frame, resend=msg_id is not None)
         delivered = receipt.get("delivered")
         return delivered if isinstance(delivered, int) else 0
 
@@ -141,7 +210,8 @@ class PubSub:
         reply: "asyncio.Future[Event]" = asyncio.get_running_loop().create_future()
         self._requests[correlation] = reply
         try:
-            await self.publish(type_, payload, correlationId=correlation, replyTo=inbox)
+            # A msgId: a request in flight when the connection drops is sent again, and waits on to its timeout.
+            await self.publish(type_, payload, correlationId=correlation, replyTo=inbox, msgId=correlation)
             event = await asyncio.wait_for(reply, limit)
         except asyncio.TimeoutError:
             raise RequestTimeout(f"no reply to {type_} within {limit} s") from None
@@ -169,12 +239,38 @@ class PubSub:
             if self._inbox is None:
                 inbox = f"_inbox.{uuid.uuid4().hex}"
                 # Replies are taken off before the event queue; this handler never runs.
-                await self.subscribe(inbox, _ignore_event)
+                # From "0" (a new inbox has nothing yet): the receipt's offset is where a
+                # reconnect resumes, so a reply published meanwhile still arrives.
+                try:
+                    await self.subscribe(inbox, _ignore_event, since="0")
+                except BrokerError as err:
+                    if err.code != "NOT_RETAINED":
+                        raise
+                    await self.subscribe(inbox, _ignore_event)
                 self._inbox = inbox
         return self._inbox
 
+    def _fresh_patterns(self, event: Dict[str, Any]) -> Optional[Set[str]]:
+        """The patterns this event is new for (None: it carries no offset, all of them).
+
+        An event at or below a pattern's kept offset is a replay overlapping what it already handed out.
+        """
+        offset = event.get("offset")
+        if not isinstance(offset, str):
+            return None
+        fresh: Set[str] = set()
+        topic = event.get("type", "")
+        for pattern in self.event_handlers:
+            if pattern_matches(pattern, topic) and _newer(offset, self._offsets.get(pattern)):
+                self._offsets[pattern] = offset
+                fresh.add(pattern)
+        return fresh
+
     def on_event(self, event: Any) -> None:
         if not isinstance(event, dict):
+            return
+        fresh = self._fresh_patterns(event)
+        if fresh is not None and not fresh:
             return
         correlation = event.get("correlationId")
         if (
@@ -189,17 +285,17 @@ class PubSub:
                 request.set_result(event)  # type: ignore[arg-type]
             return
         if self._events is not None:
-            self._events.put_nowait(event)  # type: ignore[arg-type]
+            self._events.put_nowait((event, fresh))  # type: ignore[arg-type]
 
     async def _pump_events(self) -> None:
         """Runs event handlers one event at a time, in arrival order."""
         assert self._events is not None
         while True:
-            event = await self._events.get()
+            event, fresh = await self._events.get()
             topic = event.get("type", "")
             called: List[EventHandler] = []
             for pattern, handlers in list(self.event_handlers.items()):
-                if not pattern_matches(pattern, topic):
+                if not pattern_matches(pattern, topic) or (fresh is not None and pattern not in fresh):
                     continue
                 for handler in handlers:
                     # Each handler sees an event once, however many of its patterns match.
@@ -207,6 +303,7 @@ class PubSub:
                         continue
                     called.append(handler)
                     try:
-                        await call_handler(handler, event)
+                        with handling(event.get("traceparent")):
+                            await call_handler(handler, event)
                     except Exception:
                         log.exception("event handler for %s failed", topic)

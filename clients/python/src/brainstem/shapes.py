@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from concurrent.futures import Executor
 from typing import Any, Callable, Optional, TypedDict, Union
@@ -53,7 +54,9 @@ async def call_task_handler(handler: Callable[..., Any], task: Any, executor: Op
     a file) does not stall the connection, the heartbeats or the other tasks."""
     if is_async_callable(handler):
         return await handler(task)
-    result = await asyncio.get_running_loop().run_in_executor(executor, handler, task)
+    # The thread runs in a copy of this context: the handled traceparent goes along.
+    context = contextvars.copy_context()
+    result = await asyncio.get_running_loop().run_in_executor(executor, context.run, handler, task)
     if inspect.isawaitable(result):
         result = await result
     return result

@@ -40,13 +40,20 @@ class TransportHooks(Protocol):
     def on_answer(self, key: str, error: BrokerError) -> bool:
         """An error whose id the transport did not send (a pull's): True if the layer took it."""
 
+    def on_revoke(self, revoke: Any) -> None:
+        """``{"revoke": {taskId, queue, reason}}``: a task in hand was taken back."""
+
+    def connection_lost(self) -> None:
+        """The connection closed: what was bound to it is gone."""
+
     def on_close(self, error: BrokerError) -> None:
         """close(): fail whatever waits."""
 
 
 class Transport:
-    def __init__(self, url: str, client_id: str, token: Optional[str], options: Dict[str, Any], hooks: TransportHooks) -> None:
+    def __init__(self, url: str, client_id: str, token: Optional[str], options: Dict[str, Any], hooks: TransportHooks, pid: Optional[int] = None) -> None:
         self.url = url
+        self.pid = pid
         self.client_id = client_id
         self.token = token
         self.reconnect: bool = options["reconnect"]
@@ -64,7 +71,7 @@ class Transport:
         self.generation = 0
         self._background: set[asyncio.Task[Any]] = set()
         self._runner: Optional[asyncio.Task[None]] = None
-        self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "error": []}
+        self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "revoked": [], "error": []}
 
     @property
     def buffered_frames(self) -> int:
@@ -75,7 +82,7 @@ class Transport:
 
     def on(self, name: str, listener: Listener) -> None:
         if name not in self._listeners:
-            raise ValueError(f"unknown listener {name!r}: expected connected, disconnected or error")
+            raise ValueError(f"unknown listener {name!r}: expected connected, disconnected, revoked or error")
         self._listeners[name].append(listener)
 
     def emit(self, name: str, *args: Any) -> None:
@@ -148,6 +155,8 @@ class Transport:
         query.setdefault("name", self.client_id)
         if self.token:
             query.setdefault("token", self.token)
+        if self.pid is not None:
+            query.setdefault("pid", str(self.pid))
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
     async def _open(self) -> None:
@@ -231,6 +240,7 @@ class Transport:
         was_live = self.live
         self.live = False
         self.outbox.connection_lost(code)
+        self.hooks.connection_lost()
         if was_live:
             self.emit("disconnected", code)
 
@@ -251,6 +261,8 @@ class Transport:
             self.hooks.on_event(frame["event"])
         elif "task" in frame:
             self.hooks.on_task(frame["task"], key)
+        elif "revoke" in frame:
+            self.hooks.on_revoke(frame["revoke"])
         elif "error" in frame:
             self._on_error(frame, key)
         elif key is not None and self.outbox.settle(key, frame):
@@ -275,5 +287,5 @@ class Transport:
     async def send_now(self, frame: Dict[str, Any]) -> None:
         await self.outbox.send_now(frame)
 
-    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
-        return await self.outbox.call(frame, timeout)
+    async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None, resend: bool = False) -> Dict[str, Any]:
+        return await self.outbox.call(frame, timeout, resend)

@@ -1,27 +1,25 @@
-"""The work layer: enqueue, pulls (restored on every connection), leases,
-and ``Worker``, which runs a handler over a queue."""
+"""The work layer: enqueue, pulls (restored on every connection), leases
+(revoked ones included), progress; ``Worker`` (worker.py) runs a handler over a queue."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
-from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, LeaseLost
+from .errors import BrokerError, ClientClosed, InvalidArgument, LeaseLost
+from .leases import LeasedTask
+from .progress import ProgressCallback, ProgressListeners
+from .pubsub import PubSub
 from .topics import is_valid_queue_name
+from .trace import handling, outgoing_traceparent
 from .transport import Transport
-from .shapes import Task, TaskHandler, call_task_handler, is_async_callable
+from .shapes import Task, TaskHandler, call_task_handler
+from .worker import LEASE_GONE, Worker
 
 log = logging.getLogger("brainstem")
-
-# The task is no longer ours (its connection closed, or the gateway says so):
-# the gateway delivers it again. Nothing to report.
-_LEASE_GONE = frozenset({"LEASE_LOST", "DISCONNECTED", "CLOSED", "UNKNOWN_TASK"})
-# The ack's result could not be sent: ack without it rather than leave the task hanging.
-_RESULT_REFUSED = frozenset({"INVALID_FRAME", "PAYLOAD_TOO_LARGE"})
 
 
 def _check_queue(queue: str) -> None:
@@ -42,13 +40,19 @@ class _Pull:
 
 
 class Work:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, pubsub: PubSub, trace_tasks: bool = False) -> None:
         self.transport = transport
+        # Send opts.traceparent on every enqueue (not only an explicit one).
+        self.trace_tasks = trace_tasks
         self.task_handler: Optional[TaskHandler] = None
         self.workers: List["Worker"] = []
         self.draining = False
         self._pulls: Dict[str, _Pull] = {}
-        self._held: Dict[str, int] = {}
+        # Tasks in hand, by id (the latest delivery; each knows its connection).
+        self._leased: Dict[str, LeasedTask] = {}
+        # Tasks the gateway revoked on this connection, by id: an ack or fail by id is refused, never sent.
+        self._revoked: Dict[str, LeasedTask] = {}
+        self._progress = ProgressListeners(pubsub)
 
     def restore(self, generation: int) -> List[str]:
         """A new connection: reopen every pull not yet sent on it (a stopped worker's are dropped)."""
@@ -63,6 +67,21 @@ class Work:
             pull.sent_on = generation
             frames.append(json.dumps({"action": "pull", "queue": pull.queue, "id": pull.id}))
         return frames
+
+    def connection_lost(self) -> None:
+        """Its leases, revoked or not, are LEASE_LOST by generation now."""
+        self._revoked.clear()
+
+    def on_revoke(self, revoke: Any) -> None:
+        """The gateway took a task back: cancel its handler, forget it, never ack it."""
+        if not isinstance(revoke, dict) or revoke.get("taskId") is None:
+            return
+        key = str(revoke["taskId"])
+        reason = revoke.get("reason") if isinstance(revoke.get("reason"), str) else "revoked"
+        task = self._leased.pop(key, None) or self._lease({"id": key, "queue": revoke.get("queue", "")})
+        self._revoked[key] = task
+        task.revoke(reason)
+        self.transport.emit("revoked", {"taskId": key, "queue": revoke.get("queue", ""), "reason": reason})
 
     def on_close(self, error: BrokerError) -> None:
         for pull in self._pulls.values():
@@ -80,13 +99,31 @@ class Work:
             return True
         return False
 
-    async def enqueue(self, queue: str, task: Any, opts: Optional[Dict[str, Any]] = None) -> str:
+    async def enqueue(
+        self, queue: str, task: Any, opts: Optional[Dict[str, Any]] = None, on_progress: Optional[ProgressCallback] = None
+    ) -> str:
         _check_queue(queue)
         frame: Dict[str, Any] = {"action": "enqueue", "queue": queue, "task": task}
+        if self.trace_tasks:
+            opts = {**(opts or {}), "traceparent": outgoing_traceparent((opts or {}).get("traceparent"))}
         if opts:
             frame["opts"] = opts
+        reply_to = (opts or {}).get("replyTo")
+        if on_progress is not None:
+            if not reply_to:
+                raise InvalidArgument("on_progress needs replyTo: progress is published to REPLYTO.progress", "INVALID_FRAME")
+            await self._progress.prepare(reply_to)
         receipt = await self.transport.call(frame)
-        return str(receipt.get("taskId"))
+        task_id = str(receipt.get("taskId"))
+        if on_progress is not None:
+            self._progress.add(reply_to, task_id, on_progress)
+        return task_id
+
+    async def progress(self, task_id: str, value: Any, lease: Optional[LeasedTask] = None) -> None:
+        """Reports progress of a task in hand; ``UNKNOWN_TASK`` once revoked, ``LEASE_LOST`` once its connection closed."""
+        key = str(task_id)
+        self._check_lease(key, lease or self._by_id(key), "UNKNOWN_TASK")
+        await self.transport.call({"action": "progress", "taskId": key, "progress": value})
 
     async def pull(self, queue: str) -> None:
         self.open_pull(queue)
@@ -104,22 +141,43 @@ class Work:
             )
         return pull
 
-    async def ack(self, task_id: str, result: Any = None) -> bool:
+    async def ack(self, task_id: str, result: Any = None, lease: Optional[LeasedTask] = None) -> bool:
         frame: Dict[str, Any] = {"action": "ack", "taskId": task_id}
         if result is not None:
             frame["result"] = result
-        return await self._settle(task_id, frame)
+        return await self._settle(task_id, frame, lease)
 
-    async def fail(self, task_id: str, reason: str = "") -> bool:
-        return await self._settle(task_id, {"action": "fail", "taskId": task_id, "reason": reason})
+    async def fail(self, task_id: str, reason: str = "", lease: Optional[LeasedTask] = None) -> bool:
+        return await self._settle(task_id, {"action": "fail", "taskId": task_id, "reason": reason}, lease)
 
-    async def _settle(self, task_id: str, frame: Dict[str, Any]) -> bool:
+    async def _settle(self, task_id: str, frame: Dict[str, Any], lease: Optional[LeasedTask]) -> bool:
+        """``lease``: the delivery being settled (a Worker's); by id, the latest or the revoked one."""
         key = str(task_id)
-        held_on = self._held.pop(key, None)
-        if held_on is not None and (held_on != self.transport.generation or not self.transport.live):
-            raise LeaseLost(f"task {task_id} came on a connection that closed: the gateway gave it back to the queue")
+        lease = lease or self._by_id(key)
+        if lease is not None and self._leased.get(key) is lease:
+            del self._leased[key]
+        self._check_lease(key, lease, "LEASE_LOST")
         await self.transport.call(frame)
         return True
+
+    def _by_id(self, key: str) -> Optional[LeasedTask]:
+        return self._leased.get(key) or self._revoked.get(key)
+
+    def _lease(self, fields: Dict[str, Any]) -> LeasedTask:
+        task = LeasedTask(fields, self.transport.generation)
+        task.report = lambda value: self.progress(str(fields["id"]), value, task)
+        return task
+
+    def _check_lease(self, key: str, lease: Optional[LeasedTask], revoked_code: str) -> None:
+        """Raises when the task is no longer ours: revoked, or its connection closed."""
+        if lease is None:
+            return
+        if lease.revoke_reason is not None:
+            message = f"task {key} was revoked by the gateway ({lease.revoke_reason})"
+            raise LeaseLost(message) if revoked_code == "LEASE_LOST" else BrokerError(message, revoked_code)
+        held_on = lease.generation
+        if held_on != self.transport.generation or not self.transport.live:
+            raise LeaseLost(f"task {key} came on a connection that closed: the gateway gave it back to the queue")
 
     async def work(self, queue: str, handler: TaskHandler, concurrency: int = 1) -> "Worker":
         _check_queue(queue)
@@ -147,13 +205,17 @@ class Work:
             if pull is not None:
                 del self._pulls[pull.id]
         if "id" in task:
-            self._held[str(task["id"])] = self.transport.generation
+            key = str(task["id"])
+            task = self._lease(task)
+            self._leased[key] = task
+            self._revoked.pop(key, None)
         if pull is not None and pull.orphan_handler is not None:
             pull.orphan_handler(task)  # type: ignore[arg-type]
         elif pull is not None and pull.future is not None and not pull.future.done():
             pull.future.set_result(task)  # type: ignore[arg-type]
         elif self.task_handler is not None:
-            self.transport.spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
+            with handling(task.get("traceparent")):
+                self.transport.spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
         else:
             error = BrokerError(f"task {task.get('id')} of {queue} arrived with no handler: handed back", "UNKNOWN_TASK")
             log.warning("%s", error)
@@ -172,113 +234,5 @@ class Work:
         try:
             await settle
         except BrokerError as err:
-            if err.code not in _LEASE_GONE:
+            if err.code not in LEASE_GONE:
                 raise
-
-
-@dataclass(eq=False)
-class Worker:
-    """Runs a task handler over one queue; see ``BrokerClient.work``."""
-
-    work: Work
-    queue: str
-    handler: TaskHandler
-    concurrency: int
-    processed: int = 0
-    failed: int = 0
-    in_hand: int = 0
-    _stopping: bool = False
-    _slots: List["asyncio.Task[None]"] = field(default_factory=list)
-    _waiting: Dict[int, _Pull] = field(default_factory=dict)
-    # Plain-function handlers get threads of their own, one per slot: they
-    # never wait behind other thread work (the heartbeat, to_thread calls).
-    _threads: Optional[ThreadPoolExecutor] = None
-
-    def _start(self) -> None:
-        if not is_async_callable(self.handler):
-            self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"brainstem-{self.queue}")
-        self._slots = [
-            asyncio.create_task(self._slot(index), name=f"brainstem-work-{self.queue}-{index}")
-            for index in range(self.concurrency)
-        ]
-
-    async def _slot(self, index: int) -> None:
-        transport = self.work.transport
-        refused_delay = transport.backoff_initial
-        while not self._stopping:
-            future: "asyncio.Future[Task]" = asyncio.get_running_loop().create_future()
-            try:
-                pull = self.work.open_pull(self.queue, future)
-            except ConnectionLost:
-                return
-            self._waiting[index] = pull
-            try:
-                task = await future
-            except ConnectionLost:
-                return
-            except BrokerError as err:
-                log.warning("pull from %s refused (%s): %s", self.queue, err.code, err)
-                await asyncio.sleep(refused_delay)
-                refused_delay = min(refused_delay * 2, transport.backoff_max)
-                continue
-            finally:
-                self._waiting.pop(index, None)
-            refused_delay = transport.backoff_initial
-            await self._process(task)
-
-    async def _process(self, task: Task) -> None:
-        self.in_hand += 1
-        try:
-            try:
-                result = await call_task_handler(self.handler, task, self._threads)
-            except Exception as err:
-                self.failed += 1
-                reason = str(err) or type(err).__name__
-                log.warning("task %s from %s failed: %s", task.get("id"), self.queue, reason)
-                await self._report(self.work.fail(task["id"], reason))
-            else:
-                self.processed += 1
-                await self._report(self._ack(task, result))
-        finally:
-            self.in_hand -= 1
-
-    async def _ack(self, task: Task, result: Any) -> bool:
-        try:
-            return await self.work.ack(task["id"], result)
-        except BrokerError as err:
-            if result is None or err.code not in _RESULT_REFUSED:
-                raise
-            log.warning("result of task %s not sent (%s): %s", task["id"], err.code, err)
-            return await self.work.ack(task["id"])
-
-    async def _report(self, settle: Awaitable[bool]) -> None:
-        try:
-            await settle
-        except BrokerError as err:
-            # At-least-once: the gateway delivers the task again.
-            if err.code not in _LEASE_GONE:
-                log.warning("could not settle a task from %s (%s): %s", self.queue, err.code, err)
-
-    def _late_task(self, task: Task) -> None:
-        """A task granted to a pull of this stopped worker: not processed, handed back."""
-        self.work.hand_back(task, "worker stopped")
-
-    async def stop(self) -> None:
-        """Stops pulling and returns when the tasks in hand are settled."""
-        self._stopping = True
-        for index, pull in list(self._waiting.items()):
-            pull.orphan_handler = self._late_task
-            if pull.future is not None and not pull.future.done():
-                pull.future.cancel()
-            self._slots[index].cancel()
-        for slot in self._slots:
-            try:
-                await slot
-            except asyncio.CancelledError:
-                pass
-        if self._threads is not None:
-            self._threads.shutdown(wait=False)
-
-    async def wait(self) -> None:
-        """Returns when every slot has ended (after ``stop()`` or ``client.close()``)."""
-        await asyncio.gather(*self._slots, return_exceptions=True)
