@@ -23,7 +23,7 @@ const DEFAULTS = Object.freeze({
   /** Largest frame the client sends: the gateway's own default (BUS_MAX_FRAME_BYTES) closes the connection above it. */
   maxFrameBytes: 1024 * 1024,
   /** Send `opts.traceparent` on every enqueue: off until the gateway accepts that option. */
-  traceTasks: false,
+  traceTasks: true,
 });
 
 export type ClientDefaults = {

@@ -30,7 +30,7 @@ _DEFAULTS: Dict[str, Any] = {
     # Largest frame the client sends: the gateway's own default (BUS_MAX_FRAME_BYTES) closes the connection above it.
     "max_frame_bytes": 1024 * 1024,
     # Send opts.traceparent on every enqueue: off until the gateway accepts that option.
-    "trace_tasks": False,
+    "trace_tasks": True,
 }
 
 
