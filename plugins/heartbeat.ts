@@ -87,9 +87,7 @@ export default fp<HeartbeatOptions>(async function heartbeatPlugin(app, options)
    * so its client reconnects and abandons the revoked tasks.
    */
   function lapse(connection: BusConnection): void {
-    const { tasks } = app.queues.holdings(connection.id);
-    for (const { taskId, queue } of tasks) connection.send({ revoke: { taskId, queue, reason: LAPSED } });
-    app.queues.release(connection.id, LAPSED);
+    app.queues.revokeAll(connection.id, LAPSED);
     connection.close(CloseCode.HEARTBEAT_LAPSED, LAPSED);
     links.forget(connection.id);
   }

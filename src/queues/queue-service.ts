@@ -8,7 +8,7 @@ import { ForeignSettlements } from './foreign-settlements.js';
 import { LeaseRenewal } from './lease-renewal.js';
 import { QueueAdmin } from './queue-admin.js';
 import { QueueContext, type QueueServiceOptions } from './queue-context.js';
-import type { QueueDetail, QueueSummary, TaskState, TaskView } from './queue-types.js';
+import type { QueueDetail, QueueSummary, RevokeReason, TaskState, TaskView } from './queue-types.js';
 import { QueueViews } from './queue-views.js';
 import { Recovery } from './recovery.js';
 import { Settlement } from './settlement.js';
@@ -117,6 +117,11 @@ export class QueueService {
   /** A connection went away: its credits end and its tasks go back at once. */
   release(consumerId: string, reason?: string): void {
     this.settlement.release(consumerId, reason);
+  }
+
+  /** As release, the holder told first with a `revoke` frame for each task (its process's heartbeat lapsed). */
+  revokeAll(consumerId: string, reason: RevokeReason): void {
+    this.settlement.release(consumerId, reason, reason);
   }
 
   /** What a connection waits for and holds (`GET /services`). */

@@ -55,3 +55,10 @@ export interface QueueSummary {
 export interface QueueDetail extends QueueSummary {
   tasks: Record<TaskState, TaskView[]>;
 }
+
+export type RevokeReason = 'cancelled' | 'timeout' | 'heartbeat lapsed';
+
+/** What a holder is sent when its lease on a task is taken back: it must stop and never ack it. */
+export function revokeFrame(task: { taskId: string; queue: string }, reason: RevokeReason): { revoke: { taskId: string; queue: string; reason: RevokeReason } } {
+  return { revoke: { taskId: task.taskId, queue: task.queue, reason } };
+}

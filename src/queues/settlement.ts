@@ -6,6 +6,7 @@ import type { TaskConsumer } from './credit-ledger.js';
 import type { Delivery } from './delivery.js';
 import type { Lease } from './lease-table.js';
 import type { QueueContext } from './queue-context.js';
+import { revokeFrame, type RevokeReason } from './queue-types.js';
 import { unavailable } from './store-guard.js';
 import { GATEWAY_SOURCE } from './task-outcome.js';
 
@@ -98,9 +99,10 @@ export class Settlement {
    * A connection went away: its credits end and its tasks go back to their
    * queues at once, each as a failed attempt (`worker disconnected`).
    */
-  release(consumerId: string, reason = 'worker disconnected'): void {
+  release(consumerId: string, reason = 'worker disconnected', revoked?: RevokeReason): void {
     this.ctx.ledger.drop(consumerId);
     for (const lease of this.ctx.leases.takeAll(consumerId)) {
+      if (revoked && !lease.consumer.closing) lease.consumer.send(revokeFrame(lease, revoked));
       const giveBack = () => failAttempt(this.ctx, lease.job, lease.token, lease.queue, reason, { immediate: true });
       this.ctx.track(this.ctx.withToken(lease.token, giveBack).catch((err: unknown) => {
         if (isLostLease(err)) return;

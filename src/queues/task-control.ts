@@ -5,19 +5,17 @@ import type { CancelledTasks } from './cancelled-tasks.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Lease } from './lease-table.js';
 import type { QueueContext } from './queue-context.js';
-import type { TaskView } from './queue-types.js';
+import { revokeFrame, type RevokeReason, type TaskView } from './queue-types.js';
 import { stateOf, taskView } from './queue-views.js';
 import { failAttempt } from './settlement.js';
 import { unavailable } from './store-guard.js';
 import { GATEWAY_SOURCE } from './task-outcome.js';
 import { TaskStateError } from './task-state-error.js';
 
-export type RevokeReason = 'cancelled' | 'timeout' | 'heartbeat lapsed';
-
 /** Tells a holder its lease is gone: its later ack, fail or progress of the task get UNKNOWN_TASK. */
 export function revoke(ctx: QueueContext, lease: Lease<TaskJob>, reason: RevokeReason): boolean {
   if (!ctx.leases.remove(lease)) return false;
-  if (!lease.consumer.closing) lease.consumer.send({ revoke: { taskId: lease.taskId, queue: lease.queue, reason } });
+  if (!lease.consumer.closing) lease.consumer.send(revokeFrame(lease, reason));
   return true;
 }
 
