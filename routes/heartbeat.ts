@@ -3,7 +3,9 @@ import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fasti
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
+import { clusterServices, type PeerGateway } from '../src/heartbeat/cluster-services.js';
 import { HeartbeatError, type BeatOrigin } from '../src/heartbeat/heartbeat-monitor.js';
+import type { ServiceView } from '../src/heartbeat/service-directory.js';
 import { ErrorBody } from './errors.js';
 
 /** `{pid, name}`: pid as a number or digits, as the original's parseInt took it. */
@@ -41,6 +43,9 @@ const RecordWithStatus = Type.Object({
   downAt: Type.Optional(Type.Number()),
   status: HeartbeatState,
 });
+
+/** How long `GET /services` waits for each other gateway of the cluster. */
+const PEER_TIMEOUT_MS = 1000;
 
 const Service = Type.Object({
   name: Type.String(),
@@ -145,13 +150,37 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/services', {
     // Like /heartbeats: with tokens configured, any known token.
     config: { access: 'token' },
-    schema: { response: { 200: Type.Object({ services: Type.Array(Service) }), 401: ErrorBody, 500: ErrorBody, 503: ErrorBody } },
+    schema: {
+      querystring: Type.Object({ scope: Type.Optional(Type.Union([Type.Literal('cluster'), Type.Literal('local')])), token: Type.Optional(Type.String()) }),
+      response: {
+        200: Type.Object({
+          services: Type.Array(Service),
+          // With other gateways on the bus: how many there are and how many answered in time.
+          cluster: Type.Optional(Type.Object({ gateways: Type.Integer(), answered: Type.Integer() })),
+        }),
+        401: ErrorBody, 500: ErrorBody, 503: ErrorBody,
+      },
+    },
   }, async (request, reply) => {
+    let services: ServiceView[];
     try {
-      return { services: await app.heartbeat.services() };
+      services = await app.heartbeat.services();
     } catch (err) {
       return sendError(request, reply, err);
     }
+    const cluster = app.bus.router.describe({ offset: 0, limit: 1 }).cluster as { instances: (PeerGateway & { self?: boolean })[] } | undefined;
+    const peers = cluster?.instances.filter((instance) => !instance.self) ?? [];
+    if (request.query.scope === 'local' || peers.length === 0) return { services };
+    // The caller's token opens the other gateways too (they share the edge config).
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (request.headers.authorization) headers.authorization = request.headers.authorization;
+    else if (request.query.token) headers.authorization = `Bearer ${request.query.token}`;
+    const merged = await clusterServices(services, peers, async (url) => {
+      const res = await fetch(url, { headers, signal: AbortSignal.timeout(PEER_TIMEOUT_MS) });
+      if (!res.ok) throw new Error(`${url}: ${res.status}`);
+      return ((await res.json()) as { services: ServiceView[] }).services;
+    });
+    return { services: merged.services, cluster: { gateways: peers.length + 1, answered: merged.answered + 1 } };
   });
 
   app.get('/heartbeats', {
