@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
+import { MatchQueue } from './match-queue.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -71,32 +72,10 @@ export async function busWorker(t: Teardown, gateway: { busUrl: string; httpUrl:
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const lines: Line[] = [];
-  const waiters: { predicate: (line: Line) => boolean; resolve: (line: Line) => void }[] = [];
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
-    const line = JSON.parse(text) as Line;
-    const index = waiters.findIndex((w) => w.predicate(line));
-    if (index >= 0) waiters.splice(index, 1)[0]?.resolve(line);
-    else lines.push(line);
-  });
-  const next = (predicate: (line: Line) => boolean, timeoutMs = 5000): Promise<Line> => {
-    const index = lines.findIndex(predicate);
-    if (index >= 0) return Promise.resolve(lines.splice(index, 1)[0] as Line);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        predicate,
-        resolve: (line: Line) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      };
-      const timer = setTimeout(() => {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        reject(new Error(`worker ${name}: no matching line within ${timeoutMs} ms; unmatched: ${JSON.stringify(lines).slice(0, 500)}`));
-      }, timeoutMs);
-      waiters.push(waiter);
-    });
-  };
+  const lines = new MatchQueue<Line>((timeoutMs, unmatched) =>
+    `worker ${name}: no matching line within ${timeoutMs} ms; unmatched: ${JSON.stringify(unmatched).slice(0, 500)}`);
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => lines.push(JSON.parse(text) as Line));
+  const next = (predicate: (line: Line) => boolean, timeoutMs = 5000): Promise<Line> => lines.next(predicate, timeoutMs);
   const command = (line: object) => child.stdin?.write(`${JSON.stringify(line)}\n`);
   const worker: Omit<BusWorker, 'clientId'> = {
     child,

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
+import { MatchQueue } from './match-queue.js';
 
 type Frame = Record<string, unknown>;
 type Predicate = (frame: Frame) => boolean;
@@ -12,21 +13,13 @@ let barriers = 0;
  * and `next` waits for the first one (optionally matching) not yet taken.
  */
 export class TestSocket {
-  readonly received: Frame[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
-  private readonly waiters: { predicate: Predicate; resolve: (f: Frame) => void }[] = [];
+  private readonly frames = new MatchQueue<Frame>(
+    (timeoutMs, unmatched) => `no matching frame within ${timeoutMs} ms; unmatched: ${JSON.stringify(unmatched).slice(0, 500)}`,
+  );
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as Frame;
-      const index = this.waiters.findIndex((w) => w.predicate(frame));
-      if (index >= 0) {
-        const [waiter] = this.waiters.splice(index, 1);
-        waiter?.resolve(frame);
-      } else {
-        this.received.push(frame);
-      }
-    });
+    ws.on('message', (data) => this.frames.push(JSON.parse(data.toString()) as Frame));
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
     });
@@ -51,23 +44,13 @@ export class TestSocket {
     return this.next((f) => f.id === id && ('ok' in f || 'error' in f));
   }
 
+  /** Frames received that nothing has taken yet, in order. */
+  get received(): Frame[] {
+    return this.frames.items;
+  }
+
   next(predicate: Predicate = () => true, timeoutMs = 5000): Promise<Frame> {
-    const index = this.received.findIndex(predicate);
-    if (index >= 0) return Promise.resolve(this.received.splice(index, 1)[0] as Frame);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        predicate,
-        resolve: (frame: Frame) => {
-          clearTimeout(timer);
-          resolve(frame);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(new Error(`no matching frame within ${timeoutMs} ms; unmatched: ${JSON.stringify(this.received).slice(0, 500)}`));
-      }, timeoutMs);
-      this.waiters.push(waiter);
-    });
+    return this.frames.next(predicate, timeoutMs);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { MatchQueue } from '../helpers/match-queue.js';
 
 /**
  * Debian's interpreter, where python3-websockets is installed (not a pyenv
@@ -31,11 +32,11 @@ export interface PythonOptions {
  * (optionally matching) not yet taken. Killed at teardown if still running.
  */
 export class PythonProcess {
-  readonly lines: Line[] = [];
   readonly all: Line[] = [];
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private readonly waiters: { predicate: Predicate; resolve: (l: Line) => void }[] = [];
+  private readonly queue = new MatchQueue<Line>((timeoutMs, unmatched) =>
+    `no matching line within ${timeoutMs} ms; unmatched: ${JSON.stringify(unmatched).slice(0, 600)}; stderr: ${this.stderr.slice(-1500)}`);
   private partial = '';
   private counter = 0;
   private diverted: { predicate: Predicate; handle: (l: Line) => void } | null = null;
@@ -98,32 +99,16 @@ export class PythonProcess {
       this.diverted.handle(line);
       return;
     }
-    const index = this.waiters.findIndex((w) => w.predicate(line));
-    if (index >= 0) {
-      const [waiter] = this.waiters.splice(index, 1);
-      waiter?.resolve(line);
-    } else {
-      this.lines.push(line);
-    }
+    this.queue.push(line);
+  }
+
+  /** Lines that nothing has taken yet, in order. */
+  get lines(): Line[] {
+    return this.queue.items;
   }
 
   next(predicate: Predicate = () => true, timeoutMs = 10_000): Promise<Line> {
-    const index = this.lines.findIndex(predicate);
-    if (index >= 0) return Promise.resolve(this.lines.splice(index, 1)[0] as Line);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        predicate,
-        resolve: (line: Line) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(new Error(`no matching line within ${timeoutMs} ms; unmatched: ${JSON.stringify(this.lines).slice(0, 600)}; stderr: ${this.stderr.slice(-1500)}`));
-      }, timeoutMs);
-      this.waiters.push(waiter);
-    });
+    return this.queue.next(predicate, timeoutMs);
   }
 
   /** Hands every line matching to `handle` as it arrives, instead of keeping it for `next`. */
