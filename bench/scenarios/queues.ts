@@ -65,7 +65,7 @@ function summarize(tasks: number, started: number, storedAt: number, completedAt
 }
 
 /** Through the gateway: WebSocket producer and workers speaking the /bus protocol. */
-async function runGateway(redisUrl: string, queue: string, tasks: number, profileDir?: string): Promise<QueueRound> {
+export async function runGateway(redisUrl: string, queue: string, tasks: number, profileDir?: string): Promise<QueueRound> {
   const server = await startServer('brainstem', { redisUrl, env: { LOG_LEVEL: 'warn' }, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
   const clients: WebSocket[] = [];
   try {
@@ -122,7 +122,7 @@ async function runGateway(redisUrl: string, queue: string, tasks: number, profil
 }
 
 /** Raw BullMQ in this process: Queue.add and 4 Workers with a no-op processor. */
-async function runRaw(redisUrl: string, queue: string, tasks: number): Promise<QueueRound> {
+export async function runRaw(redisUrl: string, queue: string, tasks: number): Promise<QueueRound> {
   const options = redisOptionsFromUrl(redisUrl);
   const producerConnection = new Redis({ ...options, maxRetriesPerRequest: null });
   const workerConnection = new Redis({ ...options, maxRetriesPerRequest: null });
