@@ -19,11 +19,50 @@ const FETCH_RETRY_MS = 1000;
 export class Delivery {
   readonly fetches = new Set<Promise<void>>();
   private tokenSeq = 0;
+  /** Queues with a flush queued for this tick. */
+  private readonly scheduled = new Set<QueueRuntime>();
+  /** Completions waiting for this tick's flush to say whether they fetch. */
+  private readonly completions = new Map<QueueRuntime, ((fetchNext: boolean) => void)[]>();
 
   constructor(private readonly ctx: QueueContext) {}
 
-  /** Starts as many fetches as the queue's credits call for. */
+  /**
+   * Starts as many fetches as the queue's credits call for, once per tick:
+   * a worker's `ack` and its next `pull` usually come in one read, and the
+   * ack can only fetch the next task (one Redis command instead of two)
+   * if the pull's credit is counted first.
+   */
   pump(runtime: QueueRuntime): void {
+    if (this.scheduled.has(runtime)) return;
+    this.scheduled.add(runtime);
+    queueMicrotask(() => this.flush(runtime));
+  }
+
+  /**
+   * Whether a completion should also fetch the queue's next task, decided
+   * with the rest of this tick's acks and pulls. A yes counts as a fetch in
+   * flight: the caller hands its result to `fetched`.
+   */
+  completionFetches(runtime: QueueRuntime): Promise<boolean> {
+    return new Promise((resolve) => {
+      const waiting = this.completions.get(runtime);
+      if (waiting) waiting.push(resolve);
+      else this.completions.set(runtime, [resolve]);
+      this.pump(runtime);
+    });
+  }
+
+  private flush(runtime: QueueRuntime): void {
+    this.scheduled.delete(runtime);
+    const completions = this.completions.get(runtime);
+    if (completions) {
+      this.completions.delete(runtime);
+      for (const decide of completions) {
+        const fetchNext = this.wantsTasks(runtime);
+        if (fetchNext) runtime.fetching++;
+        decide(fetchNext);
+      }
+    }
     if (this.ctx.closing) return;
     const credits = this.ctx.ledger.credits(runtime.name);
     const limit = runtime.idle ? 1 : Math.min(MAX_PARALLEL_FETCHES, credits);
@@ -36,7 +75,7 @@ export class Delivery {
   }
 
   /** Pulls wait for more tasks than fetches in flight will bring. */
-  wantsTasks(runtime: QueueRuntime): boolean {
+  private wantsTasks(runtime: QueueRuntime): boolean {
     return !this.ctx.closing && !runtime.idle && runtime.fetching < this.ctx.ledger.credits(runtime.name);
   }
 

@@ -54,8 +54,7 @@ export class Settlement {
       // While pulls wait, the completion also fetches the next task, under the
       // same lock token, as BullMQ's own Worker does: one Redis command a task
       // instead of two. It counts as a fetch in flight meanwhile.
-      const fetchNext = this.delivery.wantsTasks(runtime);
-      if (fetchNext) runtime.fetching++;
+      const fetchNext = await this.delivery.completionFetches(runtime);
       let next: TaskJob | undefined;
       try {
         this.ctx.foreign.expect(lease.queue, taskId);
