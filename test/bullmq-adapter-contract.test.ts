@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import t from 'tap';
 import {
   activeLocks, attemptFailure, dropBackoff, GATEWAY_WORKER_NAME, isLostLease, maxAttemptsOf, metaKey, metaPattern, nextJobOf,
-  queueNameOfMetaKey, readQueueEvents, RESERVED_TASK_IDS, uncountDelivery, type TaskJob,
+  queueNameOfMetaKey, RESERVED_TASK_IDS, settlementsAfter, uncountDelivery, waitForQueueEvents, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
 import { startRedis } from './helpers/redis.js';
 
@@ -113,9 +113,19 @@ t.test('key names: reserved task ids, the meta key and its pattern, the event st
   await first.moveToCompleted('r', 'tok-6', false);
   const second = await worker.getNextJob('tok-7') as TaskJob;
   await second.moveToFailed(attemptFailure('boom', true), 'tok-7', false);
-  const events = await readQueueEvents(connection, queue, start, 100);
-  t.ok(events.some((e) => e.event === 'completed' && e.jobId === ok.id), 'completed with its jobId');
-  t.ok(events.some((e) => e.event === 'failed' && e.jobId === bad.id && e.failedReason === 'boom'), 'failed with its reason');
-  const last = events.at(-1)?.id as string;
-  t.same(await readQueueEvents(connection, queue, last, 50), [], 'nothing after the last id (a short block)');
+  t.equal(await waitForQueueEvents(connection, queue, start, 100), true, 'entries after the start');
+  const scan = await settlementsAfter(connection, queue, start, 1000);
+  t.same(scan.settlements, [
+    { event: 'completed', jobId: ok.id },
+    { event: 'failed', jobId: bad.id, failedReason: 'boom' },
+  ], 'the completed and the failed one, in order, with the reason: the added/waiting/active entries left out');
+  t.ok(scan.scanned >= 6, `every entry scanned (${scan.scanned})`);
+  const firstTwo = await settlementsAfter(connection, queue, start, 2);
+  t.equal(firstTwo.scanned, 2, 'COUNT bounds a scan');
+  t.not(firstTwo.lastId, start, 'and says where to read on');
+  const rest = await settlementsAfter(connection, queue, firstTwo.lastId, 1000);
+  t.equal(rest.scanned, scan.scanned - 2, 'reading on from the last id skips nothing and repeats nothing');
+  t.same(rest.lastId, scan.lastId);
+  t.equal(await waitForQueueEvents(connection, queue, scan.lastId, 50), false, 'nothing after the last id (a short block)');
+  t.same(await settlementsAfter(connection, queue, scan.lastId, 1000), { lastId: scan.lastId, scanned: 0, settlements: [] }, 'an empty scan keeps the id');
 });

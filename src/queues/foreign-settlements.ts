@@ -1,6 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { GATEWAY_WORKER_NAME, readQueueEvents, replyToOf, traceparentOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
+import {
+  GATEWAY_WORKER_NAME, replyToOf, settlementsAfter, traceparentOf, waitForQueueEvents, type TaskJob, type TaskQueue,
+} from './bullmq-adapter.js';
 import type { QueueLogger } from './queue-logger.js';
 import type { TaskOutcome } from './task-outcome.js';
 
@@ -10,6 +12,14 @@ const EXPECTED_TTL_MS = 60_000;
 const RELAY_CLAIM_MS = 60_000;
 const BLOCK_MS = 10_000;
 const READ_RETRY_MS = 1000;
+/** Entries scanned per Redis call. */
+const SCAN_COUNT = 1000;
+/**
+ * After a scan that found entries, the next waits this long: while tasks
+ * flow, one scan then covers hundreds of entries instead of one call per
+ * entry; an idle queue's first settlement is still read at once.
+ */
+const SCAN_PAUSE_MS = 50;
 
 export interface ForeignSettlementsOptions {
   /** For relay claims. */
@@ -55,12 +65,17 @@ export class ForeignSettlements {
     let lastId = `${Date.now()}-0`;
     while (!this.closing) {
       try {
-        for (const entry of await readQueueEvents(connection, queue, lastId, BLOCK_MS)) {
-          lastId = entry.id;
-          if (entry.jobId === undefined) continue;
-          if (entry.event === 'completed') this.settled(queue, 'completed', entry.jobId);
-          else if (entry.event === 'failed') this.settled(queue, 'dead', entry.jobId, entry.failedReason);
-        }
+        if (!(await waitForQueueEvents(connection, queue, lastId, BLOCK_MS))) continue;
+        let scanned: number;
+        do {
+          const batch = await settlementsAfter(connection, queue, lastId, SCAN_COUNT);
+          ({ lastId, scanned } = batch);
+          for (const { event, jobId, failedReason } of batch.settlements) {
+            if (event === 'completed') this.settled(queue, 'completed', jobId);
+            else this.settled(queue, 'dead', jobId, failedReason);
+          }
+        } while (scanned === SCAN_COUNT && !this.closing);
+        await delay(SCAN_PAUSE_MS);
       } catch (err) {
         if (this.closing) return;
         this.options.log.debug({ err: (err as Error).message, queue: queue.name }, 'queues: reading the event stream failed; retrying');
