@@ -63,6 +63,8 @@ t.test('a config file with the same field twice is an error naming the line', as
 
 t.test('JSON nested too deeply is INVALID_FRAME, on the bus and over HTTP; the connection goes on', async (t) => {
   t.ok(nestsDeeperThan(Buffer.from(`${'['.repeat(300)}${']'.repeat(300)}`)));
+  t.ok(nestsDeeperThan(`${'['.repeat(257)}${']'.repeat(257)}`), 'one level too deep, in the fewest bytes it takes');
+  t.notOk(nestsDeeperThan(`${'['.repeat(256)}${']'.repeat(256)}`), 'the deepest allowed');
   t.notOk(nestsDeeperThan(Buffer.from(`["${'['.repeat(300)}"]`)), 'brackets in a string do not count');
   t.notOk(nestsDeeperThan(Buffer.from(`{"a":"\\"${'{'.repeat(300)}"}`)), 'nor after an escaped quote');
   t.ok(nestsDeeperThan(`{"a":"\\\\","b":${'['.repeat(300)}${']'.repeat(300)}}`), 'a string ending in an escaped backslash ends there');

@@ -16,10 +16,11 @@ const BACKSLASH = 0x5c;
 /**
  * Does the JSON text (already known to parse) nest deeper than `max`? One
  * pass over the structure, strings jumped over, their brackets ignored.
- * Text shorter than `max` cannot, and is not scanned.
+ * Text that parses needs an opening and a closing bracket per level, so
+ * one shorter than twice `max + 1` cannot, and is not scanned.
  */
 export function nestsDeeperThan(text: Buffer | string, max = MAX_JSON_DEPTH): boolean {
-  if (text.length <= max) return false;
+  if (text.length < 2 * (max + 1)) return false;
   const raw = typeof text === 'string' ? Buffer.from(text) : text;
   let depth = 0;
   for (let i = 0; i < raw.length; i++) {
