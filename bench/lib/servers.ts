@@ -192,6 +192,8 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
 
 export interface BenchRedis {
   url: string;
+  /** CPU seconds the redis-server has used so far. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -205,8 +207,10 @@ export async function startBenchRedis(): Promise<BenchRedis> {
     '--save', '', '--loglevel', 'warning',
   ], { stdio: 'ignore' });
   await waitForPort(port, child, 'redis-server');
+  const pid = child.pid as number;
   return {
     url: `redis://127.0.0.1:${port}`,
+    cpuSeconds: () => cpuSecondsOf(pid),
     async stop() {
       if (child.exitCode === null) {
         const exited = once(child, 'exit');

@@ -15,7 +15,7 @@ import type WebSocket from 'ws';
 import { redisOptionsFromUrl } from '../../src/redis/redis-settings.js';
 import { closeClients, openClient, waitFor } from '../lib/clients.js';
 import { formatNumber, load, log, median, medianOf, quantile, table } from '../lib/report.js';
-import { startBenchRedis, startServer } from '../lib/servers.js';
+import { startBenchRedis, startServer, type BenchRedis } from '../lib/servers.js';
 
 const WORKERS = 4;
 const CREDITS = 10;
@@ -23,7 +23,7 @@ const WINDOW = 1000;
 
 export interface QueueBenchOptions {
   /** The bench's Redis; without it one is started for the run. */
-  redisUrl?: string;
+  redis?: BenchRedis;
   rounds?: number;
   quick?: boolean;
   /** Write a CPU profile of each gateway run into this folder. */
@@ -41,7 +41,37 @@ type QueueRound = {
   p99Ms: number;
   allCompleted: boolean;
   serverCpuPercent: number;
+  /**
+   * CPU time per task of each process on the path, in µs (these four): the bench's own
+   * (its clients; for raw BullMQ, producer and Workers), the gateway's, and
+   * Redis's. Q1 keeps every process busy, so on a machine with fewer cores
+   * than busy processes the sum, not one process, sets the throughput.
+   */
+  benchMicrosPerTask: number;
+  gatewayMicrosPerTask: number;
+  redisMicrosPerTask: number;
+  totalMicrosPerTask: number;
 };
+
+type CpuPerTask = Pick<QueueRound, 'benchMicrosPerTask' | 'gatewayMicrosPerTask' | 'redisMicrosPerTask' | 'totalMicrosPerTask'>;
+
+/**
+ * Starts counting the CPU of the bench process, Redis and (if given) the
+ * gateway; the function returned reads each per task done since.
+ */
+function cpuMeter(redis: BenchRedis, gatewayCpuSeconds?: () => number): (tasks: number) => CpuPerTask {
+  const redisBefore = redis.cpuSeconds();
+  const gatewayBefore = gatewayCpuSeconds?.() ?? 0;
+  const benchBefore = process.cpuUsage();
+  return (tasks) => {
+    const usage = process.cpuUsage(benchBefore);
+    const perTask = (seconds: number) => (tasks > 0 ? (seconds * 1e6) / tasks : Number.NaN);
+    const bench = perTask((usage.user + usage.system) / 1e6);
+    const gateway = perTask((gatewayCpuSeconds?.() ?? 0) - gatewayBefore);
+    const redisMicros = perTask(redis.cpuSeconds() - redisBefore);
+    return { benchMicrosPerTask: bench, gatewayMicrosPerTask: gateway, redisMicrosPerTask: redisMicros, totalMicrosPerTask: bench + gateway + redisMicros };
+  };
+}
 
 /** The options the gateway stores with each task, so that both sides store the same. */
 export const GATEWAY_JOB_OPTIONS: JobsOptions = {
@@ -52,7 +82,7 @@ export const GATEWAY_JOB_OPTIONS: JobsOptions = {
   stackTraceLimit: 50,
 };
 
-function summarize(tasks: number, started: number, storedAt: number, completedAt: number, latencies: number[], done: number): Omit<QueueRound, 'serverCpuPercent'> {
+function summarize(tasks: number, started: number, storedAt: number, completedAt: number, latencies: number[], done: number): Omit<QueueRound, 'serverCpuPercent' | keyof CpuPerTask> {
   latencies.sort((a, b) => a - b);
   return {
     tasks,
@@ -65,8 +95,8 @@ function summarize(tasks: number, started: number, storedAt: number, completedAt
 }
 
 /** Through the gateway: WebSocket producer and workers speaking the /bus protocol. */
-export async function runGateway(redisUrl: string, queue: string, tasks: number, profileDir?: string): Promise<QueueRound> {
-  const server = await startServer('brainstem', { redisUrl, env: { LOG_LEVEL: 'warn' }, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
+export async function runGateway(redis: BenchRedis, queue: string, tasks: number, profileDir?: string): Promise<QueueRound> {
+  const server = await startServer('brainstem', { redisUrl: redis.url, env: { LOG_LEVEL: 'warn' }, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
   const clients: WebSocket[] = [];
   try {
     const producer = await openClient(server.url, true);
@@ -105,15 +135,17 @@ export async function runGateway(redisUrl: string, queue: string, tasks: number,
       send();
     });
     const cpuBefore = server.cpuSeconds();
+    const cpu = cpuMeter(redis, () => server.cpuSeconds());
     const started = performance.now();
     send();
     const all = await waitFor(() => acked >= tasks, 120_000);
     const completedAt = performance.now();
-    const cpu = server.cpuSeconds() - cpuBefore;
+    const cpuPerTask = cpu(Math.min(acked, tasks));
     return {
       ...summarize(tasks, started, storedAt || completedAt, completedAt, latencies, Math.min(acked, tasks)),
       allCompleted: all,
-      serverCpuPercent: (cpu / ((completedAt - started) / 1000)) * 100,
+      serverCpuPercent: ((server.cpuSeconds() - cpuBefore) / ((completedAt - started) / 1000)) * 100,
+      ...cpuPerTask,
     };
   } finally {
     await closeClients(clients);
@@ -122,8 +154,8 @@ export async function runGateway(redisUrl: string, queue: string, tasks: number,
 }
 
 /** Raw BullMQ in this process: Queue.add and 4 Workers with a no-op processor. */
-export async function runRaw(redisUrl: string, queue: string, tasks: number): Promise<QueueRound> {
-  const options = redisOptionsFromUrl(redisUrl);
+export async function runRaw(redis: BenchRedis, queue: string, tasks: number): Promise<QueueRound> {
+  const options = redisOptionsFromUrl(redis.url);
   const producerConnection = new Redis({ ...options, maxRetriesPerRequest: null });
   const workerConnection = new Redis({ ...options, maxRetriesPerRequest: null });
   const producer = new Queue(queue, { connection: producerConnection, skipVersionCheck: true });
@@ -148,14 +180,18 @@ export async function runRaw(redisUrl: string, queue: string, tasks: number): Pr
         });
       }
     };
+    const cpu = cpuMeter(redis);
     const started = performance.now();
     send();
     const all = await waitFor(() => completed >= tasks, 120_000);
     const completedAt = performance.now();
+    const cpuPerTask = cpu(Math.min(completed, tasks));
     return {
       ...summarize(tasks, started, storedAt || completedAt, completedAt, latencies, Math.min(completed, tasks)),
       allCompleted: all,
       serverCpuPercent: Number.NaN,
+      ...cpuPerTask,
+      gatewayMicrosPerTask: Number.NaN,
     };
   } finally {
     await Promise.all(workers.map((w) => w.close()));
@@ -172,14 +208,18 @@ const COLUMNS: { key: keyof QueueRound & string; label: string; digits?: number 
   { key: 'p99Ms', label: 'p99 ms', digits: 0 },
   { key: 'allCompleted', label: 'all completed' },
   { key: 'serverCpuPercent', label: 'gateway CPU %' },
+  { key: 'benchMicrosPerTask', label: 'CPU µs/task: bench' },
+  { key: 'gatewayMicrosPerTask', label: 'gateway' },
+  { key: 'redisMicrosPerTask', label: 'Redis' },
+  { key: 'totalMicrosPerTask', label: 'total' },
 ];
 
 /** Q1: runs the rounds, prints the table and the JSON line, returns the JSON. */
 export async function runQueueBench(options: QueueBenchOptions = {}): Promise<object> {
   const rounds = Math.max(1, options.rounds ?? 3);
   const tasks = options.quick ? 5000 : 20_000;
-  const ownRedis = options.redisUrl ? null : await startBenchRedis();
-  const redisUrl = options.redisUrl ?? (ownRedis as { url: string }).url;
+  const ownRedis = options.redis ? null : await startBenchRedis();
+  const redis = options.redis ?? (ownRedis as BenchRedis);
   const gateway: QueueRound[] = [];
   const raw: QueueRound[] = [];
   const loads = [load()];
@@ -190,8 +230,8 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
       for (const side of order) {
         const queue = `bench.q1.${side}.${round}.${randomUUID().slice(0, 8)}`;
         const result = side === 'gateway'
-          ? await runGateway(redisUrl, queue, tasks, options.profileDir)
-          : await runRaw(redisUrl, queue, tasks);
+          ? await runGateway(redis, queue, tasks, options.profileDir)
+          : await runRaw(redis, queue, tasks);
         (side === 'gateway' ? gateway : raw).push(result);
         log(`Q1 round ${round + 1}/${rounds} ${side}: ${JSON.stringify(result)}`);
       }
@@ -211,6 +251,10 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
   process.stdout.write(`${table(['side', ...COLUMNS.map((c) => c.label)], rows)}\n`);
   process.stdout.write(`  completed/s, gateway vs raw BullMQ: ${formatNumber(ratio, 2)}\n`);
   process.stdout.write(`  enqueued/s, gateway vs raw BullMQ: ${formatNumber(enqueueRatio, 2)}\n`);
+  // Where every process is busy and they share fewer cores than there are
+  // processes, throughput follows the CPU all of them spend per task.
+  const cpuRatio = median(gateway.map((g, i) => (raw[i]?.totalMicrosPerTask ?? Number.NaN) / g.totalMicrosPerTask));
+  process.stdout.write(`  CPU per task of all processes, raw BullMQ / gateway: ${formatNumber(cpuRatio, 2)} (the completed/s ratio a machine they all saturate allows)\n`);
   const summary = {
     scenario: 'Q1',
     tasks,
@@ -220,7 +264,7 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
     rounds,
     medians,
     perRound: { brainstem: gateway, rawBullmq: raw },
-    ratios: { completedVsRawBullmq: ratio, enqueuedVsRawBullmq: enqueueRatio },
+    ratios: { completedVsRawBullmq: ratio, enqueuedVsRawBullmq: enqueueRatio, cpuPerTaskRawVsGateway: cpuRatio },
     loadavg: loads,
   };
   process.stdout.write(`${JSON.stringify(summary)}\n`);
