@@ -12,7 +12,7 @@ import { Socket, type AddressInfo } from 'node:net';
 import t from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
 import {
-  encodeTextFrame, encodeTextFrameOf, framePayload, releaseUpgrade, sendTextFrame, tcpSocketOf,
+  encodeTextFrame, encodeTextFrameOf, framePayload, releaseUpgrade, sendTextFrame, sendTextFrames, tcpSocketOf,
 } from '../src/streams/ws-adapter.js';
 
 const require = createRequire(import.meta.url);
@@ -88,6 +88,33 @@ t.test('frames written directly arrive in order with what ws sends itself', asyn
   sendTextFrame(server, encodeTextFrame('x'.repeat(70_000)));
   server.send('five');
   t.same((await receive(texts, 5)).map((s) => (s.length > 10 ? `${s.length}` : s)), ['one', 'two', 'three', '70000', 'five']);
+});
+
+t.test('several frames go out as their joined bytes in one write, in order with what ws sends itself', async (t) => {
+  const { server, texts } = await pair(t);
+  const tcp = tcpSocketOf(server) as unknown as Socket;
+  const writes: Buffer[] = [];
+  const write = tcp.write.bind(tcp) as (chunk: Buffer) => boolean;
+  tcp.write = ((chunk: Buffer) => {
+    writes.push(chunk);
+    return write(chunk);
+  }) as typeof tcp.write;
+  const frames = [encodeTextFrame('two'), encodeTextFrame('three')];
+  const joined = Buffer.concat(frames);
+  server.send('one');
+  sendTextFrames(server, frames, joined);
+  server.send('four');
+  t.same(await receive(texts, 4), ['one', 'two', 'three', 'four']);
+  t.ok(writes.includes(joined), 'the joined buffer itself, in one write');
+});
+
+t.test('with permessage-deflate, several frames go through ws one by one, in order', async (t) => {
+  const { server, texts } = await pair(t, true);
+  const frames = [encodeTextFrame('b'), encodeTextFrame('c')];
+  server.send('a'.repeat(5000));
+  sendTextFrames(server, frames, Buffer.concat(frames));
+  server.send('d');
+  t.same((await receive(texts, 4)).map((s) => s.slice(0, 1)), ['a', 'b', 'c', 'd']);
 });
 
 t.test('a direct write counts in bufferedAmount, as slow-consumer accounting needs', async (t) => {

@@ -2,7 +2,8 @@ import type { PublishOrder } from './history/publish-order.js';
 import type { ReplayedFloors, ReplayHold } from './history/replay-hold.js';
 import type { Principal } from './principal.js';
 import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
-import { sendTextFrame } from '../streams/ws-adapter.js';
+import { sendTextFrames } from '../streams/ws-adapter.js';
+import type { FrameSink, TickFrameBatch } from './tick-frame-batch.js';
 
 export type { CorkableStream } from '../streams/tick-write-batch.js';
 
@@ -27,7 +28,7 @@ export interface ConnectionInfo {
 const TEXT = { binary: false } as const;
 
 /** One client of /bus: its socket, identity, subscriptions and counters. */
-export class BusConnection {
+export class BusConnection implements FrameSink {
   readonly id: string;
   readonly name: string | null;
   readonly remoteAddress: string;
@@ -51,8 +52,16 @@ export class BusConnection {
   replayed: ReplayedFloors | null = null;
   /** Pings sent since the last pong. */
   missedPongs = 0;
-  /** Frames of one tick leave in one write (the router's batch). */
-  constructor(readonly socket: BusSocket, info: ConnectionInfo, private readonly batch: TickWriteBatch) {
+  /** Event frames of this tick not yet written (TickFrameBatch writes them at its end). */
+  private frames: Buffer[] = [];
+  private frameBytes = 0;
+  /** Frames of one tick leave in one write (the router's batches). */
+  constructor(
+    readonly socket: BusSocket,
+    info: ConnectionInfo,
+    private readonly batch: TickWriteBatch,
+    private readonly frameBatch: TickFrameBatch,
+  ) {
     this.id = info.id;
     this.name = info.name;
     this.remoteAddress = info.remoteAddress;
@@ -65,18 +74,40 @@ export class BusConnection {
     return this.name ?? this.id;
   }
 
-  /** Sends an already serialized text frame. */
+  /** Bytes sent to it that have not reached its socket yet, those waiting for this tick's end included. */
+  get unsentBytes(): number {
+    return this.socket.bufferedAmount + this.frameBytes;
+  }
+
+  /** Sends an already serialized text frame (after the event frames waiting, in order). */
   sendRaw(frame: Buffer | string): void {
+    this.writeWaitingFrames();
     this.framesOut++;
     if (this.stream) this.batch.hold(this.stream);
     this.socket.send(frame, TEXT);
   }
 
-  /** Sends a complete WebSocket frame built once for every subscriber (ws-adapter's encodeTextFrame). */
+  /**
+   * Sends a complete WebSocket frame built once for every subscriber
+   * (ws-adapter's encodeTextFrame), with the others of this tick at its end.
+   */
   sendFrame(frame: Buffer): void {
     this.framesOut++;
+    if (this.frames.push(frame) === 1) this.frameBatch.add(this);
+    this.frameBytes += frame.length;
+  }
+
+  takeFrames(): { frames: Buffer[]; bytes: number } | null {
+    if (this.frames.length === 0) return null;
+    const taken = { frames: this.frames, bytes: this.frameBytes };
+    this.frames = [];
+    this.frameBytes = 0;
+    return taken;
+  }
+
+  writeFrames(frames: Buffer[], joined: Buffer): void {
     if (this.stream) this.batch.hold(this.stream);
-    sendTextFrame(this.socket, frame);
+    sendTextFrames(this.socket, frames, joined);
   }
 
   /** Serializes and sends one frame meant for this connection only. */
@@ -87,7 +118,13 @@ export class BusConnection {
 
   close(code: number, reason: string): void {
     if (this.closing) return;
+    this.writeWaitingFrames();
     this.closing = true;
     this.socket.close(code, reason);
+  }
+
+  private writeWaitingFrames(): void {
+    const taken = this.takeFrames();
+    if (taken) this.writeFrames(taken.frames, taken.frames.length === 1 ? taken.frames[0] as Buffer : Buffer.concat(taken.frames, taken.bytes));
   }
 }

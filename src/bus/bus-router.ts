@@ -4,6 +4,7 @@ import { BusError, CloseCode, type BusEvent, type ClientFrame } from './protocol
 import { EVENT_CLOSE, EVENT_OPEN, retainedFrame } from './history/offsets.js';
 import { TopicTrie } from './topic-trie.js';
 import { TickWriteBatch } from '../streams/tick-write-batch.js';
+import { TickFrameBatch } from './tick-frame-batch.js';
 import { encodeTextFrame, encodeTextFrameOf, framePayload } from '../streams/ws-adapter.js';
 
 export interface BusRouterOptions {
@@ -160,11 +161,12 @@ export class BusRouter {
   private lastSample = { at: Date.now(), published: 0, delivered: 0 };
   private rates = { publishedPerSecond: 0, deliveredPerSecond: 0 };
   private readonly writes = new TickWriteBatch();
+  private readonly frameWrites = new TickFrameBatch();
 
   constructor(private readonly options: BusRouterOptions) {}
 
   attach(socket: BusSocket, info: ConnectionInfo): BusConnection {
-    const connection = new BusConnection(socket, info, this.writes);
+    const connection = new BusConnection(socket, info, this.writes, this.frameWrites);
     this.connections.set(connection.id, connection);
     this.counters.connectionsOpened++;
     return connection;
@@ -429,7 +431,7 @@ export class BusRouter {
 
   private roomFor(connection: BusConnection, bytes: number): boolean {
     if (connection.closing) return false;
-    if (connection.socket.bufferedAmount + bytes > this.options.maxBacklogBytes) {
+    if (connection.unsentBytes + bytes > this.options.maxBacklogBytes) {
       this.counters.slowConsumersDropped++;
       connection.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
       return false;

@@ -119,16 +119,32 @@ export function framePayload(frame: Buffer): Buffer {
  * length), so slow-consumer accounting is unchanged.
  */
 export function sendTextFrame(socket: object, frame: Buffer): void {
-  const ws = internals(socket);
-  const tcp = ws._socket;
-  const sender = ws._sender;
-  if (
-    ws.readyState === OPEN && tcp && tcp.writable && sender
-    && sender._state === SENDER_IDLE && sender._queue.length === 0 && sender._firstFragment
-    && ws._extensions?.['permessage-deflate'] === undefined
-  ) {
-    tcp.write(frame);
+  if (writesStraight(internals(socket))) {
+    (internals(socket)._socket as Socket).write(frame);
     return;
   }
-  ws.send(framePayload(frame), TEXT);
+  internals(socket).send(framePayload(frame), TEXT);
+}
+
+/**
+ * Sends several frames built by encodeTextFrame, in order: `joined` (their
+ * bytes end to end, which other subscribers of the same frames share) in
+ * one write when ws would write straight to the socket, else each frame
+ * through ws as sendTextFrame does.
+ */
+export function sendTextFrames(socket: object, frames: readonly Buffer[], joined: Buffer): void {
+  const ws = internals(socket);
+  if (writesStraight(ws)) {
+    (ws._socket as Socket).write(joined);
+    return;
+  }
+  for (const frame of frames) ws.send(framePayload(frame), TEXT);
+}
+
+function writesStraight(ws: WebSocketInternals): boolean {
+  const tcp = ws._socket;
+  const sender = ws._sender;
+  return ws.readyState === OPEN && !!tcp && tcp.writable && !!sender
+    && sender._state === SENDER_IDLE && sender._queue.length === 0 && sender._firstFragment
+    && ws._extensions?.['permessage-deflate'] === undefined;
 }
