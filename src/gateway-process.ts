@@ -1,5 +1,6 @@
 import { buildApp, type BrainstemApp } from '../app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { YoungGenerationTrim } from './young-generation-trim.js';
 
 /**
  * How long a close may take before the embedded Redis is stopped directly;
@@ -51,6 +52,8 @@ export async function startGateway(env: Record<string, string | undefined> = pro
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   await app.listen({ port: config.port, host: config.host });
+  // Start-up grew V8's young generation; so will each wave of connections. Its timer does not hold the process.
+  new YoungGenerationTrim().start();
   // PM2's `wait_ready`: the process counts as up once it listens, not once it is spawned.
   process.send?.('ready');
   return app;
