@@ -51,9 +51,11 @@ export async function startGateway(env: Record<string, string | undefined> = pro
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // Start-up grew V8's young generation; so will each wave of connections.
+  const trim = new YoungGenerationTrim();
+  app.addHook('onClose', async () => trim.stop());
   await app.listen({ port: config.port, host: config.host });
-  // Start-up grew V8's young generation; so will each wave of connections. Its timer does not hold the process.
-  new YoungGenerationTrim().start();
+  trim.start();
   // PM2's `wait_ready`: the process counts as up once it listens, not once it is spawned.
   process.send?.('ready');
   return app;
