@@ -1,0 +1,93 @@
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** How often the young generation is looked at. */
+const TICK_MS = 500;
+/**
+ * Between two of these GCs. V8 shrinks the young generation at a GC only when
+ * allocation over its last 5 s was low: a second more, so that the burst
+ * before the first does not fall inside that window.
+ */
+const COLLECT_EVERY_MS = 6000;
+/** Allocated in a tick, below this the process counts as quiet: a quarter of what V8 calls a low rate (1 MB/s). */
+const QUIET_BYTES_PER_TICK = 128 * 1024;
+/** Young generation capacity above which trimming is worth a GC (V8 starts at 1 MB and grows to 32 MB). */
+const GROWN_BYTES = 8 * 1024 * 1024;
+
+export interface YoungGeneration {
+  /** Capacity: what the process holds for it. */
+  size: number;
+  /** Allocated since the last GC, less what that GC left. */
+  used: number;
+}
+
+export interface YoungGenerationTrimOptions {
+  read?: () => YoungGeneration;
+  /** One minor GC (a scavenge). */
+  collect?: () => void;
+}
+
+/**
+ * Gives back, a few seconds after a burst of allocation ends, the young
+ * generation V8 grew for it, instead of a minute later.
+ *
+ * V8 doubles its young generation (up to 32 MB) while a burst keeps objects
+ * alive — start-up, a wave of WebSocket handshakes — and shrinks it only at a
+ * GC that sees little allocation over the last 5 s. An idle gateway runs no GC
+ * until V8's memory reducer, about a minute later, and holds that memory
+ * meanwhile. So while the young generation is grown and the process is quiet,
+ * this runs a minor GC at most every 6 s (a few milliseconds on an emptied
+ * young generation), and V8 shrinks it at the first that sees 5 quiet seconds.
+ * Under load nothing runs, and V8 grows the young generation again as it needs.
+ */
+export class YoungGenerationTrim {
+  private readonly read: () => YoungGeneration;
+  private readonly collect: () => void;
+  private timer: NodeJS.Timeout | undefined;
+  private lastUsed: number;
+  private lastCollectAt = Number.NEGATIVE_INFINITY;
+
+  constructor(options: YoungGenerationTrimOptions = {}) {
+    this.read = options.read ?? readYoungGeneration;
+    this.collect = options.collect ?? minorGc();
+    this.lastUsed = this.read().used;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => this.tick(performance.now()), TICK_MS).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One look; `now` in milliseconds. Returns whether it collected. */
+  tick(now: number): boolean {
+    const { size, used } = this.read();
+    // Less in use than a tick ago: V8 collected on its own, so allocation filled the young generation.
+    const quiet = used >= this.lastUsed && used - this.lastUsed < QUIET_BYTES_PER_TICK;
+    this.lastUsed = used;
+    if (!quiet || size <= GROWN_BYTES || now - this.lastCollectAt < COLLECT_EVERY_MS) return false;
+    this.collect();
+    this.lastCollectAt = now;
+    this.lastUsed = this.read().used;
+    return true;
+  }
+}
+
+function readYoungGeneration(): YoungGeneration {
+  const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  return { size: space?.space_size ?? 0, used: space?.space_used_size ?? 0 };
+}
+
+/**
+ * V8's `gc` function, taken from a context created while --expose-gc is on;
+ * the flag is turned off again, so no other context (nor this one's global) gets it.
+ */
+function minorGc(): () => void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as (options: { type: 'minor' }) => void;
+  setFlagsFromString('--no-expose-gc');
+  return () => gc({ type: 'minor' });
+}
