@@ -109,16 +109,31 @@ t.test('key names: reserved task ids, the meta key and its pattern, the event st
   t.equal(await connection.exists(metaKey(PREFIX, 'c.keys')), 1);
   const [, keys] = await connection.scan('0', 'MATCH', metaPattern(PREFIX), 'COUNT', 1000);
   t.ok(keys.map((k) => queueNameOfMetaKey(PREFIX, k)).includes('c.keys'));
-  const first = await worker.getNextJob('tok-6') as TaskJob;
+  // Settled by raw Workers (one unnamed, one named), by the gateway's, and one settled then removed.
+  const own = await queue.add('x', {});
+  const gone = await queue.add('x', {});
+  const rawConnection = connection.duplicate();
+  const raw = new Worker('c.keys', null, { connection: rawConnection, prefix: PREFIX, autorun: false });
+  const named = new Worker('c.keys', null, { connection: rawConnection, prefix: PREFIX, name: 'image-worker', autorun: false });
+  closers.push(async () => {
+    await Promise.all([raw.close(true), named.close(true)]);
+    rawConnection.disconnect();
+  });
+  const first = await raw.getNextJob('tok-6') as TaskJob;
   await first.moveToCompleted('r', 'tok-6', false);
-  const second = await worker.getNextJob('tok-7') as TaskJob;
+  const second = await named.getNextJob('tok-7') as TaskJob;
   await second.moveToFailed(attemptFailure('boom', true), 'tok-7', false);
+  const third = await worker.getNextJob('tok-8') as TaskJob;
+  await third.moveToCompleted('mine', 'tok-8', false);
+  const fourth = await raw.getNextJob('tok-9') as TaskJob;
+  await fourth.moveToCompleted('r', 'tok-9', false);
+  await queue.remove(gone.id as string);
   t.equal(await waitForQueueEvents(connection, queue, start, 100), true, 'entries after the start');
   const scan = await settlementsAfter(connection, queue, start, 1000);
   t.same(scan.settlements, [
     { event: 'completed', jobId: ok.id },
     { event: 'failed', jobId: bad.id, failedReason: 'boom' },
-  ], 'the completed and the failed one, in order, with the reason: the added/waiting/active entries left out');
+  ], 'the raw Workers\' completion and failure, in order, with the reason; not the gateway worker\'s (' + own.id + '), not a removed task\'s, no added/waiting/active entries');
   t.ok(scan.scanned >= 6, `every entry scanned (${scan.scanned})`);
   const firstTwo = await settlementsAfter(connection, queue, start, 2);
   t.equal(firstTwo.scanned, 2, 'COUNT bounds a scan');

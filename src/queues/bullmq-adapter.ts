@@ -135,8 +135,11 @@ export async function waitForQueueEvents(connection: Redis, queue: TaskQueue, la
 
 /**
  * Scans up to ARGV[2] entries after ARGV[1] and returns the last id seen,
- * how many were scanned, and the `completed` / `failed` ones (BullMQ's
- * entries are flat field lists: `event`, `jobId`, then per-event fields).
+ * how many were scanned, and the `completed` / `failed` ones of tasks
+ * still stored (their hash, ARGV[3] .. jobId, has a `timestamp`) that no
+ * worker named ARGV[4] (the gateway's) fetched last (BullMQ's `pb`; unset
+ * by an unnamed Worker). BullMQ's entries are flat field lists: `event`,
+ * `jobId`, then per-event fields.
  */
 const SETTLEMENTS_AFTER = `
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))
@@ -151,19 +154,23 @@ for _, entry in ipairs(entries) do
     elseif key == 'failedReason' then reason = fields[i + 1] end
   end
   if jobId and (event == 'completed' or event == 'failed') then
-    found[#found + 1] = { event, jobId, reason }
+    local job = redis.call('HMGET', ARGV[3] .. jobId, 'pb', 'timestamp')
+    if job[2] and job[1] ~= ARGV[4] then found[#found + 1] = { event, jobId, reason } end
   end
 end
 local last = entries[#entries]
 return { last and last[1] or ARGV[1], #entries, found }`;
 
 /**
- * The settlements among the next `count` entries of the queue's event
- * stream after `lastId`, filtered in Redis: a task makes five or more
- * entries, and reading them all was a fifth of the gateway's CPU under load.
+ * The settlements by other workers among the next `count` entries of the
+ * queue's event stream after `lastId`, picked out in Redis: a task makes
+ * five or more entries, and the gateway's own settlements are most of the
+ * rest; decoding them all was a fifth of the gateway's CPU under load.
  */
 export async function settlementsAfter(connection: Redis, queue: TaskQueue, lastId: string, count: number): Promise<{ lastId: string; scanned: number; settlements: StreamSettlement[] }> {
-  const [last, scanned, found] = await connection.eval(SETTLEMENTS_AFTER, 1, queue.keys.events as string, lastId, count) as [string, number, [string, string, string | null][]];
+  const [last, scanned, found] = await connection.eval(
+    SETTLEMENTS_AFTER, 1, queue.keys.events as string, lastId, count, queue.toKey(''), GATEWAY_WORKER_NAME,
+  ) as [string, number, [string, string, string | null][]];
   const settlements = found.map(([event, jobId, reason]) => {
     const settlement: StreamSettlement = { event: event as StreamSettlement['event'], jobId };
     if (reason !== null) settlement.failedReason = reason;

@@ -6,8 +6,6 @@ import {
 import type { QueueLogger } from './queue-logger.js';
 import type { TaskOutcome } from './task-outcome.js';
 
-/** A gateway's own settlements not yet seen back on BullMQ's event stream are forgotten after this long. */
-const EXPECTED_TTL_MS = 60_000;
 /** How long one gateway's claim to relay a foreign settlement lasts (other gateways of a cluster skip it). */
 const RELAY_CLAIM_MS = 60_000;
 const BLOCK_MS = 10_000;
@@ -36,21 +34,15 @@ export interface ForeignSettlementsOptions {
  * raw BullMQ Worker on the same Redis — still reach their requester and
  * the `queue.*` followers: each watched queue's BullMQ event stream is read
  * and such settlements are published as the gateway's own would be. The
- * gateway's own settlements are recognised (expected here, or recorded by a
- * gateway worker as `processedBy`) and never published twice; in a cluster,
- * one gateway claims each relay.
+ * gateway's own settlements (a gateway worker recorded as `processedBy`)
+ * are left out in Redis and never published twice; in a cluster, one
+ * gateway claims each relay.
  */
 export class ForeignSettlements {
   private readonly watchers = new Map<string, Redis>();
-  /** `queue\ntaskId` → when this gateway began settling it for good. */
-  private readonly expected = new Map<string, number>();
-  private readonly sweepTimer: NodeJS.Timeout;
   private closing = false;
 
-  constructor(private readonly options: ForeignSettlementsOptions) {
-    this.sweepTimer = setInterval(() => this.sweep(), EXPECTED_TTL_MS);
-    this.sweepTimer.unref();
-  }
+  constructor(private readonly options: ForeignSettlementsOptions) {}
 
   /** Reads the queue's settlements from now on. */
   watch(queue: TaskQueue): void {
@@ -84,19 +76,8 @@ export class ForeignSettlements {
     }
   }
 
-  /** The gateway is about to complete, or fail for good, this task: its event is the gateway's own. */
-  expect(queue: string, taskId: string): void {
-    if (this.watchers.has(queue)) this.expected.set(`${queue}\n${taskId}`, Date.now());
-  }
-
-  /** The settlement expected did not happen (its command failed). */
-  unexpect(queue: string, taskId: string): void {
-    this.expected.delete(`${queue}\n${taskId}`);
-  }
-
   close(): void {
     this.closing = true;
-    clearInterval(this.sweepTimer);
     const watchers = [...this.watchers.values()];
     this.watchers.clear();
     // A read blocked on a connection Redis's plugin already quit never settles: not awaited.
@@ -104,7 +85,6 @@ export class ForeignSettlements {
   }
 
   private settled(queue: TaskQueue, kind: 'completed' | 'dead', taskId: string, reason?: string): void {
-    if (this.expected.delete(`${queue.name}\n${taskId}`)) return;
     this.relay(queue, kind, taskId, reason).catch((err: unknown) => {
       this.options.log.warn({ err, queue: queue.name, taskId }, 'queues: could not relay a task settled outside the gateway');
     });
@@ -126,10 +106,5 @@ export class ForeignSettlements {
       const failedReason = reason ?? job.failedReason ?? 'failed';
       this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, reason: failedReason, replyTo, traceparent, source });
     }
-  }
-
-  private sweep(): void {
-    const before = Date.now() - EXPECTED_TTL_MS;
-    for (const [key, at] of this.expected) if (at < before) this.expected.delete(key);
   }
 }

@@ -26,13 +26,7 @@ export async function failAttempt(ctx: QueueContext, job: TaskJob, token: string
 }): Promise<void> {
   const dead = how.final === true || job.attemptsMade + 1 >= maxAttemptsOf(job.opts);
   if (how.immediate) dropBackoff(job);
-  if (dead) ctx.foreign.expect(queue, job.id as string);
-  try {
-    await job.moveToFailed(attemptFailure(reason, how.final), token, false);
-  } catch (err) {
-    ctx.foreign.unexpect(queue, job.id as string);
-    throw err;
-  }
+  await job.moveToFailed(attemptFailure(reason, how.final), token, false);
   ctx.options.onOutcome({
     kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
     reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
@@ -57,17 +51,13 @@ export class Settlement {
       const fetchNext = await this.delivery.completionFetches(runtime);
       let next: TaskJob | undefined;
       try {
-        this.ctx.foreign.expect(lease.queue, taskId);
         const reply = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
         next = runtime.worker ? nextJobOf(runtime.worker, reply, lease.token) : undefined;
       } catch (err) {
         // The command may have run with its reply lost to a Redis restart
         // (then a resent one finds no lock): if the task is done, so is the ack.
         // A task that lost reply fetched is an orphan recovery returns.
-        if (!(await lease.job.isCompleted().catch(() => false))) {
-          this.ctx.foreign.unexpect(lease.queue, taskId);
-          throw err;
-        }
+        if (!(await lease.job.isCompleted().catch(() => false))) throw err;
       } finally {
         if (fetchNext) {
           runtime.fetching--;

@@ -103,11 +103,7 @@ export class TaskControl {
       throw new TaskStateError('active', `task ${taskId} is held by another gateway or a BullMQ worker: it cannot be cancelled here`);
     }
     revoke(this.ctx, lease, 'cancelled');
-    await this.ctx.withToken(lease.token, async () => {
-      this.ctx.foreign.expect(job.queueName, taskId);
-      await lease.job.moveToFailed(attemptFailure('cancelled', true), lease.token, false);
-    }).catch((err: unknown) => {
-      this.ctx.foreign.unexpect(job.queueName, taskId);
+    await this.ctx.withToken(lease.token, () => lease.job.moveToFailed(attemptFailure('cancelled', true), lease.token, false)).catch((err: unknown) => {
       if (!isLostLease(err)) throw err;
     });
     await store.run(() => queue.remove(taskId));
