@@ -32,7 +32,8 @@ t.test('brainstem history and sub --since: replay, then live, resumed across a g
   createInterface({ input: child.stdout }).on('line', (line) => stdout.push(line));
   createInterface({ input: child.stderr }).on('line', (line) => stderr.push(line));
   const exited = once(child, 'exit');
-  await until(() => stdout.length === 2, 10_000);
+  // Two pipes: the status line on stderr may come after the events on stdout.
+  await until(() => stdout.length === 2 && stderr.some((line) => line.includes('subscribed')), 10_000, 'the replay and its status line');
   t.match(stderr.join('\n'), /subscribed to orders\.> .*\(2 replayed\)/);
 
   await gw.restart();
