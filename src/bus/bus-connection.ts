@@ -106,6 +106,8 @@ export class BusConnection implements FrameSink {
   }
 
   writeFrames(frames: Buffer[], joined: Buffer): void {
+    // Gone meanwhile (its peer left): nobody reads them.
+    if (this.closing) return;
     if (this.stream) this.batch.hold(this.stream);
     sendTextFrames(this.socket, frames, joined);
   }
