@@ -13,10 +13,13 @@ const READ_RETRY_MS = 1000;
 /** Entries scanned per Redis call. */
 const SCAN_COUNT = 1000;
 /**
- * After a scan that found entries, the next waits this long: while tasks
- * flow, one scan then covers hundreds of entries instead of one call per
- * entry; an idle queue's first settlement is still read at once.
+ * Entries a queue's stream may bring in a second and still be scanned as
+ * soon as they arrive (a task makes five or more). Past that, while tasks
+ * flow, each scan first waits SCAN_PAUSE_MS: one scan then covers hundreds
+ * of entries instead of one call per entry, and a settlement by a raw
+ * Worker is published within about that long instead of at once.
  */
+const PROMPT_ENTRIES_PER_SECOND = 500;
 const SCAN_PAUSE_MS = 50;
 
 export interface ForeignSettlementsOptions {
@@ -55,19 +58,26 @@ export class ForeignSettlements {
   private async read(queue: TaskQueue, connection: Redis): Promise<void> {
     // Stream ids are Redis's clock in ms: the events from this moment on, none from before.
     let lastId = `${Date.now()}-0`;
+    let second = Date.now();
+    let entriesThisSecond = 0;
     while (!this.closing) {
       try {
         if (!(await waitForQueueEvents(connection, queue, lastId, BLOCK_MS))) continue;
+        if (Date.now() - second >= 1000) {
+          second = Date.now();
+          entriesThisSecond = 0;
+        }
+        if (entriesThisSecond > PROMPT_ENTRIES_PER_SECOND) await delay(SCAN_PAUSE_MS);
         let scanned: number;
         do {
           const batch = await settlementsAfter(connection, queue, lastId, SCAN_COUNT);
           ({ lastId, scanned } = batch);
+          entriesThisSecond += scanned;
           for (const { event, jobId, failedReason } of batch.settlements) {
             if (event === 'completed') this.settled(queue, 'completed', jobId);
             else this.settled(queue, 'dead', jobId, failedReason);
           }
         } while (scanned === SCAN_COUNT && !this.closing);
-        await delay(SCAN_PAUSE_MS);
       } catch (err) {
         if (this.closing) return;
         this.options.log.debug({ err: (err as Error).message, queue: queue.name }, 'queues: reading the event stream failed; retrying');
