@@ -67,9 +67,43 @@ function cpuMeter(redis: BenchRedis, gatewayCpuSeconds?: () => number): (tasks: 
     const usage = process.cpuUsage(benchBefore);
     const perTask = (seconds: number) => (tasks > 0 ? (seconds * 1e6) / tasks : Number.NaN);
     const bench = perTask((usage.user + usage.system) / 1e6);
-    const gateway = perTask((gatewayCpuSeconds?.() ?? 0) - gatewayBefore);
+    const gateway = gatewayCpuSeconds ? perTask(gatewayCpuSeconds() - gatewayBefore) : Number.NaN;
     const redisMicros = perTask(redis.cpuSeconds() - redisBefore);
-    return { benchMicrosPerTask: bench, gatewayMicrosPerTask: gateway, redisMicrosPerTask: redisMicros, totalMicrosPerTask: bench + gateway + redisMicros };
+    return {
+      benchMicrosPerTask: bench, gatewayMicrosPerTask: gateway, redisMicrosPerTask: redisMicros,
+      totalMicrosPerTask: bench + (gatewayCpuSeconds ? gateway : 0) + redisMicros,
+    };
+  };
+}
+
+/** One side's run, as runGateway and runRaw set it up. */
+interface SideRun {
+  /** Sends the first window of enqueues; their receipts send the rest. */
+  start(): void;
+  /** Tasks done so far. */
+  done(): number;
+  /** When the last task was stored (0: not yet). */
+  storedAt(): number;
+  latencies: number[];
+  /** The gateway's CPU seconds so far, when there is one. */
+  gatewayCpuSeconds?: () => number;
+}
+
+/** Runs a side from its first enqueue until every task is done, and what each process spent meanwhile. */
+async function measure(redis: BenchRedis, tasks: number, side: SideRun): Promise<QueueRound> {
+  const gatewayBefore = side.gatewayCpuSeconds?.() ?? 0;
+  const cpu = cpuMeter(redis, side.gatewayCpuSeconds);
+  const started = performance.now();
+  side.start();
+  const all = await waitFor(() => side.done() >= tasks, 120_000);
+  const completedAt = performance.now();
+  const done = Math.min(side.done(), tasks);
+  const seconds = (completedAt - started) / 1000;
+  return {
+    ...summarize(tasks, started, side.storedAt() || completedAt, completedAt, side.latencies, done),
+    allCompleted: all,
+    serverCpuPercent: side.gatewayCpuSeconds ? ((side.gatewayCpuSeconds() - gatewayBefore) / seconds) * 100 : Number.NaN,
+    ...cpu(done),
   };
 }
 
@@ -134,19 +168,9 @@ export async function runGateway(redis: BenchRedis, queue: string, tasks: number
       if (stored === tasks) storedAt = performance.now();
       send();
     });
-    const cpuBefore = server.cpuSeconds();
-    const cpu = cpuMeter(redis, () => server.cpuSeconds());
-    const started = performance.now();
-    send();
-    const all = await waitFor(() => acked >= tasks, 120_000);
-    const completedAt = performance.now();
-    const cpuPerTask = cpu(Math.min(acked, tasks));
-    return {
-      ...summarize(tasks, started, storedAt || completedAt, completedAt, latencies, Math.min(acked, tasks)),
-      allCompleted: all,
-      serverCpuPercent: ((server.cpuSeconds() - cpuBefore) / ((completedAt - started) / 1000)) * 100,
-      ...cpuPerTask,
-    };
+    return await measure(redis, tasks, {
+      start: send, done: () => acked, storedAt: () => storedAt, latencies, gatewayCpuSeconds: () => server.cpuSeconds(),
+    });
   } finally {
     await closeClients(clients);
     await server.stop();
@@ -180,19 +204,7 @@ export async function runRaw(redis: BenchRedis, queue: string, tasks: number): P
         });
       }
     };
-    const cpu = cpuMeter(redis);
-    const started = performance.now();
-    send();
-    const all = await waitFor(() => completed >= tasks, 120_000);
-    const completedAt = performance.now();
-    const cpuPerTask = cpu(Math.min(completed, tasks));
-    return {
-      ...summarize(tasks, started, storedAt || completedAt, completedAt, latencies, Math.min(completed, tasks)),
-      allCompleted: all,
-      serverCpuPercent: Number.NaN,
-      ...cpuPerTask,
-      gatewayMicrosPerTask: Number.NaN,
-    };
+    return await measure(redis, tasks, { start: send, done: () => completed, storedAt: () => storedAt, latencies });
   } finally {
     await Promise.all(workers.map((w) => w.close()));
     await producer.close();
