@@ -19,10 +19,8 @@ const FETCH_RETRY_MS = 1000;
 export class Delivery {
   readonly fetches = new Set<Promise<void>>();
   private tokenSeq = 0;
-  /** Queues with a flush queued for this tick. */
-  private readonly scheduled = new Set<QueueRuntime>();
-  /** Completions waiting for this tick's flush to say whether they fetch. */
-  private readonly completions = new Map<QueueRuntime, ((fetchNext: boolean) => void)[]>();
+  /** Queues with a flush queued for this tick, and the completions waiting for it to say whether they fetch. */
+  private readonly flushes = new Map<QueueRuntime, ((fetchNext: boolean) => void)[]>();
 
   constructor(private readonly ctx: QueueContext) {}
 
@@ -33,9 +31,7 @@ export class Delivery {
    * if the pull's credit is counted first.
    */
   pump(runtime: QueueRuntime): void {
-    if (this.scheduled.has(runtime)) return;
-    this.scheduled.add(runtime);
-    queueMicrotask(() => this.flush(runtime));
+    this.flushOf(runtime);
   }
 
   /**
@@ -45,23 +41,28 @@ export class Delivery {
    */
   completionFetches(runtime: QueueRuntime): Promise<boolean> {
     return new Promise((resolve) => {
-      const waiting = this.completions.get(runtime);
-      if (waiting) waiting.push(resolve);
-      else this.completions.set(runtime, [resolve]);
-      this.pump(runtime);
+      this.flushOf(runtime).push(resolve);
     });
   }
 
+  /** The completions of the flush queued for this tick, queued now if none is. */
+  private flushOf(runtime: QueueRuntime): ((fetchNext: boolean) => void)[] {
+    let completions = this.flushes.get(runtime);
+    if (!completions) {
+      completions = [];
+      this.flushes.set(runtime, completions);
+      queueMicrotask(() => this.flush(runtime));
+    }
+    return completions;
+  }
+
   private flush(runtime: QueueRuntime): void {
-    this.scheduled.delete(runtime);
-    const completions = this.completions.get(runtime);
-    if (completions) {
-      this.completions.delete(runtime);
-      for (const decide of completions) {
-        const fetchNext = this.wantsTasks(runtime);
-        if (fetchNext) runtime.fetching++;
-        decide(fetchNext);
-      }
+    const completions = this.flushes.get(runtime) ?? [];
+    this.flushes.delete(runtime);
+    for (const decide of completions) {
+      const fetchNext = this.wantsTasks(runtime);
+      if (fetchNext) runtime.fetching++;
+      decide(fetchNext);
     }
     if (this.ctx.closing) return;
     const credits = this.ctx.ledger.credits(runtime.name);
