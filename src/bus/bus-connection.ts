@@ -3,7 +3,7 @@ import type { ReplayedFloors, ReplayHold } from './history/replay-hold.js';
 import type { Principal } from './principal.js';
 import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
 import { sendTextFrames } from '../streams/ws-adapter.js';
-import type { FrameSink, TickFrameBatch } from './tick-frame-batch.js';
+import { joinFrames, type FrameSink, type TickFrameBatch } from './tick-frame-batch.js';
 
 export type { CorkableStream } from '../streams/tick-write-batch.js';
 
@@ -81,9 +81,10 @@ export class BusConnection implements FrameSink {
 
   /** Sends an already serialized text frame (after the event frames waiting, in order). */
   sendRaw(frame: Buffer | string): void {
+    // Corked first, so that the frames waiting and this one leave in one write.
+    if (this.stream) this.batch.hold(this.stream);
     this.writeWaitingFrames();
     this.framesOut++;
-    if (this.stream) this.batch.hold(this.stream);
     this.socket.send(frame, TEXT);
   }
 
@@ -108,7 +109,6 @@ export class BusConnection implements FrameSink {
   writeFrames(frames: Buffer[], joined: Buffer): void {
     // Gone meanwhile (its peer left): nobody reads them.
     if (this.closing) return;
-    if (this.stream) this.batch.hold(this.stream);
     sendTextFrames(this.socket, frames, joined);
   }
 
@@ -127,6 +127,6 @@ export class BusConnection implements FrameSink {
 
   private writeWaitingFrames(): void {
     const taken = this.takeFrames();
-    if (taken) this.writeFrames(taken.frames, taken.frames.length === 1 ? taken.frames[0] as Buffer : Buffer.concat(taken.frames, taken.bytes));
+    if (taken) this.writeFrames(taken.frames, joinFrames(taken.frames, taken.bytes));
   }
 }

@@ -30,7 +30,7 @@ export class TickFrameBatch {
       const runs = joined.get(first);
       let run = runs?.find((candidate) => sameFrames(candidate.frames, frames));
       if (!run) {
-        run = { frames, bytes: Buffer.concat(frames, taken.bytes) };
+        run = { frames, bytes: joinFrames(frames, taken.bytes) };
         if (runs) runs.push(run);
         else joined.set(first, [run]);
       }
@@ -43,6 +43,11 @@ export class TickFrameBatch {
   add(sink: FrameSink): void {
     if (this.waiting.push(sink) === 1) process.nextTick(this.flush);
   }
+}
+
+/** `frames` end to end (`bytes` long): the frame itself when there is one. */
+export function joinFrames(frames: Buffer[], bytes: number): Buffer {
+  return frames.length === 1 ? frames[0] as Buffer : Buffer.concat(frames, bytes);
 }
 
 function sameFrames(a: Buffer[], b: Buffer[]): boolean {
