@@ -80,7 +80,8 @@ export default fp(async function busPlugin(app) {
 
   function handleSocket(socket: WebSocket, request: FastifyRequest): BusConnection {
     const query = request.query as { name?: unknown };
-    const name = typeof query.name === 'string' && query.name !== '' ? query.name.slice(0, 128) : null;
+    // Checked by the route (routes/bus.ts) before the upgrade.
+    const name = typeof query.name === 'string' && query.name !== '' ? query.name : null;
     const connection = router.attach(socket, {
       id: randomUUID(),
       name,

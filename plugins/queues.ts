@@ -63,6 +63,9 @@ export default fp(async function queuesPlugin(app) {
         }
       }
     },
+    onUndeliverable(queue) {
+      app.metrics.taskUndeliverable(queue);
+    },
     onDelivered(queue, waitMs, traceparent) {
       app.metrics.taskDelivered(queue, waitMs);
       if (app.spans && traceparent !== undefined) {

@@ -5,7 +5,8 @@ import { DEFAULT_HTTP_LAST } from '../src/bus/history/event-history.js';
 import { normalizeMessage } from '../src/bus/normalize.js';
 import { publishRefusal } from '../src/bus/principal.js';
 import { BusError } from '../src/bus/protocol.js';
-import { isValidPattern } from '../src/bus/topic.js';
+import { topicProblem } from '../src/bus/topic.js';
+import { MAX_SERVICE_NAME_BYTES, nameProblem, quoted } from '../src/protocol/names.js';
 import { errorReply, ErrorBody } from './errors.js';
 
 const Message = Type.Object({
@@ -35,6 +36,12 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
         offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })),
       }),
+    },
+    // The name keys the connection's service: refused here, before the upgrade, rather than cut.
+    preValidation: async (request) => {
+      const { name } = request.query;
+      const problem = name === undefined || name === '' ? null : nameProblem(name, MAX_SERVICE_NAME_BYTES);
+      if (problem !== null) throw new BusError('INVALID_FRAME', `name ${problem}: ${quoted(name as string)}`);
     },
     // `retained`: the retention rules, so that a page knows what it can replay.
     handler: async (request) => ({
@@ -95,7 +102,8 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     try {
       const { topic, since, last } = request.query;
-      if (!isValidPattern(topic)) throw new BusError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(topic.slice(0, 300))}`);
+      const problem = topicProblem(topic, true);
+      if (problem !== null) throw new BusError('INVALID_TOPIC', `invalid topic: topic ${problem}: ${quoted(topic)}`);
       if (!request.principal.may('subscribe', topic)) throw new BusError('FORBIDDEN', `not allowed to subscribe to ${topic}`);
       const { rule, start } = app.history.startOf(topic, since, since === undefined && last === undefined ? DEFAULT_HTTP_LAST : last);
       const read = await app.history.read(rule, topic, start);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { BusError } from '../src/bus/protocol.js';
 import { assertAdmin, assertEnqueueRights, assertMayReadQueue, mayReadQueue } from '../src/queues/queue-access.js';
-import { parseTaskOptions, queueNameOf } from '../src/queues/task-options.js';
+import { parseTaskOptions, queueNameOf, taskIdOf } from '../src/queues/task-options.js';
 import { ErrorBody } from './errors.js';
 
 const Counts = Type.Object({
@@ -66,7 +66,7 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: Type.Intersect([Summary, Type.Object({ tasks: Tasks })]), ...Errors },
     },
   }, async (request) => {
-    const name = queueNameOf(request.params.name);
+    const name = queueNameOf(request.params.name, 'name');
     assertMayReadQueue(request.principal, name);
     return service.describeQueue(name, { offset: request.query.offset ?? 0, limit: request.query.limit ?? 20 });
   });
@@ -74,9 +74,9 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/queues/:name/tasks/:id', {
     schema: { params: TaskParams, response: { 200: Task, ...Errors } },
   }, async (request) => {
-    const name = queueNameOf(request.params.name);
+    const name = queueNameOf(request.params.name, 'name');
     assertMayReadQueue(request.principal, name);
-    return service.getTask(name, request.params.id);
+    return service.getTask(name, taskIdOf(request.params.id, 'id'));
   });
 
   app.post('/queues/:name/tasks', {
@@ -86,7 +86,7 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: Done, ...Errors },
     },
   }, async (request, reply) => {
-    const name = queueNameOf(request.params.name);
+    const name = queueNameOf(request.params.name, 'name');
     if (request.body.task === undefined) throw new BusError('INVALID_FRAME', 'task is required (any JSON: the payload)');
     const options = parseTaskOptions(request.body.opts);
     assertEnqueueRights(request.principal, name, options);
@@ -98,7 +98,7 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { params: TaskParams, response: { 200: Type.Intersect([Done, Type.Object({ from: Type.String() })]), ...Errors } },
   }, async (request) => {
     assertAdmin(request.principal);
-    const from = await service.retry(queueNameOf(request.params.name), request.params.id);
+    const from = await service.retry(queueNameOf(request.params.name, 'name'), taskIdOf(request.params.id, 'id'));
     return { ok: true as const, taskId: request.params.id, from };
   });
 
@@ -110,14 +110,14 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request) => {
     assertAdmin(request.principal);
-    return service.cancel(queueNameOf(request.params.name), request.params.id, request.body?.reason);
+    return service.cancel(queueNameOf(request.params.name, 'name'), taskIdOf(request.params.id, 'id'), request.body?.reason);
   });
 
   app.delete('/queues/:name/tasks/:id', {
     schema: { params: TaskParams, response: { 200: Done, ...Errors } },
   }, async (request) => {
     assertAdmin(request.principal);
-    await service.remove(queueNameOf(request.params.name), request.params.id);
+    await service.remove(queueNameOf(request.params.name, 'name'), taskIdOf(request.params.id, 'id'));
     return { ok: true as const, taskId: request.params.id };
   });
 
@@ -126,7 +126,7 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: { params: NameParams, response: { 200: Paused, ...Errors } },
     }, async (request) => {
       assertAdmin(request.principal);
-      const name = queueNameOf(request.params.name);
+      const name = queueNameOf(request.params.name, 'name');
       if (action === 'pause') await service.pause(name);
       else await service.resume(name);
       return { ok: true as const, name, paused: action === 'pause' };

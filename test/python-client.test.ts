@@ -2,6 +2,7 @@ import t from 'tap';
 import { buildApp, type BrainstemApp } from '../app.js';
 import { BrokerClient } from '../src/client/index.js';
 import { isValidPattern, isValidQueueName, isValidTopic, patternMatches } from '../src/bus/topic.js';
+import { nameProblem } from '../src/protocol/names.js';
 import { edgeConfig, tokenSpec } from './helpers/edge.js';
 import { startGateway } from './helpers/gateway.js';
 import { TestSocket } from './helpers/test-socket.js';
@@ -133,16 +134,23 @@ t.test('topic rules and wildcard matching are the gateway\'s', async (t) => {
   const topics = ['a', 'a.b', 'a.b.c', 'agent.reply', 'agentx', 'x.y', 'a.b.c.d', 'fs\u00a0x', 'tab\there', 'a\ufeff', 'sep\u001fx', 'ü.日本'];
   const patterns = ['a', '*', '>', 'a.*', 'a.>', '*.b', '*.*', 'a.*.c', 'a.>.c', '>.a', 'agent.*', 'a..b', '.a', 'a.', '**', 'a*', 'ü.>', ''];
   const cases = patterns.flatMap((p) => topics.map((topic) => [p, topic] as const));
+  // The name rule's edges: lone surrogates (either half), control characters
+  // of both ranges, U+FFFD itself, and limits met or passed in UTF-8 bytes.
+  const hostile = [
+    'q.\ud800', 'q.\udfff', '\ud83d', 'x\ud83d\ude00', 'x\ude00\ud83d', 'q.\ufffd', 'nul\u0000', 'del\u007f', 'c1\u0085', 'c1\u009f', 'nbsp\u00a0ok',
+    'rtl\u202e.x', 'q'.repeat(128), 'q'.repeat(129), 'é'.repeat(64), 'é'.repeat(65), '日'.repeat(42) + 'xx', '日'.repeat(43), '😀'.repeat(32), '😀'.repeat(32) + 'x',
+  ];
+  const names = [...topics, ...patterns, ...hostile];
   const check = PythonProcess.start(t, 'topics_check.py');
-  check.send({ cases, names: [...topics, ...patterns, 'q'.repeat(128), 'q'.repeat(129)] });
+  check.send({ cases, names });
   check.child.stdin.end();
   const out = await check.next((l) => 'matches' in l);
   const expected = cases.map(([p, topic]) => isValidPattern(p) && patternMatches(p, topic));
   t.same(out.matches, expected, 'pattern_matches agrees on every case');
-  const names = [...topics, ...patterns, 'q'.repeat(128), 'q'.repeat(129)];
   t.same(out.topics, names.map((n) => isValidTopic(n)));
   t.same(out.patterns, names.map((n) => isValidPattern(n)));
   t.same(out.queues, names.map((n) => isValidQueueName(n)));
+  t.same(out.problems, names.map((n) => nameProblem(n, 128)), 'the same reasons, in both languages');
   t.equal((await check.exited).code, 0);
 });
 

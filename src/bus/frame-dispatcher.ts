@@ -47,7 +47,20 @@ export class FrameDispatcher {
     this.handlers.set(action, handler);
   }
 
+  /**
+   * One frame of one client. Whatever it raises stays with that frame
+   * (INTERNAL, logged): it runs in the socket's event loop turn, where an
+   * escaped error would end the process for every client.
+   */
   handle(connection: BusConnection, raw: Buffer | string): void {
+    try {
+      this.route(connection, raw);
+    } catch (err) {
+      this.refuse(connection, undefined, err);
+    }
+  }
+
+  private route(connection: BusConnection, raw: Buffer | string): void {
     connection.framesIn++;
     if (this.limiter) {
       const verdict = this.limiter.check(connection);
@@ -85,7 +98,8 @@ export class FrameDispatcher {
     try {
       const result = handler(connection, frame as ClientFrame);
       if (isPromise(result)) {
-        result.then((receipt) => this.answer(connection, id, receipt), (err: unknown) => this.refuse(connection, id, err));
+        result.then((receipt) => this.answer(connection, id, receipt), (err: unknown) => this.refuse(connection, id, err))
+          .catch((err: unknown) => this.log.error({ err, clientId: connection.id }, 'bus: answering a frame failed'));
       } else {
         this.answer(connection, id, result);
       }
@@ -110,6 +124,6 @@ export class FrameDispatcher {
       return;
     }
     this.log.error({ err, clientId: connection.id }, 'bus action failed');
-    connection.send(errorFrame('UNAVAILABLE', 'internal error: the frame was not processed', id));
+    connection.send(errorFrame('INTERNAL', 'internal error: the frame was not processed', id));
   }
 }

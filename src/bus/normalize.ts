@@ -1,8 +1,7 @@
 import { BusError, type BusEvent, type PublishedMessage } from './protocol.js';
-import { isValidTopic } from './topic.js';
+import { topicProblem } from './topic.js';
+import { MAX_MSG_ID_BYTES, nameProblem, quoted } from '../protocol/names.js';
 import { isTraceparent } from '../trace/trace-context.js';
-
-export const MAX_MSG_ID_LENGTH = 128;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -31,7 +30,8 @@ export function normalizeMessage(message: unknown, defaultSource: string, token:
   if (!isPlainObject(message)) throw new BusError('INVALID_FRAME', 'message must be an object');
   const m = message as PublishedMessage;
   if (typeof m.type !== 'string') throw new BusError('INVALID_FRAME', 'message.type must be a string');
-  if (!isValidTopic(m.type)) throw new BusError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(m.type.slice(0, 300))}`);
+  const typeProblem = topicProblem(m.type, false);
+  if (typeProblem !== null) throw new BusError('INVALID_TOPIC', `invalid topic: message.type ${typeProblem}: ${quoted(m.type)}`);
   if (m.source !== undefined && m.source !== null && typeof m.source !== 'string') {
     throw new BusError('INVALID_FRAME', 'message.source must be a string');
   }
@@ -43,16 +43,19 @@ export function normalizeMessage(message: unknown, defaultSource: string, token:
     && typeof correlationId !== 'string' && typeof correlationId !== 'number') {
     throw new BusError('INVALID_FRAME', 'message.correlationId must be a string or a number');
   }
-  if (m.replyTo !== undefined && m.replyTo !== null && (typeof m.replyTo !== 'string' || !isValidTopic(m.replyTo))) {
-    throw new BusError('INVALID_TOPIC', 'message.replyTo must be a valid topic');
+  if (m.replyTo !== undefined && m.replyTo !== null) {
+    const problem = typeof m.replyTo === 'string' ? topicProblem(m.replyTo, false) : 'is not a string';
+    if (problem !== null) throw new BusError('INVALID_TOPIC', `message.replyTo must be a valid topic: it ${problem}`);
   }
   const { traceparent } = m;
   if (traceparent !== undefined && traceparent !== null && !isTraceparent(traceparent)) {
     throw new BusError('INVALID_FRAME', 'message.traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)');
   }
-  if (m.msgId !== undefined && m.msgId !== null
-    && (typeof m.msgId !== 'string' || m.msgId.length === 0 || m.msgId.length > MAX_MSG_ID_LENGTH)) {
-    throw new BusError('INVALID_FRAME', `message.msgId must be a string of 1 to ${MAX_MSG_ID_LENGTH} characters`);
+  if (m.msgId !== undefined && m.msgId !== null) {
+    const problem = typeof m.msgId === 'string' ? nameProblem(m.msgId, MAX_MSG_ID_BYTES) : 'is not a string';
+    if (problem !== null) {
+      throw new BusError('INVALID_FRAME', `message.msgId must be a name of 1 to ${MAX_MSG_ID_BYTES} UTF-8 bytes without control characters: it ${problem}`);
+    }
   }
   const event: BusEvent = {
     type: m.type,

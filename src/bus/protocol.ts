@@ -13,7 +13,9 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   | 'RATE_LIMITED'
   | 'NO_RESPONDERS'
-  | 'NOT_RETAINED';
+  | 'NOT_RETAINED'
+  /** The gateway failed on the frame (a bug, logged): the frame was not processed; the connection stays open. */
+  | 'INTERNAL';
 
 /** A refused frame: sent to the client as `{error, code, id?}`. */
 export class BusError extends Error {

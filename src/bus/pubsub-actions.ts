@@ -4,14 +4,14 @@ import { PublishOrder } from './history/publish-order.js';
 import { normalizeMessage } from './normalize.js';
 import { publishRefusal } from './principal.js';
 import { BusError, type ClientFrame } from './protocol.js';
-import { isValidPattern } from './topic.js';
+import { topicProblem } from './topic.js';
+import { quoted } from '../protocol/names.js';
 import { traceIdOf } from '../trace/trace-context.js';
 
 function patternOf(frame: ClientFrame): string {
   if (typeof frame.topic !== 'string') throw new BusError('INVALID_FRAME', 'topic must be a string');
-  if (!isValidPattern(frame.topic)) {
-    throw new BusError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(frame.topic.slice(0, 300))}`);
-  }
+  const problem = topicProblem(frame.topic, true);
+  if (problem !== null) throw new BusError('INVALID_TOPIC', `invalid topic: topic ${problem}: ${quoted(frame.topic)}`);
   return frame.topic;
 }
 

@@ -1,9 +1,10 @@
+import { MAX_QUEUE_NAME_BYTES, MAX_TOPIC_BYTES, nameProblem } from '../protocol/names.js';
+
 /**
- * Topic and pattern rules of the /bus protocol (spec: "Topics").
+ * Topic and pattern rules of the /bus protocol (spec: "Topics"), on top of
+ * the name rule every key obeys (src/protocol/names.ts).
  * No Node imports: the clients (browser included) share this file.
  */
-export const MAX_TOPIC_LENGTH = 256;
-export const MAX_QUEUE_NAME_LENGTH = 128;
 
 const DOT = 0x2e;
 const STAR = 0x2a;
@@ -41,21 +42,34 @@ function segmentsAreValid(topic: string, allowWildcards: boolean): boolean {
   return true;
 }
 
+/**
+ * Why `topic` is not a valid topic (or, with `wildcards`, pattern), or null:
+ * the name rule first, then the segments.
+ */
+export function topicProblem(topic: string, wildcards: boolean, maxBytes = MAX_TOPIC_BYTES): string | null {
+  const problem = nameProblem(topic, maxBytes);
+  if (problem !== null) return problem;
+  if (!segmentsAreValid(topic, wildcards)) {
+    return wildcards
+      ? 'has an empty segment, whitespace, or a wildcard that is not a whole segment (`*`, or `>` last)'
+      : 'has an empty segment, whitespace, or a wildcard';
+  }
+  return null;
+}
+
 /** A concrete topic, as published: no wildcards. */
-export function isValidTopic(topic: unknown, maxLength = MAX_TOPIC_LENGTH): boolean {
-  return typeof topic === 'string' && topic.length > 0 && topic.length <= maxLength
-    && segmentsAreValid(topic, false);
+export function isValidTopic(topic: unknown, maxBytes = MAX_TOPIC_BYTES): boolean {
+  return typeof topic === 'string' && topicProblem(topic, false, maxBytes) === null;
 }
 
 /** A subscription pattern: a topic whose segments may be `*`, or `>` as the last one. */
 export function isValidPattern(pattern: unknown): boolean {
-  return typeof pattern === 'string' && pattern.length > 0 && pattern.length <= MAX_TOPIC_LENGTH
-    && segmentsAreValid(pattern, true);
+  return typeof pattern === 'string' && topicProblem(pattern, true) === null;
 }
 
-/** A queue name: a topic of at most 128 characters. */
+/** A queue name: a topic of at most MAX_QUEUE_NAME_BYTES. */
 export function isValidQueueName(name: unknown): boolean {
-  return isValidTopic(name, MAX_QUEUE_NAME_LENGTH);
+  return isValidTopic(name, MAX_QUEUE_NAME_BYTES);
 }
 
 /** Does `pattern` match the concrete `topic`? (For clients; the gateway uses TopicTrie.) */

@@ -7,6 +7,7 @@ import type { TaskWorker } from './task-worker.js';
 import { quiet, Transport, type BrokerClientEvents } from './transport.js';
 import { BrokerError, type TaskHandler } from './types.js';
 import { Work, type EnqueueOptions } from './work.js';
+import { isName, MAX_SERVICE_NAME_BYTES } from '../protocol/names.js';
 
 export { defaultOptions, uniqueId, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult };
 
@@ -100,6 +101,10 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
     const defaults = defaultOptions();
     this.url = options.url ?? defaultUrl();
     this.id = options.id ?? uniqueId();
+    // The gateway refuses the upgrade for such a name: refused here, where the caller can see why.
+    if (options.id !== undefined && !isName(options.id, MAX_SERVICE_NAME_BYTES)) {
+      throw new BrokerError('INVALID_FRAME', `id (the service's name) must be 1 to ${MAX_SERVICE_NAME_BYTES} UTF-8 bytes without control characters: ${JSON.stringify(options.id)}`);
+    }
     const url = toBusUrl(this.url);
     if (options.id !== undefined && !url.searchParams.has('name')) url.searchParams.set('name', options.id);
     const token = options.token ?? defaultToken();

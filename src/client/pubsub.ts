@@ -1,5 +1,6 @@
 import type { BusEvent } from '../bus/protocol.js';
 import { isValidPattern, isValidTopic, patternMatches } from '../bus/topic.js';
+import { isName, MAX_MSG_ID_BYTES } from '../protocol/names.js';
 import { isObject, quiet, rejected, type Transport } from './transport.js';
 import { outgoingTraceparent, runInTrace } from './trace.js';
 import { BrokerError } from './types.js';
@@ -161,6 +162,9 @@ export class PubSub {
   publish(type: string, payload?: unknown, options: PublishOptions = {}): Promise<{ delivered: number | null; duplicate?: true }> {
     if (!isValidTopic(type)) return rejected(new BrokerError('INVALID_TOPIC', `invalid topic: ${JSON.stringify(type)}`));
     const { confirm = true, ...fields } = options;
+    if (fields.msgId !== undefined && !isName(fields.msgId, MAX_MSG_ID_BYTES)) {
+      return rejected(new BrokerError('INVALID_FRAME', `msgId must be a name of 1 to ${MAX_MSG_ID_BYTES} UTF-8 bytes without control characters: ${JSON.stringify(fields.msgId)}`));
+    }
     const message: Record<string, unknown> = { type, payload: payload === undefined ? null : payload, ...fields };
     message.traceparent = outgoingTraceparent(fields.traceparent);
     // Buffered while disconnected: a msgId makes the resend after a reconnect count once.

@@ -5,6 +5,7 @@ import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { ruleProblems, withDefaults, type RetentionRule } from '../bus/history/retention-rules.js';
 import { isValidPattern } from '../bus/topic.js';
+import { MAX_SERVICE_NAME_BYTES, nameProblem } from '../protocol/names.js';
 import { ConfigError } from '../config.js';
 import { JsonSyntaxError, parseJsonWithLocations, type LocatedJson } from './json-source.js';
 
@@ -195,8 +196,8 @@ function meaningProblems(file: EdgeFile, baseDir: string): Problem[] {
     if (entry.rewritePrefix !== undefined && entry.rewritePrefix !== '' && !entry.rewritePrefix.startsWith('/')) {
       problems.push({ pointer: `${at}/rewritePrefix`, message: 'expected "" or a path starting with "/"' });
     }
-    if (entry.service !== undefined && (entry.service.trim() === '' || entry.service.length > 200)) {
-      problems.push({ pointer: `${at}/service`, message: 'expected the name its instances beat with (1 to 200 characters)' });
+    if (entry.service !== undefined && (entry.service.trim() === '' || nameProblem(entry.service, MAX_SERVICE_NAME_BYTES) !== null)) {
+      problems.push({ pointer: `${at}/service`, message: `expected the name its instances beat with (1 to ${MAX_SERVICE_NAME_BYTES} UTF-8 bytes, no control characters)` });
     }
   });
   file.static?.forEach((entry, index) => {

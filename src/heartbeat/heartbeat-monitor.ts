@@ -1,6 +1,7 @@
 import {
   StoreUnavailableError, storeCall, type BeatRecord, type HeartbeatRecord, type HeartbeatStore,
 } from './heartbeat-store.js';
+import { MAX_SERVICE_NAME_BYTES, nameProblem, quoted } from '../protocol/names.js';
 import type { InstanceLimits } from './instance-limits.js';
 import { LiveServices, type ServiceTransition } from './live-services.js';
 import {
@@ -86,7 +87,6 @@ export interface DownReport {
 
 /** Largest pid Linux hands out (PID_MAX_LIMIT on 64-bit). */
 const MAX_PID = 4_194_304;
-const MAX_NAME = 200;
 
 /** A pid as the original accepted it (a number or digits), or null. */
 export function parsePid(value: unknown): number | null {
@@ -94,8 +94,11 @@ export function parsePid(value: unknown): number | null {
   return typeof pid === 'number' && Number.isInteger(pid) && pid > 0 && pid <= MAX_PID ? pid : null;
 }
 
-function parseName(value: unknown): string | null {
-  return typeof value === 'string' && value.trim() !== '' && value.length <= MAX_NAME ? value : null;
+/** Why a beat's name cannot be taken (it keys the store and the instance limits), or null. */
+function nameRefusal(value: string): string | null {
+  if (value.trim() === '') return 'name is blank';
+  const problem = nameProblem(value, MAX_SERVICE_NAME_BYTES);
+  return problem === null ? null : `name ${problem}: ${quoted(value)}`;
 }
 
 export function statusOf(record: HeartbeatRecord, now: number, timeoutMs: number): HeartbeatStatus {
@@ -171,8 +174,10 @@ export class HeartbeatMonitor {
    */
   async beat(input: { pid: unknown; name: unknown }, origin: BeatOrigin): Promise<BeatReply> {
     const pid = parsePid(input.pid);
-    const name = parseName(input.name);
-    if (pid === null || name === null) throw new HeartbeatError(400, 'INVALID_FRAME', 'pid and name required');
+    const name = input.name;
+    if (pid === null || typeof name !== 'string' || name === '') throw new HeartbeatError(400, 'INVALID_FRAME', 'pid and name required');
+    const refusal = nameRefusal(name);
+    if (refusal !== null) throw new HeartbeatError(400, 'INVALID_FRAME', refusal);
     // After close a beat would undo the session's stopped marks.
     if (this.closed) throw new HeartbeatError(503, 'UNAVAILABLE', 'heartbeat service shutting down');
     const local = isLoopback(origin.remoteAddress);

@@ -50,6 +50,7 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   private readonly queueCompleted: Counter<'queue'>;
   private readonly queueFailed: Counter<'queue'>;
+  private readonly queueUndeliverable: Counter<'queue'>;
   private readonly queueWait: Histogram<'queue'>;
   private readonly queueRun: Histogram<'queue'>;
   private readonly proxyRequests: Counter<'route' | 'code'>;
@@ -103,6 +104,7 @@ export class GatewayMetrics {
     this.queueFailed = new Counter({ name: 'brainstem_queue_failed_total', help: 'Failed task attempts settled through this gateway (retried or dead).', labelNames: ['queue'] as const, registers });
     this.queueWait = new Histogram({ name: 'brainstem_queue_wait_seconds', help: 'From enqueue (or the end of its delay) to delivery to a worker.', labelNames: ['queue'] as const, buckets: TASK_SECONDS_BUCKETS, registers });
     this.queueRun = new Histogram({ name: 'brainstem_queue_run_seconds', help: 'From delivery to a worker to its ack or fail.', labelNames: ['queue'] as const, buckets: TASK_SECONDS_BUCKETS, registers });
+    this.queueUndeliverable = new Counter({ name: 'brainstem_queue_undeliverable_total', help: 'Fetched tasks failed as undeliverable (data or options unreadable, hash gone).', labelNames: ['queue'] as const, registers });
     this.proxyRequests = new Counter({ name: 'brainstem_proxy_requests_total', help: 'Requests answered under a proxy route, by route prefix and HTTP status.', labelNames: ['route', 'code'] as const, registers });
   }
 
@@ -110,6 +112,10 @@ export class GatewayMetrics {
     const ms = Math.max(0, waitMs);
     this.queueWait.observe({ queue }, ms / 1000);
     this.recentWait.add(queue, ms);
+  }
+
+  taskUndeliverable(queue: string): void {
+    this.queueUndeliverable.inc({ queue });
   }
 
   taskSettled(queue: string, settlement: TaskSettlement, runMs: number | undefined): void {

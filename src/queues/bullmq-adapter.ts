@@ -1,5 +1,7 @@
 import { ErrorCode, Job, QueueKeys, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { isValidTopic } from '../bus/topic.js';
+import { isTraceparent } from '../trace/trace-context.js';
 
 /**
  * The only module that relies on bullmq's internals: its raw script
@@ -29,20 +31,68 @@ export function maxAttemptsOf(opts: { attempts?: unknown }): number {
   return typeof attempts === 'number' && Number.isFinite(attempts) && attempts >= 1 ? Math.ceil(attempts) : 1;
 }
 
+/** Node's timers take at most this many ms; a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function isTimeout(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= MAX_TIMER_MS;
+}
+
 /** The attempt timeout (ms) the task was enqueued with, if any. */
 export function timeoutOf(job: TaskJob): number | undefined {
   const timeout = (job.opts as StoredOptions).timeout;
-  return typeof timeout === 'number' && timeout > 0 ? timeout : undefined;
+  return isTimeout(timeout) ? timeout : undefined;
 }
 
 export function replyToOf(job: TaskJob): string | undefined {
   const replyTo = (job.opts as StoredOptions).replyTo;
-  return typeof replyTo === 'string' ? replyTo : undefined;
+  return isValidTopic(replyTo) ? replyTo as string : undefined;
 }
 
+/** The task's trace context; one a foreign producer spelled wrong is ignored (tracing never stops a task). */
 export function traceparentOf(job: TaskJob): string | undefined {
   const traceparent = (job.opts as StoredOptions).traceparent;
-  return typeof traceparent === 'string' ? traceparent : undefined;
+  return isTraceparent(traceparent) ? traceparent : undefined;
+}
+
+/** Jobs whose `data` JSON.parse refused, with the parser's message: delivery sets them aside. */
+const unreadableData = new WeakMap<TaskJob, string>();
+
+/**
+ * A job from its hash, as BullMQ's `Job.fromJSON` reads it, except that
+ * data that is not JSON (a foreign producer's, or written by hand) gives a
+ * job marked unreadable instead of an exception in the fetch loop.
+ */
+export function readJob(worker: TaskWorker, data: JobJson, id: string): TaskJob {
+  try {
+    return Job.fromJSON<unknown, unknown, string>(worker, data, id);
+  } catch (err) {
+    const job = Job.fromJSON<unknown, unknown, string>(worker, { ...data, data: 'null' }, id);
+    unreadableData.set(job, (err as Error).message);
+    return job;
+  }
+}
+
+/** Makes the worker's fetches read jobs with `readJob` (BullMQ's protected `createJob`). */
+export function readJobsSafely(worker: TaskWorker): void {
+  (worker as unknown as { createJob(data: JobJson, id: string): TaskJob }).createJob = (data, id) => readJob(worker, data, id);
+}
+
+/**
+ * Why a fetched job cannot be delivered, or null: data that is not JSON,
+ * a hash gone or without a timestamp, or options this gateway cannot
+ * honour. Such a job is failed with the reason, never handed to a worker.
+ */
+export function deliveryFlaw(job: TaskJob): string | null {
+  const unreadable = unreadableData.get(job);
+  if (unreadable !== undefined) return `undeliverable: its data is not JSON (${unreadable})`;
+  if (!Number.isFinite(job.timestamp)) return 'undeliverable: its hash is gone or has no readable timestamp';
+  const opts = job.opts as StoredOptions;
+  if (opts.timeout !== undefined && !isTimeout(opts.timeout)) {
+    return `undeliverable: opts.timeout ${JSON.stringify(opts.timeout)} cannot be honoured (a whole number of ms from 1 to ${MAX_TIMER_MS})`;
+  }
+  if (opts.replyTo !== undefined && !isValidTopic(opts.replyTo)) return 'undeliverable: opts.replyTo is not a valid topic';
+  return null;
 }
 
 /** BullMQ's errors for a job whose lock this gateway no longer holds. */
@@ -73,7 +123,7 @@ export function dropBackoff(job: TaskJob): void {
 export function nextJobOf(worker: TaskWorker, reply: unknown, token: string): TaskJob | undefined {
   const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
   if (!data || !id) return undefined;
-  const job = Job.fromJSON<unknown, unknown, string>(worker, data, id);
+  const job = readJob(worker, data, id);
   job.token = token;
   return job;
 }
@@ -177,4 +227,51 @@ export async function settlementsAfter(connection: Redis, queue: TaskQueue, last
     return settlement;
   });
   return { lastId: last, scanned, settlements };
+}
+
+/** The id of the active job whose lock is `token`, if any: the one a failed fetch had moved to active. */
+export async function jobLockedWith(connection: Redis, queue: TaskQueue, token: string): Promise<string | null> {
+  const locks = await activeLocks(connection, queue);
+  return locks.find((lock) => lock.token === token)?.id ?? null;
+}
+
+/** Fields of a job hash BullMQ parses as JSON when it reads the job, and what stands in for one that is not. */
+const JSON_FIELDS: Record<string, string | null> = { data: 'null', opts: '{}', progress: '0', parent: null };
+
+/**
+ * A job hash BullMQ could not read, made readable: each JSON field that
+ * does not parse is kept under `unreadable:FIELD` and replaced (or
+ * removed), so the job can be failed with BullMQ's own commands. Returns
+ * the fields replaced; `gone` when the hash itself is missing (its id is
+ * then taken out of the active list, since nothing else ever will).
+ */
+export async function repairUnreadable(connection: Redis, queue: TaskQueue, id: string, token: string): Promise<{ gone: true } | { fields: string[] }> {
+  const key = queue.toKey(id);
+  const hash = await connection.hgetall(key);
+  if (Object.keys(hash).length === 0) {
+    await connection.eval(DROP_ORPHAN, 2, queue.keys.active as string, `${key}:lock`, id, token);
+    return { gone: true };
+  }
+  const fields: string[] = [];
+  for (const [field, stand] of Object.entries(JSON_FIELDS)) {
+    const value = hash[field];
+    if (value === undefined) continue;
+    try {
+      JSON.parse(value);
+    } catch {
+      fields.push(field);
+      await connection.hset(key, `unreadable:${field}`, value);
+      if (stand === null) await connection.hdel(key, field);
+      else await connection.hset(key, field, stand);
+    }
+  }
+  return { fields };
+}
+
+/** Takes a job whose hash is gone out of the active list, if `token` still locks it. */
+const DROP_ORPHAN = `if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('LREM', KEYS[1], 0, ARGV[1]) redis.call('DEL', KEYS[2]) return 1 end return 0`;
+
+/** A job as stored, read with BullMQ's own reader (after `repairUnreadable`). */
+export async function storedJob(queue: TaskQueue, id: string): Promise<TaskJob | undefined> {
+  return Job.fromId<unknown, unknown, string>(queue, id);
 }

@@ -1,9 +1,10 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { maxAttemptsOf, traceparentOf, uncountDelivery, type TaskJob } from './bullmq-adapter.js';
+import { deliveryFlaw, maxAttemptsOf, traceparentOf, uncountDelivery, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext, QueueRuntime } from './queue-context.js';
 import type { TaskFrame } from './queue-types.js';
 import { failAttempt } from './settlement.js';
 import { armTimeout } from './task-control.js';
+import { Undeliverable } from './undeliverable.js';
 
 /** Fetches in flight per queue once tasks are flowing (one while the queue is idle). */
 const MAX_PARALLEL_FETCHES = 16;
@@ -21,8 +22,11 @@ export class Delivery {
   private tokenSeq = 0;
   /** Queues with a flush queued for this tick, and the completions waiting for it to say whether they fetch. */
   private readonly flushes = new Map<QueueRuntime, ((fetchNext: boolean) => void)[]>();
+  private readonly undeliverable: Undeliverable;
 
-  constructor(private readonly ctx: QueueContext) {}
+  constructor(private readonly ctx: QueueContext) {
+    this.undeliverable = new Undeliverable(ctx);
+  }
 
   /**
    * Starts as many fetches as the queue's credits call for, once per tick:
@@ -111,8 +115,11 @@ export class Delivery {
       job = await worker.getNextJob(token);
     } catch (err) {
       if (!this.ctx.closing) {
-        this.ctx.log.warn({ err, queue: runtime.name }, 'queues: fetching a task failed; retrying');
-        await delay(FETCH_RETRY_MS);
+        const setAside = await this.undeliverable.afterFetchError(runtime, token, err).catch(() => false);
+        if (!setAside) {
+          this.ctx.log.warn({ err, queue: runtime.name }, 'queues: fetching a task failed; retrying');
+          await delay(FETCH_RETRY_MS);
+        }
       }
     }
     this.ctx.busyTokens.delete(token);
@@ -120,7 +127,25 @@ export class Delivery {
     this.fetched(runtime, job, token);
   }
 
+  /** Hands a fetched job to the next credit; one that cannot go out is set aside, and the loop goes on. */
   private deliver(runtime: QueueRuntime, job: TaskJob, token: string): void {
+    const flaw = deliveryFlaw(job);
+    if (flaw !== null) {
+      this.undeliverable.setAside(runtime, job, token, flaw);
+      return;
+    }
+    try {
+      this.leaseAndSend(runtime, job, token);
+    } catch (err) {
+      // A bug on this path; the fuzzer in test/ looks for them.
+      this.ctx.log.error({ err, queue: runtime.name, taskId: job.id }, 'queues: delivering a task failed');
+      const lease = this.ctx.leases.holderOf(runtime.name, job.id as string);
+      if (lease?.job === job) this.ctx.leases.remove(lease);
+      this.undeliverable.setAside(runtime, job, token, `undeliverable: the gateway failed on it (${(err as Error).message})`);
+    }
+  }
+
+  private leaseAndSend(runtime: QueueRuntime, job: TaskJob, token: string): void {
     const maxAttempts = maxAttemptsOf(job.opts);
     if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
       // It went out `maxAttempts` times and never came back: the gateway
@@ -152,6 +177,7 @@ export class Delivery {
     const traceparent = traceparentOf(job);
     if (traceparent !== undefined) task.traceparent = traceparent;
     credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
-    this.ctx.options.onDelivered?.(runtime.name, lease.deliveredAt - job.timestamp - (job.opts.delay ?? 0), traceparent);
+    const delayMs = typeof job.opts.delay === 'number' && Number.isFinite(job.opts.delay) ? job.opts.delay : 0;
+    this.ctx.options.onDelivered?.(runtime.name, lease.deliveredAt - job.timestamp - delayMs, traceparent);
   }
 }

@@ -1,7 +1,7 @@
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  GATEWAY_WORKER_NAME, metaKey, metaPattern, queueNameOfMetaKey, type StoredOptions, type TaskJob, type TaskQueue, type TaskWorker,
+  GATEWAY_WORKER_NAME, metaKey, metaPattern, queueNameOfMetaKey, readJobsSafely, type StoredOptions, type TaskJob, type TaskQueue, type TaskWorker,
 } from './bullmq-adapter.js';
 import { CreditLedger } from './credit-ledger.js';
 import type { ForeignSettlements } from './foreign-settlements.js';
@@ -30,6 +30,8 @@ export interface QueueServiceOptions {
   onOutcome(outcome: TaskOutcome): void;
   /** Called for every task handed to a worker, with how long it waited since it could run. */
   onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
+  /** Called for every fetched task that could not be delivered (failed as undeliverable). */
+  onUndeliverable?(queue: string): void;
 }
 
 /** One queue name's BullMQ objects and fetch bookkeeping. */
@@ -133,6 +135,7 @@ export class QueueContext {
       autorun: false,
       skipVersionCheck: true,
     });
+    readJobsSafely(worker);
     worker.on('error', (err: Error) => this.log.debug({ err: err.message, queue: runtime.name }, 'queues: worker redis error'));
     worker.on('stalled', (taskId: string) => {
       this.log.warn({ queue: runtime.name, taskId }, 'queues: task returned after its lease expired');

@@ -1,5 +1,6 @@
 import { BusError } from '../bus/protocol.js';
-import { isValidQueueName, isValidTopic } from '../bus/topic.js';
+import { topicProblem } from '../bus/topic.js';
+import { MAX_QUEUE_NAME_BYTES, MAX_TASK_ID_BYTES, nameProblem, quoted } from '../protocol/names.js';
 import { isTraceparent } from '../trace/trace-context.js';
 import { RESERVED_TASK_IDS } from './bullmq-adapter.js';
 
@@ -38,7 +39,6 @@ export interface TaskOptions {
 export const MAX_PRIORITY = 2 ** 21 - 1;
 export const MAX_ATTEMPTS = 1000;
 const MAX_DELAY_MS = 365 * 24 * 3600 * 1000;
-const MAX_TASK_ID_LENGTH = 256;
 const OPTION_NAMES = new Set(['priority', 'delay', 'attempts', 'backoff', 'jobId', 'replyTo', 'timeout', 'traceparent']);
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -50,24 +50,30 @@ function isWholeNumber(value: unknown, min: number, max: number): value is numbe
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
 }
 
-/** A queue name as the protocol allows it; BullMQ also refuses `:` in names. */
+/** Why `name` is not a usable queue name, or null: a topic without wildcards, and no `:` (BullMQ's key separator). */
+function queueNameProblem(name: string): string | null {
+  return topicProblem(name, false, MAX_QUEUE_NAME_BYTES) ?? (name.includes(':') ? 'holds ":"' : null);
+}
+
+/** A queue name as the protocol allows it. */
 export function isValidQueue(name: unknown): boolean {
-  return isValidQueueName(name) && !(name as string).includes(':');
+  return typeof name === 'string' && queueNameProblem(name) === null;
 }
 
 /** Throws INVALID_QUEUE unless `name` is a usable queue name. */
-export function queueNameOf(name: unknown): string {
-  if (typeof name !== 'string') throw new BusError('INVALID_FRAME', 'queue must be a string');
-  if (!isValidQueue(name)) {
-    throw new BusError('INVALID_QUEUE', `invalid queue name: ${JSON.stringify(name.slice(0, 200))}`);
-  }
+export function queueNameOf(name: unknown, field = 'queue'): string {
+  if (typeof name !== 'string') throw new BusError('INVALID_FRAME', `${field} must be a string`);
+  const problem = queueNameProblem(name);
+  if (problem !== null) throw new BusError('INVALID_QUEUE', `invalid queue name: ${field} ${problem}: ${quoted(name)}`);
   return name;
 }
 
 /** A task id sent by a client (`ack`, `fail`, REST paths). */
-export function taskIdOf(value: unknown): string {
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  if (typeof value !== 'string' || value === '') throw new BusError('INVALID_FRAME', 'taskId must be a non-empty string');
+export function taskIdOf(value: unknown, field = 'taskId'): string {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return String(value);
+  if (typeof value !== 'string') throw new BusError('INVALID_FRAME', `${field} must be a non-empty string`);
+  const problem = nameProblem(value, MAX_TASK_ID_BYTES);
+  if (problem !== null) throw new BusError('INVALID_FRAME', `${field} ${problem}: ${quoted(value)}`);
   return value;
 }
 
@@ -113,9 +119,10 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
   }
   if (jobId !== undefined) {
     // BullMQ refuses integer ids (its own ids are integers) and `:` (its key separator).
-    if (typeof jobId !== 'string' || jobId === '' || jobId.length > MAX_TASK_ID_LENGTH
-      || /^\d+$/.test(jobId) || jobId.includes(':')) {
-      throw new BusError('INVALID_FRAME', `opts.jobId must be a string of 1 to ${MAX_TASK_ID_LENGTH} characters, not all digits, without ":"`);
+    const problem = typeof jobId !== 'string' ? 'is not a string'
+      : nameProblem(jobId, MAX_TASK_ID_BYTES) ?? (/^\d+$/.test(jobId) ? 'is all digits' : jobId.includes(':') ? 'holds ":"' : null);
+    if (typeof jobId !== 'string' || problem !== null) {
+      throw new BusError('INVALID_FRAME', `opts.jobId must be a name of 1 to ${MAX_TASK_ID_BYTES} UTF-8 bytes, not all digits, without ":" or control characters: it ${problem}`);
     }
     if (RESERVED_TASK_IDS.has(jobId)) {
       throw new BusError('INVALID_FRAME', `opts.jobId ${JSON.stringify(jobId)} is the name of one of BullMQ's own keys for the queue: choose another`);
@@ -123,7 +130,8 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
     options.jobId = jobId;
   }
   if (replyTo !== undefined) {
-    if (!isValidTopic(replyTo)) throw new BusError('INVALID_TOPIC', 'opts.replyTo must be a valid topic');
+    const problem = typeof replyTo === 'string' ? topicProblem(replyTo, false) : 'is not a string';
+    if (problem !== null) throw new BusError('INVALID_TOPIC', `opts.replyTo must be a valid topic: it ${problem}`);
     options.replyTo = replyTo as string;
   }
   if (timeout !== undefined) {

@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Dict, List, Optional, Union
 
 from .defaults import DEFAULT_URL, default_options
+from .names import MAX_SERVICE_NAME_BYTES, is_name
 from .errors import BrokerError, ClientClosed, ConnectFailed, ConnectionLost, InvalidArgument, LeaseLost, RequestTimeout
 from .progress import ProgressCallback
 from .pubsub import PubSub
@@ -111,6 +112,13 @@ class BrokerClient:
         options: Dict[str, Any] = {**default_options(), **{k: v for k, v in given.items() if v is not None}}
         options["reconnect"] = reconnect
         self.url = url or os.environ.get("BRAINSTEM_URL") or DEFAULT_URL
+        # The gateway refuses the upgrade for such a name: refused here, where the caller can see why.
+        if client_id is not None and not is_name(client_id, MAX_SERVICE_NAME_BYTES):
+            raise InvalidArgument(
+                f"client_id (the service's name) must be 1 to {MAX_SERVICE_NAME_BYTES} UTF-8 bytes"
+                f" without control characters: {client_id!r}",
+                "INVALID_FRAME",
+            )
         self.client_id = client_id or str(uuid.uuid4())
         self.token = token if token is not None else os.environ.get("BRAINSTEM_TOKEN")
         # Sent as ``?pid=``: the gateway links the connection to this process's heartbeat.

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .errors import BrokerError, ClientClosed, InvalidArgument, RequestTimeout
+from .names import MAX_MSG_ID_BYTES, is_name
 from .topics import is_valid_pattern, is_valid_topic, pattern_matches
 from .transport import Transport
 from .shapes import Event, EventHandler, call_handler
@@ -190,6 +191,11 @@ class PubSub:
             # Buffered while disconnected: a msgId makes the resend after a reconnect count once.
             msg_id = str(uuid.uuid4())
         if msg_id is not None:
+            if not is_name(msg_id, MAX_MSG_ID_BYTES):
+                raise InvalidArgument(
+                    f"msgId must be a name of 1 to {MAX_MSG_ID_BYTES} UTF-8 bytes without control characters: {msg_id!r}",
+                    "INVALID_FRAME",
+                )
             message["msgId"] = msg_id
         message["traceparent"] = outgoing_traceparent(opts.get("traceparent"))
         frame = {"action": "publish", "message": message}

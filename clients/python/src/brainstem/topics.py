@@ -1,6 +1,7 @@
 """Topic, pattern and queue-name rules of the /bus protocol.
 
-The same rules as the gateway's ``src/bus/topic.ts``: segments separated by
+The same rules as the gateway's ``src/bus/topic.ts``, on top of the name rule
+of ``names.py``: segments separated by
 ``.``, each one or more characters with no whitespace, ``.``, ``*`` or
 ``>``; in a subscription pattern ``*`` stands for exactly one segment and a
 final ``>`` for one or more.
@@ -10,8 +11,7 @@ from __future__ import annotations
 
 import re
 
-MAX_TOPIC_LENGTH = 256
-MAX_QUEUE_NAME_LENGTH = 128
+from .names import MAX_QUEUE_NAME_BYTES, MAX_TOPIC_BYTES, is_name
 
 # JavaScript's \s, spelled out: Python's \s differs (\x1c-\x1f in, \ufeff out).
 _FORBIDDEN_IN_SEGMENT = re.compile(
@@ -31,27 +31,19 @@ def _segments_are_valid(segments: list[str], allow_wildcards: bool) -> bool:
     return True
 
 
-def is_valid_topic(topic: object, max_length: int = MAX_TOPIC_LENGTH) -> bool:
+def is_valid_topic(topic: object, max_bytes: int = MAX_TOPIC_BYTES) -> bool:
     """A concrete topic, as published: no wildcards."""
-    return (
-        isinstance(topic, str)
-        and 0 < len(topic) <= max_length
-        and _segments_are_valid(topic.split("."), False)
-    )
+    return is_name(topic, max_bytes) and _segments_are_valid(topic.split("."), False)  # type: ignore[union-attr]
 
 
 def is_valid_pattern(pattern: object) -> bool:
     """A subscription pattern: a topic whose segments may be ``*``, or ``>`` as the last one."""
-    return (
-        isinstance(pattern, str)
-        and 0 < len(pattern) <= MAX_TOPIC_LENGTH
-        and _segments_are_valid(pattern.split("."), True)
-    )
+    return is_name(pattern, MAX_TOPIC_BYTES) and _segments_are_valid(pattern.split("."), True)  # type: ignore[union-attr]
 
 
 def is_valid_queue_name(name: object) -> bool:
-    """A queue name: a topic of at most 128 characters."""
-    return is_valid_topic(name, MAX_QUEUE_NAME_LENGTH)
+    """A queue name: a topic of at most MAX_QUEUE_NAME_BYTES."""
+    return is_valid_topic(name, MAX_QUEUE_NAME_BYTES)
 
 
 def pattern_matches(pattern: str, topic: str) -> bool:
