@@ -96,7 +96,7 @@ t.test('a mistake is refused with the field and the line', async (t) => {
   t.equal(problemsOf('{"proxy": [{"prefix": "/", "upstream": "http://127.0.0.1:1", "websocket": true}]}'), 'brainstem.config.json:1: proxy[0].prefix: the root is the dashboard\'s; mount under a path such as "/app"', 'a proxy at / would claim every upgrade, /bus included');
   t.equal(problemsOf('{"proxy": [{"prefix": "/llm/", "upstream": "http://127.0.0.1:1"}]}'), 'brainstem.config.json:1: proxy[0].prefix: expected a path like "/llm" (starts with "/", no trailing "/", no wildcards or parameters)');
   t.equal(problemsOf('{"proxy": [{"prefix": "/a", "upstream": "127.0.0.1:5003"}]}'), 'brainstem.config.json:1: proxy[0].upstream: expected an http:// or https:// URL');
-  t.equal(problemsOf('{"proxy": [{"prefix": "/a", "upstream": "http://127.0.0.1:1", "service": " "}]}'), 'brainstem.config.json:1: proxy[0].service: expected the name its instances beat with (1 to 200 characters)');
+  t.equal(problemsOf('{"proxy": [{"prefix": "/a", "upstream": "http://127.0.0.1:1", "service": " "}]}'), 'brainstem.config.json:1: proxy[0].service: expected the name its instances beat with (1 to 200 UTF-8 bytes, no control characters)');
   t.equal(problemsOf('{"proxy": [{"prefix": "/a", "upstream": "http://127.0.0.1:1", "service": 5}]}'), 'brainstem.config.json:1: proxy[0].service: must be string');
   t.match(problemsOf('{"static": [{"prefix": "/a", "root": "./nowhere"}]}'), /^brainstem\.config\.json:1: static\[0\]\.root: no such directory: .*nowhere$/);
   t.equal(problemsOf('{"cors": {"origins": ["http://localhost:5173/"]}}'), 'brainstem.config.json:1: cors.origins[0]: expected an origin such as "http://localhost:5173" (scheme, host, port; no path or trailing "/")');
