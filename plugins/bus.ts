@@ -53,6 +53,7 @@ export default fp(async function busPlugin(app) {
     maxBacklogBytes: config.busMaxBacklogBytes,
     maxPatternsPerConnection: config.busMaxSubscriptions,
     maxPatternBytesPerConnection: config.busMaxPatternBytes,
+    log: app.log,
   });
   const limiter = config.busMaxFramesPerSecond > 0 ? new FrameRateLimiter(config.busMaxFramesPerSecond) : null;
   const dispatcher = new FrameDispatcher(app.log, limiter);

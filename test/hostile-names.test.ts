@@ -121,6 +121,13 @@ t.test('REST paths and heartbeat bodies obey the same rule', async (t) => {
     t.equal(beat.status, 400, `beat named ${name.slice(0, 20)}`);
     t.match(await beat.json(), { code: 'INVALID_FRAME' });
   }
+  // Found by the fuzzer: `meta` read as a task parsed the queue's own hash (500).
+  await fetch(`${gw.httpUrl}/queues/q.reserved/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"task":1}' });
+  for (const suffix of ['meta', 'events', 'wait', 'id', 'active']) {
+    const reserved = await fetch(`${gw.httpUrl}/queues/q.reserved/tasks/${suffix}`);
+    t.equal(reserved.status, 404, `GET …/tasks/${suffix}`);
+    t.match(await reserved.json(), { code: 'UNKNOWN_TASK' });
+  }
   const health = await fetch(`${gw.httpUrl}/health`);
   t.equal(health.status, 200);
 });

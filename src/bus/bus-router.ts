@@ -14,6 +14,8 @@ export interface BusRouterOptions {
   maxPatternsPerConnection?: number;
   /** Total length of the patterns one connection may hold (default: no limit). */
   maxPatternBytesPerConnection?: number;
+  /** Where a failure contained in fan-out is reported. */
+  log?: { error(obj: object, msg?: string): void };
 }
 
 export interface BusCounters {
@@ -331,10 +333,15 @@ export class BusRouter {
     this.trie.forEachMatch(type, (connection) => {
       if (connection.lastPublish === seq) return;
       connection.lastPublish = seq;
-      // A subscription replaying history: live events wait behind the replay.
-      if (connection.hold) connection.hold.push(type, framePayload(frame()));
-      else if (connection.replayed?.covers(type, frame())) return;
-      else if (this.deliverFrame(connection, frame())) delivered++;
+      // One subscriber's failure stays its own: the others still get the event.
+      try {
+        // A subscription replaying history: live events wait behind the replay.
+        if (connection.hold) connection.hold.push(type, framePayload(frame()));
+        else if (connection.replayed?.covers(type, frame())) return;
+        else if (this.deliverFrame(connection, frame())) delivered++;
+      } catch (err) {
+        this.options.log?.error({ err, clientId: connection.id, type }, 'bus: delivering an event to one subscriber failed');
+      }
     });
     this.counters.delivered += delivered;
     return delivered;

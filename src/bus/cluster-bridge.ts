@@ -248,7 +248,12 @@ export class ClusterBridge implements RemoteBus {
     if (this.stopped) return;
     if (channel === this.ownChannel) {
       const split = message.indexOf(NEWLINE);
-      if (split > 0) this.router.deliverFromPeer(message.toString('utf8', 0, split), message.subarray(split + 1));
+      // Runs in ioredis's event handler, where an escaped error would end the process.
+      try {
+        if (split > 0) this.router.deliverFromPeer(message.toString('utf8', 0, split), message.subarray(split + 1));
+      } catch (err) {
+        this.options.log.warn({ err: (err as Error).message }, 'bus cluster: an event from another instance could not be delivered');
+      }
       return;
     }
     if (channel !== this.controlChannel) return;

@@ -26,7 +26,8 @@ export class LeaseRenewal {
       if (!runtime || !worker || runtime.renewing) continue;
       const held = leases.inQueue(name);
       runtime.renewing = true;
-      worker.extendJobLocks(held.map((l) => l.taskId), held.map((l) => l.token), this.ctx.options.leaseMs)
+      // A timer serving every queue: one queue's failure, even a synchronous one, is logged and the others renew.
+      Promise.resolve().then(() => worker.extendJobLocks(held.map((l) => l.taskId), held.map((l) => l.token), this.ctx.options.leaseMs))
         .then((lostIds) => {
           const lost = new Set(lostIds);
           for (const lease of held) {

@@ -74,6 +74,8 @@ export function taskIdOf(value: unknown, field = 'taskId'): string {
   if (typeof value !== 'string') throw new BusError('INVALID_FRAME', `${field} must be a non-empty string`);
   const problem = nameProblem(value, MAX_TASK_ID_BYTES);
   if (problem !== null) throw new BusError('INVALID_FRAME', `${field} ${problem}: ${quoted(value)}`);
+  // One of BullMQ's own keys of the queue, never a task: reading it as one would parse the queue's own hash.
+  if (RESERVED_TASK_IDS.has(value)) throw new BusError('UNKNOWN_TASK', `no task ${quoted(value)}: the name of one of BullMQ's own keys for the queue`);
   return value;
 }
 
