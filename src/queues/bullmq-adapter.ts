@@ -1,4 +1,6 @@
-import { ErrorCode, Job, QueueKeys, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type Worker } from 'bullmq';
+import {
+  ErrorCode, Job, QueueKeys, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
+} from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isValidTopic } from '../bus/topic.js';
 import { isTraceparent } from '../trace/trace-context.js';
@@ -14,6 +16,75 @@ import { isTraceparent } from '../trace/trace-context.js';
 export type TaskJob = Job<unknown, unknown, string>;
 export type TaskQueue = Queue<unknown, unknown, string>;
 export type TaskWorker = Worker<unknown, unknown, string>;
+
+/** The options BullMQ's scripts read from a worker: lock duration, stalled check, backoff, name. */
+export type FetchOptions = Pick<WorkerOptions, 'lockDuration' | 'stalledInterval' | 'maxStalledCount' | 'settings' | 'name' | 'prefix'>;
+
+/**
+ * What BullMQ's `Job` and a worker's scripts need of the queue a job
+ * belongs to, without a `Worker`: a Worker holds a blocking Redis
+ * connection of its own, and the gateway keeps one per queue name a
+ * client may choose. Each host runs BullMQ's scripts on the template's
+ * shared connection through `forQueue` (the sibling backends BullMQ's
+ * FlowProducer uses for many queues on one connection).
+ */
+export interface JobHost {
+  readonly name: string;
+  readonly opts: FetchOptions;
+  readonly backend: RedisQueueBackend;
+  /** The queue's marker key: a BZPOPMIN on it wakes when the queue has work. */
+  readonly markerKey: string;
+  readonly qualifiedName: string;
+  toKey(type: string): string;
+  trace: TaskQueue['trace'];
+  emit(): boolean;
+  on(): JobHost;
+  removeListener(): JobHost;
+  waitUntilReady(): Promise<unknown>;
+}
+
+export function jobHost(template: TaskQueue, name: string, opts: FetchOptions): JobHost {
+  const sibling = (template.getBackend() as RedisQueueBackend).forQueue(name, opts.prefix);
+  // The sibling copies the template's options: the worker's ones are what its scripts read.
+  Object.assign((sibling as unknown as { queue: { opts: object } }).queue.opts, opts);
+  const host: JobHost = {
+    name,
+    opts,
+    backend: sibling as RedisQueueBackend,
+    markerKey: sibling.keys.marker as string,
+    qualifiedName: sibling.qualifiedName,
+    toKey: (type) => sibling.toKey(type),
+    trace: template.trace.bind(template),
+    emit: () => false,
+    on: () => host,
+    removeListener: () => host,
+    waitUntilReady: () => template.waitUntilReady(),
+  };
+  return host;
+}
+
+/**
+ * BullMQ's moveToActive for one host: the next job (locked with `token`),
+ * if any, and when the next delayed job is due (0: none).
+ */
+export async function moveToActive(host: JobHost, token: string): Promise<{ job: TaskJob | undefined; delayUntil: number }> {
+  const [data, id, , delayUntil] = await host.backend.moveToActive(token, host.opts.name as string) as [JobJson | undefined, string | undefined, number, number];
+  const due = typeof delayUntil === 'number' && delayUntil > 0 ? delayUntil : 0;
+  if (!data || !id) return { job: undefined, delayUntil: due };
+  const job = readJob(host, data, id);
+  job.token = token;
+  return { job, delayUntil: due };
+}
+
+/** Extends the locks of `ids` (held with `tokens`); resolves with the ids whose lock was lost. */
+export function extendLocks(host: JobHost, ids: string[], tokens: string[], ms: number): Promise<string[]> {
+  return host.backend.extendLocks(ids, tokens, ms);
+}
+
+/** BullMQ's stalled check of one queue: jobs whose lock expired go back to wait (or fail past maxStalledCount). */
+export function moveStalledToWait(host: JobHost): Promise<unknown> {
+  return host.backend.moveStalledJobsToWait();
+}
 
 /** Job options this gateway adds beyond BullMQ's (BullMQ stores unknown options as given). */
 export type StoredOptions = JobsOptions & { replyTo?: string; timeout?: number; traceparent?: string };
@@ -63,19 +134,15 @@ const unreadableData = new WeakMap<TaskJob, string>();
  * data that is not JSON (a foreign producer's, or written by hand) gives a
  * job marked unreadable instead of an exception in the fetch loop.
  */
-export function readJob(worker: TaskWorker, data: JobJson, id: string): TaskJob {
+export function readJob(host: JobHost, data: JobJson, id: string): TaskJob {
+  const queue = host as unknown as TaskWorker;
   try {
-    return Job.fromJSON<unknown, unknown, string>(worker, data, id);
+    return Job.fromJSON<unknown, unknown, string>(queue, data, id);
   } catch (err) {
-    const job = Job.fromJSON<unknown, unknown, string>(worker, { ...data, data: 'null' }, id);
+    const job = Job.fromJSON<unknown, unknown, string>(queue, { ...data, data: 'null' }, id);
     unreadableData.set(job, (err as Error).message);
     return job;
   }
-}
-
-/** Makes the worker's fetches read jobs with `readJob` (BullMQ's protected `createJob`). */
-export function readJobsSafely(worker: TaskWorker): void {
-  (worker as unknown as { createJob(data: JobJson, id: string): TaskJob }).createJob = (data, id) => readJob(worker, data, id);
 }
 
 /**
@@ -120,10 +187,10 @@ export function dropBackoff(job: TaskJob): void {
 }
 
 /** The job a completion fetched with `fetchNext` (`moveToCompleted`'s raw reply: `[jobData, jobId, …]`), if any. */
-export function nextJobOf(worker: TaskWorker, reply: unknown, token: string): TaskJob | undefined {
+export function nextJobOf(host: JobHost, reply: unknown, token: string): TaskJob | undefined {
   const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
   if (!data || !id) return undefined;
-  const job = readJob(worker, data, id);
+  const job = readJob(host, data, id);
   job.token = token;
   return job;
 }
@@ -173,14 +240,24 @@ export interface StreamSettlement {
   failedReason?: string;
 }
 
+/** A queue's BullMQ event stream (`PREFIX:QUEUE:events`). */
+export function eventsKeyOf(queue: TaskQueue): string {
+  return queue.keys.events as string;
+}
+
 /**
- * Waits up to `blockMs` for an entry after `lastId` on the queue's event
- * stream; true when there is one. Only the first entry is read: what
- * matters in them is picked out in Redis (`settlementsAfter`).
+ * Waits up to `blockMs` for an entry on any of the streams after its last
+ * id; resolves with the keys that have one, each with the id of the one
+ * entry read: what matters in them is picked out in Redis (`settlementsAfter`).
  */
-export async function waitForQueueEvents(connection: Redis, queue: TaskQueue, lastId: string, blockMs: number): Promise<boolean> {
-  const reply = await connection.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', queue.keys.events as string, lastId);
-  return (reply?.[0]?.[1]?.length ?? 0) > 0;
+export async function waitForStreamEntries(connection: Redis, streams: [key: string, lastId: string][], blockMs: number): Promise<Map<string, string>> {
+  const reply = await connection.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', ...streams.map(([key]) => key), ...streams.map(([, id]) => id));
+  const ready = new Map<string, string>();
+  for (const [key, entries] of reply ?? []) {
+    const first = entries[0];
+    if (first) ready.set(key, first[0]);
+  }
+  return ready;
 }
 
 /**

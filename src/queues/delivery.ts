@@ -107,7 +107,7 @@ export class Delivery {
   }
 
   private async fetchOne(runtime: QueueRuntime): Promise<void> {
-    const worker = this.ctx.workerOf(runtime);
+    const worker = this.ctx.fetcherOf(runtime);
     const token = `${worker.id}:${++this.tokenSeq}`;
     this.ctx.busyTokens.add(token);
     let job: TaskJob | undefined;

@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import {
-  GATEWAY_WORKER_NAME, replyToOf, settlementsAfter, traceparentOf, waitForQueueEvents, type TaskJob, type TaskQueue,
+  eventsKeyOf, GATEWAY_WORKER_NAME, replyToOf, settlementsAfter, traceparentOf, waitForStreamEntries, type TaskJob, type TaskQueue,
 } from './bullmq-adapter.js';
 import type { QueueLogger } from './queue-logger.js';
 import type { TaskOutcome } from './task-outcome.js';
@@ -23,9 +24,9 @@ const PROMPT_ENTRIES_PER_SECOND = 500;
 const SCAN_PAUSE_MS = 50;
 
 export interface ForeignSettlementsOptions {
-  /** For relay claims. */
+  /** For relay claims and wakes. */
   connection: Redis;
-  /** A new connection (retrying forever) for each watched queue: BullMQ's event reader blocks its own. */
+  /** The one connection (retrying forever) that reads every watched queue's stream: a blocking read. */
   createConnection(): Redis;
   prefix: string;
   log: QueueLogger;
@@ -42,56 +43,85 @@ export interface ForeignSettlementsOptions {
  * gateway claims each relay.
  */
 export class ForeignSettlements {
-  private readonly watchers = new Map<string, Redis>();
+  /** Watched queues by their event stream's key, with the last entry read. */
+  private readonly streams = new Map<string, { queue: TaskQueue; lastId: string }>();
+  private readonly wakeKey = `brainstem:wake-events:${randomUUID()}`;
+  private reader: Redis | null = null;
+  private running = false;
   private closing = false;
+  private second = Date.now();
+  private entriesThisSecond = 0;
 
   constructor(private readonly options: ForeignSettlementsOptions) {}
 
   /** Reads the queue's settlements from now on. */
   watch(queue: TaskQueue): void {
-    if (this.closing || this.watchers.has(queue.name)) return;
-    const connection = this.options.createConnection();
-    this.watchers.set(queue.name, connection);
-    void this.read(queue, connection);
+    const key = eventsKeyOf(queue);
+    if (this.closing || this.streams.has(key)) return;
+    // Stream ids are Redis's clock in ms: the events from this moment on, none from before.
+    this.streams.set(key, { queue, lastId: `${Date.now()}-0` });
+    if (!this.running) void this.read();
+    else this.wake();
   }
 
-  private async read(queue: TaskQueue, connection: Redis): Promise<void> {
-    // Stream ids are Redis's clock in ms: the events from this moment on, none from before.
-    let lastId = `${Date.now()}-0`;
-    let second = Date.now();
-    let entriesThisSecond = 0;
-    while (!this.closing) {
+  /** Stops reading the queue's stream (its runtime went idle). */
+  unwatch(queue: TaskQueue): void {
+    this.streams.delete(eventsKeyOf(queue));
+  }
+
+  /** The blocked read lacks a new stream: an entry on the wake stream ends it, and the next read has it. */
+  private wake(): void {
+    this.options.connection.multi().xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', '1').pexpire(this.wakeKey, 60_000).exec()
+      .catch((err: unknown) => this.options.log.debug({ err }, 'queues: waking the event reader failed'));
+  }
+
+  private async read(): Promise<void> {
+    this.running = true;
+    this.reader ??= this.options.createConnection();
+    const reader = this.reader;
+    let wakeId = '0';
+    while (!this.closing && this.streams.size > 0) {
       try {
-        if (!(await waitForQueueEvents(connection, queue, lastId, BLOCK_MS))) continue;
-        if (Date.now() - second >= 1000) {
-          second = Date.now();
-          entriesThisSecond = 0;
+        const streams: [string, string][] = [...this.streams].map(([key, { lastId }]) => [key, lastId]);
+        const ready = await waitForStreamEntries(reader, [...streams, [this.wakeKey, wakeId]], BLOCK_MS);
+        wakeId = ready.get(this.wakeKey) ?? wakeId;
+        if (Date.now() - this.second >= 1000) {
+          this.second = Date.now();
+          this.entriesThisSecond = 0;
         }
-        if (entriesThisSecond > PROMPT_ENTRIES_PER_SECOND) await delay(SCAN_PAUSE_MS);
-        let scanned: number;
-        do {
-          const batch = await settlementsAfter(connection, queue, lastId, SCAN_COUNT);
-          ({ lastId, scanned } = batch);
-          entriesThisSecond += scanned;
-          for (const { event, jobId, failedReason } of batch.settlements) {
-            if (event === 'completed') this.settled(queue, 'completed', jobId);
-            else this.settled(queue, 'dead', jobId, failedReason);
-          }
-        } while (scanned === SCAN_COUNT && !this.closing);
+        if (this.entriesThisSecond > PROMPT_ENTRIES_PER_SECOND) await delay(SCAN_PAUSE_MS);
+        for (const key of ready.keys()) {
+          const watched = this.streams.get(key);
+          if (watched) await this.scan(reader, watched);
+        }
       } catch (err) {
-        if (this.closing) return;
-        this.options.log.debug({ err: (err as Error).message, queue: queue.name }, 'queues: reading the event stream failed; retrying');
+        if (this.closing) break;
+        this.options.log.debug({ err: (err as Error).message }, 'queues: reading the event streams failed; retrying');
         await delay(READ_RETRY_MS);
       }
     }
+    this.running = false;
+  }
+
+  private async scan(reader: Redis, watched: { queue: TaskQueue; lastId: string }): Promise<void> {
+    let scanned: number;
+    do {
+      const batch = await settlementsAfter(reader, watched.queue, watched.lastId, SCAN_COUNT);
+      watched.lastId = batch.lastId;
+      scanned = batch.scanned;
+      this.entriesThisSecond += scanned;
+      for (const { event, jobId, failedReason } of batch.settlements) {
+        if (event === 'completed') this.settled(watched.queue, 'completed', jobId);
+        else this.settled(watched.queue, 'dead', jobId, failedReason);
+      }
+    } while (scanned === SCAN_COUNT && !this.closing);
   }
 
   close(): void {
     this.closing = true;
-    const watchers = [...this.watchers.values()];
-    this.watchers.clear();
+    this.streams.clear();
     // A read blocked on a connection Redis's plugin already quit never settles: not awaited.
-    for (const connection of watchers) connection.disconnect();
+    this.reader?.disconnect();
   }
 
   private settled(queue: TaskQueue, kind: 'completed' | 'dead', taskId: string, reason?: string): void {

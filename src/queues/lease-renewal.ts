@@ -22,7 +22,7 @@ export class LeaseRenewal {
     const { leases, log } = this.ctx;
     for (const name of leases.queues()) {
       const runtime = this.ctx.runtimes.get(name);
-      const worker = runtime?.worker;
+      const worker = runtime?.fetcher;
       if (!runtime || !worker || runtime.renewing) continue;
       const held = leases.inQueue(name);
       runtime.renewing = true;

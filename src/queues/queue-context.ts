@@ -1,8 +1,12 @@
-import { Queue, Worker } from 'bullmq';
+import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  GATEWAY_WORKER_NAME, metaKey, metaPattern, queueNameOfMetaKey, readJobsSafely, type StoredOptions, type TaskJob, type TaskQueue, type TaskWorker,
+  GATEWAY_WORKER_NAME, jobHost, metaKey, metaPattern, moveStalledToWait, queueNameOfMetaKey,
+  type FetchOptions, type StoredOptions, type TaskJob, type TaskQueue,
 } from './bullmq-adapter.js';
+import { MarkerWatch } from './marker-watch.js';
+import { QueueFetcher } from './queue-fetcher.js';
 import { CreditLedger } from './credit-ledger.js';
 import type { ForeignSettlements } from './foreign-settlements.js';
 import { LeaseTable } from './lease-table.js';
@@ -16,7 +20,7 @@ export interface QueueServiceOptions {
   queueConnection: Redis;
   /** Retries forever (maxRetriesPerRequest null): fetching, ack, fail and lock renewal wait for Redis. */
   workerConnection: Redis;
-  /** A new connection like `workerConnection`, for a queue's event stream (a blocking read). */
+  /** A new connection like `workerConnection`, for a blocking read (the queues' markers, their event streams). */
   createEventConnection(): Redis;
   prefix: string;
   defaults: RetryPolicy;
@@ -38,8 +42,8 @@ export interface QueueServiceOptions {
 export interface QueueRuntime {
   name: string;
   queue: TaskQueue;
-  /** Created on first pull: each holds a blocking Redis connection. */
-  worker: TaskWorker | null;
+  /** Created on first pull; it shares the gateway's connections. */
+  fetcher: QueueFetcher | null;
   /** getNextJob calls in flight. */
   fetching: number;
   /** The last fetch found nothing: fetch one at a time (a blocking wait) until tasks flow. */
@@ -47,8 +51,10 @@ export interface QueueRuntime {
   renewing: boolean;
 }
 
-/** BullMQ's blocking wait on an empty queue, in seconds; a new task wakes it at once. */
-const DRAIN_DELAY_S = 5;
+/** The wait on an empty queue's marker, in ms; a new task wakes it at once. */
+const DRAIN_DELAY_MS = 5000;
+/** Name of the BullMQ queue whose backend lends its connection to every queue's scripts; it holds no tasks. */
+const TEMPLATE_QUEUE = 'brainstem-gateway-template';
 
 function fixedDelayOf(opts: StoredOptions | undefined): number {
   const backoff = opts?.backoff;
@@ -70,12 +76,39 @@ export class QueueContext {
   /** Lock tokens with a fetch, ack, fail or give-back in flight: their tasks are accounted for. */
   readonly busyTokens = new Set<string>();
   closing = false;
+  readonly markers: MarkerWatch;
+  private readonly template: TaskQueue;
+  private readonly fetchOptions: FetchOptions;
+  /** Tokens of this gateway's fetches start with it: recovery tells its own orphans by it. */
+  private readonly fetcherId = randomUUID();
+  private readonly stalledTimer: NodeJS.Timeout;
 
   constructor(
     readonly options: QueueServiceOptions,
     readonly store: StoreGuard,
     readonly foreign: ForeignSettlements,
-  ) {}
+  ) {
+    this.markers = new MarkerWatch(options.createEventConnection(), options.workerConnection, options.log);
+    this.fetchOptions = {
+      prefix: options.prefix,
+      lockDuration: options.leaseMs,
+      stalledInterval: options.stalledCheckMs,
+      // Deliveries are counted against each task's own attempts (delivery.ts).
+      maxStalledCount: MAX_ATTEMPTS,
+      // Recorded on each job it fetches: a settlement by this name is a gateway's own (foreign-settlements.ts).
+      name: GATEWAY_WORKER_NAME,
+      // A producer's own backoff strategy is unknown here: its delay is taken as fixed.
+      settings: { backoffStrategy: (_attempts: number, _type?: string, _err?: Error, job?: { opts: StoredOptions }) => fixedDelayOf(job?.opts) },
+    };
+    this.template = new Queue<unknown, unknown, string>(TEMPLATE_QUEUE, {
+      connection: options.workerConnection, prefix: options.prefix, skipVersionCheck: true,
+    });
+    this.template.on('error', (err: Error) => this.log.debug({ err: err.message }, 'queues: redis error'));
+    // One stalled check for every queue with a fetcher: tasks whose lease
+    // expired (a gateway died holding them) go back to wait.
+    this.stalledTimer = setInterval(() => this.checkStalled(), options.stalledCheckMs);
+    this.stalledTimer.unref();
+  }
 
   get log(): QueueLogger {
     return this.options.log;
@@ -90,7 +123,7 @@ export class QueueContext {
         skipVersionCheck: true,
       });
       queue.on('error', (err: Error) => this.log.debug({ err: err.message, queue: name }, 'queues: redis error'));
-      runtime = { name, queue, worker: null, fetching: 0, idle: true, renewing: false };
+      runtime = { name, queue, fetcher: null, fetching: 0, idle: true, renewing: false };
       this.runtimes.set(name, runtime);
       this.foreign.watch(queue);
     }
@@ -117,34 +150,30 @@ export class QueueContext {
     return [...names].sort();
   }
 
-  /** The queue's manual BullMQ worker, created on first use. */
-  workerOf(runtime: QueueRuntime): TaskWorker {
-    if (runtime.worker) return runtime.worker;
-    const worker = new Worker<unknown, unknown, string>(runtime.name, null, {
-      connection: this.options.workerConnection,
-      prefix: this.options.prefix,
-      lockDuration: this.options.leaseMs,
-      stalledInterval: this.options.stalledCheckMs,
-      // Deliveries are counted against each task's own attempts (delivery.ts).
-      maxStalledCount: MAX_ATTEMPTS,
-      // Recorded on each job it fetches: a settlement by this name is a gateway's own (foreign-settlements.ts).
-      name: GATEWAY_WORKER_NAME,
-      // A producer's own backoff strategy is unknown here: its delay is taken as fixed.
-      settings: { backoffStrategy: (_attempts: number, _type?: string, _err?: Error, job?: { opts: StoredOptions }) => fixedDelayOf(job?.opts) },
-      drainDelay: DRAIN_DELAY_S,
-      autorun: false,
-      skipVersionCheck: true,
-    });
-    readJobsSafely(worker);
-    worker.on('error', (err: Error) => this.log.debug({ err: err.message, queue: runtime.name }, 'queues: worker redis error'));
-    worker.on('stalled', (taskId: string) => {
-      this.log.warn({ queue: runtime.name, taskId }, 'queues: task returned after its lease expired');
-    });
-    // Manual processing starts neither the stalled check nor lock renewal: the
-    // stalled check returns tasks a crashed gateway held; leases are renewed (lease-renewal.ts).
-    void worker.startStalledCheckTimer();
-    runtime.worker = worker;
-    return worker;
+  /** The queue's fetcher, created on first use. */
+  fetcherOf(runtime: QueueRuntime): QueueFetcher {
+    runtime.fetcher ??= new QueueFetcher(jobHost(this.template, runtime.name, this.fetchOptions), this.markers, DRAIN_DELAY_MS, this.fetcherId);
+    return runtime.fetcher;
+  }
+
+  private checkStalled(): void {
+    for (const runtime of this.runtimes.values()) {
+      if (!runtime.fetcher || this.closing) continue;
+      moveStalledToWait(runtime.fetcher.host).then((reply) => {
+        const [failed, stalled] = Array.isArray(reply) ? reply as [unknown[], unknown[]] : [[], []];
+        if (stalled.length > 0 || failed.length > 0) {
+          this.log.warn({ queue: runtime.name, stalled, failed }, 'queues: tasks returned after their lease expired');
+        }
+      }, (err: unknown) => this.log.debug({ err: (err as Error).message, queue: runtime.name }, 'queues: stalled check failed'));
+    }
+  }
+
+  /** Stops the stalled check and the marker watch, and closes the template queue. */
+  async closeFetching(): Promise<void> {
+    clearInterval(this.stalledTimer);
+    for (const runtime of this.runtimes.values()) runtime.fetcher?.close();
+    this.markers.close();
+    await this.template.close();
   }
 
   /** Runs `action` with `token` marked busy: a task locked with it is accounted for meanwhile. */

@@ -177,10 +177,11 @@ export class QueueService {
     for (const consumerId of ctx.leases.consumers()) this.release(consumerId, 'gateway shutting down');
     await Promise.allSettled([...ctx.pending]);
     const runtimes = [...ctx.runtimes.values()];
-    // Closing the workers interrupts their blocking waits; a fetch that still
+    // Closing the fetchers ends their waits on markers; a fetch that still
     // brings a task gives it back (delivery.ts).
-    await Promise.allSettled(runtimes.map((r) => r.worker?.close(true)));
+    const fetching = ctx.closeFetching();
     await Promise.allSettled([...this.delivery.fetches]);
+    await fetching.catch(() => undefined);
     await Promise.allSettled([...ctx.pending]);
     await Promise.allSettled(runtimes.map((r) => r.queue.close()));
     ctx.foreign.close();

@@ -48,11 +48,11 @@ export class Recovery {
   private async recoverActiveQueues(): Promise<void> {
     for (const name of await this.ctx.queueNames()) {
       const runtime = this.ctx.runtime(name);
-      if (runtime.worker) continue;
+      if (runtime.fetcher) continue;
       const active = await runtime.queue.getActiveCount();
       if (active > 0) {
         this.ctx.log.info({ queue: name, active }, 'queues: tasks left active by an earlier run return when their leases expire');
-        this.ctx.workerOf(runtime);
+        this.ctx.fetcherOf(runtime);
       }
     }
   }
@@ -61,7 +61,7 @@ export class Recovery {
   private async reclaimOrphans(): Promise<void> {
     const connection = this.ctx.options.workerConnection;
     for (const runtime of [...this.ctx.runtimes.values()]) {
-      const worker = runtime.worker;
+      const worker = runtime.fetcher;
       if (!worker || this.ctx.closing) continue;
       const locks = await activeLocks(connection, runtime.queue);
       const accountedFor = (token: string) => this.ctx.busyTokens.has(token)

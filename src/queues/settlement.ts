@@ -52,7 +52,7 @@ export class Settlement {
       let next: TaskJob | undefined;
       try {
         const reply = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
-        next = runtime.worker ? nextJobOf(runtime.worker, reply, lease.token) : undefined;
+        next = runtime.fetcher ? nextJobOf(runtime.fetcher.host, reply, lease.token) : undefined;
       } catch (err) {
         // The command may have run with its reply lost to a Redis restart
         // (then a resent one finds no lock): if the task is done, so is the ack.

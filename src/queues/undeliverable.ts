@@ -24,15 +24,22 @@ export class Undeliverable {
   async afterFetchError(runtime: QueueRuntime, token: string, err: unknown): Promise<boolean> {
     const id = await jobLockedWith(this.ctx.options.workerConnection, runtime.queue, token);
     if (id === null) return false;
-    await this.fail(runtime, id, token, `undeliverable: BullMQ could not read it (${(err as Error).message})`);
-    return true;
+    return this.fail(runtime, id, token, `undeliverable: BullMQ could not read it (${(err as Error).message})`, undefined, true);
   }
 
-  private async fail(runtime: QueueRuntime, id: string, token: string, reason: string, fetched?: TaskJob): Promise<void> {
+  /**
+   * Fails the job as undeliverable. `onlyIfUnreadable`: a fetch that raised
+   * for another reason than the job's own hash leaves the job alone (it
+   * returns when its lease expires); false then.
+   */
+  private async fail(runtime: QueueRuntime, id: string, token: string, reason: string, fetched?: TaskJob, onlyIfUnreadable = false): Promise<boolean> {
     const log = { queue: runtime.name, taskId: id, reason };
+    let failed = false;
     try {
       await this.ctx.withToken(token, async () => {
         const repaired = await repairUnreadable(this.ctx.options.workerConnection, runtime.queue, id, token);
+        if (onlyIfUnreadable && !('gone' in repaired) && repaired.fields.length === 0) return;
+        failed = true;
         this.ctx.options.onUndeliverable?.(runtime.name);
         if ('gone' in repaired) {
           this.ctx.log.warn(log, 'queues: a fetched task has no hash; taken out of the active list');
@@ -48,5 +55,6 @@ export class Undeliverable {
     } catch (err) {
       this.ctx.log.error({ ...log, err }, 'queues: could not fail an undeliverable task; it returns when its lease expires');
     }
+    return failed;
   }
 }
