@@ -43,6 +43,7 @@ export default fp<MetricsOptions>(async function metricsPlugin(app, options) {
       return { connections: connections.size, published: counters.published, delivered: counters.delivered, slowConsumersDropped: counters.slowConsumersDropped };
     },
     queues: () => queueFigures.get(),
+    liveQueues: () => (app.hasDecorator('queues') ? app.queues.liveQueueCount : 0),
     instances: async () => (app.hasDecorator('heartbeat') ? app.heartbeat.monitor.list() : []),
     async reportsSharedFigures() {
       try {

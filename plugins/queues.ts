@@ -46,6 +46,9 @@ export default fp(async function queuesPlugin(app) {
     overrides: config.queueOverrides,
     leaseMs: config.queueLeaseMs,
     stalledCheckMs: config.queueStalledCheckMs,
+    idleMs: config.queueIdleMs,
+    maxLive: config.queueMaxLive,
+    maxPerConsumer: config.queueMaxPerConnection,
     keepCompleted: config.queueKeepCompleted,
     storeTimeoutMs: config.queueStoreTimeoutMs,
     log: app.log,
@@ -62,6 +65,9 @@ export default fp(async function queuesPlugin(app) {
           });
         }
       }
+    },
+    onQueueLimit() {
+      app.metrics.queueRefused();
     },
     onUndeliverable(queue) {
       app.metrics.taskUndeliverable(queue);

@@ -10,6 +10,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   UNKNOWN_TASK: 404,
   PAYLOAD_TOO_LARGE: 413,
   RATE_LIMITED: 429,
+  TOO_MANY_QUEUES: 429,
   UNAVAILABLE: 503,
 };
 

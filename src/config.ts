@@ -145,6 +145,18 @@ export const SETTINGS = {
     env: 'QUEUE_STALLED_CHECK_MS', default: 15_000, parse: integer(100, 3_600_000),
     doc: 'how often expired leases (a crashed gateway) are looked for and their tasks returned',
   },
+  queueIdleMs: {
+    env: 'QUEUE_IDLE_MS', default: 300_000, parse: integer(100, 86_400_000),
+    doc: 'a queue with no waiting pull, no task held and no use for this long drops its runtime and memory; its next use brings it back',
+  },
+  queueMaxLive: {
+    env: 'QUEUE_MAX_LIVE', default: 10_000, parse: integer(1, 10_000_000),
+    doc: 'queues this gateway keeps live at once; past it a new queue name is refused with TOO_MANY_QUEUES',
+  },
+  queueMaxPerConnection: {
+    env: 'QUEUE_MAX_PER_CONNECTION', default: 1000, parse: integer(1, 10_000_000),
+    doc: 'distinct queue names one /bus connection may enqueue on or pull from; past it TOO_MANY_QUEUES',
+  },
   queueKeepCompleted: {
     env: 'QUEUE_KEEP_COMPLETED', default: 1000, parse: integer(0, 10_000_000),
     doc: 'completed tasks kept per queue for inspection (failed ones are kept until retried or removed)',

@@ -3,8 +3,9 @@ import { Queue, QueueKeys, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import {
-  activeLocks, attemptFailure, dropBackoff, GATEWAY_WORKER_NAME, isLostLease, maxAttemptsOf, metaKey, metaPattern, nextJobOf,
-  queueNameOfMetaKey, RESERVED_TASK_IDS, settlementsAfter, uncountDelivery, waitForQueueEvents, type TaskJob,
+  activeLocks, attemptFailure, deliveryFlaw, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
+  maxAttemptsOf, metaKey, metaPattern, moveStalledToWait, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
+  settlementsAfter, uncountDelivery, waitForStreamEntries, type FetchOptions, type JobHost, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
 import { startRedis } from './helpers/redis.js';
 
@@ -31,6 +32,15 @@ function queueAndWorker(name: string): { queue: Queue; worker: Worker } {
     own.disconnect();
   });
   return { queue, worker };
+}
+
+const template = new Queue('template', { connection, prefix: 'contract-template' });
+closers.push(() => template.close());
+const FETCH: FetchOptions = { prefix: PREFIX, lockDuration: 30_000, stalledInterval: 1000, maxStalledCount: 5, name: GATEWAY_WORKER_NAME };
+
+/** A queue's job host on the template's connection, as the gateway fetches through it. */
+function hostOf(name: string): JobHost {
+  return jobHost(template, name, FETCH);
 }
 
 t.test('the installed bullmq is the version this contract was checked against', async (t) => {
@@ -67,11 +77,11 @@ t.test('moveToCompleted with fetchNext: the raw reply carries the next job', asy
   const second = await queue.add('x', { n: 2 });
   const first = await worker.getNextJob('tok-2') as TaskJob;
   const reply = await first.moveToCompleted('done', 'tok-2', true);
-  const next = nextJobOf(worker, reply, 'tok-2');
+  const next = nextJobOf(hostOf('c.next'), reply, 'tok-2');
   t.equal(next?.id, second.id);
   t.same(next?.data, { n: 2 });
   t.equal(next?.token, 'tok-2');
-  t.equal(nextJobOf(worker, await next!.moveToCompleted('done', 'tok-2', true), 'tok-2'), undefined, 'none left: undefined');
+  t.equal(nextJobOf(hostOf('c.next'), await next!.moveToCompleted('done', 'tok-2', true), 'tok-2'), undefined, 'none left: undefined');
 });
 
 t.test('a lost lock is one of the error codes isLostLease knows', async (t) => {
@@ -128,7 +138,8 @@ t.test('key names: reserved task ids, the meta key and its pattern, the event st
   const fourth = await raw.getNextJob('tok-9') as TaskJob;
   await fourth.moveToCompleted('r', 'tok-9', false);
   await queue.remove(gone.id as string);
-  t.equal(await waitForQueueEvents(connection, queue, start, 100), true, 'entries after the start');
+  const ready = await waitForStreamEntries(connection, [[queue.keys.events as string, start], ['contract:none', '0']], 100);
+  t.same([...ready.keys()], [queue.keys.events], 'entries after the start, on that stream only');
   const scan = await settlementsAfter(connection, queue, start, 1000);
   t.same(scan.settlements, [
     { event: 'completed', jobId: ok.id },
@@ -141,6 +152,66 @@ t.test('key names: reserved task ids, the meta key and its pattern, the event st
   const rest = await settlementsAfter(connection, queue, firstTwo.lastId, 1000);
   t.equal(rest.scanned, scan.scanned - 2, 'reading on from the last id skips nothing and repeats nothing');
   t.same(rest.lastId, scan.lastId);
-  t.equal(await waitForQueueEvents(connection, queue, scan.lastId, 50), false, 'nothing after the last id (a short block)');
+  t.equal((await waitForStreamEntries(connection, [[queue.keys.events as string, scan.lastId]], 50)).size, 0, 'nothing after the last id (a short block)');
   t.same(await settlementsAfter(connection, queue, scan.lastId, 1000), { lastId: scan.lastId, scanned: 0, settlements: [] }, 'an empty scan keeps the id');
+});
+
+t.test('a job host runs a worker\'s scripts on a shared connection: moveToActive, settle, locks, stalled check', async (t) => {
+  const queue = new Queue('c.host', { connection, prefix: PREFIX });
+  closers.push(() => queue.close());
+  const host = hostOf('c.host');
+  t.equal(host.markerKey, `${PREFIX}:c.host:marker`, 'the marker key BullMQ wakes workers with');
+  t.same(await moveToActive(host, 'tok-h0'), { job: undefined, delayUntil: 0 }, 'an empty queue: no job');
+  const added = await queue.add('x', { n: 1 });
+  const marker = await connection.zrange(host.markerKey, '0', '-1', 'WITHSCORES');
+  t.same(marker, ['0', '0'], 'an add leaves the marker a blocked BZPOPMIN pops (score 0: work now)');
+  const { job } = await moveToActive(host, 'tok-h1');
+  t.equal(job?.id, added.id);
+  t.same(job?.data, { n: 1 });
+  t.equal(job?.token, 'tok-h1');
+  t.equal(await connection.get(`${PREFIX}:c.host:${added.id}:lock`), 'tok-h1', 'locked with the token, for lockDuration');
+  t.equal(await connection.hget(`${PREFIX}:c.host:${added.id}`, 'pb'), GATEWAY_WORKER_NAME, 'processedBy is the gateway\'s name');
+  t.same(await extendLocks(host, [added.id as string, 'nope'], ['tok-h1', 'x'], 60_000), ['nope'], 'extendLocks answers the ids whose lock was lost');
+  t.equal(await jobLockedWith(connection, queue, 'tok-h1'), added.id);
+  await job!.moveToCompleted('ok', 'tok-h1', false);
+  t.equal(await (await queue.getJob(added.id as string))?.getState(), 'completed', 'settled through the host\'s backend');
+  const delayed = await queue.add('x', {}, { delay: 60_000 });
+  const later = await moveToActive(host, 'tok-h2');
+  t.equal(later.job, undefined);
+  t.ok(later.delayUntil >= (delayed.timestamp + 60_000) - 1000, 'delayUntil: when the delayed job is due');
+  const stalled = await queue.add('x', { n: 2 });
+  const taken = await moveToActive(host, 'tok-h3');
+  t.equal(taken.job?.id, stalled.id);
+  await connection.del(`${PREFIX}:c.host:${stalled.id}:lock`);
+  // Each check runs at most once per stalledInterval (BullMQ's stalled-check key): cleared between the two.
+  await moveStalledToWait(host);
+  await connection.del(`${PREFIX}:c.host:stalled-check`);
+  await moveStalledToWait(host);
+  t.equal(await (await queue.getJob(stalled.id as string))?.getState(), 'waiting', 'a job whose lock expired goes back to wait after two stalled checks');
+});
+
+t.test('readJob and repairUnreadable: a hash BullMQ cannot read becomes a job delivery refuses, its bad fields kept', async (t) => {
+  const queue = new Queue('c.unreadable', { connection, prefix: PREFIX });
+  closers.push(() => queue.close());
+  const host = hostOf('c.unreadable');
+  const added = await queue.add('x', { ok: 1 });
+  await connection.hset(`${PREFIX}:c.unreadable:${added.id}`, 'data', '{nope');
+  const { job } = await moveToActive(host, 'tok-u');
+  t.match(deliveryFlaw(job!), /^undeliverable: its data is not JSON/);
+  t.same(await repairUnreadable(connection, queue, added.id as string, 'tok-u'), { fields: ['data'] });
+  t.equal(await connection.hget(`${PREFIX}:c.unreadable:${added.id}`, 'unreadable:data'), '{nope');
+  const opts = await queue.add('x', {});
+  await connection.hset(`${PREFIX}:c.unreadable:${opts.id}`, 'opts', '[');
+  await t.rejects(moveToActive(host, 'tok-o'), 'BullMQ itself throws on opts that are not JSON');
+  t.equal(await jobLockedWith(connection, queue, 'tok-o'), opts.id, 'the job it moved to active is found by its lock');
+  t.same(await repairUnreadable(connection, queue, opts.id as string, 'tok-o'), { fields: ['opts'] });
+  const gone = await queue.add('x', {});
+  await connection.del(`${PREFIX}:c.unreadable:${gone.id}`);
+  const fetched = await moveToActive(host, 'tok-g');
+  t.equal(fetched.job?.id, gone.id, 'a job without a hash still comes out of moveToActive');
+  t.match(deliveryFlaw(fetched.job!), /hash is gone/);
+  // moveToActive writes its own fields (ats, pb, processedOn) into the hash it found gone: nothing to repair,
+  // and the job (without a timestamp) is failed as undeliverable (test/hostile-names.test.ts).
+  t.same(await repairUnreadable(connection, queue, gone.id as string, 'tok-g'), { fields: [] });
+  t.equal(await connection.hget(`${PREFIX}:c.unreadable:${gone.id}`, 'timestamp'), null);
 });

@@ -15,7 +15,9 @@ export type ErrorCode =
   | 'NO_RESPONDERS'
   | 'NOT_RETAINED'
   /** The gateway failed on the frame (a bug, logged): the frame was not processed; the connection stays open. */
-  | 'INTERNAL';
+  | 'INTERNAL'
+  /** QUEUE_MAX_LIVE or QUEUE_MAX_PER_CONNECTION reached: the queue name was not opened. */
+  | 'TOO_MANY_QUEUES';
 
 /** A refused frame: sent to the client as `{error, code, id?}`. */
 export class BusError extends Error {

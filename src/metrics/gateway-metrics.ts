@@ -23,6 +23,8 @@ export interface InstanceFigures {
 export interface MetricSources {
   bus(): BusFigures;
   queues(): Promise<QueueFigures[]>;
+  /** Queues with a runtime on this gateway (idle ones are evicted). */
+  liveQueues(): number;
   instances(): Promise<InstanceFigures[]>;
   /**
    * Whether this gateway reports the figures every gateway of a cluster
@@ -51,6 +53,7 @@ export class GatewayMetrics {
   private readonly queueCompleted: Counter<'queue'>;
   private readonly queueFailed: Counter<'queue'>;
   private readonly queueUndeliverable: Counter<'queue'>;
+  private readonly queueLimitRefusals: Counter;
   private readonly queueWait: Histogram<'queue'>;
   private readonly queueRun: Histogram<'queue'>;
   private readonly proxyRequests: Counter<'route' | 'code'>;
@@ -104,6 +107,11 @@ export class GatewayMetrics {
     this.queueFailed = new Counter({ name: 'brainstem_queue_failed_total', help: 'Failed task attempts settled through this gateway (retried or dead).', labelNames: ['queue'] as const, registers });
     this.queueWait = new Histogram({ name: 'brainstem_queue_wait_seconds', help: 'From enqueue (or the end of its delay) to delivery to a worker.', labelNames: ['queue'] as const, buckets: TASK_SECONDS_BUCKETS, registers });
     this.queueRun = new Histogram({ name: 'brainstem_queue_run_seconds', help: 'From delivery to a worker to its ack or fail.', labelNames: ['queue'] as const, buckets: TASK_SECONDS_BUCKETS, registers });
+    new Gauge({
+      name: 'brainstem_queue_live', help: 'Queues with a runtime on this gateway (QUEUE_MAX_LIVE at most; idle ones are evicted).', registers,
+      collect() { this.set(sources.liveQueues()); },
+    });
+    this.queueLimitRefusals = new Counter({ name: 'brainstem_queue_limit_refusals_total', help: 'Queue names refused with TOO_MANY_QUEUES (QUEUE_MAX_LIVE, QUEUE_MAX_PER_CONNECTION).', registers });
     this.queueUndeliverable = new Counter({ name: 'brainstem_queue_undeliverable_total', help: 'Fetched tasks failed as undeliverable (data or options unreadable, hash gone).', labelNames: ['queue'] as const, registers });
     this.proxyRequests = new Counter({ name: 'brainstem_proxy_requests_total', help: 'Requests answered under a proxy route, by route prefix and HTTP status.', labelNames: ['route', 'code'] as const, registers });
   }
@@ -112,6 +120,10 @@ export class GatewayMetrics {
     const ms = Math.max(0, waitMs);
     this.queueWait.observe({ queue }, ms / 1000);
     this.recentWait.add(queue, ms);
+  }
+
+  queueRefused(): void {
+    this.queueLimitRefusals.inc();
   }
 
   taskUndeliverable(queue: string): void {

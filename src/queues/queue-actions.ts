@@ -35,6 +35,7 @@ export function registerQueueActions(dispatcher: FrameDispatcher, service: Queue
     if (frame.task === undefined) throw new BusError('INVALID_FRAME', 'task is required (any JSON: the payload)');
     const opts = parseTaskOptions(frame.opts);
     assertEnqueueRights(connection.principal, queue, opts);
+    service.admit(connection.id, queue);
     const taskId = await service.enqueue(queue, frame.task, opts);
     if (debug) log.debug({ clientId: connection.id, queue, taskId }, 'enqueue');
     return { taskId };
@@ -42,6 +43,7 @@ export function registerQueueActions(dispatcher: FrameDispatcher, service: Queue
 
   dispatcher.register('pull', (connection, frame) => {
     const queue = allowedQueue(connection, frame);
+    service.admit(connection.id, queue);
     service.pull(connection, queue, frame.id);
     if (debug) log.debug({ clientId: connection.id, queue }, 'pull');
   });

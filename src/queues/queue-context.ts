@@ -7,6 +7,7 @@ import {
 } from './bullmq-adapter.js';
 import { MarkerWatch } from './marker-watch.js';
 import { QueueFetcher } from './queue-fetcher.js';
+import { BusError } from '../bus/protocol.js';
 import { CreditLedger } from './credit-ledger.js';
 import type { ForeignSettlements } from './foreign-settlements.js';
 import { LeaseTable } from './lease-table.js';
@@ -27,6 +28,12 @@ export interface QueueServiceOptions {
   overrides: QueueOverrides;
   leaseMs: number;
   stalledCheckMs: number;
+  /** A queue unused this long, with no pull waiting and no task held, drops its runtime. */
+  idleMs: number;
+  /** Live queues at most; past it a new name is TOO_MANY_QUEUES. */
+  maxLive: number;
+  /** Distinct queue names one consumer may use; past it TOO_MANY_QUEUES. */
+  maxPerConsumer: number;
   keepCompleted: number;
   storeTimeoutMs: number;
   log: QueueLogger;
@@ -36,6 +43,8 @@ export interface QueueServiceOptions {
   onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
   /** Called for every fetched task that could not be delivered (failed as undeliverable). */
   onUndeliverable?(queue: string): void;
+  /** Called for every queue refused by QUEUE_MAX_LIVE or QUEUE_MAX_PER_CONNECTION. */
+  onQueueLimit?(): void;
 }
 
 /** One queue name's BullMQ objects and fetch bookkeeping. */
@@ -46,6 +55,8 @@ export interface QueueRuntime {
   fetcher: QueueFetcher | null;
   /** getNextJob calls in flight. */
   fetching: number;
+  /** When it was last used (Date.now()): idle ones are evicted. */
+  lastUsed: number;
   /** The last fetch found nothing: fetch one at a time (a blocking wait) until tasks flow. */
   idle: boolean;
   renewing: boolean;
@@ -53,8 +64,13 @@ export interface QueueRuntime {
 
 /** The wait on an empty queue's marker, in ms; a new task wakes it at once. */
 const DRAIN_DELAY_MS = 5000;
-/** Name of the BullMQ queue whose backend lends its connection to every queue's scripts; it holds no tasks. */
-const TEMPLATE_QUEUE = 'brainstem-gateway-template';
+/**
+ * The BullMQ queue whose backend lends its connection to every queue's
+ * scripts: it holds no tasks, and its prefix keeps its own keys out of the
+ * queues' (scans for `PREFIX:*:meta` never list it).
+ */
+const TEMPLATE_QUEUE = 'gateway';
+const TEMPLATE_PREFIX = 'brainstem-template';
 
 function fixedDelayOf(opts: StoredOptions | undefined): number {
   const backoff = opts?.backoff;
@@ -82,6 +98,7 @@ export class QueueContext {
   /** Tokens of this gateway's fetches start with it: recovery tells its own orphans by it. */
   private readonly fetcherId = randomUUID();
   private readonly stalledTimer: NodeJS.Timeout;
+  private readonly evictionTimer: NodeJS.Timeout;
 
   constructor(
     readonly options: QueueServiceOptions,
@@ -101,17 +118,35 @@ export class QueueContext {
       settings: { backoffStrategy: (_attempts: number, _type?: string, _err?: Error, job?: { opts: StoredOptions }) => fixedDelayOf(job?.opts) },
     };
     this.template = new Queue<unknown, unknown, string>(TEMPLATE_QUEUE, {
-      connection: options.workerConnection, prefix: options.prefix, skipVersionCheck: true,
+      connection: options.workerConnection, prefix: TEMPLATE_PREFIX, skipVersionCheck: true,
     });
     this.template.on('error', (err: Error) => this.log.debug({ err: err.message }, 'queues: redis error'));
     // One stalled check for every queue with a fetcher: tasks whose lease
     // expired (a gateway died holding them) go back to wait.
     this.stalledTimer = setInterval(() => this.checkStalled(), options.stalledCheckMs);
     this.stalledTimer.unref();
+    this.evictionTimer = setInterval(() => this.evictIdle(), Math.max(50, Math.floor(options.idleMs / 4)));
+    this.evictionTimer.unref();
   }
 
   get log(): QueueLogger {
     return this.options.log;
+  }
+
+  /**
+   * The runtime of a queue about to be used (enqueue, pull): past
+   * QUEUE_MAX_LIVE live queues, idle ones are evicted first, and a new
+   * name is refused when none is. Reads (views, admin) use `runtime`.
+   */
+  runtimeForUse(name: string): QueueRuntime {
+    if (!this.runtimes.has(name) && this.runtimes.size >= this.options.maxLive) {
+      this.evictIdle(0);
+      if (this.runtimes.size >= this.options.maxLive) {
+        this.options.onQueueLimit?.();
+        throw new BusError('TOO_MANY_QUEUES', `this gateway keeps ${this.options.maxLive} queues live (QUEUE_MAX_LIVE) and none is idle: ${JSON.stringify(name)} was not opened`);
+      }
+    }
+    return this.runtime(name);
   }
 
   runtime(name: string): QueueRuntime {
@@ -123,11 +158,32 @@ export class QueueContext {
         skipVersionCheck: true,
       });
       queue.on('error', (err: Error) => this.log.debug({ err: err.message, queue: name }, 'queues: redis error'));
-      runtime = { name, queue, fetcher: null, fetching: 0, idle: true, renewing: false };
+      runtime = { name, queue, fetcher: null, fetching: 0, lastUsed: Date.now(), idle: true, renewing: false };
       this.runtimes.set(name, runtime);
       this.foreign.watch(queue);
     }
+    runtime.lastUsed = Date.now();
     return runtime;
+  }
+
+  /**
+   * Drops the runtimes of queues unused for `idleMs` with no pull waiting,
+   * no task held and no fetch or settlement in flight: a queue name costs
+   * nothing once idle, and its next use opens it again.
+   */
+  evictIdle(idleMs = this.options.idleMs): number {
+    const before = Date.now() - idleMs;
+    let evicted = 0;
+    for (const runtime of this.runtimes.values()) {
+      if (runtime.lastUsed > before || runtime.fetching > 0 || runtime.renewing) continue;
+      if (this.ledger.credits(runtime.name) > 0 || this.leases.inQueue(runtime.name).length > 0) continue;
+      this.runtimes.delete(runtime.name);
+      runtime.fetcher?.close();
+      this.foreign.unwatch(runtime.queue);
+      void runtime.queue.close().catch(() => undefined);
+      evicted++;
+    }
+    return evicted;
   }
 
   /** The runtime of a queue that exists (used since start, or known to Redis); null otherwise. */
@@ -171,6 +227,7 @@ export class QueueContext {
   /** Stops the stalled check and the marker watch, and closes the template queue. */
   async closeFetching(): Promise<void> {
     clearInterval(this.stalledTimer);
+    clearInterval(this.evictionTimer);
     for (const runtime of this.runtimes.values()) runtime.fetcher?.close();
     this.markers.close();
     await this.template.close();

@@ -47,6 +47,8 @@ export class QueueService {
   private readonly views: QueueViews;
   private readonly admin: QueueAdmin;
   private readonly control: TaskControl;
+  /** Queue names each consumer has used, bounded by maxPerConsumer. */
+  private readonly namesUsed = new Map<string, Set<string>>();
 
   constructor(options: QueueServiceOptions) {
     const store = new StoreGuard(options.queueConnection, options.storeTimeoutMs, options.log);
@@ -77,7 +79,7 @@ export class QueueService {
   /** Stores a task; resolves with its id only once Redis has it. */
   async enqueue(name: string, payload: unknown, options: TaskOptions = {}): Promise<string> {
     if (this.ctx.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down: the task was not stored');
-    const runtime = this.ctx.runtime(name);
+    const runtime = this.ctx.runtimeForUse(name);
     const policy = this.ctx.policyOf(name);
     const { keepCompleted } = this.ctx.options;
     const opts: StoredOptions = {
@@ -101,7 +103,7 @@ export class QueueService {
   /** One credit: the next task of `name` goes to this consumer, now or when one arrives. */
   pull(consumer: TaskConsumer, name: string, pullId: PullId): void {
     if (this.ctx.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down');
-    const runtime = this.ctx.runtime(name);
+    const runtime = this.ctx.runtimeForUse(name);
     this.ctx.ledger.grant(name, consumer, pullId);
     this.delivery.pump(runtime);
   }
@@ -114,8 +116,32 @@ export class QueueService {
     return this.settlement.fail(consumer, taskId, reason);
   }
 
+  /**
+   * Counts `name` among the queues `consumerId` uses; refuses a new one past
+   * QUEUE_MAX_PER_CONNECTION, so one client cannot open queues without end.
+   */
+  admit(consumerId: string, name: string): void {
+    let names = this.namesUsed.get(consumerId);
+    if (!names) {
+      names = new Set();
+      this.namesUsed.set(consumerId, names);
+    }
+    if (names.has(name)) return;
+    if (names.size >= this.ctx.options.maxPerConsumer) {
+      this.ctx.options.onQueueLimit?.();
+      throw new BusError('TOO_MANY_QUEUES', `this connection has used ${names.size} queue names (QUEUE_MAX_PER_CONNECTION): ${JSON.stringify(name)} was not opened`);
+    }
+    names.add(name);
+  }
+
+  /** Queues live on this gateway now (idle ones are evicted). */
+  get liveQueueCount(): number {
+    return this.ctx.runtimes.size;
+  }
+
   /** A connection went away: its credits end and its tasks go back at once. */
   release(consumerId: string, reason?: string): void {
+    this.namesUsed.delete(consumerId);
     this.settlement.release(consumerId, reason);
   }
 
