@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { deliveryFlaw, maxAttemptsOf, traceparentOf, uncountDelivery, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext, QueueRuntime } from './queue-context.js';
 import type { TaskFrame } from './queue-types.js';
-import { failAttempt } from './settlement.js';
+import { failAttempt } from './attempt-failure.js';
 import { armTimeout } from './task-control.js';
 import { Undeliverable } from './undeliverable.js';
 

@@ -1,37 +1,12 @@
 import { BusError } from '../bus/protocol.js';
-import {
-  attemptFailure, dropBackoff, isLostLease, maxAttemptsOf, nextJobOf, replyToOf, traceparentOf, type TaskJob,
-} from './bullmq-adapter.js';
+import { failAttempt } from './attempt-failure.js';
+import { isLostLease, nextJobOf, replyToOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Delivery } from './delivery.js';
 import type { Lease } from './lease-table.js';
 import type { QueueContext } from './queue-context.js';
 import { revokeFrame, type RevokeReason } from './queue-types.js';
 import { unavailable } from './store-guard.js';
-import { GATEWAY_SOURCE } from './task-outcome.js';
-
-/**
- * Ends one attempt as failed: retried with backoff (at once when its
- * worker disconnected) until its attempts are spent, then dead.
- */
-export async function failAttempt(ctx: QueueContext, job: TaskJob, token: string, queue: string, reason: string, how: {
-  /** Retry without backoff (its worker disconnected; the task did not fail). */
-  immediate?: boolean;
-  /** Dead whatever attempts are left. */
-  final?: boolean;
-  attempts?: number;
-  source?: string;
-  /** From delivery to this end, when a worker held the task. */
-  runMs?: number;
-}): Promise<void> {
-  const dead = how.final === true || job.attemptsMade + 1 >= maxAttemptsOf(job.opts);
-  if (how.immediate) dropBackoff(job);
-  await job.moveToFailed(attemptFailure(reason, how.final), token, false);
-  ctx.options.onOutcome({
-    kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
-    reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
-  });
-}
 
 /**
  * How a held task ends: `ack` (completed), `fail` (a failed attempt), or

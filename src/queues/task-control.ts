@@ -7,7 +7,7 @@ import type { Lease } from './lease-table.js';
 import type { QueueContext } from './queue-context.js';
 import { revokeFrame, type RevokeReason, type TaskView } from './queue-types.js';
 import { stateOf, taskView } from './queue-views.js';
-import { failAttempt } from './settlement.js';
+import { failAttempt } from './attempt-failure.js';
 import { unavailable } from './store-guard.js';
 import { GATEWAY_SOURCE } from './task-outcome.js';
 import { TaskStateError } from './task-state-error.js';

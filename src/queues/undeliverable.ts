@@ -1,6 +1,6 @@
 import { jobLockedWith, repairUnreadable, storedJob, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext, QueueRuntime } from './queue-context.js';
-import { failAttempt } from './settlement.js';
+import { failAttempt } from './attempt-failure.js';
 
 /**
  * Tasks the fetch loop cannot hand to a worker: their data or options are

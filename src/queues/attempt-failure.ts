@@ -1,0 +1,26 @@
+import { attemptFailure, dropBackoff, maxAttemptsOf, replyToOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
+import type { QueueContext } from './queue-context.js';
+import { GATEWAY_SOURCE } from './task-outcome.js';
+
+/**
+ * Ends one attempt as failed: retried with backoff (at once when its
+ * worker disconnected) until its attempts are spent, then dead.
+ */
+export async function failAttempt(ctx: QueueContext, job: TaskJob, token: string, queue: string, reason: string, how: {
+  /** Retry without backoff (its worker disconnected; the task did not fail). */
+  immediate?: boolean;
+  /** Dead whatever attempts are left. */
+  final?: boolean;
+  attempts?: number;
+  source?: string;
+  /** From delivery to this end, when a worker held the task. */
+  runMs?: number;
+}): Promise<void> {
+  const dead = how.final === true || job.attemptsMade + 1 >= maxAttemptsOf(job.opts);
+  if (how.immediate) dropBackoff(job);
+  await job.moveToFailed(attemptFailure(reason, how.final), token, false);
+  ctx.options.onOutcome({
+    kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
+    reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
+  });
+}
