@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from .errors import BrokerError, ClientClosed, InvalidArgument, LeaseLost
@@ -17,6 +16,7 @@ from .topics import is_valid_queue_name
 from .trace import handling, outgoing_traceparent
 from .transport import Transport
 from .shapes import Task, TaskHandler, call_task_handler
+from .pulls import Pull
 from .worker import LEASE_GONE, Worker
 
 log = logging.getLogger("brainstem")
@@ -27,18 +27,6 @@ def _check_queue(queue: str) -> None:
         raise InvalidArgument(f"invalid queue name: {queue!r}", "INVALID_QUEUE")
 
 
-@dataclass(eq=False)
-class _Pull:
-    """One credit granted to the gateway on a queue; answered by one task frame."""
-
-    id: str
-    queue: str
-    future: Optional["asyncio.Future[Task]"] = None
-    sent_on: int = -1
-    # Left behind by a stopped Worker: a task that still arrives goes here.
-    orphan_handler: Optional[Callable[[Task], None]] = None
-
-
 class Work:
     def __init__(self, transport: Transport, pubsub: PubSub, trace_tasks: bool = False) -> None:
         self.transport = transport
@@ -47,7 +35,7 @@ class Work:
         self.task_handler: Optional[TaskHandler] = None
         self.workers: List["Worker"] = []
         self.draining = False
-        self._pulls: Dict[str, _Pull] = {}
+        self._pulls: Dict[str, Pull] = {}
         # Tasks in hand, by id (the latest delivery; each knows its connection).
         self._leased: Dict[str, LeasedTask] = {}
         # Tasks the gateway revoked on this connection, by id: an ack or fail by id is refused, never sent.
@@ -128,11 +116,11 @@ class Work:
     async def pull(self, queue: str) -> None:
         self.open_pull(queue)
 
-    def open_pull(self, queue: str, future: Optional["asyncio.Future[Task]"] = None) -> _Pull:
+    def open_pull(self, queue: str, future: Optional["asyncio.Future[Task]"] = None) -> Pull:
         _check_queue(queue)
         if self.transport.closing:
             raise ClientClosed()
-        pull = _Pull(self.transport.next_id(), queue, future)
+        pull = Pull(self.transport.next_id(), queue, future)
         self._pulls[pull.id] = pull
         if self.transport.live:
             pull.sent_on = self.transport.generation

@@ -6,15 +6,14 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Dict, List, Optional
+from typing import Any, Awaitable, Dict, List, Optional, Protocol
 
 from .errors import BrokerError, ConnectionLost
 from .leases import LeasedTask
+from .pulls import Pull
 from .shapes import Task, TaskHandler, call_task_handler, is_async_callable
 from .trace import handling
-
-if TYPE_CHECKING:
-    from .work import Work, _Pull
+from .transport import Transport
 
 log = logging.getLogger("brainstem")
 
@@ -25,11 +24,25 @@ LEASE_GONE = frozenset({"LEASE_LOST", "DISCONNECTED", "CLOSED", "UNKNOWN_TASK"})
 _RESULT_REFUSED = frozenset({"INVALID_FRAME", "PAYLOAD_TOO_LARGE"})
 
 
+class TaskSource(Protocol):
+    """What a Worker needs of the client's work side: pulls and settlements."""
+
+    transport: Transport
+
+    def open_pull(self, queue: str, future: Optional["asyncio.Future[Task]"] = None) -> Pull: ...
+
+    async def ack(self, task_id: str, result: Any = None, lease: Optional[LeasedTask] = None) -> bool: ...
+
+    async def fail(self, task_id: str, reason: str = "", lease: Optional[LeasedTask] = None) -> bool: ...
+
+    def hand_back(self, task: Any, reason: str) -> None: ...
+
+
 @dataclass(eq=False)
 class Worker:
     """Runs a task handler over one queue; see ``BrokerClient.work``."""
 
-    work: Work
+    work: TaskSource
     queue: str
     handler: TaskHandler
     concurrency: int
@@ -38,7 +51,7 @@ class Worker:
     in_hand: int = 0
     _stopping: bool = False
     _slots: List["asyncio.Task[None]"] = field(default_factory=list)
-    _waiting: Dict[int, _Pull] = field(default_factory=dict)
+    _waiting: Dict[int, Pull] = field(default_factory=dict)
     # Plain-function handlers get threads of their own, one per slot: they
     # never wait behind other thread work (the heartbeat, to_thread calls).
     _threads: Optional[ThreadPoolExecutor] = None
