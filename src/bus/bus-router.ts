@@ -3,6 +3,7 @@ import type { ActionOutcome } from './frame-dispatcher.js';
 import { BusError, CloseCode, type BusEvent, type ClientFrame } from './protocol.js';
 import { EVENT_CLOSE, EVENT_OPEN, retainedFrame } from './history/offsets.js';
 import { TopicTrie } from './topic-trie.js';
+import type { PublishPath, Published, Stored } from './history/publish-order.js';
 import { TickWriteBatch } from '../streams/tick-write-batch.js';
 import { TickFrameBatch } from './tick-frame-batch.js';
 import { encodeTextFrame, encodeTextFrameOf, framePayload } from '../streams/ws-adapter.js';
@@ -79,19 +80,6 @@ export interface RetainedHistory {
   resume(connection: BusConnection, pattern: string, frame: ClientFrame): Promise<ActionOutcome>;
 }
 
-/** What a publish did: local deliveries, the event's offset when retained, whether its msgId was a repeat. */
-/** A stored event: its JSON, and its offset ('' when not retained; null: a repeated msgId). */
-export interface Stored {
-  /** The event's JSON, encoded once: sent to Redis and into the frame as it is. */
-  json: Buffer;
-  offset: string | null;
-}
-
-export type Published = {
-  delivered: number;
-  offset?: string;
-  duplicate?: true;
-};
 
 export interface BusDescription {
   /** One page of the connections, oldest first. */
@@ -148,7 +136,7 @@ function firstOf(items: Iterable<string>, max: number): string[] {
  * The pub/sub core: the registry of connections and their subscriptions.
  * It knows nothing of Fastify or of how frames arrive.
  */
-export class BusRouter {
+export class BusRouter implements PublishPath {
   readonly connections = new Map<string, BusConnection>();
   readonly counters: BusCounters = {
     connectionsOpened: 0, published: 0, delivered: 0, slowConsumersDropped: 0, forwardedToPeers: 0, receivedFromPeers: 0,

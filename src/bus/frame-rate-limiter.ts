@@ -1,5 +1,3 @@
-import type { BusConnection } from './bus-connection.js';
-
 interface Bucket {
   tokens: number;
   refilledAt: number;
@@ -15,11 +13,11 @@ export type RateVerdict = 'accept' | 'refuse' | 'close';
  * keeps sending through another full second of refusals is to be closed.
  */
 export class FrameRateLimiter {
-  private readonly buckets = new WeakMap<BusConnection, Bucket>();
+  private readonly buckets = new WeakMap<object, Bucket>();
 
   constructor(private readonly perSecond: number, private readonly now: () => number = Date.now) {}
 
-  check(connection: BusConnection): RateVerdict {
+  check(connection: object): RateVerdict {
     const now = this.now();
     let bucket = this.buckets.get(connection);
     if (!bucket) {

@@ -1,5 +1,26 @@
-import type { BusRouter, Published, Stored } from '../bus-router.js';
 import type { BusEvent } from '../protocol.js';
+
+/** A stored event: its JSON, and its offset ('' when not retained; null: a repeated msgId). */
+export interface Stored {
+  /** The event's JSON, encoded once: sent to Redis and into the frame as it is. */
+  json: Buffer;
+  offset: string | null;
+}
+
+/** What a publish did: local deliveries, the event's offset when retained, whether its msgId was a repeat. */
+export type Published = {
+  delivered: number;
+  offset?: string;
+  duplicate?: true;
+};
+
+/** The router's two ways to publish, as the order needs them: stored first, or direct. */
+export interface PublishPath {
+  storesFirst(event: BusEvent): boolean;
+  store(event: BusEvent): Promise<Stored>;
+  deliverStored(event: BusEvent, stored: Stored): Published;
+  publishNow(event: BusEvent): number;
+}
 
 interface Pending {
   event: BusEvent;
@@ -19,7 +40,7 @@ interface Pending {
 export class PublishOrder {
   private readonly queue: Pending[] = [];
 
-  constructor(private readonly router: BusRouter) {}
+  constructor(private readonly router: PublishPath) {}
 
   get idle(): boolean {
     return this.queue.length === 0;

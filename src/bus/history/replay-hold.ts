@@ -1,7 +1,13 @@
-import type { BusConnection } from '../bus-connection.js';
 import { CloseCode } from '../protocol.js';
 import { patternMatches } from '../topic.js';
 import { compareOffsets, offsetOfFrame } from './offsets.js';
+
+/** The part of a connection a hold needs: where it hangs, and how to close it. */
+export interface HeldConnection {
+  readonly closing: boolean;
+  hold: ReplayHold | null;
+  close(code: number, reason: string): void;
+}
 
 interface Held {
   type: string;
@@ -20,10 +26,10 @@ export class ReplayHold {
   private bytes = 0;
   private replays = 0;
 
-  constructor(private readonly connection: BusConnection, private readonly maxBytes: number) {}
+  constructor(private readonly connection: HeldConnection, private readonly maxBytes: number) {}
 
   /** Holds the connection's live events until `release` is called as many times. */
-  static begin(connection: BusConnection, maxBytes: number): ReplayHold {
+  static begin(connection: HeldConnection, maxBytes: number): ReplayHold {
     const hold = connection.hold ?? new ReplayHold(connection, maxBytes);
     hold.replays++;
     connection.hold = hold;
