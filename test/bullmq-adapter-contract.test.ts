@@ -7,6 +7,7 @@ import {
   maxAttemptsOf, metaKey, metaPattern, moveStalledToWait, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
   settlementsAfter, uncountDelivery, waitForStreamEntries, type FetchOptions, type JobHost, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
+import { newestFirst } from './helpers/closers.js';
 import { startRedis } from './helpers/redis.js';
 
 // Each internal of bullmq that src/queues/bullmq-adapter.ts relies on,
@@ -14,20 +15,18 @@ import { startRedis } from './helpers/redis.js';
 const PINNED = '6.7.0';
 const installed = (createRequire(import.meta.url)('bullmq/package.json') as { version: string }).version;
 
-const closers: (() => unknown)[] = [];
-t.teardown(async () => {
-  for (const close of closers.reverse()) await close();
-});
+const closing = newestFirst(t);
 const redis = await startRedis(t);
 const PREFIX = 'contract';
 const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
-closers.push(() => connection.disconnect());
+closing.teardown(() => connection.disconnect());
 
 function queueAndWorker(name: string): { queue: Queue; worker: Worker } {
   const queue = new Queue(name, { connection, prefix: PREFIX });
   const own = connection.duplicate();
   const worker = new Worker(name, null, { connection: own, prefix: PREFIX, name: GATEWAY_WORKER_NAME, autorun: false });
-  closers.push(() => queue.close(), async () => {
+  closing.teardown(() => queue.close());
+  closing.teardown(async () => {
     await worker.close(true);
     own.disconnect();
   });
@@ -35,7 +34,7 @@ function queueAndWorker(name: string): { queue: Queue; worker: Worker } {
 }
 
 const template = new Queue('template', { connection, prefix: 'contract-template' });
-closers.push(() => template.close());
+closing.teardown(() => template.close());
 const FETCH: FetchOptions = { prefix: PREFIX, lockDuration: 30_000, stalledInterval: 1000, maxStalledCount: 5, name: GATEWAY_WORKER_NAME };
 
 /** A queue's job host on the template's connection, as the gateway fetches through it. */
@@ -125,7 +124,7 @@ t.test('key names: reserved task ids, the meta key and its pattern, the event st
   const rawConnection = connection.duplicate();
   const raw = new Worker('c.keys', null, { connection: rawConnection, prefix: PREFIX, autorun: false });
   const named = new Worker('c.keys', null, { connection: rawConnection, prefix: PREFIX, name: 'image-worker', autorun: false });
-  closers.push(async () => {
+  closing.teardown(async () => {
     await Promise.all([raw.close(true), named.close(true)]);
     rawConnection.disconnect();
   });
@@ -158,7 +157,7 @@ t.test('key names: reserved task ids, the meta key and its pattern, the event st
 
 t.test('a job host runs a worker\'s scripts on a shared connection: moveToActive, settle, locks, stalled check', async (t) => {
   const queue = new Queue('c.host', { connection, prefix: PREFIX });
-  closers.push(() => queue.close());
+  closing.teardown(() => queue.close());
   const host = hostOf('c.host');
   t.equal(host.markerKey, `${PREFIX}:c.host:marker`, 'the marker key BullMQ wakes workers with');
   t.same(await moveToActive(host, 'tok-h0'), { job: undefined, delayUntil: 0 }, 'an empty queue: no job');
@@ -192,7 +191,7 @@ t.test('a job host runs a worker\'s scripts on a shared connection: moveToActive
 
 t.test('readJob and repairUnreadable: a hash BullMQ cannot read becomes a job delivery refuses, its bad fields kept', async (t) => {
   const queue = new Queue('c.unreadable', { connection, prefix: PREFIX });
-  closers.push(() => queue.close());
+  closing.teardown(() => queue.close());
   const host = hostOf('c.unreadable');
   const added = await queue.add('x', { ok: 1 });
   await connection.hset(`${PREFIX}:c.unreadable:${added.id}`, 'data', '{nope');

@@ -6,6 +6,7 @@ import { readProcessIdentity } from '../src/heartbeat/process-metrics.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
 import { beatingProcess } from './helpers/beating-process.js';
 import { startGateway } from './helpers/gateway.js';
+import { isRunning } from './helpers/process.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
@@ -31,14 +32,6 @@ function sleeper(t: Teardown): Sleeper {
   return { child, pid: child.pid as number, exited };
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function downEvents(t: Teardown, busUrl: string): Promise<TestSocket> {
   const sub = await TestSocket.open(`${busUrl}?name=watcher`);

@@ -2,20 +2,18 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { startGateway } from './helpers/gateway.js';
+import { newestFirst } from './helpers/closers.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket } from './helpers/test-socket.js';
 
 // Names that break the one name rule (src/protocol/names.ts), on every
 // surface that takes a name; and the two frames that used to end the process.
-const closers: (() => unknown)[] = [];
-t.teardown(async () => {
-  for (const close of closers.reverse()) await close();
-});
+const closing = newestFirst(t);
 const redis = await startRedis(t);
 const PREFIX = 'bsq';
-const gw = await startGateway({ teardown: (fn) => closers.push(fn) }, { redisUrl: redis.url, queuePrefix: PREFIX });
+const gw = await startGateway(closing, { redisUrl: redis.url, queuePrefix: PREFIX });
 const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
-closers.push(() => connection.disconnect());
+closing.teardown(() => connection.disconnect());
 
 async function socket(): Promise<TestSocket> {
   const opened = await TestSocket.open(gw.busUrl);
@@ -134,7 +132,7 @@ t.test('REST paths and heartbeat bodies obey the same rule', async (t) => {
 
 t.test('a task the gateway cannot read is failed with its reason, and the queue goes on', async (t) => {
   const queue = new Queue('poison', { connection, prefix: PREFIX });
-  closers.push(() => queue.close());
+  closing.teardown(() => queue.close());
   const unreadableData = await queue.add('x', { ok: 1 });
   await connection.hset(`${PREFIX}:poison:${unreadableData.id}`, 'data', '{not json');
   const unreadableOpts = await queue.add('x', { ok: 2 });

@@ -2,31 +2,28 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { startGateway } from './helpers/gateway.js';
+import { newestFirst } from './helpers/closers.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
 // Plain BullMQ producers and workers on the gateway's Redis, with the gateway's prefix.
-// Teardowns run first to last: what uses Redis is closed, newest first, before Redis stops.
-const closers: (() => unknown)[] = [];
-t.teardown(async () => {
-  for (const close of closers.reverse()) await close();
-});
+const closing = newestFirst(t);
 const redis = await startRedis(t);
 const PREFIX = 'bsq';
-const gw = await startGateway({ teardown: (fn) => closers.push(fn) }, { redisUrl: redis.url, queuePrefix: PREFIX });
+const gw = await startGateway(closing, { redisUrl: redis.url, queuePrefix: PREFIX });
 const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
-closers.push(() => connection.disconnect());
+closing.teardown(() => connection.disconnect());
 
 /** A connection of its own for a raw Worker (BullMQ leaves a connection it was given open). */
 function ownConnection(): Redis {
   const own = connection.duplicate();
-  closers.push(() => own.disconnect());
+  closing.teardown(() => own.disconnect());
   return own;
 }
 
 function bullQueue(name: string): Queue {
   const queue = new Queue(name, { connection, prefix: PREFIX });
-  closers.push(() => queue.close());
+  closing.teardown(() => queue.close());
   return queue;
 }
 
@@ -129,7 +126,7 @@ t.test('addBulk of 100: every job pulled over /bus and completed', async (t) => 
 t.test('a flow\'s child is delivered; its parent runs once the child is done', async (t) => {
   const { FlowProducer } = await import('bullmq');
   const flows = new FlowProducer({ connection, prefix: PREFIX });
-  closers.push(() => flows.close());
+  closing.teardown(() => flows.close());
   const tree = await flows.add({ name: 'parent', queueName: 'plain.flow', data: { role: 'parent' }, children: [
     { name: 'child', queueName: 'plain.flow', data: { role: 'child' } },
   ] });

@@ -1,17 +1,15 @@
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { startGateway } from './helpers/gateway.js';
+import { newestFirst } from './helpers/closers.js';
 import { startRedis } from './helpers/redis.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
 // Queue names come from clients: what each one costs the gateway, and the limits.
-const closers: (() => unknown)[] = [];
-t.teardown(async () => {
-  for (const close of closers.reverse()) await close();
-});
+const closing = newestFirst(t);
 const redis = await startRedis(t);
 const probe = new Redis(redis.url);
-closers.push(() => probe.disconnect());
+closing.teardown(() => probe.disconnect());
 
 /** Clients connected to Redis, the probe's own left out. */
 async function redisClients(): Promise<number> {
@@ -26,7 +24,7 @@ async function socket(url: string): Promise<TestSocket> {
 }
 
 t.test('the gateway\'s Redis connections do not grow with the number of queue names', async (t) => {
-  const gw = await startGateway({ teardown: (fn) => closers.push(fn) }, { redisUrl: redis.url, queuePrefix: 'scale' });
+  const gw = await startGateway(closing, { redisUrl: redis.url, queuePrefix: 'scale' });
   const worker = await socket(gw.busUrl);
   const producer = await socket(gw.busUrl);
   // One queue live first: the connections every queue shares are open then.

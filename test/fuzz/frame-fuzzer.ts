@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
+import { isRunning } from '../helpers/process.js';
 import type { Step, TaskRef } from './hostile-values.js';
 
 type Frame = Record<string, unknown>;
@@ -97,14 +98,6 @@ export function rssOf(pid: number): number {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Sends one run of steps over `connections` connections, then checks what
@@ -164,7 +157,7 @@ export async function fuzzRun(target: FuzzTarget, connections: number, steps: St
     }));
     for (const conn of conns) collect(conn, findings);
     for (const conn of conns) checkDeliveries(conn, findings);
-    if (!alive(target.pid)) findings.push(`gateway process ${target.pid} is gone`);
+    if (!isRunning(target.pid)) findings.push(`gateway process ${target.pid} is gone`);
   } finally {
     for (const conn of conns) conn.close();
   }

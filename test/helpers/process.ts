@@ -74,3 +74,13 @@ export async function spawnGatewayProcess(t: Teardown, redisUrl: string, env: Re
   await untilHealthy(httpUrl);
   return { child, port, httpUrl, busUrl: `ws://127.0.0.1:${port}/bus` };
 }
+
+/** Whether a process of that pid exists (signal 0 checks without sending). */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
