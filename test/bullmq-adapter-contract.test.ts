@@ -183,9 +183,10 @@ t.test('a job host runs a worker\'s scripts on a shared connection: moveToActive
   t.equal(taken.job?.id, stalled.id);
   await connection.del(`${PREFIX}:c.host:${stalled.id}:lock`);
   // Each check runs at most once per stalledInterval (BullMQ's stalled-check key): cleared between the two.
-  await moveStalledToWait(host);
+  t.same(await moveStalledToWait(host), [], 'the first check only marks it');
+  t.same(await moveStalledToWait(host), [], 'a second check within stalledInterval does nothing');
   await connection.del(`${PREFIX}:c.host:stalled-check`);
-  await moveStalledToWait(host);
+  t.same(await moveStalledToWait(host), [stalled.id], 'the second check moves it back and says which');
   t.equal(await (await queue.getJob(stalled.id as string))?.getState(), 'waiting', 'a job whose lock expired goes back to wait after two stalled checks');
 });
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { fuzz } from './fuzz/fuzz-session.js';
+import { fuzz, FUZZ_GATEWAY_ENV } from './fuzz/fuzz-session.js';
 import { spawnGatewayProcess } from './helpers/process.js';
 import { startRedis } from './helpers/redis.js';
 
@@ -11,7 +11,7 @@ const frames = Number(process.env.FUZZ_FRAMES ?? 3000);
 const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
 const redis = await startRedis(t);
-const gateway = await spawnGatewayProcess(t, redis.url, { LOG_LEVEL: 'error' });
+const gateway = await spawnGatewayProcess(t, redis.url, FUZZ_GATEWAY_ENV);
 
 t.test(`the gateway holds against ${frames} hostile frames (seed ${seed})`, async (t) => {
   const report = await fuzz({ ...gateway, pid: gateway.child.pid as number }, { frames, seed });

@@ -82,8 +82,11 @@ export function extendLocks(host: JobHost, ids: string[], tokens: string[], ms: 
 }
 
 /** BullMQ's stalled check of one queue: jobs whose lock expired go back to wait (or fail past maxStalledCount). */
-export function moveStalledToWait(host: JobHost): Promise<unknown> {
-  return host.backend.moveStalledJobsToWait();
+export async function moveStalledToWait(host: JobHost): Promise<string[]> {
+  // BullMQ's script answers the ids it moved back to wait (an empty table
+  // when another check ran within stalledInterval).
+  const reply: unknown = await host.backend.moveStalledJobsToWait();
+  return Array.isArray(reply) ? reply.map(String) : [];
 }
 
 /** Job options this gateway adds beyond BullMQ's (BullMQ stores unknown options as given). */

@@ -3,6 +3,13 @@ import { fuzzRun, rssOf, type Findings, type FuzzTarget } from './frame-fuzzer.j
 import { fuzzHttp, httpRequest, roundTrip } from './http-fuzzer.js';
 import { stepsOf } from './hostile-values.js';
 
+/**
+ * The gateway under fuzzing runs its timers (stalled check, eviction) every
+ * tenth of a second, so that their work on what the frames left behind is
+ * fuzzed too, not only the frames' own paths.
+ */
+export const FUZZ_GATEWAY_ENV = { LOG_LEVEL: 'error', QUEUE_STALLED_CHECK_MS: '100', QUEUE_IDLE_MS: '100' };
+
 export interface FuzzOptions {
   /** Frames to send in all (runs of up to `stepsPerRun`). */
   frames: number;

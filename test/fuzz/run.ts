@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { spawnGatewayProcess } from '../helpers/process.js';
 import { startRedis } from '../helpers/redis.js';
-import { fuzz } from './fuzz-session.js';
+import { fuzz, FUZZ_GATEWAY_ENV } from './fuzz-session.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,7 +24,7 @@ const scope = { teardown: (fn: () => unknown) => teardowns.push(fn) };
 let failed = true;
 try {
   const redis = await startRedis(scope);
-  const gateway = await spawnGatewayProcess(scope, redis.url, { LOG_LEVEL: 'error' });
+  const gateway = await spawnGatewayProcess(scope, redis.url, FUZZ_GATEWAY_ENV);
   const pid = gateway.child.pid as number;
   console.log(`fuzz: ${frames} frames, seed ${seed}, ${connections} connections, gateway pid ${pid}`);
   let reported = 0;
