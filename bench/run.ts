@@ -10,6 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runDispatchBench } from './dispatch.js';
+import { runQueueNamesBench } from './scenarios/queue-names.js';
 import { runQueueBench } from './scenarios/queues.js';
 import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
 import { natsServerPath, SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
@@ -19,7 +20,7 @@ import { runLatency, type LatencyOptions } from './scenarios/latency.js';
 
 const { values: args } = parseArgs({
   options: {
-    only: { type: 'string', default: 'S1,S2,S3,Q1,Q2' },
+    only: { type: 'string', default: 'S1,S2,S3,Q1,Q2,Q3' },
     rounds: { type: 'string', default: '3' },
     servers: { type: 'string', default: 'brainstem,nats,seed,wire' },
     quick: { type: 'boolean', default: false },
@@ -269,6 +270,7 @@ async function main(): Promise<void> {
     if (scenarios.has('S3')) await runScenario(S3, redis);
     if (scenarios.has('Q1')) await runQueueBench({ redis, rounds, quick: args.quick, ...(args.profile ? { profileDir: args.profile as string } : {}) });
     if (scenarios.has('Q2')) await runDispatchBench({ redisUrl: redis.url, rounds, quick: args.quick });
+    if (scenarios.has('Q3')) await runQueueNamesBench({ redis, rounds, quick: args.quick });
   } finally {
     await redis.stop();
   }
