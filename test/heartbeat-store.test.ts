@@ -5,6 +5,7 @@ import t, { type Test } from 'tap';
 import { StoreUnavailableError, type BeatRecord, type HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
 import { MongoHeartbeatStore } from '../src/heartbeat/mongo-heartbeat-store.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+import { startMongo } from './helpers/mongo-server.js';
 import { startRedis } from './helpers/redis.js';
 
 function record(pid: number, fields: Partial<BeatRecord> = {}): BeatRecord {
@@ -122,17 +123,16 @@ t.test('RedisHeartbeatStore', async (t) => {
   });
 });
 
-const mongoUrl = process.env.MONGO_URL;
-if (!mongoUrl) t.comment('SKIP MongoHeartbeatStore: MONGO_URL is not set');
-t.test('MongoHeartbeatStore', { skip: mongoUrl ? false : 'MongoHeartbeatStore: MONGO_URL is not set' }, async (t) => {
+t.test('MongoHeartbeatStore', async (t) => {
+  const mongo = await startMongo(t);
   const dbName = `brainstem_test_${randomUUID().slice(0, 8)}`;
-  const admin = new MongoClient(mongoUrl as string);
+  const admin = new MongoClient(mongo.url);
   t.teardown(async () => {
     await admin.db(dbName).dropDatabase();
     await admin.close();
   });
   storeContract(t, async (t) => {
-    const store = new MongoHeartbeatStore({ url: mongoUrl as string, dbName, collection: `heartbeats_${randomUUID().slice(0, 8)}` });
+    const store = new MongoHeartbeatStore({ url: mongo.url, dbName, collection: `heartbeats_${randomUUID().slice(0, 8)}` });
     await store.prepare();
     t.teardown(() => store.close());
     return store;
