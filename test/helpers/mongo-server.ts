@@ -21,8 +21,8 @@ export interface TestFerretDB extends TestMongo {
   port: number;
   /** Starts the server on its port and data folder; resolves once it answers. */
   start(): Promise<void>;
-  /** Stops it (SIGTERM); the data stays for the next start. */
-  stop(): Promise<void>;
+  /** Stops it (SIGTERM, or SIGKILL: a crash); the data stays for the next start. */
+  stop(kill9?: boolean): Promise<void>;
 }
 
 interface Teardown {
@@ -91,12 +91,12 @@ export async function createFerretDB(t: Teardown): Promise<TestFerretDB> {
     }
   }
 
-  async function stop(): Promise<void> {
+  async function stop(kill9 = false): Promise<void> {
     const stopping = child;
     child = null;
     if (!stopping || stopping.exitCode !== null || stopping.signalCode !== null) return;
     const exited = once(stopping, 'exit');
-    stopping.kill('SIGTERM');
+    stopping.kill(kill9 ? 'SIGKILL' : 'SIGTERM');
     await exited;
   }
 
