@@ -134,6 +134,7 @@ export class MongoHeartbeatStore implements HeartbeatStore {
         { upsert: true },
       );
       // Another writer inserted this pid between our match and our insert: its document is there now to update.
+      // (mongod retries such an upsert itself; FerretDB answers the duplicate key.)
       await upsert().catch((err: unknown) => {
         if (isDuplicateKey(err)) return upsert();
         throw err;
