@@ -68,7 +68,12 @@ export default fp<HeartbeatOptions>(async function heartbeatPlugin(app, options)
     // The driver costs about 25 MB of memory: loaded only by the gateways that use it.
     const { MongoHeartbeatStore } = await import('../src/heartbeat/mongo-heartbeat-store.js');
     const mongo = new MongoHeartbeatStore({ url: config.mongoUrl, dbName: config.mongoDbName, collection: config.mongoCollection });
-    mongo.prepare().catch((err: Error) => log.warn({ err: err.message }, 'mongodb did not answer at start: heartbeats answer 503 until it does'));
+    mongo.prepare().then(
+      (refused) => {
+        if (refused !== null) log.warn({ err: refused }, 'mongodb refused the unique pid index: two first beats of one pid at once may store it twice');
+      },
+      (err: Error) => log.warn({ err: err.message }, 'mongodb did not answer at start: heartbeats answer 503 until it does'),
+    );
     store = mongo;
   } else {
     store = new RedisHeartbeatStore(app.redis.client);
@@ -151,9 +156,19 @@ export default fp<HeartbeatOptions>(async function heartbeatPlugin(app, options)
     monitor, store, limits, proofs, services, claimPid, isAlive: (name: string) => monitor.isAlive(name),
   });
 
+  // Says what happened to the store: an outage shows while it lasts and after it ended.
   app.health.register('heartbeats', async () => {
-    await store.ping();
-    return { ok: true, detail: `${store.kind}, session ${monitor.sessionId}` };
+    const iso = (ms: number) => new Date(ms).toISOString();
+    try {
+      await monitor.probeStore();
+    } catch (err) {
+      const since = monitor.storeOutage?.since ?? Date.now();
+      return { ok: false, detail: `${(err as Error).message} (since ${iso(since)})` };
+    }
+    const detail = `${store.kind}, session ${monitor.sessionId}`;
+    const outage = monitor.storeOutage;
+    if (outage === null || outage.until === null) return { ok: true, detail };
+    return { ok: true, detail: `${detail}; back at ${iso(outage.until)} after an outage from ${iso(outage.since)}: ${outage.error}` };
   }, false);
 
   app.addHook('onClose', async () => {

@@ -5,7 +5,9 @@ import t, { type Test } from 'tap';
 import { StoreUnavailableError, type BeatRecord, type HeartbeatStore } from '../src/heartbeat/heartbeat-store.js';
 import { MongoHeartbeatStore } from '../src/heartbeat/mongo-heartbeat-store.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
+import { createFerretDB, startFerretDB, startMongo } from './helpers/mongo-server.js';
 import { startRedis } from './helpers/redis.js';
+import { until } from './helpers/test-socket.js';
 
 function record(pid: number, fields: Partial<BeatRecord> = {}): BeatRecord {
   return {
@@ -122,21 +124,117 @@ t.test('RedisHeartbeatStore', async (t) => {
   });
 });
 
-const mongoUrl = process.env.MONGO_URL;
-if (!mongoUrl) t.comment('SKIP MongoHeartbeatStore: MONGO_URL is not set');
-t.test('MongoHeartbeatStore', { skip: mongoUrl ? false : 'MongoHeartbeatStore: MONGO_URL is not set' }, async (t) => {
+t.test('MongoHeartbeatStore', async (t) => {
+  const mongo = await startMongo(t);
   const dbName = `brainstem_test_${randomUUID().slice(0, 8)}`;
-  const admin = new MongoClient(mongoUrl as string);
+  const admin = new MongoClient(mongo.url);
   t.teardown(async () => {
     await admin.db(dbName).dropDatabase();
     await admin.close();
   });
   storeContract(t, async (t) => {
-    const store = new MongoHeartbeatStore({ url: mongoUrl as string, dbName, collection: `heartbeats_${randomUUID().slice(0, 8)}` });
+    const store = new MongoHeartbeatStore({ url: mongo.url, dbName, collection: `heartbeats_${randomUUID().slice(0, 8)}` });
     await store.prepare();
     t.teardown(() => store.close());
     return store;
   });
+
+  /** A collection of its own, its store (closed at teardown) and the raw driver's view of it. */
+  async function collectionOf(t: Test, options: { url?: string; serverSelectionTimeoutMS?: number } = {}) {
+    const collection = `heartbeats_${randomUUID().slice(0, 8)}`;
+    const store = new MongoHeartbeatStore({ url: options.url ?? mongo.url, dbName, collection, ...options });
+    t.teardown(() => store.close());
+    return { store, raw: admin.db(dbName).collection(collection), name: collection };
+  }
+
+  t.test("documents the user's original heartbeat service wrote are read, and it reads what brainstem writes", async (t) => {
+    const { store, raw } = await collectionOf(t);
+    // The original's upsert: `$set: { last, name, sessionId, ...metrics }`, `$unset: { killedAt }`, by pid; the monitor's `$set: { killedAt }`.
+    const original = { last: 1_000, name: 'tts', sessionId: 'original-session', cpu: 2.5, memory: 4096, netRx: 11, netTx: 22 };
+    await raw.updateOne({ pid: 601 }, { $set: original, $unset: { killedAt: '' } }, { upsert: true });
+    await raw.updateOne({ pid: 602 }, { $set: { ...original, name: 'stt' } }, { upsert: true });
+    await raw.updateOne({ pid: 602 }, { $set: { killedAt: 1_500 } });
+    await store.prepare();
+
+    t.same(await store.get(601), {
+      pid: 601, ...original, startTime: null, local: false, proven: false, firstBeat: 1_000,
+    }, 'the fields brainstem added read as unknown: not local, not proven, first beat = last');
+    t.match(await store.get(602), { name: 'stt', killedAt: 1_500 });
+    t.same((await store.list()).map((r) => r.pid), [601, 602]);
+    t.same((await store.findStale(2_000)).map((r) => r.pid), [601], 'a record the original killed is not stale');
+    t.equal(await store.markDown(601, 1_000, 2_000), true);
+
+    const { _id: id } = await raw.findOne({ pid: 601 }) ?? {};
+    await store.saveBeat(record(601, { last: 3_000, sessionId: 's1' }));
+    const docs = await raw.find({ pid: 601 }).toArray();
+    t.equal(docs.length, 1, 'the beat updated the original document, by pid');
+    t.same(docs[0]?._id, id, 'the same document (its _id kept)');
+    t.notOk('downAt' in (docs[0] ?? {}));
+
+    // The original service's own queries, on what brainstem wrote.
+    t.match(await raw.findOne({ pid: 601, sessionId: 's1' }), { pid: 601, last: 3_000, name: 'tts', cpu: 1.5, memory: 2048, netRx: 10, netTx: 20 });
+    t.equal(await raw.countDocuments({ name: 'tts', sessionId: 's1', last: { $gte: 2_500 }, killedAt: { $exists: false } }), 1);
+    t.same((await raw.find({ last: { $lt: 2_000 } }).toArray()).map((d) => d.pid), [602]);
+    await store.markKilled(601, 4_000);
+    t.match(await raw.findOne({ pid: 601 }), { killedAt: 4_000 }, 'killedAt, as the original sets and clears it');
+  });
+
+  t.test('prepare makes a unique pid index; first beats of one pid from two stores at once store it once', async (t) => {
+    const { store, raw, name } = await collectionOf(t);
+    t.equal(await store.prepare(), null);
+    t.equal(await store.prepare(), null, 'again: harmless');
+    const other = new MongoHeartbeatStore({ url: mongo.url, dbName, collection: name });
+    t.teardown(() => other.close());
+    t.equal(await other.prepare(), null, 'a second gateway on the same collection');
+    t.match(await raw.indexes(), [{ key: { _id: 1 } }, { key: { pid: 1 }, unique: true }]);
+
+    const beats = [];
+    for (let i = 0; i < 10; i++) beats.push(store.saveBeat(record(701, { last: 1_000 + i })), other.saveBeat(record(701, { last: 2_000 + i })));
+    await Promise.all(beats);
+    t.equal(await raw.countDocuments({ pid: 701 }), 1, 'one document for the pid');
+  });
+
+  t.test('older records with a duplicate pid: the index is refused and said why, beats are still kept', async (t) => {
+    const { store, raw } = await collectionOf(t);
+    await raw.insertMany([{ pid: 801, last: 1_000, name: 'tts' }, { pid: 801, last: 1_100, name: 'tts' }]);
+    t.type(await store.prepare(), 'string', 'the server\'s refusal');
+    await store.saveBeat(record(802));
+    t.match(await store.get(802), { pid: 802, name: 'tts' });
+    t.match(await raw.indexes(), [{ key: { _id: 1 } }], 'no index on pid');
+  });
+});
+
+t.test('a server down at start: the store answers once it is up, and makes the index then', async (t) => {
+  const server = await createFerretDB(t);
+  const store = new MongoHeartbeatStore({ url: server.url, dbName: 'heartbeat_db', collection: 'heartbeats', serverSelectionTimeoutMS: 300 });
+  t.teardown(() => store.close());
+  await t.rejects(store.prepare(), StoreUnavailableError);
+  await t.rejects(store.saveBeat(record(901)), StoreUnavailableError);
+  await t.rejects(store.ping(), StoreUnavailableError);
+
+  await server.start();
+  await until(() => store.ping().then(() => true, () => false), 10_000, 'the store answers');
+  await store.saveBeat(record(901));
+  t.match(await store.get(901), { pid: 901 });
+  const raw = new MongoClient(server.url);
+  t.teardown(() => raw.close());
+  t.match(await raw.db('heartbeat_db').collection('heartbeats').indexes(), [{ key: { _id: 1 } }, { key: { pid: 1 }, unique: true }],
+    'the index made on the first beat after the server came');
+});
+
+t.test('a server restart: the store reconnects by itself and finds every record again', async (t) => {
+  const server = await startFerretDB(t);
+  const store = new MongoHeartbeatStore({ url: server.url, dbName: 'heartbeat_db', collection: 'heartbeats', serverSelectionTimeoutMS: 300 });
+  t.teardown(() => store.close());
+  await store.prepare();
+  await store.saveBeat(record(1001));
+  await server.stop(true);
+  await t.rejects(store.get(1001), StoreUnavailableError, 'down: unavailable, not a hang');
+  await server.start();
+  await until(() => store.ping().then(() => true, () => false), 10_000, 'the store answers');
+  t.match(await store.get(1001), { pid: 1001 }, 'the record written before the crash');
+  await store.saveBeat(record(1002));
+  t.same((await store.list()).map((r) => r.pid), [1001, 1002]);
 });
 
 t.test('a MongoHeartbeatStore with no server rejects with StoreUnavailableError (no MongoDB needed)', async (t) => {

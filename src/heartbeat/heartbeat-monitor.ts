@@ -66,6 +66,16 @@ export class HeartbeatError extends Error {
   }
 }
 
+/** The store's latest outage, as beats, checks, lists and health probes met it. */
+export interface StoreOutage {
+  /** ms since the epoch of the first failure. */
+  since: number;
+  /** ms since the epoch of the first success after it; null while it lasts. */
+  until: number | null;
+  /** The first failure's message. */
+  error: string;
+}
+
 export type HeartbeatStatus = 'alive' | 'stale' | 'stopped';
 export type RecordWithStatus = HeartbeatRecord & { status: HeartbeatStatus };
 
@@ -141,7 +151,7 @@ export class HeartbeatMonitor {
    * never gets healthy services stopped before their next beat lands.
    */
   private deafAt = Date.now();
-  private storeFailing = false;
+  private outage: StoreOutage | null = null;
 
   constructor(private readonly options: HeartbeatMonitorOptions) {
     this.store = options.store;
@@ -161,11 +171,36 @@ export class HeartbeatMonitor {
     this.checkTimer.unref();
   }
 
-  /** Follows the store's state for `deafAt`: a failure, and the first success after one, restart the wait. */
-  private noteStore(ok: boolean): void {
-    if (ok && !this.storeFailing) return;
-    this.storeFailing = !ok;
+  private get storeFailing(): boolean {
+    return this.outage !== null && this.outage.until === null;
+  }
+
+  /**
+   * Follows the store's state for `deafAt` and `storeOutage`: a failure
+   * (null: a success), and the first success after one, restart the wait.
+   */
+  private noteStore(failure: unknown): void {
+    if ((failure === null) !== this.storeFailing) return;
     this.deafAt = Date.now();
+    this.outage = failure === null
+      ? { ...this.outage as StoreOutage, until: this.deafAt }
+      : { since: this.deafAt, until: null, error: (failure as Error)?.message ?? String(failure) };
+  }
+
+  /** The store's latest outage, or null when it never failed since the boot. */
+  get storeOutage(): StoreOutage | null {
+    return this.outage && { ...this.outage };
+  }
+
+  /** Resolves when the store answers, rejects when it does not; either way noted as a beat's store call is. */
+  async probeStore(): Promise<void> {
+    try {
+      await this.store.ping();
+    } catch (err) {
+      this.noteStore(err);
+      throw err;
+    }
+    this.noteStore(null);
   }
 
   /**
@@ -188,11 +223,11 @@ export class HeartbeatMonitor {
     this.beatsInFlight.set(name, accepted);
     try {
       const reply = await accepted;
-      this.noteStore(true);
+      this.noteStore(null);
       return reply;
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
-        this.noteStore(false);
+        this.noteStore(err);
         this.options.log.warn({ err: err.message, pid, name }, 'heartbeat refused: store unavailable');
         throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
       }
@@ -275,6 +310,7 @@ export class HeartbeatMonitor {
     try {
       records = await this.store.list();
     } catch (err) {
+      this.noteStore(err);
       this.options.log.warn({ err: (err as Error).message }, 'heartbeat list failed: store unavailable');
       throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
     }
@@ -300,13 +336,13 @@ export class HeartbeatMonitor {
     try {
       stale = await this.store.findStale(now - this.settings.timeoutMs);
     } catch (err) {
-      this.noteStore(false);
+      this.noteStore(err);
       this.options.log.warn({ err: (err as Error).message }, 'heartbeat check skipped: store unavailable');
       return [];
     }
     // Just back: give everyone a full timeout to be heard again.
     if (this.storeFailing) {
-      this.noteStore(true);
+      this.noteStore(null);
       return [];
     }
     const reports: DownReport[] = [];
@@ -320,7 +356,7 @@ export class HeartbeatMonitor {
         const report = await this.takeDown(record, now);
         if (report) reports.push(report);
       } catch (err) {
-        this.noteStore(false);
+        this.noteStore(err);
         this.options.log.warn({ err: (err as Error).message, pid: record.pid }, 'heartbeat check: store unavailable');
         break;
       }
