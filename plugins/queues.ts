@@ -69,6 +69,9 @@ export default fp(async function queuesPlugin(app) {
     onQueueLimit() {
       app.metrics.queueRefused();
     },
+    onEvicted(queue) {
+      app.metrics.queueEvicted(queue);
+    },
     onUndeliverable(queue) {
       app.metrics.taskUndeliverable(queue);
     },

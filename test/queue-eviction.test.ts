@@ -14,6 +14,10 @@ async function socket(url: string): Promise<TestSocket> {
   return opened;
 }
 
+async function metrics(httpUrl: string): Promise<string> {
+  return (await fetch(`${httpUrl}/metrics`)).text();
+}
+
 t.test('idle queues are evicted and come back transparently', async (t) => {
   const gw = await startGateway(closing, { redisUrl: redis.url, queuePrefix: 'idle', queueIdleMs: 200 });
   const worker = await socket(gw.busUrl);
@@ -31,10 +35,13 @@ t.test('idle queues are evicted and come back transparently', async (t) => {
   const second = await worker.next((f) => 'task' in f && (f.task as { id: string }).id !== first.task.id) as { task: { id: string; payload: unknown } };
   t.equal(second.task.payload, 'later');
   t.equal((await worker.call({ action: 'ack', taskId: second.task.id })).ok, true);
+  const completed = /^brainstem_queue_completed_total\{queue="idle\.3"\} 2$/m;
+  t.match(await metrics(gw.httpUrl), completed, 'its completions are counted while it is live');
   // A queue with a pull waiting is never evicted, however long it waits:
   // the eviction that takes idle.3 (done with) passes it over.
   await worker.call({ action: 'pull', queue: 'idle.waiting' });
   await until(() => gw.app.queues.liveQueueCount === 1, 10_000, 'idle.3 evicted, idle.waiting kept');
+  t.notMatch(await metrics(gw.httpUrl), /queue="idle\.3"\}/, 'an evicted queue\'s series go with it');
   await other.call({ action: 'enqueue', queue: 'idle.waiting', task: 'for the waiting pull' });
   const waited = await worker.next((f) => 'task' in f && (f.task as { queue: string }).queue === 'idle.waiting') as { task: { payload: unknown } };
   t.equal(waited.task.payload, 'for the waiting pull');
@@ -57,7 +64,7 @@ t.test('limits: queue names per connection and live queues per gateway', async (
   t.match(full.error, /QUEUE_MAX_LIVE/);
   const rest = await fetch(`${gw.httpUrl}/queues/lim.9/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"task":1}' });
   t.equal(rest.status, 429);
-  const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text();
-  t.match(metrics, /brainstem_queue_live 8/);
-  t.match(metrics, /brainstem_queue_limit_refusals_total 3/);
+  const figures = await metrics(gw.httpUrl);
+  t.match(figures, /brainstem_queue_live 8/);
+  t.match(figures, /brainstem_queue_limit_refusals_total 3/);
 });

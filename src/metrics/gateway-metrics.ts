@@ -122,6 +122,17 @@ export class GatewayMetrics {
     this.recentWait.add(queue, ms);
   }
 
+  /**
+   * An evicted queue's series go with it, so that client-chosen names do not
+   * grow the metrics without end; counted again from zero (a counter reset
+   * to Prometheus) when the queue is used again.
+   */
+  queueEvicted(queue: string): void {
+    for (const metric of [this.queueCompleted, this.queueFailed, this.queueUndeliverable, this.queueWait, this.queueRun]) metric.remove({ queue });
+    this.recentWait.forget(queue);
+    this.recentRun.forget(queue);
+  }
+
   queueRefused(): void {
     this.queueLimitRefusals.inc();
   }

@@ -22,6 +22,10 @@ export class RecentDurations {
     this.samples.set(key, list);
   }
 
+  forget(key: string): void {
+    this.samples.delete(key);
+  }
+
   quantiles(key: string, now = Date.now()): RecentQuantiles {
     const list = this.samples.get(key) ?? [];
     while (list.length > 0 && (list[0] as { at: number }).at < now - this.windowMs) list.shift();

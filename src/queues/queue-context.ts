@@ -45,6 +45,8 @@ export interface QueueServiceOptions {
   onUndeliverable?(queue: string): void;
   /** Called for every queue refused by QUEUE_MAX_LIVE or QUEUE_MAX_PER_CONNECTION. */
   onQueueLimit?(): void;
+  /** Called for every queue whose runtime was dropped as idle. */
+  onEvicted?(queue: string): void;
 }
 
 /** One queue name's BullMQ objects and fetch bookkeeping. */
@@ -181,6 +183,7 @@ export class QueueContext {
       runtime.fetcher?.close();
       this.foreign.unwatch(runtime.queue);
       void runtime.queue.close().catch(() => undefined);
+      this.options.onEvicted?.(runtime.name);
       evicted++;
     }
     return evicted;
