@@ -2,14 +2,18 @@
 # Installs, from Debian/Ubuntu packages, what brainstem and its tests use
 # and the machine lacks: redis-server (the gateway's embedded Redis),
 # python3-websockets, python3-pip and python3-setuptools (the Python
-# client and the test that pip-installs it) and chromium (the browser
-# tests). Does nothing when all are there.
+# client and the test that pip-installs it), python3-venv (the venvs of
+# scripts/python-venv.sh) and chromium (the browser tests). Does nothing
+# when all are there.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
-/usr/bin/python3 -c 'import pip, setuptools' >/dev/null 2>&1 || need+=(python3-pip python3-setuptools)
+# Apart: importing pip first makes setuptools' distutils check fail, though both are there.
+/usr/bin/python3 -c 'import pip' >/dev/null 2>&1 || need+=(python3-pip)
+/usr/bin/python3 -c 'import setuptools' >/dev/null 2>&1 || need+=(python3-setuptools)
+/usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 

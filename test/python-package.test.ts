@@ -7,14 +7,14 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { startGateway } from './helpers/gateway.js';
 import { TestSocket } from './helpers/test-socket.js';
-import { PYTHON, PythonProcess } from './python/python-process.js';
+import { PythonProcess, SYSTEM_PYTHON } from './python/python-process.js';
 
 const run = promisify(execFile);
 const packageDir = fileURLToPath(new URL('../clients/python', import.meta.url));
 const pythonEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', PYTHONDONTWRITEBYTECODE: '1' };
 
 t.test("the package's unit tests pass under /usr/bin/python3", async (t) => {
-  const { stderr } = await run(PYTHON, ['-m', 'unittest', '-v', 'test_units'], {
+  const { stderr } = await run(SYSTEM_PYTHON, ['-m', 'unittest', '-v', 'test_units'], {
     cwd: join(packageDir, 'tests'),
     env: { ...pythonEnv, PYTHONPATH: join(packageDir, 'src') },
   });
@@ -30,7 +30,7 @@ t.test('pip installs the package from its folder, typed, and the installed copy 
   cpSync(packageDir, source, { recursive: true, filter: (path) => !/(__pycache__|\.egg-info|\/build)$/.test(path) });
   const target = join(work, 'site');
   // No network here: build with the system's setuptools (python3-setuptools).
-  await run(PYTHON, ['-m', 'pip', 'install', '--quiet', '--no-build-isolation', '--no-deps', '--no-index', '--target', target, source], {
+  await run(SYSTEM_PYTHON, ['-m', 'pip', 'install', '--quiet', '--no-build-isolation', '--no-deps', '--no-index', '--target', target, source], {
     env: pythonEnv,
   });
   t.ok(existsSync(join(target, 'brainstem', 'py.typed')), 'py.typed is installed (PEP 561)');

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { startGateway } from '../helpers/gateway.js';
+import { currentPython, pythonVenvs, VENV_PYTHON } from '../python/python-process.js';
 import { PythonDriver } from './driver.js';
 import { FakeBus } from './fake-bus.js';
 import { runScenario, type DriverFactory, type Scenario } from './runner.js';
@@ -9,8 +10,9 @@ import { TsDriver } from './ts-driver.js';
 
 /**
  * The client contract, once for both languages: every scenario of this
- * folder runs with the TypeScript client and with the Python client, and
- * each one either passes in both or fails the suite.
+ * folder runs with the TypeScript client and with the Python client (under
+ * Debian's Python and websockets, and as pip installs it with the current
+ * websockets), and each one either passes in all or fails the suite.
  */
 const folder = fileURLToPath(new URL('.', import.meta.url));
 const only = process.env.CONFORMANCE_ONLY;
@@ -26,11 +28,13 @@ interface Teardown {
 
 const drivers: Record<string, (t: Teardown) => DriverFactory> = {
   typescript: () => async (url, settings, note) => new TsDriver(url, settings, note),
-  python: (t) => async (url, settings, note) => PythonDriver.start(t, url, settings, note),
+  python: (t) => async (url, settings, note) => PythonDriver.start(t, url, settings, note, currentPython()),
+  'python-venv': (t) => async (url, settings, note) => PythonDriver.start(t, url, settings, note, VENV_PYTHON),
 };
 
 t.test('conformance scenarios', async (t) => {
   t.ok(scenarios.length > 0, 'scenarios found');
+  t.comment(await pythonVenvs());
   const gateway = scenarios.some(({ scenario }) => scenario.gateway === 'real') ? await startGateway(t) : null;
   let runs = 0;
   for (const { file, scenario } of scenarios) {

@@ -45,15 +45,15 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** The Python client, driven through test/python/conformance_driver.py under /usr/bin/python3. */
+/** The Python client, driven through test/python/conformance_driver.py under `interpreter`. */
 export class PythonDriver implements ClientDriver {
   readonly language = 'python';
   private counter = 0;
 
   private constructor(private readonly python: PythonProcess) {}
 
-  static async start(t: Teardown, url: string, settings: ClientSettings, note: (note: Note) => void): Promise<PythonDriver> {
-    const python = PythonProcess.start(t, 'conformance_driver.py', [url, JSON.stringify(settings)]);
+  static async start(t: Teardown, url: string, settings: ClientSettings, note: (note: Note) => void, interpreter: string): Promise<PythonDriver> {
+    const python = PythonProcess.start(t, 'conformance_driver.py', [url, JSON.stringify(settings)], { python: interpreter });
     const driver = new PythonDriver(python);
     // Notes arrive interleaved with answers, in the order the client made them.
     python.divert((l) => 'note' in l, (l) => note(l.note as Note));

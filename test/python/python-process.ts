@@ -1,13 +1,39 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { MatchQueue } from '../helpers/match-queue.js';
 
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Debian's interpreter, where python3-websockets (10.4) is installed (not a pyenv shim). */
+export const SYSTEM_PYTHON = '/usr/bin/python3';
+/** The client as `pip install` gets it, with the current websockets (scripts/python-venv.sh). */
+export const VENV_PYTHON = `${repo}var/venv/bin/python`;
+/** Debian's interpreter and websockets with pytest and hypothesis added (scripts/python-venv.sh). */
+export const DEBIAN_VENV_PYTHON = `${repo}var/venv-debian/bin/python`;
+
+let interpreterOfThisFile = process.env.BRAINSTEM_TEST_PYTHON ?? SYSTEM_PYTHON;
+
+/** The interpreter Python processes run under when none is given: Debian's, unless a test file chose another. */
+export function currentPython(): string {
+  return interpreterOfThisFile;
+}
+
+/** Makes the rest of this test file run its Python processes under `interpreter`. */
+export function runPythonUnder(interpreter: string): void {
+  interpreterOfThisFile = interpreter;
+}
+
 /**
- * Debian's interpreter, where python3-websockets is installed (not a pyenv
- * shim). BRAINSTEM_TEST_PYTHON runs the same tests under another one, e.g.
- * a venv with a newer websockets.
+ * Builds the venvs if they are missing or stale (cached: a second run only
+ * checks), and returns what they hold: one line per interpreter with its
+ * Python, websockets, pytest and hypothesis versions.
  */
-export const PYTHON = process.env.BRAINSTEM_TEST_PYTHON ?? '/usr/bin/python3';
+export async function pythonVenvs(): Promise<string> {
+  const { stdout } = await promisify(execFile)('bash', [`${repo}scripts/python-venv.sh`], { maxBuffer: 1 << 20 });
+  return stdout.trim();
+}
+
 export const packageSource = fileURLToPath(new URL('../../clients/python/src', import.meta.url));
 export const seedRoot = fileURLToPath(new URL('../fixtures/seed', import.meta.url));
 export const scriptsDir = fileURLToPath(new URL('.', import.meta.url));
@@ -22,12 +48,14 @@ interface Teardown {
 export interface PythonOptions {
   /** Folders put on PYTHONPATH (default: the package's source). */
   path?: string[];
+  /** The interpreter (default: `currentPython()`). */
+  python?: string;
   env?: Record<string, string>;
   cwd?: string;
 }
 
 /**
- * A Python script run under /usr/bin/python3 that prints one JSON object per
+ * A Python script run under `currentPython()` that prints one JSON object per
  * line: every line is kept in order and `next` waits for the first one
  * (optionally matching) not yet taken. Killed at teardown if still running.
  */
@@ -63,7 +91,7 @@ export class PythonProcess {
   }
 
   static start(t: Teardown, script: string, args: string[] = [], options: PythonOptions = {}): PythonProcess {
-    const child = spawn(PYTHON, ['-u', script, ...args], {
+    const child = spawn(options.python ?? interpreterOfThisFile, ['-u', script, ...args], {
       cwd: options.cwd ?? scriptsDir,
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',

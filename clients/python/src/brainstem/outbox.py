@@ -11,16 +11,28 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Protocol
 
-from websockets.exceptions import ConnectionClosed
-
-from .errors import BrokerError, ClientClosed, ConnectionLost, RequestTimeout
+from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, RequestTimeout
+from .websocket import Connection, ConnectionClosed
 
 # Sending these twice changes nothing: in flight when the connection drops,
 # they are sent again on the next one and their callers wait for that receipt.
 _IDEMPOTENT_ACTIONS = frozenset({"subscribe", "unsubscribe"})
 
 
-class Connection(Protocol):
+def encode(frame: Dict[str, Any]) -> str:
+    """The frame as JSON text; ``InvalidArgument`` (INVALID_FRAME) for what JSON has no text for.
+
+    Python's json writes NaN and Infinity, which are not JSON: the gateway
+    would refuse the frame without reading its id, and its caller would wait
+    for a receipt that never comes.
+    """
+    try:
+        return json.dumps(frame, allow_nan=False)
+    except ValueError as err:
+        raise InvalidArgument(f"{frame.get('action')} frame is not JSON: {err}", "INVALID_FRAME") from err
+
+
+class TransportView(Protocol):
     """The transport as the outbox sees it."""
 
     live: bool
@@ -50,7 +62,7 @@ class _Outgoing:
 
 
 class Outbox:
-    def __init__(self, connection: Connection, buffer_limit: int, receipt_timeout: Optional[float], max_frame_bytes: int) -> None:
+    def __init__(self, connection: TransportView, buffer_limit: int, receipt_timeout: Optional[float], max_frame_bytes: int) -> None:
         self.connection = connection
         self.buffer_limit = buffer_limit
         self.receipt_timeout = receipt_timeout
@@ -71,7 +83,7 @@ class Outbox:
         if self.connection.closing:
             raise ClientClosed()
         # json.dumps escapes everything outside ASCII: one character is one byte.
-        text = json.dumps(frame)
+        text = encode(frame)
         if len(text) > self.max_frame_bytes:
             raise BrokerError(f"{frame.get('action')} frame is larger than {self.max_frame_bytes} bytes", "PAYLOAD_TOO_LARGE")
         return text
@@ -90,7 +102,7 @@ class Outbox:
     async def send_now(self, frame: Dict[str, Any]) -> None:
         """Sends only while connected (pulls: restored by state, not buffered)."""
         try:
-            await self.connection.ws.send(json.dumps(frame))
+            await self.connection.ws.send(encode(frame))
         except ConnectionClosed:
             # The next connection restores it.
             pass
@@ -129,7 +141,7 @@ class Outbox:
             state = "was never sent" if still_buffered else "may or may not have taken effect"
             raise RequestTimeout(f"no answer to {frame['action']} within {limit} s; it {state}") from None
 
-    async def flush(self, ws: Any, generation: int) -> None:
+    async def flush(self, ws: Connection, generation: int) -> None:
         """A connection opened: what waited goes out, in order."""
         while self._buffer:
             outgoing = self._buffer.popleft()
@@ -154,7 +166,7 @@ class Outbox:
             if self.connection.closing:
                 call.future.set_exception(ClientClosed())
             elif action in _IDEMPOTENT_ACTIONS or call.resend:
-                resend.append(_Outgoing(json.dumps(call.frame), call, call_id))
+                resend.append(_Outgoing(encode(call.frame), call, call_id))
             else:
                 call.future.set_exception(
                     ConnectionLost(f"connection closed (code {code}) before the gateway answered {action}")

@@ -273,7 +273,8 @@ class PubSub:
         return fresh
 
     def on_event(self, event: Any) -> None:
-        if not isinstance(event, dict):
+        # An event with no topic matches no pattern (and would stop the pump).
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return
         fresh = self._fresh_patterns(event)
         if fresh is not None and not fresh:

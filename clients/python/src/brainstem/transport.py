@@ -13,17 +13,11 @@ import random
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import websockets
-from websockets.exceptions import ConnectionClosed
-
 from .errors import BrokerError, ClientClosed, ConnectFailed
 from .outbox import Outbox
+from .websocket import Connection, ConnectionClosed, connect
 
 log = logging.getLogger("brainstem")
-
-# websockets before 11 exports `connect` lazily, out of type checkers' sight;
-# from 14 on it is the new asyncio client. Both take the arguments used here.
-_ws_connect: Callable[..., Any] = getattr(websockets, "connect")
 
 Listener = Callable[..., Any]
 
@@ -64,7 +58,7 @@ class Transport:
         self.hooks = hooks
         self.outbox = Outbox(self, options["buffer_limit"], options["receipt_timeout"], options["max_frame_bytes"])
 
-        self.ws: Any = None
+        self.ws: Optional[Connection] = None
         self.welcome: Optional[Dict[str, Any]] = None
         self.live = False
         self.closing = False
@@ -160,16 +154,7 @@ class Transport:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
     async def _open(self) -> None:
-        ws = await _ws_connect(
-            self.connect_url(),
-            open_timeout=self.open_timeout,
-            # The limit is on what this client sends; what the gateway sends it already bounds.
-            max_size=None,
-            ping_interval=self.keepalive,
-            ping_timeout=self.keepalive,
-            close_timeout=2,
-            compression=None,
-        )
+        ws = await connect(self.connect_url(), open_timeout=self.open_timeout, keepalive=self.keepalive, close_timeout=2)
         try:
             first = await asyncio.wait_for(ws.recv(), self.open_timeout)
         except BaseException:
@@ -178,11 +163,7 @@ class Transport:
         self.ws = ws
         self.generation += 1
         generation = self.generation
-        frame = self._parse(first)
-        if frame is not None and "welcome" in frame:
-            self.welcome = frame["welcome"]
-        elif frame is not None:
-            self._on_frame(frame)
+        self._receive(first)
         try:
             await self._restore(ws, generation)
         except ConnectionClosed:
@@ -191,7 +172,7 @@ class Transport:
         self.live = True
         self.emit("connected", self.welcome)
 
-    async def _restore(self, ws: Any, generation: int) -> None:
+    async def _restore(self, ws: Connection, generation: int) -> None:
         """Sends what the layers restore, then buffered frames, until none is left unsent."""
         while True:
             restoring = self.hooks.restore(generation)
@@ -204,15 +185,11 @@ class Transport:
     async def _run(self) -> None:
         while True:
             ws = self.ws
+            # Started, and restarted, only once _open has set it.
+            assert ws is not None
             try:
                 async for raw in ws:
-                    frame = self._parse(raw)
-                    if frame is None:
-                        continue
-                    try:
-                        self._on_frame(frame)
-                    except Exception:
-                        log.exception("could not handle a frame from the gateway")
+                    self._receive(raw)
             except ConnectionClosed:
                 pass
             self._on_disconnect(ws.close_code)
@@ -246,11 +223,26 @@ class Transport:
 
     # -- incoming frames ----------------------------------------------------
 
+    def _receive(self, raw: Union[str, bytes]) -> None:
+        """One frame from the gateway: nothing in it stops the reader."""
+        frame = self._parse(raw)
+        if frame is None:
+            return
+        try:
+            self._on_frame(frame)
+        except Exception:
+            log.exception("could not handle a frame from the gateway")
+
     def _parse(self, raw: Union[str, bytes]) -> Optional[Dict[str, Any]]:
+        if not isinstance(raw, str):
+            # The protocol has text frames only (the TypeScript client ignores binary ones too).
+            log.warning("ignored a binary frame")
+            return None
         try:
             frame = json.loads(raw)
-        except ValueError:
-            log.warning("ignored a frame that is not JSON")
+        except (ValueError, RecursionError):
+            # RecursionError: nested deeper than Python's parser goes.
+            log.warning("ignored a frame that is not JSON, or nested too deeply")
             return None
         return frame if isinstance(frame, dict) else None
 
@@ -267,7 +259,7 @@ class Transport:
             self._on_error(frame, key)
         elif key is not None and self.outbox.settle(key, frame):
             return
-        elif "welcome" in frame:
+        elif isinstance(frame.get("welcome"), dict):
             self.welcome = frame["welcome"]
 
     def _on_error(self, frame: Dict[str, Any], key: Optional[str]) -> None:
