@@ -18,6 +18,8 @@ import { startBenchRedis, startServer, type BenchRedis, type RunningServer } fro
 
 const IDLE_MS = 2000;
 const QUIET_SECONDS = 3;
+/** V8 collects an idle process's old garbage on its own (its memory reducer) within about this long. */
+const SETTLE_MS = 30_000;
 
 export interface QueueNamesOptions {
   redis?: BenchRedis;
@@ -34,6 +36,11 @@ type QueueNamesRound = {
   rssPerLiveQueueKb: number;
   /** RSS once every queue was evicted, above the idle figure. */
   rssAfterEvictionAboveIdleMb: number;
+  /** V8's heap in use then (garbage not yet collected included), and what it holds from the system. */
+  heapUsedAfterEvictionMb: number;
+  heapTotalAfterEvictionMb: number;
+  /** RSS above the idle figure SETTLE_MS after the eviction, V8's own GCs done. */
+  rssSettledAboveIdleMb: number;
   /** First enqueue sent → the N-th task in the worker's hands. */
   deliverAllMs: number;
   /** Gateway CPU while N pulls wait and nothing happens. */
@@ -49,9 +56,10 @@ async function redisClients(probe: Redis): Promise<number> {
   return list.trim().split('\n').length - 1;
 }
 
-async function liveQueues(server: RunningServer): Promise<number> {
+/** One unlabelled figure of the gateway's /metrics. */
+async function figure(server: RunningServer, name: string): Promise<number> {
   const metrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
-  return Number(/^brainstem_queue_live (\d+)/m.exec(metrics)?.[1] ?? Number.NaN);
+  return Number(new RegExp(`^${name} (\\S+)`, 'm').exec(metrics)?.[1] ?? Number.NaN);
 }
 
 async function cpuPercentOver(server: RunningServer, seconds: number): Promise<number> {
@@ -116,7 +124,7 @@ async function runRound(redis: BenchRedis, queues: number, round: number): Promi
     const evicted = await (async () => {
       const deadline = Date.now() + IDLE_MS * 10 + 30_000;
       while (Date.now() < deadline) {
-        if ((await liveQueues(server)) === 0) return true;
+        if ((await figure(server, 'brainstem_queue_live')) === 0) return true;
         await sleep(250);
       }
       return false;
@@ -124,13 +132,20 @@ async function runRound(redis: BenchRedis, queues: number, round: number): Promi
     if (!evicted) log(`Q3: ${queues} queues were not all evicted`);
     await sleep(1000);
     const evictedCpuPercent = await cpuPercentOver(server, QUIET_SECONDS);
+    const rssAfterEviction = server.rss();
+    const heapUsedAfterEviction = await figure(server, 'nodejs_heap_size_used_bytes');
+    const heapTotalAfterEviction = await figure(server, 'nodejs_heap_size_total_bytes');
+    await sleep(SETTLE_MS);
     return {
       queues,
       redisClientsIdle,
       redisClientsLive,
       rssIdleMb: rssIdle / MB,
       rssPerLiveQueueKb: (rssLive - rssIdle) / queues / 1024,
-      rssAfterEvictionAboveIdleMb: (server.rss() - rssIdle) / MB,
+      rssAfterEvictionAboveIdleMb: (rssAfterEviction - rssIdle) / MB,
+      heapUsedAfterEvictionMb: heapUsedAfterEviction / MB,
+      heapTotalAfterEvictionMb: heapTotalAfterEviction / MB,
+      rssSettledAboveIdleMb: (server.rss() - rssIdle) / MB,
       deliverAllMs,
       waitingCpuPercent,
       evictedCpuPercent,
@@ -159,13 +174,15 @@ export async function runQueueNamesBench(options: QueueNamesOptions = {}): Promi
       process.stdout.write(`${JSON.stringify({ scenario: 'Q3', ...m })}\n`);
       rows.push([
         formatNumber(m.queues), formatNumber(m.redisClientsIdle), formatNumber(m.redisClientsLive), formatNumber(m.rssIdleMb, 1),
-        formatNumber(m.rssPerLiveQueueKb, 1), formatNumber(m.rssAfterEvictionAboveIdleMb, 1), formatNumber(m.deliverAllMs),
+        formatNumber(m.rssPerLiveQueueKb, 1), formatNumber(m.rssAfterEvictionAboveIdleMb, 1),
+        formatNumber(m.heapUsedAfterEvictionMb, 1), formatNumber(m.heapTotalAfterEvictionMb, 1), formatNumber(m.rssSettledAboveIdleMb, 1),
+        formatNumber(m.deliverAllMs),
         formatNumber(m.waitingCpuPercent, 1), formatNumber(m.evictedCpuPercent, 1), formatNumber(m.allDelivered),
       ]);
     }
     process.stdout.write(`\nQ3 many queue names (median of ${rounds})\n`);
     process.stdout.write(`${table([
-      'queues', 'redis clients idle', 'redis clients live', 'RSS idle MB', 'RSS KB / live queue', 'RSS after eviction − idle MB',
+      'queues', 'redis clients idle', 'redis clients live', 'RSS idle MB', 'RSS KB / live queue', 'RSS after eviction − idle MB', 'heap used MB', 'heap total MB', `RSS ${SETTLE_MS / 1000} s later − idle MB`,
       'deliver all ms', 'CPU % pulls waiting', 'CPU % evicted', 'all delivered + evicted',
     ], rows)}\n`);
   } finally {

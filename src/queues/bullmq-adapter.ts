@@ -263,6 +263,31 @@ export async function waitForStreamEntries(connection: Redis, streams: [key: str
   return ready;
 }
 
+/** Pops the marker of each queue whose marker key has one; answers key, score, key, score … */
+const POP_MARKERS = `
+local popped = {}
+for _, key in ipairs(KEYS) do
+  local marker = redis.call('ZPOPMIN', key)
+  if marker[1] then
+    popped[#popped + 1] = key
+    popped[#popped + 1] = marker[2]
+  end
+end
+return popped`;
+
+/**
+ * Every BullMQ marker among `markerKeys` that is set, taken as a Worker's
+ * BZPOPMIN takes one (score 0: work now; a time: the next delayed job), in
+ * one round trip: after a wake, the other queues that got work meanwhile
+ * are found at once instead of one blocking call each.
+ */
+export async function popMarkers(connection: Redis, markerKeys: string[]): Promise<Map<string, number>> {
+  const reply = await connection.eval(POP_MARKERS, markerKeys.length, ...markerKeys) as string[];
+  const markers = new Map<string, number>();
+  for (let i = 0; i + 1 < reply.length; i += 2) markers.set(reply[i] as string, Number(reply[i + 1]));
+  return markers;
+}
+
 /**
  * Scans up to ARGV[2] entries after ARGV[1] and returns the last id seen,
  * how many were scanned, and the `completed` / `failed` ones of tasks

@@ -22,6 +22,13 @@ const SCAN_COUNT = 1000;
  */
 const PROMPT_ENTRIES_PER_SECOND = 500;
 const SCAN_PAUSE_MS = 50;
+/**
+ * Each read names every watched stream, so its cost grows with them: the
+ * next read waits this long per stream (none below a millisecond in all),
+ * and entries of many queues are then taken in one read rather than one
+ * read per entry.
+ */
+const READ_PAUSE_MS_PER_STREAM = 0.01;
 
 export interface ForeignSettlementsOptions {
   /** For relay claims and wakes. */
@@ -48,6 +55,8 @@ export class ForeignSettlements {
   private readonly wakeKey = `brainstem:wake-events:${randomUUID()}`;
   private reader: Redis | null = null;
   private running = false;
+  /** A wake was sent to the read now blocked: one is enough, however many queues are added. */
+  private woken = false;
   private closing = false;
   private second = Date.now();
   private entriesThisSecond = 0;
@@ -71,6 +80,8 @@ export class ForeignSettlements {
 
   /** The blocked read lacks a new stream: an entry on the wake stream ends it, and the next read has it. */
   private wake(): void {
+    if (this.woken) return;
+    this.woken = true;
     this.options.connection.multi().xadd(this.wakeKey, 'MAXLEN', '1', '*', 'w', '1').pexpire(this.wakeKey, 60_000).exec()
       .catch((err: unknown) => this.options.log.debug({ err }, 'queues: waking the event reader failed'));
   }
@@ -83,6 +94,7 @@ export class ForeignSettlements {
     while (!this.closing && this.streams.size > 0) {
       try {
         const streams: [string, string][] = [...this.streams].map(([key, { lastId }]) => [key, lastId]);
+        this.woken = false;
         const ready = await waitForStreamEntries(reader, [...streams, [this.wakeKey, wakeId]], BLOCK_MS);
         wakeId = ready.get(this.wakeKey) ?? wakeId;
         if (Date.now() - this.second >= 1000) {
@@ -94,6 +106,8 @@ export class ForeignSettlements {
           const watched = this.streams.get(key);
           if (watched) await this.scan(reader, watched);
         }
+        const pause = this.streams.size * READ_PAUSE_MS_PER_STREAM;
+        if (pause >= 1) await delay(pause);
       } catch (err) {
         if (this.closing) break;
         this.options.log.debug({ err: (err as Error).message }, 'queues: reading the event streams failed; retrying');

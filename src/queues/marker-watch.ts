@@ -1,15 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { popMarkers } from './bullmq-adapter.js';
 import type { QueueLogger } from './queue-logger.js';
 
 interface Waiter {
   markerKey: string;
   deadline: number;
+  /** From then on it may end with the others due: waits that end together cost one new command. */
+  endsFrom: number;
   resolve(score: number | null): void;
 }
 
 const RETRY_MS = 1000;
+/** The part of a wait's timeout by which it may end early, with the waits due before it. */
+const EARLY_END_SHARE = 0.1;
+/**
+ * After a marker, the next command waits this long per key it names (none
+ * below a millisecond in all): while tasks arrive on many queues, each
+ * command then takes many markers instead of one.
+ */
+const PAUSE_MS_PER_KEY = 0.002;
 
 /**
  * One blocking Redis connection that waits on the BullMQ markers of every
@@ -17,13 +28,19 @@ const RETRY_MS = 1000;
  * blocking connection per queue. A queue's wait resolves with the
  * marker's score (0: work now; a time: the next delayed task) or null at
  * its deadline. A wait on a key the blocked command lacks wakes it through
- * a key of its own, so the next command includes the new key.
+ * a key of its own, so the next command includes the new key. Each
+ * command costs Redis and the gateway time in the number of keys, so the
+ * watch issues few: waits that time out close together end together, a
+ * blocked command is woken once however many keys are added, and a marker
+ * popped sends one look at all the other keys for the rest of a burst.
  */
 export class MarkerWatch {
   private readonly waiters = new Map<string, Waiter>();
   private readonly wakeKey = `brainstem:wake:${randomUUID()}`;
   /** Marker keys of the command now blocked. */
   private watching = new Set<string>();
+  /** A wake was sent to the command now blocked: one is enough. */
+  private woken = false;
   private running = false;
   private closed = false;
 
@@ -34,7 +51,8 @@ export class MarkerWatch {
     if (this.closed) return Promise.resolve(null);
     this.waiters.get(queue)?.resolve(null);
     return new Promise((resolve) => {
-      this.waiters.set(queue, { markerKey, deadline: Date.now() + timeoutMs, resolve });
+      const deadline = Date.now() + timeoutMs;
+      this.waiters.set(queue, { markerKey, deadline, endsFrom: deadline - timeoutMs * EARLY_END_SHARE, resolve });
       if (!this.running) void this.run();
       else if (!this.watching.has(markerKey)) this.wake();
     });
@@ -60,6 +78,8 @@ export class MarkerWatch {
   }
 
   private wake(): void {
+    if (this.woken) return;
+    this.woken = true;
     // Expiring: a wake left when the gateway stops is not kept.
     this.shared.multi().zadd(this.wakeKey, 0, 'w').pexpire(this.wakeKey, 60_000).exec()
       .catch((err: unknown) => this.log.debug({ err }, 'queues: waking the marker watch failed'));
@@ -76,17 +96,19 @@ export class MarkerWatch {
         deadline = Math.min(deadline, waiter.deadline);
       }
       this.watching = new Set(byKey.keys());
+      this.woken = false;
       const seconds = Math.max(0.01, (deadline - now) / 1000);
       try {
         const popped = await this.blocking.bzpopmin(this.wakeKey, ...byKey.keys(), seconds.toFixed(3));
-        if (popped) {
+        if (popped && popped[0] !== this.wakeKey) {
           const [key, , score] = popped;
-          const queue = byKey.get(key);
-          const waiter = queue === undefined ? undefined : this.waiters.get(queue);
-          if (queue !== undefined && waiter) {
-            this.waiters.delete(queue);
-            waiter.resolve(Number(score));
+          this.resolve(byKey.get(key), Number(score));
+          byKey.delete(key);
+          if (byKey.size > 0) {
+            for (const [other, otherScore] of await popMarkers(this.blocking, [...byKey.keys()])) this.resolve(byKey.get(other), otherScore);
           }
+          const pause = this.waiters.size * PAUSE_MS_PER_KEY;
+          if (pause >= 1) await delay(pause);
         }
       } catch (err) {
         if (this.closed) break;
@@ -95,7 +117,7 @@ export class MarkerWatch {
       }
       const after = Date.now();
       for (const [queue, waiter] of this.waiters) {
-        if (waiter.deadline <= after) {
+        if (waiter.endsFrom <= after) {
           this.waiters.delete(queue);
           waiter.resolve(null);
         }
@@ -103,5 +125,12 @@ export class MarkerWatch {
     }
     this.watching = new Set();
     this.running = false;
+  }
+
+  private resolve(queue: string | undefined, score: number): void {
+    const waiter = queue === undefined ? undefined : this.waiters.get(queue);
+    if (queue === undefined || !waiter) return;
+    this.waiters.delete(queue);
+    waiter.resolve(score);
   }
 }
