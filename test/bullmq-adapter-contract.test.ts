@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import t from 'tap';
 import {
   activeLocks, attemptFailure, deliveryFlaw, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
-  maxAttemptsOf, metaKey, metaPattern, moveStalledToWait, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
+  maxAttemptsOf, metaKey, metaPattern, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
   settlementsAfter, uncountDelivery, waitForStreamEntries, type FetchOptions, type JobHost, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
 import { newestFirst } from './helpers/closers.js';
@@ -188,6 +188,23 @@ t.test('a job host runs a worker\'s scripts on a shared connection: moveToActive
   await connection.del(`${PREFIX}:c.host:stalled-check`);
   t.same(await moveStalledToWait(host), [stalled.id], 'the second check moves it back and says which');
   t.equal(await (await queue.getJob(stalled.id as string))?.getState(), 'waiting', 'a job whose lock expired goes back to wait after two stalled checks');
+});
+
+t.test('popMarkers takes the markers set among many queues in one call, as BZPOPMIN takes one', async (t) => {
+  const busy = new Queue('c.markers.busy', { connection, prefix: PREFIX });
+  const later = new Queue('c.markers.later', { connection, prefix: PREFIX });
+  const empty = hostOf('c.markers.empty');
+  closing.teardown(() => busy.close());
+  closing.teardown(() => later.close());
+  await busy.add('x', {});
+  const due = Date.now() + 60_000;
+  await later.add('x', {}, { delay: due - Date.now() });
+  const keys = [hostOf('c.markers.busy').markerKey, hostOf('c.markers.later').markerKey, empty.markerKey];
+  const popped = await popMarkers(connection, keys);
+  t.same([...popped.keys()].sort(), keys.slice(0, 2).sort(), 'the two queues with a marker, not the empty one');
+  t.equal(popped.get(keys[0]!), 0, 'work now');
+  t.ok(Math.abs(popped.get(keys[1]!)! - due) < 1000, 'a delayed job: the time it is due');
+  t.same([...(await popMarkers(connection, keys)).keys()], [], 'taken: a second call finds none');
 });
 
 t.test('readJob and repairUnreadable: a hash BullMQ cannot read becomes a job delivery refuses, its bad fields kept', async (t) => {
