@@ -33,6 +33,8 @@ const TAKEN_BACK = new Set(['cancelled', 'timeout', 'heartbeat lapsed']);
 class Follower {
   reading = false;
   again = false;
+  /** Waiting for its sink to drain: the drain pumps it, nothing else. */
+  draining = false;
   done = false;
   constructor(readonly owner: string, readonly taskId: string, readonly sink: StreamSink, public next: number) {}
 }
@@ -179,7 +181,7 @@ export class TaskStreams {
 
   /** Sends the follower what storage has past its seq, while its sink takes more. */
   private async pump(follower: Follower): Promise<void> {
-    if (follower.done) return;
+    if (follower.done || follower.draining) return;
     if (follower.reading) {
       follower.again = true;
       return;
@@ -193,7 +195,11 @@ export class TaskStreams {
           return;
         }
         if (follower.sink.backlogBytes > this.settings.sinkHighWater) {
-          follower.sink.whenDrained(() => void this.pump(follower));
+          follower.draining = true;
+          follower.sink.whenDrained(() => {
+            follower.draining = false;
+            void this.pump(follower);
+          });
           return;
         }
         const entries = await this.store.read(follower.taskId, follower.next, READ_BATCH);
