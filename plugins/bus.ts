@@ -41,8 +41,6 @@ function connectionOf(socket: WebSocket): BusConnection {
   return (socket as BusWebSocket)[CONNECTION];
 }
 
-const BINARY_REFUSED = JSON.stringify({ error: 'binary frames are not accepted', code: 'INVALID_FRAME' });
-
 /**
  * The nerves: the pub/sub core bound to WebSockets. Shares `app.bus` so the
  * queue organ can register its actions and follow disconnections.
@@ -64,7 +62,7 @@ export default fp(async function busPlugin(app) {
   // heap an idle connection costs (heap snapshots, S3).
   function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
     const connection = connectionOf(this);
-    if (isBinary) connection.sendRaw(BINARY_REFUSED);
+    if (isBinary) dispatcher.handleBinary(connection, data);
     else dispatcher.handle(connection, data);
   }
   function onPong(this: WebSocket): void {

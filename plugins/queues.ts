@@ -52,7 +52,9 @@ export default fp(async function queuesPlugin(app) {
     keepCompleted: config.queueKeepCompleted,
     storeTimeoutMs: config.queueStoreTimeoutMs,
     log: app.log,
+    openStream: (queue, taskId) => app.taskStreams.open(queue, taskId),
     onOutcome(outcome) {
+      void app.taskStreams.settled(outcome);
       for (const event of outcomeEvents(outcome)) bus.router.publish(event);
       if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'dead') {
         app.metrics.taskSettled(outcome.queue, outcome.kind, outcome.runMs);
@@ -93,4 +95,4 @@ export default fp(async function queuesPlugin(app) {
   app.addHook('onClose', async () => {
     await service.close();
   });
-}, { name: 'brainstem-queues', dependencies: ['brainstem-redis', 'brainstem-bus', 'brainstem-metrics'] });
+}, { name: 'brainstem-queues', dependencies: ['brainstem-redis', 'brainstem-bus', 'brainstem-metrics', 'brainstem-task-streams'] });

@@ -165,6 +165,26 @@ export const SETTINGS = {
     env: 'QUEUE_STORE_TIMEOUT_MS', default: 5000, parse: integer(100, 600_000),
     doc: 'how long an enqueue waits for Redis before it answers UNAVAILABLE',
   },
+  streamWindow: {
+    env: 'STREAM_WINDOW', default: 256, parse: integer(1, 1_000_000),
+    doc: 'chunks of a streamed task not yet read by its slowest follower (on this gateway) before its worker\'s receipts are held back',
+  },
+  streamWindowBytes: {
+    env: 'STREAM_WINDOW_BYTES', default: 4 * MiB, parse: integer(1024, 1024 * MiB),
+    doc: 'bytes of a streamed task not yet read by its slowest follower (on this gateway) before its worker\'s receipts are held back',
+  },
+  streamMaxChunks: {
+    env: 'STREAM_MAX_CHUNKS', default: 100_000, parse: integer(1, 10_000_000),
+    doc: 'chunks one streamed task may write (all attempts); past it a chunk is refused with TOO_LARGE',
+  },
+  streamMaxBytes: {
+    env: 'STREAM_MAX_BYTES', default: MiB, parse: integer(1, 64 * MiB),
+    doc: 'bytes of one chunk (JSON text, or the raw bytes of a binary one); over it the chunk is refused with TOO_LARGE',
+  },
+  streamKeepMs: {
+    env: 'STREAM_KEEP_MS', default: 600_000, parse: integer(1000, 30 * 86_400_000),
+    doc: 'how long a task\'s stream is kept after its end, for followers that resume late',
+  },
   queuePrefix: {
     env: 'QUEUE_PREFIX', default: 'bull', parse: text,
     doc: 'BullMQ key prefix: BullMQ producers and tools with the same prefix see the same queues',

@@ -12,7 +12,7 @@ t.test('welcome frame names the client', async (t) => {
   const [data] = await once(ws, 'message');
   const welcome = JSON.parse(String(data)).welcome;
   t.equal(welcome.name, 'stt');
-  t.equal(welcome.protocol, 2, 'version 2 of the protocol, version 1 included');
+  t.equal(welcome.protocol, 3, 'version 3 of the protocol, versions 1 and 2 included');
   t.match(welcome.clientId, /^[0-9a-f-]{36}$/);
   ws.terminate();
 });

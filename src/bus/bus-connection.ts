@@ -26,6 +26,7 @@ export interface ConnectionInfo {
 }
 
 const TEXT = { binary: false } as const;
+const BINARY = { binary: true } as const;
 
 /** One client of /bus: its socket, identity, subscriptions and counters. */
 export class BusConnection implements FrameSink {
@@ -110,6 +111,15 @@ export class BusConnection implements FrameSink {
     // Gone meanwhile (its peer left): nobody reads them.
     if (this.closing) return;
     sendTextFrames(this.socket, frames, joined);
+  }
+
+  /** Sends one binary frame (v3: a stream's chunk), after the frames waiting. */
+  sendBinary(frame: Uint8Array): void {
+    if (this.closing) return;
+    if (this.stream) this.batch.hold(this.stream);
+    this.writeWaitingFrames();
+    this.framesOut++;
+    this.socket.send(frame as Buffer, BINARY);
   }
 
   /** Serializes and sends one frame meant for this connection only. */

@@ -1,3 +1,4 @@
+import { decodeBinaryFrame } from './binary-frame.js';
 import type { BusConnection } from './bus-connection.js';
 import type { FrameRateLimiter } from './frame-rate-limiter.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js';
@@ -14,6 +15,9 @@ export type ActionOutcome = Outcome;
 
 /** Handles one action; throws (or rejects with) a BusError to refuse it. */
 export type ActionHandler = (connection: BusConnection, frame: ClientFrame) => Outcome | Promise<Outcome>;
+
+/** Handles one binary frame (v3): its JSON header as the frame, and the raw bytes after it. */
+export type BinaryActionHandler = (connection: BusConnection, frame: ClientFrame, body: Uint8Array) => Outcome | Promise<Outcome>;
 
 /** The slice of pino the bus logs through. */
 export interface BusLogger {
@@ -39,12 +43,28 @@ function isPromise(value: unknown): value is Promise<Outcome> {
  */
 export class FrameDispatcher {
   private readonly handlers = new Map<string, ActionHandler>();
+  private readonly binaryHandlers = new Map<string, BinaryActionHandler>();
 
   constructor(private readonly log: BusLogger, private readonly limiter: FrameRateLimiter | null) {}
 
   register(action: string, handler: ActionHandler): void {
     if (this.handlers.has(action)) throw new Error(`action ${action} is already registered`);
     this.handlers.set(action, handler);
+  }
+
+  /** An action that binary frames may carry (bus-protocol v3: `chunk`). */
+  registerBinary(action: string, handler: BinaryActionHandler): void {
+    if (this.binaryHandlers.has(action)) throw new Error(`binary action ${action} is already registered`);
+    this.binaryHandlers.set(action, handler);
+  }
+
+  /** One binary frame of one client: a 4-byte header length, a JSON header naming the action, raw bytes. */
+  handleBinary(connection: BusConnection, raw: Uint8Array): void {
+    try {
+      this.routeBinary(connection, raw);
+    } catch (err) {
+      this.refuse(connection, undefined, err);
+    }
   }
 
   /**
@@ -60,16 +80,40 @@ export class FrameDispatcher {
     }
   }
 
-  private route(connection: BusConnection, raw: Buffer | string): void {
+  /** Counts the frame; false (answered) when the connection goes over its rate. */
+  private admitted(connection: BusConnection): boolean {
     connection.framesIn++;
-    if (this.limiter) {
-      const verdict = this.limiter.check(connection);
-      if (verdict !== 'accept') {
-        if (verdict === 'close') connection.close(CloseCode.POLICY_VIOLATION, 'rate limited');
-        else connection.send(errorFrame('RATE_LIMITED', 'rate limited', undefined));
-        return;
-      }
+    if (!this.limiter) return true;
+    const verdict = this.limiter.check(connection);
+    if (verdict === 'accept') return true;
+    if (verdict === 'close') connection.close(CloseCode.POLICY_VIOLATION, 'rate limited');
+    else connection.send(errorFrame('RATE_LIMITED', 'rate limited', undefined));
+    return false;
+  }
+
+  private routeBinary(connection: BusConnection, raw: Uint8Array): void {
+    if (!this.admitted(connection)) return;
+    const decoded = decodeBinaryFrame(raw);
+    if (typeof decoded === 'string') {
+      connection.send(errorFrame('INVALID_FRAME', decoded, undefined));
+      return;
     }
+    const frame = decoded.header as ClientFrame;
+    const { id, action } = frame;
+    if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
+      connection.send(errorFrame('INVALID_FRAME', 'id must be a string or a number', undefined));
+      return;
+    }
+    const handler = typeof action === 'string' ? this.binaryHandlers.get(action) : undefined;
+    if (!handler) {
+      connection.send(errorFrame('INVALID_FRAME', 'binary frames carry only chunk (bus protocol v3)', id));
+      return;
+    }
+    this.run(connection, id, () => handler(connection, frame, decoded.body));
+  }
+
+  private route(connection: BusConnection, raw: Buffer | string): void {
+    if (!this.admitted(connection)) return;
     let frame: unknown;
     try {
       frame = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
@@ -95,8 +139,13 @@ export class FrameDispatcher {
       connection.send(errorFrame('UNKNOWN_ACTION', 'unknown action', id));
       return;
     }
+    this.run(connection, id, () => handler(connection, frame as ClientFrame));
+  }
+
+  /** Runs a handler and answers its frame: the receipt, or the refusal. */
+  private run(connection: BusConnection, id: string | number | undefined, call: () => Outcome | Promise<Outcome>): void {
     try {
-      const result = handler(connection, frame as ClientFrame);
+      const result = call();
       if (isPromise(result)) {
         result.then((receipt) => this.answer(connection, id, receipt), (err: unknown) => this.refuse(connection, id, err))
           .catch((err: unknown) => this.log.error({ err, clientId: connection.id }, 'bus: answering a frame failed'));

@@ -1,5 +1,5 @@
-/** Frame shapes and error codes of the /bus wire protocol, version 2 (version 1 stays valid: everything in 2 is added). */
-export const PROTOCOL_VERSION = 2;
+/** Frame shapes and error codes of the /bus wire protocol, version 3 (versions 1 and 2 stay valid: everything later is added). */
+export const PROTOCOL_VERSION = 3;
 
 export type ErrorCode =
   | 'INVALID_JSON'
@@ -17,7 +17,13 @@ export type ErrorCode =
   /** The gateway failed on the frame (a bug, logged): the frame was not processed; the connection stays open. */
   | 'INTERNAL'
   /** QUEUE_MAX_LIVE or QUEUE_MAX_PER_CONNECTION reached: the queue name was not opened. */
-  | 'TOO_MANY_QUEUES';
+  | 'TOO_MANY_QUEUES'
+  /** v3: a chunk for a task this connection does not hold. */
+  | 'NOT_LEASED'
+  /** v3: a chunk for a task enqueued without `opts.stream`. */
+  | 'NOT_STREAMED'
+  /** v3: a chunk over STREAM_MAX_BYTES, or past STREAM_MAX_CHUNKS of its task. */
+  | 'TOO_LARGE';
 
 /** A refused frame: sent to the client as `{error, code, id?}`. */
 export class BusError extends Error {

@@ -3,13 +3,14 @@ import { defaultOptions, defaultPid } from './defaults.js';
 import { Emitter } from './emitter.js';
 import { PubSub, uniqueId, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult } from './pubsub.js';
 import { resolveWebSocket, type SocketConstructor } from './socket.js';
+import { StreamFollows, type FollowOptions, type StreamChunk } from './task-stream.js';
 import type { TaskWorker } from './task-worker.js';
 import { quiet, Transport, type BrokerClientEvents } from './transport.js';
 import { BrokerError, type TaskHandler } from './types.js';
 import { Work, type EnqueueOptions } from './work.js';
 import { isName, MAX_SERVICE_NAME_BYTES } from '../protocol/names.js';
 
-export { defaultOptions, uniqueId, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult };
+export { defaultOptions, uniqueId, type FollowOptions, type StreamChunk, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult };
 
 export interface ReconnectOptions {
   /** First delay after a lost connection (default 200 ms); doubles per failed attempt. */
@@ -95,6 +96,7 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
   private readonly transport: Transport;
   private readonly pubsub: PubSub;
   private readonly queues: Work;
+  private readonly follows: StreamFollows;
 
   constructor(options: BrokerClientOptions = {}) {
     super();
@@ -127,21 +129,25 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
       restore: () => {
         this.pubsub.restore();
         this.queues.restore();
+        this.follows.restore();
       },
       event: (event) => this.pubsub.dispatch(event),
       task: (task, pullId) => this.queues.receive(task, pullId),
       revoke: (revoke) => this.queues.revoke(revoke),
+      chunk: (chunk, bytes) => this.follows.receive(chunk, bytes),
       answer: (id, failure) => this.queues.answer(id, failure),
       lost: () => this.queues.lost(),
       closing: (err) => {
         this.pubsub.closing(err);
         this.queues.closing();
+        this.follows.closing(err);
       },
       emit: (name, value) => this.emit(name, value),
       hasErrorListener: () => this.listenerCount('error') > 0,
       name: this.id,
     });
     this.pubsub = new PubSub(this.transport, options.requestTimeoutMs ?? defaults.requestTimeoutMs, report);
+    this.follows = new StreamFollows(this.transport);
     this.queues = new Work(this.transport, this.pubsub, report, (revoke) => this.emit('revoked', revoke), options.traceTasks ?? defaults.traceTasks);
   }
 
@@ -241,9 +247,26 @@ export class BrokerClient extends Emitter<BrokerClientEvents> {
 
   // ---- queues -----------------------------------------------------------
 
-  /** Stores a task durably; resolves with its `taskId` once the gateway has stored it. */
-  enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<string> {
-    return this.queues.enqueue(queue, payload, options);
+  /**
+   * Stores a task durably; resolves with its `taskId` once the gateway has
+   * stored it. With `{stream: true}` (v3) its worker may stream output to
+   * followers, and it resolves with `{taskId}` to hand to `follow()`.
+   */
+  enqueue(queue: string, payload: unknown, options: EnqueueOptions & { stream: true }): Promise<{ taskId: string }>;
+  enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<string>;
+  enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<string | { taskId: string }> {
+    const taskId = this.queues.enqueue(queue, payload, options);
+    return options?.stream === true ? quiet(taskId.then((id) => ({ taskId: id }))) : taskId;
+  }
+
+  /**
+   * The output a streamed task's worker writes (`task.write`), in order,
+   * from seq `from` (default 1), as it exists and as it comes; the last item
+   * carries `end` (and `result`). It resumes by itself after a reconnect,
+   * from the seq after the last one it delivered. Leaving the loop unfollows.
+   */
+  follow(taskId: string, options: FollowOptions = {}): AsyncIterableIterator<StreamChunk> {
+    return this.follows.follow(taskId, options);
   }
 
   /**

@@ -13,9 +13,11 @@ export {
   type ConnectOptions,
   type EnqueueOptions,
   type EventHandler,
+  type FollowOptions,
   type PublishOptions,
   type ReconnectOptions,
   type SubscribeOptions,
+  type StreamChunk,
   type SubscribeResult,
 } from './broker-client.js';
 export { TaskWorker } from './task-worker.js';

@@ -1,3 +1,4 @@
+import { encodeBinaryFrame } from '../bus/binary-frame.js';
 import type { SocketLike } from './socket.js';
 import { BrokerError } from './types.js';
 
@@ -6,7 +7,8 @@ export type FrameId = number;
 
 interface Outgoing {
   action: string;
-  text: string;
+  /** A binary frame (v3 stream chunks) goes out as its bytes. */
+  text: string | Uint8Array;
   id?: FrameId;
   settle?: { resolve(receipt: Receipt): void; reject(err: Error): void };
   /** In flight when the connection dropped: send again (subscribe/unsubscribe are idempotent). */
@@ -69,6 +71,19 @@ export class Outbox {
     if (text instanceof BrokerError) return rejected(text);
     return quiet(new Promise<Receipt>((resolve, reject) => {
       this.enqueue({ action: frame.action, text, id, settle: { resolve, reject }, idempotent });
+    }));
+  }
+
+  /** As `call`, for a binary frame: `header` (its action and fields) as JSON, then `body` (bus protocol v3). */
+  callBinary(header: Record<string, unknown> & { action: string }, body: Uint8Array): Promise<Receipt> {
+    if (this.closed()) return rejected(new BrokerError('CLOSED', 'the client is closed'));
+    const id = this.frameId();
+    const bytes = encodeBinaryFrame({ ...header, id }, body);
+    if (bytes.length > this.settings.maxFrameBytes) {
+      return rejected(new BrokerError('PAYLOAD_TOO_LARGE', `${header.action} frame is larger than ${this.settings.maxFrameBytes} bytes`));
+    }
+    return quiet(new Promise<Receipt>((resolve, reject) => {
+      this.enqueue({ action: header.action, text: bytes, id, settle: { resolve, reject }, idempotent: false });
     }));
   }
 

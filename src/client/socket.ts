@@ -5,7 +5,9 @@
  */
 export interface SocketLike {
   readonly readyState: number;
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
+  /** 'arraybuffer': binary frames (v3 stream chunks) arrive as ArrayBuffer in browsers and `ws` alike. */
+  binaryType?: string;
   close(code?: number, reason?: string): void;
   onopen: ((event: unknown) => void) | null;
   onmessage: ((event: { data: unknown }) => void) | null;

@@ -1,3 +1,4 @@
+import { decodeBinaryFrame } from '../bus/binary-frame.js';
 import { CLOSE_GRACE_MS, STABLE_CONNECTION_MS, WELCOME_WAIT_MS, type ClientDefaults } from './defaults.js';
 import { Outbox, quiet, rejected, type FrameId, type Receipt } from './outbox.js';
 import { dropSocket, OPEN, type SocketConstructor, type SocketLike } from './socket.js';
@@ -33,6 +34,8 @@ export interface TransportHooks {
   hasErrorListener(): boolean;
   /** `{"revoke":{taskId, queue, reason}}`: a held task was taken back. */
   revoke(revoke: unknown): void;
+  /** `{"chunk":{…}}` of a followed stream (v3), with the bytes of a binary one. */
+  chunk(chunk: unknown, bytes?: Uint8Array): void;
   /** Names the client in console messages. */
   readonly name: string;
 }
@@ -108,6 +111,10 @@ export class Transport {
     return this.outbox.call(frame, idempotent);
   }
 
+  callBinary(header: Record<string, unknown> & { action: string }, body: Uint8Array): Promise<Receipt> {
+    return this.outbox.callBinary(header, body);
+  }
+
   send(frame: Record<string, unknown> & { action: string }): Promise<void> {
     return this.outbox.send(frame);
   }
@@ -158,6 +165,7 @@ export class Transport {
       return;
     }
     this.socket = socket;
+    socket.binaryType = 'arraybuffer';
     this.lastSocketError = '';
     this.connectTimer = setTimeout(() => {
       if (this.socket !== socket || this.state !== 'connecting') return;
@@ -317,6 +325,10 @@ export class Transport {
 
   private handleMessage(data: unknown): void {
     this.lastReceivedAt = Date.now();
+    if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      this.handleBinary(data);
+      return;
+    }
     if (typeof data !== 'string') return;
     let frame: unknown;
     try {
@@ -338,6 +350,10 @@ export class Transport {
       this.hooks.revoke(frame.revoke);
       return;
     }
+    if ('chunk' in frame) {
+      this.hooks.chunk(frame.chunk);
+      return;
+    }
     if (isObject(frame.welcome)) {
       this.clientId = typeof frame.welcome.clientId === 'string' ? frame.welcome.clientId : null;
       if (this.pendingAnnouncement !== null) this.announceConnected(this.pendingAnnouncement);
@@ -351,6 +367,17 @@ export class Transport {
       if (this.hooks.answer(id, failure) || this.outbox.settle(id, frame, failure)) return;
     }
     if (failure) this.reportError(failure);
+  }
+
+  /** A binary frame: a chunk of a followed stream, the only thing the gateway sends so. */
+  private handleBinary(data: ArrayBuffer | ArrayBufferView): void {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const decoded = decodeBinaryFrame(bytes);
+    if (typeof decoded === 'string') {
+      this.reportError(new BrokerError('INVALID_FRAME', `the gateway sent a malformed binary frame: ${decoded}`));
+      return;
+    }
+    if ('chunk' in decoded.header) this.hooks.chunk(decoded.header.chunk, decoded.body);
   }
 
   reportError(err: unknown): void {

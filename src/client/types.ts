@@ -14,6 +14,10 @@ export interface Task<Payload = unknown> {
   readonly signal?: AbortSignal;
   /** Reports how far the task got (`queue.progress`, and `REPLYTO.progress` to the enqueuer); rejects with UNKNOWN_TASK once revoked. */
   progress?(value: unknown): Promise<void>;
+  /** v3: enqueued with `{stream: true}`: `write` streams its output to followers. */
+  stream?: true;
+  /** Writes one chunk (JSON data, or a Uint8Array/Buffer as binary); resolves with its seq once stored, later while a follower lags (backpressure). */
+  write?(data: unknown): Promise<number>;
 }
 
 export type TaskHandler = (task: Task) => unknown;

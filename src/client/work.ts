@@ -17,6 +17,8 @@ export interface EnqueueOptions {
   replyTo?: string;
   /** With `replyTo`: called with each progress the worker reports (events `REPLYTO.progress` of this task). */
   onProgress?: ProgressCallback;
+  /** v3: the worker may stream output (`task.write`) for `follow()` to read. */
+  stream?: boolean;
   /** W3C trace context of the task; default (with the client's `traceTasks`): a child of what is being handled, else a new trace. */
   traceparent?: string;
 }
@@ -96,6 +98,17 @@ export class Work {
     const lost = this.leaseProblem(taskId, lease, 'UNKNOWN_TASK');
     if (lost) return rejected(lost);
     return quiet(this.transport.call({ action: 'progress', taskId, progress: value === undefined ? null : value }).then(noop));
+  }
+
+  /** Streams output of a task in hand (v3): JSON data, or bytes as a binary frame; resolves with its seq once stored. */
+  write(taskId: string, data: unknown, lease: Lease): Promise<number> {
+    const lost = this.leaseProblem(taskId, lease, 'NOT_LEASED');
+    if (lost) return rejected(lost);
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null;
+    const receipt = bytes
+      ? this.transport.callBinary({ action: 'chunk', taskId }, bytes)
+      : this.transport.call({ action: 'chunk', taskId, data: data === undefined ? null : data });
+    return quiet(receipt.then((answer) => Number(answer.seq)));
   }
 
   /** The gateway took a task back: abort its handler, forget it, never ack it. */
@@ -214,6 +227,7 @@ export class Work {
     Object.defineProperties(task, {
       signal: { value: lease.controller.signal },
       progress: { value: (value: unknown) => this.progress(taskId, value, lease) },
+      write: { value: (data: unknown) => this.write(taskId, data, lease) },
     });
     this.leaseOf.set(task, lease);
     return task;

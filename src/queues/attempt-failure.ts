@@ -1,4 +1,4 @@
-import { attemptFailure, dropBackoff, maxAttemptsOf, replyToOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
+import { attemptFailure, dropBackoff, maxAttemptsOf, replyToOf, streamFlagOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext } from './queue-context.js';
 import { GATEWAY_SOURCE } from './task-outcome.js';
 
@@ -22,5 +22,6 @@ export async function failAttempt(ctx: QueueContext, job: TaskJob, token: string
   ctx.options.onOutcome({
     kind: dead ? 'dead' : 'failed', queue, taskId: job.id as string, attempts: how.attempts ?? job.attemptsStarted,
     reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: how.source ?? GATEWAY_SOURCE, runMs: how.runMs,
+    ...streamFlagOf(job),
   });
 }

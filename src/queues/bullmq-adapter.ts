@@ -90,7 +90,7 @@ export async function moveStalledToWait(host: JobHost): Promise<string[]> {
 }
 
 /** Job options this gateway adds beyond BullMQ's (BullMQ stores unknown options as given). */
-export type StoredOptions = JobsOptions & { replyTo?: string; timeout?: number; traceparent?: string };
+export type StoredOptions = JobsOptions & { replyTo?: string; timeout?: number; traceparent?: string; stream?: true };
 
 /** The name the gateway's BullMQ workers record on the jobs they fetch (BullMQ's `processedBy`). */
 export const GATEWAY_WORKER_NAME = 'brainstem-gateway';
@@ -127,6 +127,16 @@ export function replyToOf(job: TaskJob): string | undefined {
 export function traceparentOf(job: TaskJob): string | undefined {
   const traceparent = (job.opts as StoredOptions).traceparent;
   return isTraceparent(traceparent) ? traceparent : undefined;
+}
+
+/** Whether the task was enqueued with `opts.stream` (v3): its holder may stream output to followers. */
+export function streamedOf(job: TaskJob): boolean {
+  return (job.opts as StoredOptions).stream === true;
+}
+
+/** `{stream: true}` for an outcome of a streamed task, else nothing. */
+export function streamFlagOf(job: TaskJob): { stream?: true } {
+  return streamedOf(job) ? { stream: true } : {};
 }
 
 /** Jobs whose `data` JSON.parse refused, with the parser's message: delivery sets them aside. */

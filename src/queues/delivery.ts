@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { deliveryFlaw, maxAttemptsOf, traceparentOf, uncountDelivery, type TaskJob } from './bullmq-adapter.js';
+import { deliveryFlaw, maxAttemptsOf, streamedOf, traceparentOf, uncountDelivery, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext, QueueRuntime } from './queue-context.js';
 import type { TaskFrame } from './queue-types.js';
 import { failAttempt } from './attempt-failure.js';
@@ -176,6 +176,7 @@ export class Delivery {
     };
     const traceparent = traceparentOf(job);
     if (traceparent !== undefined) task.traceparent = traceparent;
+    if (streamedOf(job)) task.stream = true;
     credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
     const delayMs = typeof job.opts.delay === 'number' && Number.isFinite(job.opts.delay) ? job.opts.delay : 0;
     this.ctx.options.onDelivered?.(runtime.name, lease.deliveredAt - job.timestamp - delayMs, traceparent);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BusError } from '../bus/protocol.js';
-import type { StoredOptions } from './bullmq-adapter.js';
+import { streamedOf, type StoredOptions } from './bullmq-adapter.js';
 import { CancelledTasks } from './cancelled-tasks.js';
 import type { PullId, TaskConsumer } from './credit-ledger.js';
 import { Delivery } from './delivery.js';
@@ -96,6 +96,11 @@ export class QueueService {
     if (options.traceparent) opts.traceparent = options.traceparent;
     const timeout = options.timeout ?? policy.timeout;
     if (timeout) opts.timeout = timeout;
+    if (options.stream) {
+      opts.stream = true;
+      // Opened first: a follower can follow the task as soon as its receipt names it.
+      await this.ctx.options.openStream?.(name, opts.jobId as string);
+    }
     const job = await this.ctx.store.run(() => runtime.queue.add(name, payload, opts));
     return job.id as string;
   }
@@ -148,6 +153,12 @@ export class QueueService {
   /** As release, the holder told first with a `revoke` frame for each task (its process's heartbeat lapsed). */
   revokeAll(consumerId: string, reason: RevokeReason): void {
     this.settlement.release(consumerId, reason, reason);
+  }
+
+  /** The task `consumerId` holds by this id, if any (v3: only its holder streams its output). */
+  heldTask(consumerId: string, taskId: string): { queue: string; attempt: number; stream: boolean } | undefined {
+    const lease = this.ctx.leases.find(consumerId, taskId);
+    return lease && { queue: lease.queue, attempt: lease.job.attemptsStarted, stream: streamedOf(lease.job) };
   }
 
   /** What a connection waits for and holds (`GET /services`). */

@@ -10,6 +10,8 @@ export interface TaskFrame {
   attempts: number;
   /** The enqueue's `opts.traceparent`, when it had one. */
   traceparent?: string;
+  /** v3: enqueued with `opts.stream`: the holder may send `chunk`s of its output. */
+  stream?: true;
 }
 
 export type TaskState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';

@@ -1,6 +1,6 @@
 import { BusError } from '../bus/protocol.js';
 import { failAttempt } from './attempt-failure.js';
-import { isLostLease, nextJobOf, replyToOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
+import { isLostLease, nextJobOf, replyToOf, streamFlagOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Delivery } from './delivery.js';
 import type { Lease } from './lease-table.js';
@@ -42,6 +42,7 @@ export class Settlement {
       this.ctx.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
         result: result ?? null, replyTo: replyToOf(lease.job), traceparent: traceparentOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
+        ...streamFlagOf(lease.job),
       });
     });
   }

@@ -1,6 +1,6 @@
 import type { JobProgress } from 'bullmq';
 import { BusError } from '../bus/protocol.js';
-import { attemptFailure, isLostLease, replyToOf, timeoutOf, traceparentOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
+import { attemptFailure, isLostLease, replyToOf, streamFlagOf, timeoutOf, traceparentOf, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
 import type { CancelledTasks } from './cancelled-tasks.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Lease } from './lease-table.js';
@@ -90,6 +90,7 @@ export class TaskControl {
     }
     this.ctx.options.onOutcome({
       kind: 'cancelled', queue: name, taskId, attempts: job.attemptsStarted, reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: GATEWAY_SOURCE,
+      ...streamFlagOf(job),
     });
     return view;
   }

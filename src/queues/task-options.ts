@@ -33,13 +33,15 @@ export interface TaskOptions {
   timeout?: number;
   /** W3C trace context: kept with the task, on its task frame, its queue.* events and its reply. */
   traceparent?: string;
+  /** v3: the holder may stream output of the task (`chunk`), kept for its followers. */
+  stream?: true;
 }
 
 /** BullMQ's own limits: priorities up to 2^21-1, attempts we cap for sanity. */
 export const MAX_PRIORITY = 2 ** 21 - 1;
 export const MAX_ATTEMPTS = 1000;
 const MAX_DELAY_MS = 365 * 24 * 3600 * 1000;
-const OPTION_NAMES = new Set(['priority', 'delay', 'attempts', 'backoff', 'jobId', 'replyTo', 'timeout', 'traceparent']);
+const OPTION_NAMES = new Set(['priority', 'delay', 'attempts', 'backoff', 'jobId', 'replyTo', 'timeout', 'traceparent', 'stream']);
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -97,7 +99,7 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
     if (!OPTION_NAMES.has(key)) throw new BusError('INVALID_FRAME', `unknown option opts.${key}`);
   }
   const options: TaskOptions = {};
-  const { priority, delay, attempts, backoff, jobId, replyTo, timeout, traceparent } = opts;
+  const { priority, delay, attempts, backoff, jobId, replyTo, timeout, traceparent, stream } = opts;
   if (priority !== undefined) {
     if (!isWholeNumber(priority, 0, MAX_PRIORITY)) {
       throw new BusError('INVALID_FRAME', `opts.priority must be a whole number from 0 (none) to ${MAX_PRIORITY}: lower runs first, after tasks without one`);
@@ -143,6 +145,10 @@ export function parseTaskOptions(opts: unknown): TaskOptions {
   if (traceparent !== undefined) {
     if (!isTraceparent(traceparent)) throw new BusError('INVALID_FRAME', 'opts.traceparent must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)');
     options.traceparent = traceparent;
+  }
+  if (stream !== undefined) {
+    if (typeof stream !== 'boolean') throw new BusError('INVALID_FRAME', 'opts.stream must be true or false');
+    if (stream) options.stream = true;
   }
   return options;
 }

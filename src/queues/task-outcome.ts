@@ -21,6 +21,8 @@ export interface TaskOutcome {
   runMs?: number;
   /** The task's `opts.traceparent`: carried by every event of the outcome. */
   traceparent?: string;
+  /** The task was enqueued with `opts.stream`: its end closes its stream (src/task-streams). */
+  stream?: true;
 }
 
 export const GATEWAY_SOURCE = 'brainstem';

@@ -19,7 +19,8 @@ export class TestSocket {
   );
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => this.frames.push(JSON.parse(data.toString()) as Frame));
+    // A binary frame (bus protocol v3 stream chunks) is kept as `{binary: Buffer}`.
+    ws.on('message', (data, isBinary) => this.frames.push(isBinary ? { binary: data as Buffer } : JSON.parse(data.toString()) as Frame));
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
     });

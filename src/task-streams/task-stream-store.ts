@@ -1,0 +1,141 @@
+import type { Redis } from 'ioredis';
+
+/** How a stream ends (v3 §2): with the task's ack, its last failure, or its cancel/timeout/revoke. */
+export type StreamEnd = 'ok' | 'failed' | 'cancelled';
+
+/** One stored entry of a task's stream, as followers get it. */
+export type StreamEntry =
+  | { kind: 'chunk'; seq: number; attempt: number; /** The chunk's data as JSON text. */ json: string; bytes: number }
+  | { kind: 'binary'; seq: number; attempt: number; data: Buffer; bytes: number }
+  | { kind: 'end'; seq: number; end: StreamEnd; /** JSON text of the result (`ok` only). */ result: string | null; bytes: number };
+
+/** What an append answers instead of a seq. */
+export type AppendRefusal = 'no stream' | 'ended' | 'full';
+
+/**
+ * Opens a task's stream: its first entry (`0-1`, before seq 1) names the
+ * queue, so a follower naming only the task finds whose right it needs. An
+ * ended stream of the same id is an earlier task's: it goes. Answers the
+ * queue of a live stream of another queue with that id, else nil.
+ */
+const OPEN = `
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then
+  if redis.call('PTTL', KEYS[1]) > 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    local fields = first[1][2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'q' and fields[i + 1] ~= ARGV[1] then return fields[i + 1] end
+    end
+    return false
+  end
+end
+redis.call('XADD', KEYS[1], '0-1', 'k', 'o', 'q', ARGV[1])
+return false`;
+
+/**
+ * Appends a chunk or the end under the next seq (seq n is stream id n-0).
+ * Only an ended stream has an expiry: it is kept STREAM_KEEP_MS after its end.
+ * ARGV: kind (t, b, e), data, attempt, max chunks, keep ms, end, result.
+ */
+const APPEND = `
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then return -1 end
+if redis.call('PTTL', KEYS[1]) > 0 then return -2 end
+local seq = tonumber(string.match(last[1][1], '^(%d+)')) + 1
+local maxChunks = tonumber(ARGV[4])
+if ARGV[1] == 'e' then
+  redis.call('XADD', KEYS[1], 'MAXLEN', maxChunks + 2, seq .. '-0', 'k', 'e', 'e', ARGV[6], 'r', ARGV[7])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return seq
+end
+if seq > maxChunks then return -3 end
+redis.call('XADD', KEYS[1], 'MAXLEN', maxChunks + 2, seq .. '-0', 'k', ARGV[1], 'a', ARGV[3], 'd', ARGV[2])
+return seq`;
+
+const REFUSALS: Record<number, AppendRefusal> = { [-1]: 'no stream', [-2]: 'ended', [-3]: 'full' };
+
+type StreamCommands = Redis & {
+  taskStreamOpen(key: string, queue: string): Promise<string | null>;
+  taskStreamAppend(key: string, ...args: (string | number | Buffer)[]): Promise<number>;
+};
+
+function seqOf(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}
+
+function entryOf(id: string, raw: Buffer[]): StreamEntry | null {
+  const fields = new Map<string, Buffer>();
+  for (let i = 0; i + 1 < raw.length; i += 2) fields.set(raw[i]!.toString(), raw[i + 1]!);
+  const seq = seqOf(id);
+  const kind = fields.get('k')?.toString();
+  const data = fields.get('d') ?? Buffer.alloc(0);
+  const attempt = Number(fields.get('a')?.toString() ?? 0);
+  if (kind === 't') return { kind: 'chunk', seq, attempt, json: data.toString('utf8'), bytes: data.length };
+  if (kind === 'b') return { kind: 'binary', seq, attempt, data, bytes: data.length };
+  if (kind === 'e') {
+    const result = fields.get('r')?.toString() ?? '';
+    return { kind: 'end', seq, end: (fields.get('e')?.toString() ?? 'failed') as StreamEnd, result: result === '' ? null : result, bytes: result.length };
+  }
+  return null;
+}
+
+/**
+ * Streams of task output in Redis, one Redis Stream per streamed task
+ * (`PREFIX:>stream:TASKID`: `>` is in no queue name, so no BullMQ key of
+ * any queue is named so), written on the gateway's shared connection.
+ */
+export class TaskStreamStore {
+  private readonly redis: StreamCommands;
+
+  constructor(redis: Redis, private readonly prefix: string, private readonly limits: { maxChunks: number; keepMs: number }) {
+    redis.defineCommand('taskStreamOpen', { numberOfKeys: 1, lua: OPEN });
+    redis.defineCommand('taskStreamAppend', { numberOfKeys: 1, lua: APPEND });
+    this.redis = redis as StreamCommands;
+  }
+
+  keyOf(taskId: string): string {
+    return `${this.prefix}:>stream:${taskId}`;
+  }
+
+  /** Opens the stream of a new task; answers the queue of another task's live stream with this id, else null. */
+  open(queue: string, taskId: string): Promise<string | null> {
+    return this.redis.taskStreamOpen(this.keyOf(taskId), queue);
+  }
+
+  /** Stores a chunk; resolves with its seq once Redis has it. */
+  async append(taskId: string, attempt: number, data: string | Uint8Array): Promise<number | AppendRefusal> {
+    const kind = typeof data === 'string' ? 't' : 'b';
+    const body = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const seq = await this.redis.taskStreamAppend(this.keyOf(taskId), kind, body, attempt, this.limits.maxChunks, this.limits.keepMs, '', '');
+    return seq > 0 ? seq : REFUSALS[seq]!;
+  }
+
+  /** Stores the end; null if the stream is gone or ended already. */
+  async end(taskId: string, end: StreamEnd, result: string | null): Promise<number | null> {
+    const seq = await this.redis.taskStreamAppend(this.keyOf(taskId), 'e', '', 0, this.limits.maxChunks, this.limits.keepMs, end, result ?? '');
+    return seq > 0 ? seq : null;
+  }
+
+  /** The queue of the task's stream; null when there is none (never streamed, or no longer kept). */
+  async queueOf(taskId: string): Promise<string | null> {
+    const first = await this.redis.xrange(this.keyOf(taskId), '0-1', '0-1');
+    const fields = first[0]?.[1] ?? [];
+    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'q') return fields[i + 1]!;
+    return null;
+  }
+
+  /** Up to `count` entries from seq `from` on. */
+  async read(taskId: string, from: number, count: number): Promise<StreamEntry[]> {
+    const raw = await this.redis.xrangeBuffer(this.keyOf(taskId), `${from}-0`, '+', 'COUNT', count);
+    const entries: StreamEntry[] = [];
+    for (const [id, fields] of raw) {
+      const entry = entryOf(id.toString(), fields);
+      if (entry) entries.push(entry);
+    }
+    return entries;
+  }
+}
+
+export { seqOf };

@@ -1,0 +1,279 @@
+import type { Redis } from 'ioredis';
+import type { BusLogger } from '../bus/frame-dispatcher.js';
+import { BusError } from '../bus/protocol.js';
+import type { TaskOutcome } from '../queues/task-outcome.js';
+import type { StreamSink } from './stream-sink.js';
+import { StreamTail } from './stream-tail.js';
+import type { StreamEnd, TaskStreamStore } from './task-stream-store.js';
+
+export interface TaskStreamSettings {
+  /** Chunks not yet read by the slowest follower before receipts are held back (STREAM_WINDOW). */
+  window: number;
+  /** Bytes likewise (STREAM_WINDOW_BYTES). */
+  windowBytes: number;
+  /** Bytes of one chunk (STREAM_MAX_BYTES). */
+  maxBytes: number;
+  /** A follower's unsent bytes past which it reads no more from storage until its socket drains. */
+  sinkHighWater: number;
+}
+
+/** The task a chunk names, as its writer's connection holds it. */
+export interface HeldTask {
+  queue: string;
+  attempt: number;
+  stream: boolean;
+}
+
+/** Entries read from storage at a time for one follower. */
+const READ_BATCH = 64;
+const READ_RETRY_MS = 1000;
+/** A task's last failure for these reasons is its being taken back, not its failing. */
+const TAKEN_BACK = new Set(['cancelled', 'timeout', 'heartbeat lapsed']);
+
+class Follower {
+  reading = false;
+  again = false;
+  /** Waiting for its sink to drain: the drain pumps it, nothing else. */
+  draining = false;
+  done = false;
+  constructor(readonly owner: string, readonly taskId: string, readonly sink: StreamSink, public next: number) {}
+}
+
+/** A receipt waiting for the slowest follower. */
+interface HeldReceipt {
+  seq: number;
+  release(): void;
+}
+
+/** What this gateway keeps of a task's stream while someone here follows it. */
+interface FollowedStream {
+  followers: Set<Follower>;
+  /** Bytes of chunks written through this gateway, by seq, down to the slowest follower's. */
+  sizes: Map<number, number>;
+  held: HeldReceipt[];
+}
+
+/**
+ * Streamed task output (bus protocol v3): chunks stored by seq in Redis
+ * before their receipt, followers that read them from storage at the pace
+ * their sockets drain (so none is cut as a slow consumer, and none misses
+ * or repeats one), and the writer's receipts held while a follower here is
+ * more than a window behind.
+ */
+export class TaskStreams {
+  private readonly streams = new Map<string, FollowedStream>();
+  private readonly byOwner = new Map<string, Map<string, Follower>>();
+  private readonly tail: StreamTail;
+  private closed = false;
+  /** Receipts held now, for tests and metrics. */
+  heldReceipts = 0;
+
+  constructor(
+    private readonly store: TaskStreamStore,
+    redis: { blocking: Redis; shared: Redis },
+    private readonly settings: TaskStreamSettings,
+    private readonly log: BusLogger,
+  ) {
+    this.tail = new StreamTail(redis.blocking, redis.shared, (taskId) => store.keyOf(taskId), (taskId) => this.grew(taskId), log);
+  }
+
+  /** Opens the stream of a task about to be enqueued with `opts.stream`. */
+  async open(queue: string, taskId: string): Promise<void> {
+    const other = await this.store.open(queue, taskId);
+    if (other !== null) {
+      throw new BusError('INVALID_FRAME', `task ${taskId} of queue ${other} streams under this id: choose another opts.jobId`);
+    }
+  }
+
+  /** Stores a chunk of a task its writer holds; resolves with its seq once stored and its receipt may go. */
+  async write(held: HeldTask | undefined, taskId: string, data: string | Uint8Array): Promise<number> {
+    if (!held) throw new BusError('NOT_LEASED', `task ${taskId} is not held by this connection: only its holder streams its output`);
+    if (!held.stream) throw new BusError('NOT_STREAMED', `task ${taskId} was enqueued without opts.stream`);
+    const bytes = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    if (bytes > this.settings.maxBytes) {
+      throw new BusError('TOO_LARGE', `a chunk holds at most ${this.settings.maxBytes} bytes (STREAM_MAX_BYTES), this one ${bytes}`);
+    }
+    const seq = await this.store.append(taskId, held.attempt, data);
+    if (seq === 'full') throw new BusError('TOO_LARGE', `task ${taskId} has written all the chunks a task may (STREAM_MAX_CHUNKS)`);
+    if (seq === 'ended') throw new BusError('NOT_LEASED', `the stream of task ${taskId} has ended`);
+    if (seq === 'no stream') throw new BusError('NOT_STREAMED', `task ${taskId} has no stream (it was removed)`);
+    const followed = this.streams.get(taskId);
+    if (!followed) return seq;
+    followed.sizes.set(seq, bytes);
+    this.grew(taskId, seq);
+    if (this.admits(followed, seq)) return seq;
+    return new Promise((resolve) => {
+      this.heldReceipts++;
+      followed.held.push({ seq, release: () => resolve(seq) });
+    });
+  }
+
+  /** A task ended: a streamed one's stream gets its end, under the next seq. */
+  async settled(outcome: TaskOutcome): Promise<void> {
+    if (!outcome.stream || outcome.kind === 'failed' || outcome.kind === 'progress') return;
+    const end: StreamEnd = outcome.kind === 'completed' ? 'ok'
+      : outcome.kind === 'cancelled' || TAKEN_BACK.has(outcome.reason ?? '') ? 'cancelled' : 'failed';
+    const result = end === 'ok' ? JSON.stringify(outcome.result ?? null) : null;
+    try {
+      const seq = await this.store.end(outcome.taskId, end, result);
+      if (seq !== null) this.grew(outcome.taskId, seq);
+    } catch (err) {
+      this.log.error({ err, queue: outcome.queue, taskId: outcome.taskId }, 'task streams: could not store the end of a stream');
+    }
+  }
+
+  /**
+   * Follows a task's stream from seq `from`: `allowed` sees its queue first
+   * (and throws to refuse). One follow per owner and task: a new one replaces it.
+   */
+  async follow(owner: string, sink: StreamSink, taskId: string, from: number, allowed: (queue: string) => void): Promise<void> {
+    const queue = await this.store.queueOf(taskId);
+    if (queue === null) {
+      throw new BusError('UNKNOWN_TASK', `task ${taskId} has no stream: it was not enqueued with opts.stream, or its stream is no longer kept`);
+    }
+    allowed(queue);
+    if (this.closed) throw new BusError('UNAVAILABLE', 'the gateway is shutting down');
+    this.unfollow(owner, taskId);
+    const follower = new Follower(owner, taskId, sink, from);
+    let followed = this.streams.get(taskId);
+    if (!followed) {
+      followed = { followers: new Set(), sizes: new Map(), held: [] };
+      this.streams.set(taskId, followed);
+    }
+    followed.followers.add(follower);
+    let owned = this.byOwner.get(owner);
+    if (!owned) {
+      owned = new Map();
+      this.byOwner.set(owner, owned);
+    }
+    owned.set(taskId, follower);
+    this.tail.watch(taskId, from - 1);
+    // After the receipt, which the caller sends once this resolves.
+    setImmediate(() => void this.pump(follower));
+  }
+
+  /** Followers of the task on this gateway. */
+  followerCount(taskId: string): number {
+    return this.streams.get(taskId)?.followers.size ?? 0;
+  }
+
+  unfollow(owner: string, taskId: string): void {
+    const follower = this.byOwner.get(owner)?.get(taskId);
+    if (follower) this.remove(follower);
+  }
+
+  /** A connection went away: its follows end. */
+  detach(owner: string): void {
+    for (const follower of [...(this.byOwner.get(owner)?.values() ?? [])]) this.remove(follower);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const owner of [...this.byOwner.keys()]) this.detach(owner);
+    this.tail.close();
+  }
+
+  /** The task's stream has entries up to at least `seq` (or more than followers here know of). */
+  private grew(taskId: string, seq?: number): void {
+    if (seq !== undefined) this.tail.seen(taskId, seq);
+    for (const follower of this.streams.get(taskId)?.followers ?? []) void this.pump(follower);
+  }
+
+  /** Sends the follower what storage has past its seq, while its sink takes more. */
+  private async pump(follower: Follower): Promise<void> {
+    if (follower.done || follower.draining) return;
+    if (follower.reading) {
+      follower.again = true;
+      return;
+    }
+    follower.reading = true;
+    try {
+      do {
+        follower.again = false;
+        if (follower.sink.gone) {
+          this.remove(follower);
+          return;
+        }
+        if (follower.sink.backlogBytes > this.settings.sinkHighWater) {
+          follower.draining = true;
+          follower.sink.whenDrained(() => {
+            follower.draining = false;
+            void this.pump(follower);
+          });
+          return;
+        }
+        const entries = await this.store.read(follower.taskId, follower.next, READ_BATCH);
+        if (follower.done) return;
+        const first = entries[0];
+        if (first && first.seq > follower.next) {
+          follower.sink.gap(follower.taskId, first.seq);
+          follower.next = first.seq;
+        }
+        for (const entry of entries) {
+          if (follower.sink.gone) break;
+          follower.sink.write(follower.taskId, entry);
+          follower.next = entry.seq + 1;
+          if (entry.kind === 'end') {
+            this.remove(follower);
+            return;
+          }
+          if (follower.sink.backlogBytes > this.settings.sinkHighWater) {
+            follower.again = true;
+            break;
+          }
+        }
+        if (entries.length === READ_BATCH) follower.again = true;
+        this.advanced(follower);
+      } while (follower.again);
+    } catch (err) {
+      this.log.warn({ err, taskId: follower.taskId }, 'task streams: reading a stream failed; retrying');
+      setTimeout(() => void this.pump(follower), READ_RETRY_MS).unref();
+    } finally {
+      follower.reading = false;
+    }
+  }
+
+  private advanced(follower: Follower): void {
+    this.tail.seen(follower.taskId, follower.next - 1);
+    const followed = this.streams.get(follower.taskId);
+    if (followed) this.release(followed);
+  }
+
+  private remove(follower: Follower): void {
+    if (follower.done) return;
+    follower.done = true;
+    const owned = this.byOwner.get(follower.owner);
+    if (owned?.get(follower.taskId) === follower) owned.delete(follower.taskId);
+    if (owned?.size === 0) this.byOwner.delete(follower.owner);
+    const followed = this.streams.get(follower.taskId);
+    if (!followed) return;
+    followed.followers.delete(follower);
+    if (followed.followers.size === 0) {
+      this.streams.delete(follower.taskId);
+      this.tail.unwatch(follower.taskId);
+    }
+    this.release(followed);
+  }
+
+  /** Whether the receipt of chunk `seq` may go: every follower here is within the window of it. */
+  private admits(followed: FollowedStream, seq: number): boolean {
+    let slowest = Infinity;
+    for (const follower of followed.followers) slowest = Math.min(slowest, follower.next);
+    if (seq < slowest) return true;
+    if (seq - slowest + 1 > this.settings.window) return false;
+    let bytes = 0;
+    for (let s = slowest; s <= seq; s++) bytes += followed.sizes.get(s) ?? 0;
+    return bytes <= this.settings.windowBytes;
+  }
+
+  /** Lets go of the receipts the slowest follower's progress allows, in order, and of sizes it has read. */
+  private release(followed: FollowedStream): void {
+    while (followed.held.length > 0 && (followed.followers.size === 0 || this.admits(followed, followed.held[0]!.seq))) {
+      this.heldReceipts--;
+      followed.held.shift()!.release();
+    }
+    let slowest = Infinity;
+    for (const follower of followed.followers) slowest = Math.min(slowest, follower.next);
+    for (const seq of followed.sizes.keys()) if (seq < slowest) followed.sizes.delete(seq);
+  }
+}
