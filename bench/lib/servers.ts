@@ -45,6 +45,10 @@ export function natsServerPath(): string | null {
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
+/** The V8 options `npm start` and PM2 give the gateway (package.json, config.nodeOptions). */
+const gatewayNodeOptions = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { config: { nodeOptions: string } })
+  .config.nodeOptions.split(' ');
+
 export const paths = {
   repoRoot,
   gateway: join(repoRoot, 'dist/server.js'),
@@ -111,7 +115,7 @@ export interface StartOptions {
 }
 
 /**
- * The gateway exactly as `npm start` runs it, configured for the bench:
+ * The gateway exactly as `npm start` runs it (its Node options too), configured for the bench:
  * no per-connection frame rate limit (BUS_MAX_FRAMES_PER_SECOND=0: the
  * publisher sends far more than the default 100,000 frames/s allows in
  * bursts), no cap on connections per client (BUS_MAX_CONNECTIONS_PER_CLIENT=0:
@@ -147,7 +151,8 @@ export async function startServer(kind: ServerKind, options: StartOptions): Prom
     env = {};
   } else if (isGateway(kind)) {
     if (kind === 'previous' && !options.previousGateway) throw new Error('the previous build needs --previous-gateway FILE');
-    commandArgs = [...nodeArgs, kind === 'previous' ? options.previousGateway as string : paths.gateway];
+    // The options of npm start first, so that the experiment's (`--node-args`) win where they differ.
+    commandArgs = [...gatewayNodeOptions, ...nodeArgs, kind === 'previous' ? options.previousGateway as string : paths.gateway];
     env = gatewayEnv(port, dataDir, options);
   } else {
     commandArgs = [...nodeArgs, kind === 'seed' ? paths.seedBroker : paths.wireLimit];
