@@ -115,9 +115,9 @@ class BrokerClient:
         # The gateway refuses the upgrade for such a name: refused here, where the caller can see why.
         if client_id is not None and not is_name(client_id, MAX_SERVICE_NAME_BYTES):
             raise InvalidArgument(
+                "INVALID_FRAME",
                 f"client_id (the service's name) must be 1 to {MAX_SERVICE_NAME_BYTES} UTF-8 bytes"
                 f" without control characters: {client_id!r}",
-                "INVALID_FRAME",
             )
         self.client_id = client_id or str(uuid.uuid4())
         self.token = token if token is not None else os.environ.get("BRAINSTEM_TOKEN")
