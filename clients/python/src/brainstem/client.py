@@ -166,8 +166,10 @@ class BrokerClient:
         return self._work.task_handler
 
     def on(self, name: str, listener: Listener) -> None:
-        """Adds a listener: ``connected`` (welcome dict), ``disconnected`` (close code; 4001: the
-        gateway saw this process's heartbeat lapse, the client reconnects as after any drop),
+        """Adds a listener: ``connected`` (welcome dict, ``None`` from a server that sends none),
+        ``disconnected`` (close code; 4001: the gateway saw this process's heartbeat lapse, the
+        client reconnects as after any drop; 1006: dropped, e.g. by the keepalive),
+        ``reconnecting`` (``{"attempt", "delay"}``, seconds: the wait before the next attempt),
         ``revoked`` (``{"taskId", "queue", "reason"}``: the gateway took back a task in hand) or
         ``error`` (BrokerError)."""
         self._transport.on(name, listener)
