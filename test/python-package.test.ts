@@ -34,6 +34,7 @@ t.test('pip installs the package from its folder, typed, and the installed copy 
     env: pythonEnv,
   });
   t.ok(existsSync(join(target, 'brainstem', 'py.typed')), 'py.typed is installed (PEP 561)');
+  t.ok(existsSync(join(target, 'brainstem', 'contract.json')), 'the client contract is installed with it');
   const distInfo = readdirSync(target).find((name) => /^brainstem_client-.*\.dist-info$/.test(name));
   t.ok(distInfo, 'installed as the brainstem-client distribution');
   const metadata = readFileSync(join(target, distInfo as string, 'METADATA'), 'utf8');

@@ -13,7 +13,7 @@ import { isName, MAX_SERVICE_NAME_BYTES } from '../protocol/names.js';
 export { defaultOptions, uniqueId, type FollowOptions, type StreamChunk, type BrokerClientEvents, type EnqueueOptions, type EventHandler, type PublishOptions, type SubscribeOptions, type SubscribeResult };
 
 export interface ReconnectOptions {
-  /** First delay after a lost connection (default 200 ms); doubles per failed attempt. */
+  /** First delay after a lost connection (default 200 ms); doubles per attempt, back to it after a connection that lasted. */
   initialDelayMs?: number;
   /** Longest delay between attempts (default 10 s). */
   maxDelayMs?: number;
@@ -37,7 +37,7 @@ export interface BrokerClientOptions {
   receiptTimeoutMs?: number;
   /** Default timeout of request(). */
   requestTimeoutMs?: number;
-  /** Ping after this much silence; drop the connection after twice as much (0: off). */
+  /** Send `{"action":"ping"}` after this much silence; drop the connection after twice as much (0: off). */
   keepaliveMs?: number;
   /** How long one connection attempt may take. */
   connectTimeoutMs?: number;
@@ -45,8 +45,8 @@ export interface BrokerClientOptions {
   maxFrameBytes?: number;
   /**
    * Send `opts.traceparent` on every enqueue (a child of the event or task
-   * being handled, else a new trace), as publishes do. Off by default until
-   * the gateway accepts that option; an explicit `traceparent` is always sent.
+   * being handled, else a new trace), as publishes do (on by default); an
+   * explicit `traceparent` is always sent.
    */
   traceTasks?: boolean;
   /** The WebSocket implementation; default: `ws` in Node (set by the entry), the native one in browsers. */

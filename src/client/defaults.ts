@@ -1,29 +1,42 @@
+import contract from '../../clients/contract.json' with { type: 'json' };
+
 /**
- * Every default of the client, in one table. The Python client has the
- * same table (clients/python/src/brainstem/defaults.py, in seconds), and
- * the conformance scenario 20-defaults checks that both say the same.
+ * Every default of the client, read from the client contract
+ * (clients/contract.json), which the Python client loads too; the
+ * conformance scenario 20-defaults checks that both use what it says.
  */
+export interface ContractRow {
+  name: string;
+  value: number | boolean | string[];
+  unit: string;
+  typescript: string | null;
+  python: string | null;
+  meaning: string;
+}
+
+/** The contract's rows, by name. */
+export const CONTRACT: ReadonlyMap<string, ContractRow> = new Map((contract.rows as ContractRow[]).map((row) => [row.name, row]));
+
+function row(name: string): ContractRow['value'] {
+  const found = CONTRACT.get(name);
+  if (!found) throw new Error(`clients/contract.json has no row ${name}`);
+  return found.value;
+}
+
+const ms = (name: string): number => row(name) as number;
+
 const DEFAULTS = Object.freeze({
   reconnect: Object.freeze({
-    /** First delay after a lost connection; doubles per failed attempt. */
-    initialDelayMs: 200,
-    /** Longest delay between attempts. */
-    maxDelayMs: 10_000,
+    initialDelayMs: ms('reconnectInitialDelayMs'),
+    maxDelayMs: ms('reconnectMaxDelayMs'),
   }),
-  /** Frames kept while disconnected; past it, calls fail with BUFFER_FULL. */
-  maxBufferedFrames: 1000,
-  /** How long a frame sent with an id waits for its receipt. */
-  receiptTimeoutMs: 30_000,
-  /** Default timeout of request(). */
-  requestTimeoutMs: 10_000,
-  /** Ping after this much silence; drop the connection after twice as much. */
-  keepaliveMs: 15_000,
-  /** How long one connection attempt may take. */
-  connectTimeoutMs: 10_000,
-  /** Largest frame the client sends: the gateway's own default (BUS_MAX_FRAME_BYTES) closes the connection above it. */
-  maxFrameBytes: 1024 * 1024,
-  /** Send `opts.traceparent` on every enqueue: off until the gateway accepts that option. */
-  traceTasks: true,
+  maxBufferedFrames: row('maxBufferedFrames') as number,
+  receiptTimeoutMs: ms('receiptTimeoutMs'),
+  requestTimeoutMs: ms('requestTimeoutMs'),
+  keepaliveMs: ms('keepaliveMs'),
+  connectTimeoutMs: ms('connectTimeoutMs'),
+  maxFrameBytes: row('maxFrameBytes') as number,
+  traceTasks: row('traceTasks') as boolean,
 });
 
 export type ClientDefaults = {
@@ -43,13 +56,22 @@ export function defaultOptions(): ClientDefaults {
 }
 
 /** A connection that lasted this long was healthy: the next reconnect starts from the first delay. */
-export const STABLE_CONNECTION_MS = 1000;
+export const STABLE_CONNECTION_MS = ms('stableConnectionMs');
 /** How long close() waits for the gateway's close frame. */
-export const CLOSE_GRACE_MS = 1000;
+export const CLOSE_GRACE_MS = ms('closeGraceMs');
 /** A server that sends no welcome frame (not this gateway) counts as connected after this long. */
-export const WELCOME_WAIT_MS = 1000;
-/** A refused pull (store down, rate limited) is asked again after this long. */
-export const PULL_RETRY_MS = 1000;
+export const WELCOME_WAIT_MS = ms('welcomeWaitMs');
+/** A refused pull (store down, rate limited) is asked again after this long, doubling per refusal in a row… */
+export const PULL_RETRY_INITIAL_MS = ms('pullRetryInitialMs');
+/** …up to this long. */
+export const PULL_RETRY_MAX_MS = ms('pullRetryMaxMs');
+
+/** The wait before a pull is asked again, after `refusedInRow` refusals before this one. */
+export function pullRetryDelayMs(refusedInRow: number): number {
+  return Math.min(PULL_RETRY_MAX_MS, PULL_RETRY_INITIAL_MS * 2 ** Math.min(refusedInRow, 30));
+}
+/** The refusals of a pull worth asking again. */
+export const PULL_RETRY_CODES: ReadonlySet<string> = new Set(row('pullRetryCodes') as string[]);
 
 let processPid: number | null = null;
 

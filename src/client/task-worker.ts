@@ -1,4 +1,4 @@
-import { PULL_RETRY_MS } from './defaults.js';
+import { PULL_RETRY_CODES, pullRetryDelayMs } from './defaults.js';
 import { runInTrace } from './trace.js';
 import { BrokerError, type Task, type TaskHandler } from './types.js';
 
@@ -12,8 +12,6 @@ export interface WorkerPort {
   schedule(fn: () => void, ms: number): () => void;
 }
 
-/** Refusals worth asking again for: the store is down for a moment, or we went too fast. */
-const TRANSIENT = new Set(['UNAVAILABLE', 'RATE_LIMITED']);
 /** The task is no longer ours (the connection closed): the gateway delivers it again. Nothing to report. */
 const LEASE_GONE = new Set(['LEASE_LOST', 'DISCONNECTED', 'CLOSED', 'UNKNOWN_TASK']);
 /** The ack's result could not be sent: ack without it rather than leave the task hanging. */
@@ -33,6 +31,8 @@ export class TaskWorker {
   private halted = false;
   private resolveStopped: () => void = () => {};
   private readonly retries = new Set<() => void>();
+  /** Pulls refused since one last brought a task: the retry delay doubles with each. */
+  private refusedInRow = 0;
 
   constructor(
     private readonly port: WorkerPort,
@@ -70,17 +70,19 @@ export class TaskWorker {
   }
 
   run(task: Task): void {
+    this.refusedInRow = 0;
     this.inHand++;
     void this.process(task);
   }
 
   pullRefused(err: BrokerError): void {
     this.port.report(new BrokerError(err.code, `pull from ${this.queue} refused: ${err.message}`));
-    if (this.halted || !TRANSIENT.has(err.code)) return;
+    if (this.halted || !PULL_RETRY_CODES.has(err.code)) return;
+    const delayMs = pullRetryDelayMs(this.refusedInRow++);
     const cancel = this.port.schedule(() => {
       this.retries.delete(cancel);
       if (!this.halted) this.port.pull(this);
-    }, PULL_RETRY_MS);
+    }, delayMs);
     this.retries.add(cancel);
   }
 

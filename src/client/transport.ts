@@ -267,6 +267,13 @@ export class Transport {
     this.connecting = null;
   }
 
+  /**
+   * An application ping, not a WebSocket one: browsers cannot send protocol
+   * pings, so it is the one keepalive every build of this client and the
+   * Python client share; it goes only after silence (any frame counts as
+   * life); and its pong comes from the gateway's frame handling, the path
+   * receipts and events take, rather than from the WebSocket library alone.
+   */
   private startKeepalive(): void {
     const keepaliveMs = this.settings.keepaliveMs;
     if (keepaliveMs <= 0) return;

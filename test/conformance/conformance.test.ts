@@ -32,6 +32,12 @@ const drivers: Record<string, (t: Teardown) => DriverFactory> = {
   'python-venv': (t) => async (url, settings, note) => PythonDriver.start(t, url, settings, note, VENV_PYTHON),
 };
 
+t.test('the Python package ships the contract file unchanged', async (t) => {
+  const contract = (path: string) => readFileSync(new URL(path, import.meta.url), 'utf8');
+  t.equal(contract('../../clients/python/src/brainstem/contract.json'), contract('../../clients/contract.json'),
+    'clients/python/src/brainstem/contract.json is a copy of clients/contract.json');
+});
+
 t.test('conformance scenarios', async (t) => {
   t.ok(scenarios.length > 0, 'scenarios found');
   t.comment(await pythonVenvs());

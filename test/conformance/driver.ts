@@ -13,6 +13,7 @@ export type Note =
   | { kind: 'disconnected'; code?: number }
   | { kind: 'revoked'; taskId: string; queue: string; reason: string }
   | { kind: 'progress'; taskId: string; progress: unknown }
+  | { kind: 'reconnecting'; attempt: number }
   | { kind: 'error'; code: string | null };
 
 /** Client options a scenario may set, in neutral names (each driver maps them to its language's). */
@@ -22,6 +23,7 @@ export interface ClientSettings {
   reconnectMaxDelayMs?: number;
   maxBufferedFrames?: number;
   receiptTimeoutMs?: number;
+  keepaliveMs?: number;
   /** `false`: send no `?pid=`; a number: send that one. */
   pid?: number | false;
   /** Send opts.traceparent on every enqueue. */

@@ -6,19 +6,26 @@ type Frame = Record<string, unknown>;
 
 /**
  * A scripted `/bus` for the faults a real gateway will not produce on cue:
- * it says welcome, answers `ping`, and otherwise only does what the
- * scenario tells it (answer, stay silent, drop the connection, refuse new
- * ones). Frames from the client are kept in arrival order; `next` takes
- * the oldest, so a scenario sees exactly what was sent and in what order.
+ * it says welcome (unless told not to), answers `ping`, and otherwise only
+ * does what the scenario tells it (answer, stay silent, drop the
+ * connection, refuse new ones, hang: answer nothing at all on the current
+ * connection). Frames from the client are kept in arrival order; `next`
+ * takes the oldest, so a scenario sees exactly what was sent and in what
+ * order.
  */
 export class FakeBus {
   readonly url: string;
-  /** Connections accepted so far (each got a welcome). */
+  /** Connections accepted so far. */
   connections = 0;
   /** The query of each accepted connection's URL, in order. */
   readonly queries: Record<string, string>[] = [];
   private socket: WebSocket | null = null;
   private accepting = true;
+  private welcoming = true;
+  /** The connection that hangs: it answers nothing, keeps nothing, counts the pings it leaves unanswered. */
+  private hung: WebSocket | null = null;
+  private unansweredPings = 0;
+  private pingWaiter: (() => void) | null = null;
   private readonly frames: Frame[] = [];
   private waiter: ((frame: Frame) => void) | null = null;
   private connectionWaiter: (() => void) | null = null;
@@ -60,6 +67,11 @@ export class FakeBus {
       } catch {
         frame = { unparsable: data.toString().slice(0, 200) };
       }
+      if (ws === this.hung) {
+        if (frame.action === 'ping') this.unansweredPings++;
+        this.pingWaiter?.();
+        return;
+      }
       if (frame.action === 'ping') {
         ws.send(JSON.stringify(frame.id === undefined ? { pong: Date.now() } : { pong: Date.now(), id: frame.id }));
         return;
@@ -72,7 +84,7 @@ export class FakeBus {
         this.frames.push(frame);
       }
     });
-    ws.send(JSON.stringify({ welcome: { clientId: `fake-${this.connections}`, name: 'fake', protocol: 1 } }));
+    if (this.welcoming) ws.send(JSON.stringify({ welcome: { clientId: `fake-${this.connections}`, name: 'fake', protocol: 1 } }));
     const waiter = this.connectionWaiter;
     this.connectionWaiter = null;
     waiter?.();
@@ -115,6 +127,34 @@ export class FakeBus {
   closeConnection(code: number, reason: string): void {
     this.socket?.close(code, reason);
     this.socket = null;
+  }
+
+  /** Whether new connections get a welcome frame (a server that is not this gateway sends none). */
+  setWelcoming(welcoming: boolean): void {
+    this.welcoming = welcoming;
+  }
+
+  /** The current connection hangs: frames still arrive, nothing answers them (not even `ping`). */
+  hang(): void {
+    this.hung = this.socket;
+    this.unansweredPings = 0;
+  }
+
+  /** Resolves once the hung connection has received an application ping. */
+  pinged(timeoutMs: number): Promise<void> {
+    if (this.unansweredPings > 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pingWaiter = null;
+        reject(new Error(`the client sent no {"action":"ping"} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pingWaiter = () => {
+        if (this.unansweredPings === 0) return;
+        clearTimeout(timer);
+        this.pingWaiter = null;
+        resolve();
+      };
+    });
   }
 
   /** Refuses (503) or accepts new connections. */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { TestSocket } from '../helpers/test-socket.js';
 import type { ClientDriver, ClientSettings, Note, Outcome } from './driver.js';
 import type { FakeBus } from './fake-bus.js';
@@ -22,14 +23,22 @@ import type { FakeBus } from './fake-bus.js';
  *   `{"server": "refuse"|"accept"}` refuses or accepts new connections;
  *   `{"server": "connection", "count": N}` waits for the Nth connection;
  *   `{"server": "close", "code", "reason"}` closes it with a close frame;
- *   `{"server": "query", "expect": PATTERN}`: the last connection's URL query.
+ *   `{"server": "query", "expect": PATTERN}`: the last connection's URL query;
+ *   `{"server": "welcome", "send": false}`: new connections get no welcome;
+ *   `{"server": "hang"}`: the current connection answers nothing from now
+ *   on (not even pings) and keeps no frames; `{"server": "pinged"}` waits
+ *   for an application ping on it.
  * - `{"notice": "disconnected", "code"?}` checks the close code too;
  *   `{"revoked": PATTERN}`: the client's `revoked` event;
- *   `{"progress": PATTERN}`: an `onProgress` callback of an enqueue.
+ *   `{"progress": PATTERN}`: an `onProgress` callback of an enqueue;
+ *   `{"reconnecting": PATTERN}`: the client's `reconnecting` event
+ *   (`{attempt}`), each one in order.
+ * - `{"sleep": MS}`: lets time pass (a connection that must have lasted).
  * - `{"peer": "call"|"send", "frame", "expect"?}`: a raw second connection
  *   to the real gateway.
  *
  * Values: `"$ref.path"` is a saved value (a call's result, a frame, a task);
+ * `"$contract"` is every row of clients/contract.json as `{name: value}`;
  * `{run}` inside a string is unique to the run; `{"$repeat": [TEXT, N]}` is
  * TEXT N times. Patterns match objects partially; `"$any"`, `"$string"`,
  * `"$number"`, `"$absent"`, `"$none"` (null or nothing), `"$traceparent"` (a W3C
@@ -48,6 +57,11 @@ type Step = Record<string, unknown>;
 type Frame = Record<string, unknown>;
 
 const STEP_TIMEOUT_MS = 5000;
+/** The client contract both clients load (clients/contract.json), as `{name: value}`. */
+export const CONTRACT: Record<string, unknown> = Object.fromEntries(
+  (JSON.parse(readFileSync(new URL('../../clients/contract.json', import.meta.url), 'utf8')) as { rows: { name: string; value: unknown }[] }).rows
+    .map((row) => [row.name, row.value]),
+);
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 class Notes {
@@ -136,6 +150,7 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
 
   const resolve = (value: unknown): unknown => {
     if (typeof value === 'string') {
+      if (value === '$contract') return CONTRACT;
       if (value.startsWith('$') && !['$any', '$string', '$number', '$absent', '$none', '$traceparent'].includes(value)) {
         const [name, ...path] = value.slice(1).split('.');
         if (!saved.has(name ?? '')) throw new Error(`nothing saved as ${name}`);
@@ -210,14 +225,16 @@ export async function runScenario(scenario: Scenario, env: Environment, makeDriv
         const note = await notes.next('connection', step.notice);
         check(note.kind, step.notice, what);
         if (step.code !== undefined) check(note.kind === 'disconnected' ? note.code : undefined, step.code, what);
-      } else if ('revoked' in step || 'progress' in step) {
-        const kind = 'revoked' in step ? 'revoked' : 'progress';
+      } else if ('revoked' in step || 'progress' in step || 'reconnecting' in step) {
+        const kind = 'revoked' in step ? 'revoked' : 'progress' in step ? 'progress' : 'reconnecting';
         const note = await notes.next(kind, `${kind} ${JSON.stringify(step[kind])}`);
         check(note, step[kind], what);
       } else if (typeof step.clientError === 'string') {
         const note = await notes.next('error', `error ${step.clientError}`);
         if (note.kind !== 'error') throw new Error('unreachable');
         check(note.code, step.clientError, what);
+      } else if (typeof step.sleep === 'number') {
+        await new Promise((resolve) => setTimeout(resolve, step.sleep as number));
       } else if (typeof step.server === 'string') {
         await serverStep(env.fake, step, resolve, check, saved, what);
       } else if (typeof step.peer === 'string') {
@@ -285,6 +302,17 @@ async function serverStep(
       return;
     case 'query':
       check(fake.queries.at(-1), step.expect, what);
+      return;
+    case 'welcome':
+      fake.setWelcoming(step.send !== false);
+      return;
+    case 'hang':
+      fake.hang();
+      return;
+    case 'pinged':
+      await fake.pinged(STEP_TIMEOUT_MS).catch((err: Error) => {
+        throw new Error(`${what}: ${err.message}`);
+      });
       return;
     default:
       throw new Error(`${what}: unknown server step`);

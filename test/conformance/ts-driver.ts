@@ -1,4 +1,5 @@
 import { BrokerClient, BrokerError, defaultOptions, type BrokerClientOptions, type PublishOptions, type Task, type TaskWorker } from '../../src/client/index.js';
+import { CLOSE_GRACE_MS, PULL_RETRY_CODES, PULL_RETRY_INITIAL_MS, PULL_RETRY_MAX_MS, STABLE_CONNECTION_MS, WELCOME_WAIT_MS } from '../../src/client/defaults.js';
 import type { ClientDriver, ClientSettings, Note, Outcome } from './driver.js';
 
 /** What a driver reports of a thrown error: the code, and whether it is the client's BrokerError. */
@@ -37,12 +38,14 @@ export class TsDriver implements ClientDriver {
     }
     if (settings.maxBufferedFrames !== undefined) options.maxBufferedFrames = settings.maxBufferedFrames;
     if (settings.receiptTimeoutMs !== undefined) options.receiptTimeoutMs = settings.receiptTimeoutMs;
+    if (settings.keepaliveMs !== undefined) options.keepaliveMs = settings.keepaliveMs;
     if (settings.pid !== undefined) options.pid = settings.pid;
     if (settings.traceTasks !== undefined) options.traceTasks = settings.traceTasks;
     this.client = new BrokerClient(options);
     this.client.on('connected', () => note({ kind: 'connected' }));
     this.client.on('disconnected', ({ code }) => note({ kind: 'disconnected', code }));
     this.client.on('revoked', (revoke) => note({ kind: 'revoked', ...revoke }));
+    this.client.on('reconnecting', ({ attempt }) => note({ kind: 'reconnecting', attempt }));
     this.client.on('error', (err) => note({ kind: 'error', code: err instanceof BrokerError ? err.code : null }));
     this.client.onTaskReceived((task) => note({ kind: 'task', worker: null, task: task as unknown as Record<string, unknown> }));
   }
@@ -77,16 +80,23 @@ export class TsDriver implements ClientDriver {
       case 'drain':
         return c.drain();
       case 'defaults': {
+        // What the client uses, by the contract's row names.
         const d = defaultOptions();
         return {
           reconnectInitialDelayMs: d.reconnect.initialDelayMs,
           reconnectMaxDelayMs: d.reconnect.maxDelayMs,
+          stableConnectionMs: STABLE_CONNECTION_MS,
+          connectTimeoutMs: d.connectTimeoutMs,
+          welcomeWaitMs: WELCOME_WAIT_MS,
+          keepaliveMs: d.keepaliveMs,
+          closeGraceMs: CLOSE_GRACE_MS,
           maxBufferedFrames: d.maxBufferedFrames,
+          maxFrameBytes: d.maxFrameBytes,
           receiptTimeoutMs: d.receiptTimeoutMs,
           requestTimeoutMs: d.requestTimeoutMs,
-          connectTimeoutMs: d.connectTimeoutMs,
-          keepaliveMs: d.keepaliveMs,
-          maxFrameBytes: d.maxFrameBytes,
+          pullRetryInitialMs: PULL_RETRY_INITIAL_MS,
+          pullRetryMaxMs: PULL_RETRY_MAX_MS,
+          pullRetryCodes: [...PULL_RETRY_CODES].sort(),
           traceTasks: d.traceTasks,
         };
       }

@@ -16,7 +16,7 @@ import os
 import sys
 
 import brainstem
-from brainstem import BrokerClient, BrokerError
+from brainstem import BrokerClient, BrokerError, contract
 from stdio import emit, stdin_lines
 
 
@@ -30,6 +30,7 @@ def build_client(url, settings):
         "reconnectInitialDelayMs": "backoff_initial",
         "reconnectMaxDelayMs": "backoff_max",
         "receiptTimeoutMs": "receipt_timeout",
+        "keepaliveMs": "keepalive",
     }
     for neutral, name in mapping.items():
         if neutral in settings:
@@ -62,16 +63,27 @@ class Driver:
         await self.client.drain()
 
     async def op_defaults(self, a):
+        # What the client uses, by the contract's row names.
         d = brainstem.default_options()
+
+        def ms(seconds):
+            return round(seconds * 1000)
+
         return {
-            "reconnectInitialDelayMs": round(d["backoff_initial"] * 1000),
-            "reconnectMaxDelayMs": round(d["backoff_max"] * 1000),
+            "reconnectInitialDelayMs": ms(d["backoff_initial"]),
+            "reconnectMaxDelayMs": ms(d["backoff_max"]),
+            "stableConnectionMs": ms(contract.STABLE_CONNECTION),
+            "connectTimeoutMs": ms(d["open_timeout"]),
+            "welcomeWaitMs": ms(contract.WELCOME_WAIT),
+            "keepaliveMs": ms(d["keepalive"]),
+            "closeGraceMs": ms(contract.CLOSE_GRACE),
             "maxBufferedFrames": d["buffer_limit"],
-            "receiptTimeoutMs": round(d["receipt_timeout"] * 1000),
-            "requestTimeoutMs": round(d["request_timeout"] * 1000),
-            "connectTimeoutMs": round(d["open_timeout"] * 1000),
-            "keepaliveMs": round(d["keepalive"] * 1000),
             "maxFrameBytes": d["max_frame_bytes"],
+            "receiptTimeoutMs": ms(d["receipt_timeout"]),
+            "requestTimeoutMs": ms(d["request_timeout"]),
+            "pullRetryInitialMs": ms(contract.PULL_RETRY_INITIAL),
+            "pullRetryMaxMs": ms(contract.PULL_RETRY_MAX),
+            "pullRetryCodes": sorted(contract.PULL_RETRY_CODES),
             "traceTasks": d["trace_tasks"],
         }
 
@@ -197,6 +209,7 @@ async def main():
     client.on("connected", lambda welcome: note(kind="connected"))
     client.on("disconnected", lambda code: note(kind="disconnected", code=code))
     client.on("revoked", lambda revoke: note(kind="revoked", **revoke))
+    client.on("reconnecting", lambda retry: note(kind="reconnecting", attempt=retry["attempt"]))
     client.on("error", lambda err: note(kind="error", code=getattr(err, "code", None)))
     client.on_task(lambda task: note(kind="task", worker=None, task=task))
     driver = Driver(client)

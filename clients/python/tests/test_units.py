@@ -91,3 +91,81 @@ class ResumeAndTraceTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ContractTests(unittest.TestCase):
+    """The client contract (clients/contract.json), which the TypeScript client reads too."""
+
+    def test_the_package_ships_the_contract_file_unchanged(self):
+        from importlib import resources
+
+        repository_copy = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contract.json")
+        with open(repository_copy, encoding="utf-8") as file:
+            self.assertEqual(resources.files("brainstem").joinpath("contract.json").read_text("utf-8"), file.read())
+
+    def test_every_option_default_comes_from_the_contract_in_seconds(self):
+        from brainstem import contract, default_options
+
+        options = {row["python"]: row for row in contract.ROWS if row["python"] is not None}
+        self.assertEqual(set(default_options()), set(options))
+        for name, row in options.items():
+            expected = row["value"] / 1000 if row["unit"] == "ms" else row["value"]
+            self.assertEqual(default_options()[name], expected, name)
+
+    def test_a_refused_pull_waits_doubling_up_to_the_cap(self):
+        from brainstem.contract import PULL_RETRY_INITIAL, PULL_RETRY_MAX, pull_retry_delay
+
+        delays = [pull_retry_delay(n) for n in range(12)]
+        self.assertEqual(delays[0], PULL_RETRY_INITIAL)
+        self.assertEqual(delays[1], PULL_RETRY_INITIAL * 2)
+        self.assertEqual(delays[-1], PULL_RETRY_MAX)
+        self.assertEqual(delays, sorted(delays))
+        self.assertEqual(pull_retry_delay(10_000), PULL_RETRY_MAX)
+
+    def test_reconnect_delays_double_with_equal_jitter_and_announce_each_attempt(self):
+        client = BrokerClient("ws://127.0.0.1:1/bus", "x", backoff_initial=0.1, backoff_max=0.8)
+        announced = []
+        client.on("reconnecting", announced.append)
+        transport = client._transport
+        for attempt in range(6):
+            ceiling = min(0.8, 0.1 * 2**attempt)
+            delay = transport._next_delay()
+            self.assertGreaterEqual(delay, ceiling / 2)
+            self.assertLessEqual(delay, ceiling)
+        self.assertEqual([a["attempt"] for a in announced], [1, 2, 3, 4, 5, 6])
+
+
+class BrokerErrorTests(unittest.TestCase):
+    """``BrokerError(code, message)``, as in TypeScript; the old order still works where it can be told apart."""
+
+    def test_code_first(self):
+        from brainstem import BrokerError
+
+        err = BrokerError("UNKNOWN_TASK", "task 7 is not held")
+        self.assertEqual((err.code, str(err)), ("UNKNOWN_TASK", "task 7 is not held"))
+
+    def test_the_old_order_and_the_message_alone(self):
+        from brainstem import BrokerError, InvalidArgument
+
+        err = BrokerError("task 7 is not held", "UNKNOWN_TASK")
+        self.assertEqual((err.code, str(err)), ("UNKNOWN_TASK", "task 7 is not held"))
+        err = BrokerError("something failed")
+        self.assertEqual((err.code, str(err)), ("ERROR", "something failed"))
+        err = InvalidArgument("bad topic", "INVALID_TOPIC")
+        self.assertEqual((err.code, str(err)), ("INVALID_TOPIC", "bad topic"))
+
+    def test_keywords(self):
+        from brainstem import BrokerError
+
+        err = BrokerError(message="task 7 is not held", code="UNKNOWN_TASK")
+        self.assertEqual((err.code, str(err)), ("UNKNOWN_TASK", "task 7 is not held"))
+        self.assertEqual(BrokerError(message="x").code, "ERROR")
+
+    def test_the_clients_own_errors_keep_their_codes(self):
+        from brainstem import ClientClosed, ConnectFailed, ConnectionLost, LeaseLost, RequestTimeout
+
+        self.assertEqual(
+            [e.code for e in (ConnectionLost("m"), RequestTimeout("m"), ClientClosed(), LeaseLost("m"), ConnectFailed("m"))],
+            ["DISCONNECTED", "TIMEOUT", "CLOSED", "LEASE_LOST", "CONNECT_FAILED"],
+        )
+        self.assertEqual(str(ConnectionLost("the connection closed")), "the connection closed")

@@ -115,9 +115,9 @@ class BrokerClient:
         # The gateway refuses the upgrade for such a name: refused here, where the caller can see why.
         if client_id is not None and not is_name(client_id, MAX_SERVICE_NAME_BYTES):
             raise InvalidArgument(
+                "INVALID_FRAME",
                 f"client_id (the service's name) must be 1 to {MAX_SERVICE_NAME_BYTES} UTF-8 bytes"
                 f" without control characters: {client_id!r}",
-                "INVALID_FRAME",
             )
         self.client_id = client_id or str(uuid.uuid4())
         self.token = token if token is not None else os.environ.get("BRAINSTEM_TOKEN")
@@ -166,8 +166,10 @@ class BrokerClient:
         return self._work.task_handler
 
     def on(self, name: str, listener: Listener) -> None:
-        """Adds a listener: ``connected`` (welcome dict), ``disconnected`` (close code; 4001: the
-        gateway saw this process's heartbeat lapse, the client reconnects as after any drop),
+        """Adds a listener: ``connected`` (welcome dict, ``None`` from a server that sends none),
+        ``disconnected`` (close code; 4001: the gateway saw this process's heartbeat lapse, the
+        client reconnects as after any drop; 1006: dropped, e.g. by the keepalive),
+        ``reconnecting`` (``{"attempt", "delay"}``, seconds: the wait before the next attempt),
         ``revoked`` (``{"taskId", "queue", "reason"}``: the gateway took back a task in hand) or
         ``error`` (BrokerError)."""
         self._transport.on(name, listener)

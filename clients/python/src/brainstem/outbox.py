@@ -29,7 +29,7 @@ def encode(frame: Dict[str, Any]) -> str:
     try:
         return json.dumps(frame, allow_nan=False)
     except ValueError as err:
-        raise InvalidArgument(f"{frame.get('action')} frame is not JSON: {err}", "INVALID_FRAME") from err
+        raise InvalidArgument("INVALID_FRAME", f"{frame.get('action')} frame is not JSON: {err}") from err
 
 
 class TransportView(Protocol):
@@ -85,7 +85,7 @@ class Outbox:
         # json.dumps escapes everything outside ASCII: one character is one byte.
         text = encode(frame)
         if len(text) > self.max_frame_bytes:
-            raise BrokerError(f"{frame.get('action')} frame is larger than {self.max_frame_bytes} bytes", "PAYLOAD_TOO_LARGE")
+            raise BrokerError("PAYLOAD_TOO_LARGE", f"{frame.get('action')} frame is larger than {self.max_frame_bytes} bytes")
         return text
 
     async def send(self, frame: Dict[str, Any]) -> None:
@@ -111,7 +111,7 @@ class Outbox:
         if self.connection.closing:
             raise ClientClosed()
         if len(self._buffer) >= self.buffer_limit:
-            raise BrokerError(f"not connected and {len(self._buffer)} frames already wait: buffer full", "BUFFER_FULL")
+            raise BrokerError("BUFFER_FULL", f"not connected and {len(self._buffer)} frames already wait: buffer full")
         self._buffer.append(outgoing)
 
     async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None, resend: bool = False) -> Dict[str, Any]:

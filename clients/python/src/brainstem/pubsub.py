@@ -127,7 +127,7 @@ class PubSub:
         self, topic: str, handler: EventHandler, since: Optional[str] = None, last: Optional[int] = None
     ) -> Dict[str, Any]:
         if not is_valid_pattern(topic):
-            raise InvalidArgument(f"invalid topic pattern: {topic!r}", "INVALID_TOPIC")
+            raise InvalidArgument("INVALID_TOPIC", f"invalid topic pattern: {topic!r}")
         handlers = self.event_handlers.setdefault(topic, [])
         if any(h is handler for h in handlers):
             return {}
@@ -173,7 +173,7 @@ class PubSub:
 
     async def publish(self, type_: str, payload: Any = None, *, confirm: bool = True, **opts: Any) -> Optional[int]:
         if not is_valid_topic(type_):
-            raise InvalidArgument(f"invalid event type: {type_!r}", "INVALID_TOPIC")
+            raise InvalidArgument("INVALID_TOPIC", f"invalid event type: {type_!r}")
         message: Dict[str, Any] = {
             "type": type_,
             "payload": payload,
@@ -193,8 +193,8 @@ class PubSub:
         if msg_id is not None:
             if not is_name(msg_id, MAX_MSG_ID_BYTES):
                 raise InvalidArgument(
-                    f"msgId must be a name of 1 to {MAX_MSG_ID_BYTES} UTF-8 bytes without control characters: {msg_id!r}",
                     "INVALID_FRAME",
+                    f"msgId must be a name of 1 to {MAX_MSG_ID_BYTES} UTF-8 bytes without control characters: {msg_id!r}",
                 )
             message["msgId"] = msg_id
         message["traceparent"] = outgoing_traceparent(opts.get("traceparent"))
@@ -209,7 +209,7 @@ class PubSub:
 
     async def request(self, type_: str, payload: Any = None, timeout: Optional[float] = None) -> Event:
         if not is_valid_topic(type_):
-            raise InvalidArgument(f"invalid event type: {type_!r}", "INVALID_TOPIC")
+            raise InvalidArgument("INVALID_TOPIC", f"invalid event type: {type_!r}")
         limit = self.request_timeout if timeout is None else timeout
         inbox = await self._ensure_inbox()
         correlation = uuid.uuid4().hex
@@ -228,7 +228,7 @@ class PubSub:
     async def reply(self, event: Event, payload: Any) -> None:
         reply_to = event.get("replyTo")
         if not reply_to:
-            raise InvalidArgument("the event has no replyTo: nobody waits for a reply", "INVALID_FRAME")
+            raise InvalidArgument("INVALID_FRAME", "the event has no replyTo: nobody waits for a reply")
         await self.publish(reply_to, payload, correlationId=event.get("correlationId"))
 
     async def respond(self, topic: str, handler: EventHandler) -> None:

@@ -1,7 +1,8 @@
 """The connection layer: one WebSocket to ``/bus`` that reconnects with
-backoff and jitter; what it sends goes through the ``Outbox`` (bounded
-buffer while disconnected, receipts). It knows nothing of topics or queues:
-the layers above restore their state through ``hooks.restore``."""
+backoff and jitter and keeps itself alive; what it sends goes through the
+``Outbox`` (bounded buffer while disconnected, receipts). It knows nothing of
+topics or queues: the layers above restore their state through
+``hooks.restore``."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ import random
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .contract import CLOSE_GRACE, STABLE_CONNECTION, WELCOME_WAIT
 from .errors import BrokerError, ClientClosed, ConnectFailed
 from .outbox import Outbox
-from .websocket import Connection, ConnectionClosed, connect
+from .websocket import Connection, ConnectionClosed, connect, drop
 
 log = logging.getLogger("brainstem")
 
 Listener = Callable[..., Any]
+
+_PING = json.dumps({"action": "ping"})
 
 class TransportHooks(Protocol):
     """What the layers above give the transport: they own subscriptions, pulls and leases."""
@@ -63,9 +67,13 @@ class Transport:
         self.live = False
         self.closing = False
         self.generation = 0
+        # Attempts since the last connection that lasted: the backoff's exponent.
+        self._attempt = 0
+        self._opened_at = 0.0
+        self._last_received = 0.0
         self._background: set[asyncio.Task[Any]] = set()
         self._runner: Optional[asyncio.Task[None]] = None
-        self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "revoked": [], "error": []}
+        self._listeners: Dict[str, List[Listener]] = {"connected": [], "disconnected": [], "reconnecting": [], "revoked": [], "error": []}
 
     @property
     def buffered_frames(self) -> int:
@@ -76,7 +84,7 @@ class Transport:
 
     def on(self, name: str, listener: Listener) -> None:
         if name not in self._listeners:
-            raise ValueError(f"unknown listener {name!r}: expected connected, disconnected, revoked or error")
+            raise ValueError(f"unknown listener {name!r}: expected connected, disconnected, reconnecting, revoked or error")
         self._listeners[name].append(listener)
 
     def emit(self, name: str, *args: Any) -> None:
@@ -109,7 +117,6 @@ class Transport:
         if self._runner is not None and not self._runner.done():
             return
         self.closing = False
-        delay = self.backoff_initial
         while True:
             try:
                 await self._open()
@@ -117,10 +124,9 @@ class Transport:
             except Exception as err:
                 if not retry:
                     raise ConnectFailed(f"cannot connect to {self.url}: {err}") from err
-                if delay == self.backoff_initial:
+                if self._attempt == 0:
                     log.warning("cannot connect to %s (%s): retrying", self.url, err)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self.backoff_max)
+            await asyncio.sleep(self._next_delay())
         self._runner = asyncio.create_task(self._run(), name="brainstem-reader")
 
     async def close(self) -> None:
@@ -153,17 +159,35 @@ class Transport:
             query.setdefault("pid", str(self.pid))
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
+    def _next_delay(self) -> float:
+        """The wait before the next attempt; emits ``reconnecting``."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(self._attempt, 30))
+        # Equal jitter: never below half the ceiling, so a restarting gateway
+        # is not hammered, and spread over the other half, so many services
+        # do not return in step.
+        delay = ceiling / 2 + random.random() * ceiling / 2
+        self._attempt += 1
+        self.emit("reconnecting", {"attempt": self._attempt, "delay": delay})
+        return delay
+
     async def _open(self) -> None:
-        ws = await connect(self.connect_url(), open_timeout=self.open_timeout, keepalive=self.keepalive, close_timeout=2)
+        ws = await connect(self.connect_url(), open_timeout=self.open_timeout, close_timeout=CLOSE_GRACE)
         try:
-            first = await asyncio.wait_for(ws.recv(), self.open_timeout)
+            # Cancelling recv() loses nothing: a late welcome is read by the reader.
+            first: Optional[Union[str, bytes]] = await asyncio.wait_for(ws.recv(), WELCOME_WAIT)
+        except asyncio.TimeoutError:
+            # A server that sends no welcome (not this gateway) works all the same, without a clientId.
+            first = None
         except BaseException:
             await ws.close()
             raise
         self.ws = ws
+        self.welcome = None
         self.generation += 1
         generation = self.generation
-        self._receive(first)
+        self._opened_at = self._last_received = asyncio.get_running_loop().time()
+        if first is not None:
+            self._receive(first)
         try:
             await self._restore(ws, generation)
         except ConnectionClosed:
@@ -187,11 +211,17 @@ class Transport:
             ws = self.ws
             # Started, and restarted, only once _open has set it.
             assert ws is not None
+            keepalive = asyncio.create_task(self._keep_alive(ws), name="brainstem-keepalive") if self.keepalive > 0 else None
             try:
                 async for raw in ws:
                     self._receive(raw)
             except ConnectionClosed:
                 pass
+            finally:
+                if keepalive is not None:
+                    keepalive.cancel()
+            if asyncio.get_running_loop().time() - self._opened_at >= STABLE_CONNECTION:
+                self._attempt = 0
             self._on_disconnect(ws.close_code)
             if self.closing or not self.reconnect:
                 return
@@ -200,10 +230,8 @@ class Transport:
                 return
 
     async def _reopen(self) -> None:
-        delay = self.backoff_initial
         while not self.closing:
-            # Full jitter, so that many services do not return in step.
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            await asyncio.sleep(self._next_delay())
             if self.closing:
                 return
             try:
@@ -211,7 +239,30 @@ class Transport:
                 return
             except Exception as err:
                 log.debug("reconnect to %s failed: %s", self.url, err)
-                delay = min(delay * 2, self.backoff_max)
+
+    async def _keep_alive(self, ws: Connection) -> None:
+        """Pings after ``keepalive`` seconds of silence, drops the connection after twice as long.
+
+        An application ping, not the WebSocket protocol's: the TypeScript
+        client must use it (browsers cannot send protocol pings), so both
+        clients keep one behaviour; it goes only after silence (any frame
+        counts as life); and its pong comes from the gateway's frame
+        handling, the path receipts and events take, rather than from the
+        WebSocket library alone.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.01, self.keepalive / 2))
+            silent = loop.time() - self._last_received
+            if silent >= 2 * self.keepalive:
+                log.warning("the gateway at %s stopped answering: dropping the connection", self.url)
+                drop(ws)
+                return
+            if silent >= self.keepalive:
+                try:
+                    await ws.send(_PING)
+                except ConnectionClosed:
+                    return
 
     def _on_disconnect(self, code: Optional[int]) -> None:
         was_live = self.live
@@ -225,6 +276,7 @@ class Transport:
 
     def _receive(self, raw: Union[str, bytes]) -> None:
         """One frame from the gateway: nothing in it stops the reader."""
+        self._last_received = asyncio.get_running_loop().time()
         frame = self._parse(raw)
         if frame is None:
             return
@@ -263,7 +315,7 @@ class Transport:
             self.welcome = frame["welcome"]
 
     def _on_error(self, frame: Dict[str, Any], key: Optional[str]) -> None:
-        error = BrokerError(str(frame.get("error")), str(frame.get("code", "ERROR")))
+        error = BrokerError(str(frame.get("code", "ERROR")), str(frame.get("error")))
         if key is not None and self.outbox.settle(key, None, error):
             return
         if key is not None and self.hooks.on_answer(key, error):

@@ -10,13 +10,14 @@ of the client opens connections with ``connect`` and uses what
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, AsyncIterator, Callable, Dict, Optional, Protocol, Tuple, Union
 
 from websockets.exceptions import ConnectionClosed
 from websockets.version import version as _installed
 
-__all__ = ["Connection", "ConnectionClosed", "connect", "describe"]
+__all__ = ["Connection", "ConnectionClosed", "connect", "describe", "drop"]
 
 
 def _version(text: str) -> Tuple[int, int]:
@@ -51,13 +52,17 @@ class Connection(Protocol):
     def __aiter__(self) -> AsyncIterator[Union[str, bytes]]: ...
 
 
-async def connect(url: str, *, open_timeout: float, keepalive: Optional[float], close_timeout: float) -> Connection:
-    """Opens a connection: no size limit on what arrives (the gateway bounds it), no compression, pings every ``keepalive`` seconds."""
+async def connect(url: str, *, open_timeout: float, close_timeout: float) -> Connection:
+    """Opens a connection: no size limit on what arrives (the gateway bounds it), no compression.
+
+    No protocol pings either: the transport keeps the connection alive with
+    the application's ``ping`` (the gateway's own pings are still answered).
+    """
     options: Dict[str, Any] = {
         "open_timeout": open_timeout,
         "max_size": None,
-        "ping_interval": keepalive,
-        "ping_timeout": keepalive,
+        "ping_interval": None,
+        "ping_timeout": None,
         "close_timeout": close_timeout,
         "compression": None,
     }
@@ -68,6 +73,14 @@ async def connect(url: str, *, open_timeout: float, keepalive: Optional[float], 
         options["proxy"] = None
     connection: Connection = await _connect(url, **options)
     return connection
+
+
+def drop(connection: Connection) -> None:
+    """Ends the connection at once, without a closing handshake (the peer stopped answering): the reader sees it closed, code 1006."""
+    # Both clients' connections keep their asyncio transport there.
+    transport: Optional[asyncio.Transport] = getattr(connection, "transport", None)
+    if transport is not None:
+        transport.abort()
 
 
 def describe() -> str:

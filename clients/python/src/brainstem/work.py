@@ -24,7 +24,7 @@ log = logging.getLogger("brainstem")
 
 def _check_queue(queue: str) -> None:
     if not is_valid_queue_name(queue):
-        raise InvalidArgument(f"invalid queue name: {queue!r}", "INVALID_QUEUE")
+        raise InvalidArgument("INVALID_QUEUE", f"invalid queue name: {queue!r}")
 
 
 class Work:
@@ -99,7 +99,7 @@ class Work:
         reply_to = (opts or {}).get("replyTo")
         if on_progress is not None:
             if not reply_to:
-                raise InvalidArgument("on_progress needs replyTo: progress is published to REPLYTO.progress", "INVALID_FRAME")
+                raise InvalidArgument("INVALID_FRAME", "on_progress needs replyTo: progress is published to REPLYTO.progress")
             await self._progress.prepare(reply_to)
         receipt = await self.transport.call(frame)
         task_id = str(receipt.get("taskId"))
@@ -162,7 +162,7 @@ class Work:
             return
         if lease.revoke_reason is not None:
             message = f"task {key} was revoked by the gateway ({lease.revoke_reason})"
-            raise LeaseLost(message) if revoked_code == "LEASE_LOST" else BrokerError(message, revoked_code)
+            raise LeaseLost(message) if revoked_code == "LEASE_LOST" else BrokerError(revoked_code, message)
         held_on = lease.generation
         if held_on != self.transport.generation or not self.transport.live:
             raise LeaseLost(f"task {key} came on a connection that closed: the gateway gave it back to the queue")
@@ -170,7 +170,7 @@ class Work:
     async def work(self, queue: str, handler: TaskHandler, concurrency: int = 1) -> "Worker":
         _check_queue(queue)
         if concurrency < 1:
-            raise InvalidArgument("concurrency must be at least 1", "INVALID_FRAME")
+            raise InvalidArgument("INVALID_FRAME", "concurrency must be at least 1")
         if self.transport.closing:
             raise ClientClosed()
         worker = Worker(self, queue, handler, concurrency)
@@ -205,7 +205,7 @@ class Work:
             with handling(task.get("traceparent")):
                 self.transport.spawn(call_task_handler(self.task_handler, task), f"task handler for {queue}")
         else:
-            error = BrokerError(f"task {task.get('id')} of {queue} arrived with no handler: handed back", "UNKNOWN_TASK")
+            error = BrokerError("UNKNOWN_TASK", f"task {task.get('id')} of {queue} arrived with no handler: handed back")
             log.warning("%s", error)
             self.transport.emit("error", error)
             self.hand_back(task, "no handler for this task")

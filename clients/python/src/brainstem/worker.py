@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Dict, List, Optional, Protocol
 
+from .contract import PULL_RETRY_CODES, pull_retry_delay
 from .errors import BrokerError, ConnectionLost
 from .leases import LeasedTask
 from .pulls import Pull
@@ -65,8 +66,8 @@ class Worker:
         ]
 
     async def _slot(self, index: int) -> None:
-        transport = self.work.transport
-        refused_delay = transport.backoff_initial
+        # Pulls refused since one last brought a task: the retry delay doubles with each.
+        refused_in_row = 0
         while not self._stopping:
             future: "asyncio.Future[Task]" = asyncio.get_running_loop().create_future()
             try:
@@ -80,12 +81,16 @@ class Worker:
                 return
             except BrokerError as err:
                 log.warning("pull from %s refused (%s): %s", self.queue, err.code, err)
-                await asyncio.sleep(refused_delay)
-                refused_delay = min(refused_delay * 2, transport.backoff_max)
+                self.work.transport.emit("error", BrokerError(err.code, f"pull from {self.queue} refused: {err}"))
+                if err.code not in PULL_RETRY_CODES:
+                    # Asking again would be refused again: this slot's credit is given up.
+                    return
+                await asyncio.sleep(pull_retry_delay(refused_in_row))
+                refused_in_row += 1
                 continue
             finally:
                 self._waiting.pop(index, None)
-            refused_delay = transport.backoff_initial
+            refused_in_row = 0
             await self._process(task)
 
     async def _process(self, task: Task) -> None:
