@@ -1,5 +1,6 @@
 import { buildApp, type BrainstemApp } from '../app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { EvictionGc } from './eviction-gc.js';
 import { YoungGenerationTrim } from './young-generation-trim.js';
 
 /**
@@ -53,9 +54,14 @@ export async function startGateway(env: Record<string, string | undefined> = pro
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   // Start-up grew V8's young generation; so will each wave of connections.
   const trim = new YoungGenerationTrim();
-  app.addHook('onClose', async () => trim.stop());
+  const evictionGc = new EvictionGc({ live: () => app.queues.liveQueueCount });
+  app.addHook('onClose', async () => {
+    trim.stop();
+    evictionGc.stop();
+  });
   await app.listen({ port: config.port, host: config.host });
   trim.start();
+  evictionGc.start();
   // PM2's `wait_ready`: the process counts as up once it listens, not once it is spawned.
   process.send?.('ready');
   return app;

@@ -1,5 +1,5 @@
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { v8Gc } from './v8-gc.js';
 
 /** How often the young generation is looked at. */
 const TICK_MS = 500;
@@ -49,7 +49,7 @@ export class YoungGenerationTrim {
 
   constructor(options: YoungGenerationTrimOptions = {}) {
     this.read = options.read ?? readYoungGeneration;
-    this.collect = options.collect ?? minorGc();
+    this.collect = options.collect ?? v8Gc('minor');
     this.lastUsed = this.read().used;
   }
 
@@ -79,15 +79,4 @@ export class YoungGenerationTrim {
 function readYoungGeneration(): YoungGeneration {
   const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
   return { size: space?.space_size ?? 0, used: space?.space_used_size ?? 0 };
-}
-
-/**
- * V8's `gc` function, taken from a context created while --expose-gc is on;
- * the flag is turned off again, so no other context (nor this one's global) gets it.
- */
-function minorGc(): () => void {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as (options: { type: 'minor' }) => void;
-  setFlagsFromString('--no-expose-gc');
-  return () => gc({ type: 'minor' });
 }

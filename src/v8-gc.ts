@@ -1,0 +1,15 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+export type GcType = 'minor' | 'major';
+
+/**
+ * V8's `gc` function, taken from a context created while --expose-gc is on;
+ * the flag is turned off again, so no other context (nor this one's global) gets it.
+ */
+export function v8Gc(type: GcType): () => void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as (options: { type: GcType }) => void;
+  setFlagsFromString('--no-expose-gc');
+  return () => gc({ type });
+}
