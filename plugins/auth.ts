@@ -1,6 +1,7 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { OPEN_PRINCIPAL, type Principal } from '../src/bus/principal.js';
+import { BusError } from '../src/bus/protocol.js';
 import { describeRequirement, requirementFor, satisfies, type DeclaredAccess } from '../src/edge/access-policy.js';
 import type { TokenSpec } from '../src/edge/edge-config.js';
 import { judgeBrowser, type BrowserPolicy } from '../src/edge/request-origin.js';
@@ -61,12 +62,9 @@ function isCorsPreflight(request: FastifyRequest): boolean {
     && request.headers['access-control-request-method'] !== undefined;
 }
 
-export function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: string; code: string }): FastifyReply {
-  // A refused WebSocket upgrade answers on the raw socket, which no HTTP
-  // machinery owns any more: close it once the answer is out, or it would
-  // stay open and hold app.close() forever.
-  if (request.headers.upgrade !== undefined) reply.raw.once('finish', () => request.raw.socket.destroy());
-  return reply.send(body);
+/** The refusal of a request with no token, or an unknown one, where tokens are configured. */
+export function tokenRefusal(presented: string | null): BusError {
+  return new BusError('UNAUTHORIZED', presented === null ? 'a token is required (Authorization: Bearer or ?token=)' : 'unknown token');
 }
 
 /**
@@ -87,7 +85,7 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     const verdict = judgeBrowser(browsers, request.headers.origin, request.headers.host);
     if (!verdict.ok) {
       request.log.info({ origin: request.headers.origin, host: request.headers.host }, 'refused: foreign origin or host');
-      return refuse(request, reply.code(403), { error: verdict.message, code: 'FORBIDDEN' });
+      throw new BusError('FORBIDDEN', verdict.message);
     }
     // Without a CORS section nobody answers preflights: the gateway does,
     // with no CORS headers (the browser gives up), and nothing goes upstream.
@@ -101,10 +99,10 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     return;
   }
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', async (request) => {
     const tokens = presentedTokens(request);
     if (tokens.length > 1) {
-      return refuse(request, reply.code(400), { error: 'more than one token: give it once, in the Authorization header or in ?token=', code: 'INVALID_FRAME' });
+      throw new BusError('INVALID_FRAME', 'more than one token: give it once, in the Authorization header or in ?token=');
     }
     const presented = tokens[0] ?? null;
     const principal = presented === null ? null : table.resolve(presented);
@@ -121,14 +119,11 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     if (requirement.kind === 'open') return;
     if (principal === null) {
       request.log.info({ url: request.routeOptions.url, reason: presented === null ? 'missing' : 'unknown' }, 'refused: no valid token');
-      return refuse(request, reply.code(401).header('www-authenticate', 'Bearer'), {
-        error: presented === null ? 'a token is required (Authorization: Bearer or ?token=)' : 'unknown token',
-        code: 'UNAUTHORIZED',
-      });
+      throw tokenRefusal(presented);
     }
     if (!satisfies(principal, requirement)) {
       request.log.info({ url: request.routeOptions.url, token: principal.name }, 'refused: token lacks the right');
-      return refuse(request, reply.code(403), { error: describeRequirement(requirement), code: 'FORBIDDEN' });
+      throw new BusError('FORBIDDEN', describeRequirement(requirement));
     }
   });
 }, { name: 'brainstem-auth' });

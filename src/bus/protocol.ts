@@ -1,25 +1,13 @@
-/** Frame shapes and error codes of the /bus wire protocol, version 2 (version 1 stays valid: everything in 2 is added). */
+/** Frame shapes of the /bus wire protocol, version 2 (version 1 stays valid: everything in 2 is added); its error codes are in src/protocol/error-codes.ts. */
+import type { ErrorCode } from '../protocol/error-codes.js';
+
 export const PROTOCOL_VERSION = 2;
 
-export type ErrorCode =
-  | 'INVALID_JSON'
-  | 'UNKNOWN_ACTION'
-  | 'INVALID_FRAME'
-  | 'INVALID_TOPIC'
-  | 'INVALID_QUEUE'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'UNKNOWN_TASK'
-  | 'FORBIDDEN'
-  | 'UNAVAILABLE'
-  | 'RATE_LIMITED'
-  | 'NO_RESPONDERS'
-  | 'NOT_RETAINED'
-  /** The gateway failed on the frame (a bug, logged): the frame was not processed; the connection stays open. */
-  | 'INTERNAL'
-  /** QUEUE_MAX_LIVE or QUEUE_MAX_PER_CONNECTION reached: the queue name was not opened. */
-  | 'TOO_MANY_QUEUES';
-
-/** A refused frame: sent to the client as `{error, code, id?}`. */
+/**
+ * A refused frame or request, with a code of the registry: sent as
+ * `{error, code, id?}` on the bus, as `{error, code}` with the code's
+ * status over HTTP (the app's error handler).
+ */
 export class BusError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
     super(message);
@@ -61,12 +49,3 @@ export interface PublishedMessage {
   traceparent?: unknown;
   msgId?: unknown;
 }
-
-/** WebSocket close codes the gateway uses. */
-export const CloseCode = {
-  GOING_AWAY: 1001,
-  POLICY_VIOLATION: 1008,
-  MESSAGE_TOO_BIG: 1009,
-  /** The connection's process stopped beating: its tasks were revoked (v2 §3). */
-  HEARTBEAT_LAPSED: 4001,
-} as const;
