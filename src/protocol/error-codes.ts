@@ -50,7 +50,7 @@ const entries = {
   },
   NO_RESPONDERS: {
     http: 400,
-    meaning: 'A `publish` with `replyTo` and an `id` that no subscription on any gateway of the cluster matches: delivered to no one (bus only).',
+    meaning: 'A `publish` with `replyTo` and an `id` that no subscription on any gateway of the cluster matches: delivered to no one (bus only; a publish without `id` or `replyTo` to nobody is no error).',
   },
   NOT_RETAINED: { http: 400, meaning: '`since` or `last` on a pattern that no retention rule covers.' },
   INTERNAL: { http: 500, meaning: 'The gateway failed on the frame or request (a bug, logged): it was not processed; the connection stays open.' },
