@@ -72,6 +72,10 @@ export function tokenRefusal(presented: string | null): BusError {
  * handler and before a WebSocket upgrade, and refuses what the caller may
  * not reach: 401 for a missing or unknown token, 403 for a known token
  * without the right. Per-frame rights on /bus are checked by the actions.
+ * A refusal is sent to the error handler at once rather than thrown: a
+ * rejected hook reaches it only after the parser has read the rest of the
+ * packet, and bytes a sloppy client sent after its headers (a preflight
+ * with a body and no length) would have the connection cut with a 400 first.
  */
 export default fp<AuthOptions>(async function authPlugin(app, options) {
   const table = new TokenTable(options.tokens ?? []);
@@ -85,7 +89,7 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     const verdict = judgeBrowser(browsers, request.headers.origin, request.headers.host);
     if (!verdict.ok) {
       request.log.info({ origin: request.headers.origin, host: request.headers.host }, 'refused: foreign origin or host');
-      throw new BusError('FORBIDDEN', verdict.message);
+      return reply.send(new BusError('FORBIDDEN', verdict.message));
     }
     // Without a CORS section nobody answers preflights: the gateway does,
     // with no CORS headers (the browser gives up), and nothing goes upstream.
@@ -99,10 +103,10 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     return;
   }
 
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     const tokens = presentedTokens(request);
     if (tokens.length > 1) {
-      throw new BusError('INVALID_FRAME', 'more than one token: give it once, in the Authorization header or in ?token=');
+      return reply.send(new BusError('INVALID_FRAME', 'more than one token: give it once, in the Authorization header or in ?token='));
     }
     const presented = tokens[0] ?? null;
     const principal = presented === null ? null : table.resolve(presented);
@@ -119,11 +123,11 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     if (requirement.kind === 'open') return;
     if (principal === null) {
       request.log.info({ url: request.routeOptions.url, reason: presented === null ? 'missing' : 'unknown' }, 'refused: no valid token');
-      throw tokenRefusal(presented);
+      return reply.send(tokenRefusal(presented));
     }
     if (!satisfies(principal, requirement)) {
       request.log.info({ url: request.routeOptions.url, token: principal.name }, 'refused: token lacks the right');
-      throw new BusError('FORBIDDEN', describeRequirement(requirement));
+      return reply.send(new BusError('FORBIDDEN', describeRequirement(requirement)));
     }
   });
 }, { name: 'brainstem-auth' });

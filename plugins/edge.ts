@@ -137,7 +137,7 @@ function keepProxiedUpgradesToTheProxy(app: FastifyInstance, prefixes: readonly 
 function limitConnectionsPerClient(app: FastifyInstance, maxPerClient: number): void {
   if (maxPerClient === 0) return;
   const quota = new ConnectionQuota(maxPerClient);
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     if (request.headers.upgrade === undefined) return;
     const keys = [`address:${request.ip}`];
     if (request.principal.name !== null) keys.push(`token:${request.principal.name}`);
@@ -145,7 +145,8 @@ function limitConnectionsPerClient(app: FastifyInstance, maxPerClient: number): 
     if ('full' in taken) {
       request.log.info({ over: taken.full }, 'refused: too many connections');
       const by = taken.full.startsWith('token:') ? 'this token' : 'this address';
-      throw new BusError('RATE_LIMITED', `too many connections from ${by}: at most ${maxPerClient} open at once`);
+      // Sent at once, as the auth hook's refusals are (see plugins/auth.ts).
+      return reply.send(new BusError('RATE_LIMITED', `too many connections from ${by}: at most ${maxPerClient} open at once`));
     }
     request.raw.socket.once('close', taken.release);
   });
