@@ -1,4 +1,4 @@
-import Fastify, { type FastifyError, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import authPlugin from './plugins/auth.js';
 import busPlugin from './plugins/bus.js';
@@ -15,15 +15,14 @@ import dashboardRoutes from './routes/dashboard.js';
 import heartbeatRoutes from './routes/heartbeat.js';
 import metricsRoutes from './routes/metrics.js';
 import healthRoutes from './routes/health.js';
-import { errorReply } from './routes/errors.js';
+import { errorHandler, routeNotFound } from './routes/errors.js';
 import queueRoutes from './routes/queues.js';
 import taskStreamRoutes from './routes/task-streams.js';
 import { defaultConfig, type Config } from './src/config.js';
 import { assertSafeBinding } from './src/edge/bind-check.js';
 import { loadEdgeConfig, type EdgeConfig } from './src/edge/edge-config.js';
-import { BusError } from './src/bus/protocol.js';
 import { HealthRegistry } from './src/health.js';
-import { createRedactor, redactTokensInText } from './src/redaction.js';
+import { createRedactor } from './src/redaction.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -37,14 +36,6 @@ export interface BuildOptions extends Partial<Config> {
   /** The edge config itself (tests); otherwise read from `configPath`. */
   edge?: EdgeConfig;
 }
-
-/** Codes Fastify gives its own client errors, mapped to the protocol's. */
-const FASTIFY_CODES: Record<string, string> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
-  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'INVALID_FRAME',
-};
 
 /** Node's overdue-request checks: often enough that a timeout is enforced within a quarter of itself. */
 function timeoutChecks(requestTimeoutMs: number): { connectionsCheckingInterval?: number; headersTimeout?: number } {
@@ -86,22 +77,8 @@ export async function buildApp(options: BuildOptions = {}) {
   app.decorate('health', new HealthRegistry(redact));
 
   // Every error leaves as `{error, code}`, the same shape as on the bus.
-  app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err.validation) return reply.code(400).send({ error: err.message, code: 'INVALID_FRAME' });
-    if (err instanceof BusError) return errorReply(reply, err);
-    const status = err.statusCode ?? 500;
-    if (status < 500) {
-      return reply.code(status).send({ error: err.message, code: FASTIFY_CODES[err.code] ?? err.code ?? 'INVALID_FRAME' });
-    }
-    request.log.error({ err }, 'request failed');
-    return reply.code(status).send({ error: 'internal error', code: 'INTERNAL' });
-  });
-
-  // Fastify's own 404 quotes the URL, token included.
-  app.setNotFoundHandler((request, reply) => reply.code(404).send({
-    error: `Route ${request.method}:${redactTokensInText(request.url)} not found`,
-    code: 'NOT_FOUND',
-  }));
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(routeNotFound);
 
   await app.register(authPlugin, { tokens: edge.tokens, corsOrigins: edge.corsOrigins, hosts: edge.hosts });
   if (config.insecure && edge.tokens.length === 0) app.log.warn({ host: config.host }, 'BRAINSTEM_INSECURE: no tokens, anyone who can reach the gateway has full access');

@@ -1,6 +1,7 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { OPEN_PRINCIPAL, type Principal } from '../src/bus/principal.js';
+import { BusError } from '../src/bus/protocol.js';
 import { describeRequirement, requirementFor, satisfies, type DeclaredAccess } from '../src/edge/access-policy.js';
 import type { TokenSpec } from '../src/edge/edge-config.js';
 import { judgeBrowser, type BrowserPolicy } from '../src/edge/request-origin.js';
@@ -61,12 +62,9 @@ function isCorsPreflight(request: FastifyRequest): boolean {
     && request.headers['access-control-request-method'] !== undefined;
 }
 
-export function refuse(request: FastifyRequest, reply: FastifyReply, body: { error: string; code: string }): FastifyReply {
-  // A refused WebSocket upgrade answers on the raw socket, which no HTTP
-  // machinery owns any more: close it once the answer is out, or it would
-  // stay open and hold app.close() forever.
-  if (request.headers.upgrade !== undefined) reply.raw.once('finish', () => request.raw.socket.destroy());
-  return reply.send(body);
+/** The refusal of a request with no token, or an unknown one, where tokens are configured. */
+export function tokenRefusal(presented: string | null): BusError {
+  return new BusError('UNAUTHORIZED', presented === null ? 'a token is required (Authorization: Bearer or ?token=)' : 'unknown token');
 }
 
 /**
@@ -74,6 +72,10 @@ export function refuse(request: FastifyRequest, reply: FastifyReply, body: { err
  * handler and before a WebSocket upgrade, and refuses what the caller may
  * not reach: 401 for a missing or unknown token, 403 for a known token
  * without the right. Per-frame rights on /bus are checked by the actions.
+ * A refusal is sent to the error handler at once rather than thrown: a
+ * rejected hook reaches it only after the parser has read the rest of the
+ * packet, and bytes a sloppy client sent after its headers (a preflight
+ * with a body and no length) would have the connection cut with a 400 first.
  */
 export default fp<AuthOptions>(async function authPlugin(app, options) {
   const table = new TokenTable(options.tokens ?? []);
@@ -87,7 +89,7 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     const verdict = judgeBrowser(browsers, request.headers.origin, request.headers.host);
     if (!verdict.ok) {
       request.log.info({ origin: request.headers.origin, host: request.headers.host }, 'refused: foreign origin or host');
-      return refuse(request, reply.code(403), { error: verdict.message, code: 'FORBIDDEN' });
+      return reply.send(new BusError('FORBIDDEN', verdict.message));
     }
     // Without a CORS section nobody answers preflights: the gateway does,
     // with no CORS headers (the browser gives up), and nothing goes upstream.
@@ -104,7 +106,7 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
   app.addHook('onRequest', async (request, reply) => {
     const tokens = presentedTokens(request);
     if (tokens.length > 1) {
-      return refuse(request, reply.code(400), { error: 'more than one token: give it once, in the Authorization header or in ?token=', code: 'INVALID_FRAME' });
+      return reply.send(new BusError('INVALID_FRAME', 'more than one token: give it once, in the Authorization header or in ?token='));
     }
     const presented = tokens[0] ?? null;
     const principal = presented === null ? null : table.resolve(presented);
@@ -121,14 +123,11 @@ export default fp<AuthOptions>(async function authPlugin(app, options) {
     if (requirement.kind === 'open') return;
     if (principal === null) {
       request.log.info({ url: request.routeOptions.url, reason: presented === null ? 'missing' : 'unknown' }, 'refused: no valid token');
-      return refuse(request, reply.code(401).header('www-authenticate', 'Bearer'), {
-        error: presented === null ? 'a token is required (Authorization: Bearer or ?token=)' : 'unknown token',
-        code: 'UNAUTHORIZED',
-      });
+      return reply.send(tokenRefusal(presented));
     }
     if (!satisfies(principal, requirement)) {
       request.log.info({ url: request.routeOptions.url, token: principal.name }, 'refused: token lacks the right');
-      return refuse(request, reply.code(403), { error: describeRequirement(requirement), code: 'FORBIDDEN' });
+      return reply.send(new BusError('FORBIDDEN', describeRequirement(requirement)));
     }
   });
 }, { name: 'brainstem-auth' });

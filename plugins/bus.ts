@@ -8,9 +8,11 @@ import type { BusConnection } from '../src/bus/bus-connection.js';
 import { BusRouter } from '../src/bus/bus-router.js';
 import { FrameDispatcher } from '../src/bus/frame-dispatcher.js';
 import { FrameRateLimiter } from '../src/bus/frame-rate-limiter.js';
-import { CloseCode, PROTOCOL_VERSION } from '../src/bus/protocol.js';
+import { PROTOCOL_VERSION } from '../src/bus/protocol.js';
 import { registerPubSubActions } from '../src/bus/pubsub-actions.js';
 import type { Config } from '../src/config.js';
+import { CloseCode } from '../src/protocol/close-codes.js';
+import type { ErrorReply } from '../src/protocol/error-codes.js';
 import { releaseUpgrade, tcpSocketOf } from '../src/streams/ws-adapter.js';
 
 export interface Bus {

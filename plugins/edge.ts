@@ -9,12 +9,13 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Principal } from '../src/bus/principal.js';
+import { BusError } from '../src/bus/protocol.js';
 import { isLoopbackHost } from '../src/edge/bind-check.js';
 import { ConnectionQuota } from '../src/edge/connection-quota.js';
 import type { EdgeConfig, ProxyRoute } from '../src/edge/edge-config.js';
 import { headersWithoutToken, queryWithoutToken } from '../src/edge/gateway-credentials.js';
 import { packageRoot } from '../src/edge/package-root.js';
-import { presentedToken, refuse, type TokenCarrier } from './auth.js';
+import { presentedToken, type TokenCarrier } from './auth.js';
 
 export interface EdgeOptions {
   edge: EdgeConfig;
@@ -22,13 +23,6 @@ export interface EdgeOptions {
 
 /** How long an upstream may take to accept a connection before it counts as down. */
 const UPSTREAM_CONNECT_TIMEOUT_MS = 5000;
-
-class RateLimitedError extends Error {
-  readonly code = 'RATE_LIMITED';
-  constructor(readonly statusCode: number, message: string) {
-    super(message);
-  }
-}
 
 /** The token the gateway accepted for this request, if any (it never goes upstream). */
 function gatewayToken(request: TokenCarrier & { principal: Principal }): string | null {
@@ -38,10 +32,10 @@ function gatewayToken(request: TokenCarrier & { principal: Principal }): string 
 function upstreamFailed(reply: FastifyReply, error: Error, route: ProxyRoute): void {
   const timedOut = (error as { statusCode?: number }).statusCode === 504;
   reply.request.log.warn({ err: error, prefix: route.prefix, upstream: route.upstream }, 'upstream failed');
-  void reply.code(timedOut ? 504 : 502).send({
-    error: timedOut ? `the service behind ${route.prefix} did not answer in time` : `the service behind ${route.prefix} is unavailable`,
-    code: timedOut ? 'GATEWAY_TIMEOUT' : 'BAD_GATEWAY',
-  });
+  // The proxy answers through this callback: an error sent here goes to the app's error handler.
+  void reply.send(timedOut
+    ? new BusError('GATEWAY_TIMEOUT', `the service behind ${route.prefix} did not answer in time`)
+    : new BusError('BAD_GATEWAY', `the service behind ${route.prefix} is unavailable`));
 }
 
 /**
@@ -52,11 +46,11 @@ function upstreamFailed(reply: FastifyReply, error: Error, route: ProxyRoute): v
 function serviceGate(app: FastifyInstance, service: string) {
   const retryAfter = String(Math.max(1, Math.ceil(app.config.heartbeatCheckIntervalMs / 1000)));
   // Callback style: the proxy's preHandler type has no async form.
-  return function gate(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  return function gate(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
     if (app.heartbeat.isAlive(service)) return done();
     request.log.info({ service }, 'refused: service down');
-    void reply.code(503).header('retry-after', retryAfter)
-      .send({ error: `no instance of ${service} is alive (it sends no heartbeat); retry later`, code: 'SERVICE_DOWN' });
+    reply.header('retry-after', retryAfter);
+    done(new BusError('SERVICE_DOWN', `no instance of ${service} is alive (it sends no heartbeat); retry later`));
   };
 }
 
@@ -151,7 +145,8 @@ function limitConnectionsPerClient(app: FastifyInstance, maxPerClient: number): 
     if ('full' in taken) {
       request.log.info({ over: taken.full }, 'refused: too many connections');
       const by = taken.full.startsWith('token:') ? 'this token' : 'this address';
-      return refuse(request, reply.code(429), { error: `too many connections from ${by}: at most ${maxPerClient} open at once`, code: 'RATE_LIMITED' });
+      // Sent at once, as the auth hook's refusals are (see plugins/auth.ts).
+      return reply.send(new BusError('RATE_LIMITED', `too many connections from ${by}: at most ${maxPerClient} open at once`));
     }
     request.raw.socket.once('close', taken.release);
   });
@@ -173,7 +168,7 @@ export default fp<EdgeOptions>(async function edgePlugin(app, { edge }) {
       timeWindow: 60_000,
       ...(config.httpRateLimitLoopback ? {} : { allowList: (request: FastifyRequest) => isLoopbackHost(request.ip) }),
       errorResponseBuilder: (_request, context) =>
-        new RateLimitedError(context.statusCode, `rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`),
+        new BusError('RATE_LIMITED', `rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`),
     });
   }
 

@@ -7,7 +7,7 @@ import { defaultEcosystemPath, loadInstanceLimits, type LoadedLimits } from '../
 import { forgetProcessSamples, isLoopback } from '../src/heartbeat/process-metrics.js';
 import { RedisHeartbeatStore } from '../src/heartbeat/redis-heartbeat-store.js';
 import type { BusConnection } from '../src/bus/bus-connection.js';
-import { CloseCode } from '../src/bus/protocol.js';
+import { CloseCode } from '../src/protocol/close-codes.js';
 import { ProcessLinks } from '../src/heartbeat/process-links.js';
 import { describeServices, type ServiceSources, type ServiceView } from '../src/heartbeat/service-directory.js';
 import { SocketOwnerProofs, type ConnectionEnds } from '../src/heartbeat/socket-owner.js';

@@ -7,7 +7,7 @@ import { publishRefusal } from '../src/bus/principal.js';
 import { BusError } from '../src/bus/protocol.js';
 import { topicProblem } from '../src/bus/topic.js';
 import { MAX_SERVICE_NAME_BYTES, nameProblem, quoted } from '../src/protocol/names.js';
-import { errorReply, ErrorBody } from './errors.js';
+import { ErrorBody } from './errors.js';
 
 const Message = Type.Object({
   type: Type.String(),
@@ -70,18 +70,14 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
   }, async (request, reply) => {
-    try {
-      if (valueNestsDeeperThan(request.body)) throw new BusError('INVALID_FRAME', `message nests deeper than ${MAX_JSON_DEPTH} levels`);
-      const event = normalizeMessage(request.body, request.principal.name ?? 'http', request.principal.name);
-      if (!request.principal.may('publish', event.type)) {
-        throw new BusError('FORBIDDEN', publishRefusal(event.type));
-      }
-      const published = await app.bus.router.publishWithReceipt(event);
-      request.log.debug({ type: event.type, delivered: published.delivered }, 'http publish');
-      return reply.code(202).send({ ok: true as const, ...published });
-    } catch (err) {
-      return errorReply(reply, err);
+    if (valueNestsDeeperThan(request.body)) throw new BusError('INVALID_FRAME', `message nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const event = normalizeMessage(request.body, request.principal.name ?? 'http', request.principal.name);
+    if (!request.principal.may('publish', event.type)) {
+      throw new BusError('FORBIDDEN', publishRefusal(event.type));
     }
+    const published = await app.bus.router.publishWithReceipt(event);
+    request.log.debug({ type: event.type, delivered: published.delivered }, 'http publish');
+    return reply.code(202).send({ ok: true as const, ...published });
   });
 
   app.get('/bus/history', {
@@ -99,19 +95,15 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
         503: ErrorBody,
       },
     },
-  }, async (request, reply) => {
-    try {
-      const { topic, since, last } = request.query;
-      const problem = topicProblem(topic, true);
-      if (problem !== null) throw new BusError('INVALID_TOPIC', `invalid topic: topic ${problem}: ${quoted(topic)}`);
-      if (!request.principal.may('subscribe', topic)) throw new BusError('FORBIDDEN', `not allowed to subscribe to ${topic}`);
-      const { rule, start } = app.history.startOf(topic, since, since === undefined && last === undefined ? DEFAULT_HTTP_LAST : last);
-      const read = await app.history.read(rule, topic, start);
-      const events = read.events.map(({ json, offset }) => ({ ...(JSON.parse(json) as { type: string }), offset }));
-      return { events, offset: read.offset, gap: read.gap };
-    } catch (err) {
-      return errorReply(reply, err);
-    }
+  }, async (request) => {
+    const { topic, since, last } = request.query;
+    const problem = topicProblem(topic, true);
+    if (problem !== null) throw new BusError('INVALID_TOPIC', `invalid topic: topic ${problem}: ${quoted(topic)}`);
+    if (!request.principal.may('subscribe', topic)) throw new BusError('FORBIDDEN', `not allowed to subscribe to ${topic}`);
+    const { rule, start } = app.history.startOf(topic, since, since === undefined && last === undefined ? DEFAULT_HTTP_LAST : last);
+    const read = await app.history.read(rule, topic, start);
+    const events = read.events.map(({ json, offset }) => ({ ...(JSON.parse(json) as { type: string }), offset }));
+    return { events, offset: read.offset, gap: read.gap };
   });
 };
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { presentedToken } from '../plugins/auth.js';
+import { presentedToken, tokenRefusal } from '../plugins/auth.js';
 import { OPEN_PRINCIPAL } from '../src/bus/principal.js';
 import { ErrorBody } from './errors.js';
 
@@ -24,12 +24,11 @@ const Session = Type.Object({
 const dashboardRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/dashboard/session', {
     schema: { response: { 200: Session, 401: ErrorBody } },
-  }, async (request, reply) => {
+  }, async (request) => {
     const { principal } = request;
     const auth = principal !== OPEN_PRINCIPAL;
     if (auth && principal.name === null) {
-      const error = presentedToken(request) === null ? 'a token is required (Authorization: Bearer or ?token=)' : 'unknown token';
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error, code: 'UNAUTHORIZED' });
+      throw tokenRefusal(presentedToken(request));
     }
     return {
       auth,

@@ -1,10 +1,12 @@
 import type { Socket } from 'node:net';
 import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
+import { BusError } from '../src/bus/protocol.js';
+import { answerBeats, type BeatInput } from '../src/heartbeat/beat-socket.js';
 import { clusterServices, type PeerGateway } from '../src/heartbeat/cluster-services.js';
-import { HeartbeatError, type BeatOrigin } from '../src/heartbeat/heartbeat-monitor.js';
+import type { BeatOrigin } from '../src/heartbeat/heartbeat-monitor.js';
 import type { ServiceView } from '../src/heartbeat/service-directory.js';
 import { ErrorBody } from './errors.js';
 
@@ -64,20 +66,6 @@ const Service = Type.Object({
   routes: Type.Array(Type.String()),
 });
 
-const INVALID_BEAT = { error: 'pid and name required', code: 'INVALID_FRAME' };
-const INVALID_JSON = { error: 'invalid json', code: 'INVALID_JSON' };
-
-function errorBody(err: unknown, request: FastifyRequest): { status: number; body: { error: string; code: string } } {
-  if (err instanceof HeartbeatError) return { status: err.status, body: { error: err.message, code: err.code } };
-  request.log.error({ err }, 'heartbeat failed');
-  return { status: 500, body: { error: 'internal error', code: 'INTERNAL' } };
-}
-
-function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
-  const { status, body } = errorBody(err, request);
-  return reply.code(status).send(body);
-}
-
 /**
  * The user's heartbeat service as routes: `POST /heartbeat` and
  * `POST /heartbeat/heartbeat` (where the user's HeartbeatClient posts),
@@ -103,13 +91,9 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: BeatReply, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 500: ErrorBody, 503: ErrorBody },
     },
   };
-  async function acceptBeat(request: FastifyRequest<{ Body: { pid: unknown; name: unknown } }>, reply: FastifyReply) {
-    if (request.validationError) return reply.code(400).send(INVALID_BEAT);
-    try {
-      return await monitor.beat(request.body, originOf(request.socket));
-    } catch (err) {
-      return sendError(request, reply, err);
-    }
+  async function acceptBeat(request: FastifyRequest<{ Body: BeatInput }>) {
+    if (request.validationError) throw new BusError('INVALID_FRAME', 'pid and name required');
+    return monitor.beat(request.body, originOf(request.socket));
   }
   app.post('/heartbeat', beatRoute, acceptBeat);
   app.post('/heartbeat/heartbeat', beatRoute, acceptBeat);
@@ -118,32 +102,12 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
     method: 'GET',
     url: '/heartbeat',
     schema: { response: { 426: ErrorBody } },
-    handler: async (_request, reply) => reply.code(426).header('upgrade', 'websocket')
-      .send({ error: 'open a WebSocket here, or POST {pid, name}', code: 'UPGRADE_REQUIRED' }),
+    handler: async () => {
+      throw new BusError('UPGRADE_REQUIRED', 'open a WebSocket here, or POST {pid, name}');
+    },
     wsHandler: (socket: WebSocket, request) => {
       const origin = originOf(request.socket);
-      // Answers leave in the order the frames came, one beat at a time.
-      let answered: Promise<void> = Promise.resolve();
-      const reply = (body: object) => {
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(body));
-      };
-      socket.on('message', (data: Buffer) => {
-        let frame: unknown;
-        try {
-          frame = JSON.parse(data.toString());
-        } catch {
-          answered = answered.then(() => reply(INVALID_JSON));
-          return;
-        }
-        const input = typeof frame === 'object' && frame !== null && !Array.isArray(frame)
-          ? frame as { pid?: unknown; name?: unknown }
-          : {};
-        answered = answered.then(() => monitor.beat({ pid: input.pid, name: input.name }, origin).then(
-          reply,
-          (err: unknown) => reply(errorBody(err, request).body),
-        ));
-      });
-      socket.on('error', (err) => request.log.debug({ err }, 'heartbeat socket error'));
+      answerBeats(socket, (input) => monitor.beat(input, origin), request.log);
     },
   });
 
@@ -161,13 +125,8 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
         401: ErrorBody, 500: ErrorBody, 503: ErrorBody,
       },
     },
-  }, async (request, reply) => {
-    let services: ServiceView[];
-    try {
-      services = await app.heartbeat.services();
-    } catch (err) {
-      return sendError(request, reply, err);
-    }
+  }, async (request) => {
+    const services = await app.heartbeat.services();
     const cluster = app.bus.router.describe({ offset: 0, limit: 1 }).cluster as { instances: (PeerGateway & { self?: boolean })[] } | undefined;
     const peers = cluster?.instances.filter((instance) => !instance.self) ?? [];
     if (request.query.scope === 'local' || peers.length === 0) return { services };
@@ -185,13 +144,7 @@ const heartbeatRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/heartbeats', {
     schema: { response: { 200: Type.Array(RecordWithStatus), 401: ErrorBody, 500: ErrorBody, 503: ErrorBody } },
-  }, async (request, reply) => {
-    try {
-      return await monitor.list();
-    } catch (err) {
-      return sendError(request, reply, err);
-    }
-  });
+  }, async () => monitor.list());
 };
 
 export default heartbeatRoutes;

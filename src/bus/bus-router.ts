@@ -1,6 +1,7 @@
 import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
 import type { ActionOutcome } from './frame-dispatcher.js';
-import { BusError, CloseCode, type BusEvent, type ClientFrame } from './protocol.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { BusError, type BusEvent, type ClientFrame } from './protocol.js';
 import { EVENT_CLOSE, EVENT_OPEN, retainedFrame } from './history/offsets.js';
 import { TopicTrie } from './topic-trie.js';
 import type { PublishPath, Published, Stored } from './history/publish-order.js';

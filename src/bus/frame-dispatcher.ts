@@ -2,7 +2,9 @@ import { decodeBinaryFrame } from './binary-frame.js';
 import type { BusConnection } from './bus-connection.js';
 import type { FrameRateLimiter } from './frame-rate-limiter.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js';
-import { BusError, CloseCode, type ClientFrame, type ErrorCode } from './protocol.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import type { ErrorCode } from '../protocol/error-codes.js';
+import { BusError, type ClientFrame } from './protocol.js';
 
 /** Extra fields of a receipt (`{ok:true, id, …}`), e.g. `taskId`. */
 export type Receipt = Record<string, unknown>;

@@ -1,31 +1,13 @@
-/** Frame shapes and error codes of the /bus wire protocol, version 3 (versions 1 and 2 stay valid: everything later is added). */
+/** Frame shapes of the /bus wire protocol, version 3 (versions 1 and 2 stay valid: everything later is added); its error codes are in src/protocol/error-codes.ts. */
+import type { ErrorCode } from '../protocol/error-codes.js';
+
 export const PROTOCOL_VERSION = 3;
 
-export type ErrorCode =
-  | 'INVALID_JSON'
-  | 'UNKNOWN_ACTION'
-  | 'INVALID_FRAME'
-  | 'INVALID_TOPIC'
-  | 'INVALID_QUEUE'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'UNKNOWN_TASK'
-  | 'FORBIDDEN'
-  | 'UNAVAILABLE'
-  | 'RATE_LIMITED'
-  | 'NO_RESPONDERS'
-  | 'NOT_RETAINED'
-  /** The gateway failed on the frame (a bug, logged): the frame was not processed; the connection stays open. */
-  | 'INTERNAL'
-  /** QUEUE_MAX_LIVE or QUEUE_MAX_PER_CONNECTION reached: the queue name was not opened. */
-  | 'TOO_MANY_QUEUES'
-  /** v3: a chunk for a task this connection does not hold. */
-  | 'NOT_LEASED'
-  /** v3: a chunk for a task enqueued without `opts.stream`. */
-  | 'NOT_STREAMED'
-  /** v3: a chunk over STREAM_MAX_BYTES, or past STREAM_MAX_CHUNKS of its task. */
-  | 'TOO_LARGE';
-
-/** A refused frame: sent to the client as `{error, code, id?}`. */
+/**
+ * A refused frame or request, with a code of the registry: sent as
+ * `{error, code, id?}` on the bus, as `{error, code}` with the code's
+ * status over HTTP (the app's error handler).
+ */
 export class BusError extends Error {
   constructor(readonly code: ErrorCode, message: string) {
     super(message);
@@ -67,12 +49,3 @@ export interface PublishedMessage {
   traceparent?: unknown;
   msgId?: unknown;
 }
-
-/** WebSocket close codes the gateway uses. */
-export const CloseCode = {
-  GOING_AWAY: 1001,
-  POLICY_VIOLATION: 1008,
-  MESSAGE_TOO_BIG: 1009,
-  /** The connection's process stopped beating: its tasks were revoked (v2 §3). */
-  HEARTBEAT_LAPSED: 4001,
-} as const;

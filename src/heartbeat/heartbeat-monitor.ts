@@ -1,3 +1,4 @@
+import { BusError } from '../bus/protocol.js';
 import {
   StoreUnavailableError, storeCall, type BeatRecord, type HeartbeatRecord, type HeartbeatStore,
 } from './heartbeat-store.js';
@@ -56,14 +57,6 @@ export interface BeatOrigin {
   remoteAddress: string | undefined;
   /** Resolves true when `pid` holds the other end of the beat's connection (socket-owner.ts); absent: never proven. */
   provePid?(pid: number): Promise<boolean>;
-}
-
-/** A refused beat, with the HTTP status and the error code it is answered with. */
-export class HeartbeatError extends Error {
-  constructor(readonly status: 400 | 409 | 503, readonly code: string, message: string) {
-    super(message);
-    this.name = 'HeartbeatError';
-  }
 }
 
 /** The store's latest outage, as beats, checks, lists and health probes met it. */
@@ -205,16 +198,16 @@ export class HeartbeatMonitor {
 
   /**
    * One beat: `{pid, name}` from `origin`. Resolves with the original's
-   * reply; rejects with HeartbeatError (400, 409, 503).
+   * reply; rejects with a BusError (INVALID_FRAME, UNAVAILABLE, INSTANCE_LIMIT).
    */
   async beat(input: { pid: unknown; name: unknown }, origin: BeatOrigin): Promise<BeatReply> {
     const pid = parsePid(input.pid);
     const name = input.name;
-    if (pid === null || typeof name !== 'string' || name === '') throw new HeartbeatError(400, 'INVALID_FRAME', 'pid and name required');
+    if (pid === null || typeof name !== 'string' || name === '') throw new BusError('INVALID_FRAME', 'pid and name required');
     const refusal = nameRefusal(name);
-    if (refusal !== null) throw new HeartbeatError(400, 'INVALID_FRAME', refusal);
+    if (refusal !== null) throw new BusError('INVALID_FRAME', refusal);
     // After close a beat would undo the session's stopped marks.
-    if (this.closed) throw new HeartbeatError(503, 'UNAVAILABLE', 'heartbeat service shutting down');
+    if (this.closed) throw new BusError('UNAVAILABLE', 'heartbeat service shutting down');
     const local = isLoopback(origin.remoteAddress);
     // Cached per connection by the prover: a keep-alive client or a WebSocket pays for it once.
     const proven = local && origin.provePid !== undefined && await origin.provePid(pid).catch(() => false);
@@ -229,7 +222,7 @@ export class HeartbeatMonitor {
       if (err instanceof StoreUnavailableError) {
         this.noteStore(err);
         this.options.log.warn({ err: err.message, pid, name }, 'heartbeat refused: store unavailable');
-        throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
+        throw new BusError('UNAVAILABLE', 'db not available');
       }
       throw err;
     } finally {
@@ -244,7 +237,7 @@ export class HeartbeatMonitor {
     if (!existing || existing.sessionId !== sessionId) {
       const allowed = this.options.limits.get(name) ?? Infinity;
       if (Number.isFinite(allowed) && await this.store.countLive(name, sessionId, Date.now() - timeoutMs) >= allowed) {
-        throw new HeartbeatError(409, 'INSTANCE_LIMIT', `instance limit exceeded for ${name}`);
+        throw new BusError('INSTANCE_LIMIT', `instance limit exceeded for ${name}`);
       }
     }
     // Only the sender's own figures: a beat from another machine names a
@@ -304,7 +297,7 @@ export class HeartbeatMonitor {
     return this.liveServices.isAlive(name);
   }
 
-  /** Every record with its status; rejects with HeartbeatError(503) when the store is down. */
+  /** Every record with its status; rejects with UNAVAILABLE when the store is down. */
   async list(now = Date.now()): Promise<RecordWithStatus[]> {
     let records: HeartbeatRecord[];
     try {
@@ -312,7 +305,7 @@ export class HeartbeatMonitor {
     } catch (err) {
       this.noteStore(err);
       this.options.log.warn({ err: (err as Error).message }, 'heartbeat list failed: store unavailable');
-      throw new HeartbeatError(503, 'UNAVAILABLE', 'db not available');
+      throw new BusError('UNAVAILABLE', 'db not available');
     }
     return records.map((record) => ({ ...record, status: statusOf(record, now, this.settings.timeoutMs) }));
   }

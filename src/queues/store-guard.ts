@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
 import type { QueueLogger } from './queue-logger.js';
-import { TaskStateError } from './task-state-error.js';
 
 export function unavailable(): BusError {
   return new BusError('UNAVAILABLE', 'the queue store (Redis) is unreachable: nothing was changed');
@@ -26,7 +25,7 @@ export class StoreGuard {
     try {
       return await Promise.race([operation(), timeout]);
     } catch (err) {
-      if (err instanceof BusError || err instanceof TaskStateError) throw err;
+      if (err instanceof BusError) throw err;
       if (err instanceof RangeError) throw new BusError('INVALID_FRAME', `the task cannot be stored as JSON: ${err.message}`);
       this.log.warn({ err }, 'queues: redis operation failed');
       throw unavailable();

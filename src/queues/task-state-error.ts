@@ -1,15 +1,13 @@
-/**
- * A REST action on a task in a state that does not allow it: HTTP 409 with
- * `code` TASK_ACTIVE (it is being worked on) or TASK_STATE. `statusCode`
- * and `code` are what the app's one error handler answers with.
- */
-export class TaskStateError extends Error {
-  readonly statusCode = 409;
-  readonly code: 'TASK_ACTIVE' | 'TASK_STATE';
+import { BusError } from '../bus/protocol.js';
 
+/**
+ * A REST action on a task in a state that does not allow it: `code`
+ * TASK_ACTIVE (it is being worked on) or TASK_STATE; the registry gives
+ * their HTTP status.
+ */
+export class TaskStateError extends BusError {
   constructor(readonly state: string, message: string) {
-    super(message);
+    super(state === 'active' ? 'TASK_ACTIVE' : 'TASK_STATE', message);
     this.name = 'TaskStateError';
-    this.code = state === 'active' ? 'TASK_ACTIVE' : 'TASK_STATE';
   }
 }

@@ -1,4 +1,4 @@
-import { CloseCode } from '../protocol.js';
+import { CloseCode } from '../../protocol/close-codes.js';
 import { patternMatches } from '../topic.js';
 import { compareOffsets, offsetOfFrame } from './offsets.js';
 
