@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VERSION=v1.24.2
 BIN="$PWD/var/tools/ferretdb"
 
-if [ -x "$BIN" ] && [ "$("$BIN" --version 2>/dev/null | head -n 1)" = "version: $VERSION" ]; then
+if [ -x "$BIN" ] && [ "$("$BIN" --version 2>/dev/null | sed -n 1p)" = "version: $VERSION" ]; then
   exit 0
 fi
 command -v go >/dev/null 2>&1 || { echo "ferretdb.sh: go is not installed" >&2; exit 1; }
@@ -28,4 +28,4 @@ mkdir -p "$(dirname "$BIN")"
 # Only the SQLite backend is used: the PostgreSQL one stays out of the build.
 (cd "$work" && go build -buildvcs=false -trimpath -tags ferretdb_no_postgresql -o "$BIN.partial" ./cmd/ferretdb)
 mv "$BIN.partial" "$BIN"
-"$BIN" --version | head -n 1
+"$BIN" --version | sed -n 1p
