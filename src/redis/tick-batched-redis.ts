@@ -6,9 +6,9 @@ type Stream = Parameters<Redis['sendCommand']>[1];
 /**
  * An ioredis client whose commands of one tick leave in one write: the
  * gateway issues many small commands per tick (a Redis reply resolving
- * forty leases sends forty more), and one write each was a fifth of its
- * CPU time in the Q1 profile. ioredis's own auto-pipelining was measured
- * slower here (Q1 completed/s 0.46× raw BullMQ instead of 0.63×).
+ * forty leases sends forty more), and one write each was a large part of
+ * its CPU time in the Q1 profile. ioredis's own auto-pipelining was measured
+ * slower here (Q1 in `npm run bench`).
  */
 export class TickBatchedRedis extends Redis {
   constructor(options: RedisOptions, private readonly batch: TickWriteBatch) {
