@@ -18,6 +18,8 @@ import healthRoutes from './routes/health.js';
 import { errorHandler, routeNotFound } from './routes/errors.js';
 import queueRoutes from './routes/queues.js';
 import taskStreamRoutes from './routes/task-streams.js';
+import { MAX_JSON_DEPTH, valueNestsDeeperThan } from './src/bus/json-depth.js';
+import { BusError } from './src/bus/protocol.js';
 import { defaultConfig, type Config } from './src/config.js';
 import { assertSafeBinding } from './src/edge/bind-check.js';
 import { loadEdgeConfig, type EdgeConfig } from './src/edge/edge-config.js';
@@ -44,6 +46,14 @@ function timeoutChecks(requestTimeoutMs: number): { connectionsCheckingInterval?
     connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(requestTimeoutMs / 4))),
     headersTimeout: Math.min(60_000, requestTimeoutMs),
   };
+}
+
+/** A body Fastify's JSON parser made (the proxy passes a stream through instead). */
+function isParsedJson(body: unknown): boolean {
+  if (Array.isArray(body)) return true;
+  if (typeof body !== 'object' || body === null) return false;
+  const proto = Object.getPrototypeOf(body);
+  return proto === Object.prototype || proto === null;
 }
 
 /**
@@ -79,6 +89,15 @@ export async function buildApp(options: BuildOptions = {}) {
   // Every error leaves as `{error, code}`, the same shape as on the bus.
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(routeNotFound);
+  // Every JSON body passes the bus's depth rule: a task nested thousands
+  // deep would otherwise be stored and then fail each recursive walk that
+  // reads it. A hook, not a parser: the proxy installs its own JSON parser,
+  // which Fastify refuses once the root's is not its default.
+  app.addHook('preValidation', async (request) => {
+    if (isParsedJson(request.body) && valueNestsDeeperThan(request.body)) {
+      throw new BusError('INVALID_FRAME', `body nests deeper than ${MAX_JSON_DEPTH} levels`);
+    }
+  });
 
   await app.register(authPlugin, { tokens: edge.tokens, corsOrigins: edge.corsOrigins, hosts: edge.hosts });
   if (config.insecure && edge.tokens.length === 0) app.log.warn({ host: config.host }, 'BRAINSTEM_INSECURE: no tokens, anyone who can reach the gateway has full access');
