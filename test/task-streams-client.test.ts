@@ -1,8 +1,11 @@
+import type { Socket } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import t from 'tap';
 import { BrokerClient, type StreamChunk, type Task } from '../src/client/index.js';
 import { startGateway } from './helpers/gateway.js';
 import { startRestartableGateway } from './helpers/restartable-gateway.js';
 import { startRedis } from './helpers/redis.js';
+import { TestSocket, until } from './helpers/test-socket.js';
 
 // The TypeScript client's streams (bus protocol v3): enqueue {stream: true}, task.write, client.follow.
 const redis = await startRedis(t);
@@ -85,4 +88,44 @@ t.test('a follower resumes after the gateway restarts: every chunk once, the nex
     [1, 1, 'first 1'], [2, 1, 'first 2'], [3, 1, 'first 3'], [4, 2, 'second 1'], [5, 2, 'second 2'], [6, undefined, 'ok'],
   ]);
   t.equal(items[5]!.result, 'fin');
+});
+
+t.test('a worker awaiting its writes is slowed by a paused follower, not failed: held receipts outlast the receipt timeout', async (t) => {
+  const gw = await startGateway(t, { redisUrl: redis.url, queuePrefix: 'client-streams-held', streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
+  const receiptTimeoutMs = 200;
+  const worker = new BrokerClient({ url: gw.busUrl, id: 'audio-worker', receiptTimeoutMs });
+  worker.on('error', () => {});
+  t.teardown(() => worker.close());
+  const requester = client(gw.busUrl, 'audio-requester');
+  await Promise.all([worker.connect(), requester.connect()]);
+  // More than the kernel's socket buffers hold: the gateway's own buffer, then the window, fill.
+  const total = 60;
+  const chunk = new Uint8Array(512 * 1024).fill(7);
+  const written: number[] = [];
+  let finished!: (outcome: unknown) => void;
+  const outcome = new Promise((resolve) => { finished = resolve; });
+  worker.work('audio.render', async (task: Task) => {
+    try {
+      for (let i = 0; i < total; i++) written.push(await task.write!(chunk));
+      finished('written');
+    } catch (err) {
+      finished(err);
+      throw err;
+    }
+    return 'rendered';
+  });
+  const { taskId } = await requester.enqueue('audio.render', 1, { stream: true });
+  const follower = await TestSocket.open(`${gw.busUrl}?name=paused-follower`);
+  t.teardown(() => follower.close());
+  t.match(await follower.call({ action: 'follow', taskId }), { ok: true });
+  const socket = (follower.ws as unknown as { _socket: Socket })._socket;
+  socket.pause();
+  await until(() => gw.app.taskStreams.heldReceipts > 0, 30_000, 'a held receipt');
+  await delay(receiptTimeoutMs * 3);
+  t.ok(gw.app.taskStreams.heldReceipts > 0, 'a receipt is still held, three receipt timeouts on');
+  t.ok(written.length < total, 'the worker is slowed');
+
+  socket.resume();
+  t.equal(await outcome, 'written', 'no write failed');
+  t.same(written, Array.from({ length: total }, (_, i) => i + 1));
 });

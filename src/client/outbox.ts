@@ -16,6 +16,15 @@ interface Outgoing {
   timer?: ReturnType<typeof setTimeout>;
 }
 
+/**
+ * Actions whose receipt the gateway may hold back on purpose: a stream
+ * chunk's, while a follower is more than the window behind (v3
+ * backpressure). Once sent they wait for it without the receipt timeout,
+ * so a paused follower slows its worker instead of failing it; a closed
+ * connection still fails them (DISCONNECTED).
+ */
+const HELD_RECEIPTS = new Set(['chunk']);
+
 export interface OutboxSettings {
   maxBufferedFrames: number;
   receiptTimeoutMs: number;
@@ -207,7 +216,11 @@ export class Outbox {
     }
     if (out.settle && out.id !== undefined) {
       this.inflight.set(out.id, out);
-      this.startTimer(out);
+      if (!HELD_RECEIPTS.has(out.action)) this.startTimer(out);
+      else if (out.timer) {
+        clearTimeout(out.timer);
+        out.timer = undefined;
+      }
     }
     try {
       socket.send(out.text);
