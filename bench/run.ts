@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { runDispatchBench } from './dispatch.js';
 import { runQueueNamesBench } from './scenarios/queue-names.js';
 import { runQueueBench } from './scenarios/queues.js';
+import { runStreamsBench } from './scenarios/streams.js';
 import { formatNumber, load, log, medianOf, median, table } from './lib/report.js';
 import { natsServerPath, SERVER_LABELS, startBenchRedis, startServer, type BenchRedis, type ServerKind } from './lib/servers.js';
 import { runConnections, type ConnectionsOptions } from './scenarios/connections.js';
@@ -20,7 +21,7 @@ import { runLatency, type LatencyOptions } from './scenarios/latency.js';
 
 const { values: args } = parseArgs({
   options: {
-    only: { type: 'string', default: 'S1,S2,S3,Q1,Q2,Q3' },
+    only: { type: 'string', default: 'S1,S2,S3,Q1,Q2,Q3,T1,T2,T3' },
     rounds: { type: 'string', default: '3' },
     servers: { type: 'string', default: 'brainstem,nats,seed,wire' },
     quick: { type: 'boolean', default: false },
@@ -271,6 +272,8 @@ async function main(): Promise<void> {
     if (scenarios.has('Q1')) await runQueueBench({ redis, rounds, quick: args.quick, ...(args.profile ? { profileDir: args.profile as string } : {}) });
     if (scenarios.has('Q2')) await runDispatchBench({ redisUrl: redis.url, rounds, quick: args.quick });
     if (scenarios.has('Q3')) await runQueueNamesBench({ redis, rounds, quick: args.quick });
+    const streams = new Set(['T1', 'T2', 'T3'].filter((name) => scenarios.has(name)));
+    if (streams.size > 0) await runStreamsBench({ redis, rounds, quick: args.quick, only: streams });
   } finally {
     await redis.stop();
   }
