@@ -16,7 +16,7 @@ const PINNED = '6.7.0';
 const installed = (createRequire(import.meta.url)('bullmq/package.json') as { version: string }).version;
 
 const closing = newestFirst(t);
-const redis = await startRedis(t);
+const redis = await startRedis(closing);
 const PREFIX = 'contract';
 const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
 closing.teardown(() => connection.disconnect());

@@ -9,7 +9,7 @@ import { TestSocket } from './helpers/test-socket.js';
 // Names that break the one name rule (src/protocol/names.ts), on every
 // surface that takes a name; and the two frames that used to end the process.
 const closing = newestFirst(t);
-const redis = await startRedis(t);
+const redis = await startRedis(closing);
 const PREFIX = 'bsq';
 const gw = await startGateway(closing, { redisUrl: redis.url, queuePrefix: PREFIX });
 const connection = new Redis(redis.url, { maxRetriesPerRequest: null });

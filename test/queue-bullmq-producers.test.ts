@@ -8,7 +8,7 @@ import { TestSocket, until } from './helpers/test-socket.js';
 
 // Plain BullMQ producers and workers on the gateway's Redis, with the gateway's prefix.
 const closing = newestFirst(t);
-const redis = await startRedis(t);
+const redis = await startRedis(closing);
 const PREFIX = 'bsq';
 const gw = await startGateway(closing, { redisUrl: redis.url, queuePrefix: PREFIX });
 const connection = new Redis(redis.url, { maxRetriesPerRequest: null });

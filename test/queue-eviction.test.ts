@@ -5,8 +5,8 @@ import { startRedis } from './helpers/redis.js';
 import { TestSocket, until } from './helpers/test-socket.js';
 
 // An idle queue name costs the gateway nothing; its next use opens it again.
-const redis = await startRedis(t);
 const closing = newestFirst(t);
+const redis = await startRedis(closing);
 
 async function socket(url: string): Promise<TestSocket> {
   const opened = await TestSocket.open(url);

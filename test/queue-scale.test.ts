@@ -7,7 +7,7 @@ import { TestSocket, until } from './helpers/test-socket.js';
 
 // Queue names come from clients: what each one costs the gateway, and the limits.
 const closing = newestFirst(t);
-const redis = await startRedis(t);
+const redis = await startRedis(closing);
 const probe = new Redis(redis.url);
 closing.teardown(() => probe.disconnect());
 

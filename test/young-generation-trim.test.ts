@@ -62,7 +62,8 @@ t.test('a young generation V8 grew is given back within seconds of a burst', asy
     const started = performance.now();
     const look = setInterval(() => {
       const elapsedMs = performance.now() - started;
-      if (young() >= grown && elapsedMs < 20000) return;
+      // Until it is small again: V8 may shrink it part of the way on its own first.
+      if (young() > 2 * 1024 * 1024 && elapsedMs < 20000) return;
       clearInterval(look);
       console.log(JSON.stringify({ grown, after: young(), elapsedMs }));
     }, 100);

@@ -4,8 +4,10 @@ interface Teardown {
 
 /**
  * Teardowns run newest first, in one of the test's own teardowns: what uses
- * Redis (queues, workers, a gateway) is closed before the Redis it uses, which
- * the test registered earlier with `startRedis(t)`.
+ * Redis (queues, workers, a gateway) is closed before the Redis it uses,
+ * started earlier with `startRedis(closing)`. Both go through it: the order
+ * of a test's own teardowns is tap's, and a gateway closed after its Redis
+ * stopped hung its file until tap's timeout.
  */
 export function newestFirst(t: Teardown): Teardown {
   const closers: (() => unknown)[] = [];
