@@ -45,6 +45,10 @@ export default fp<MetricsOptions>(async function metricsPlugin(app, options) {
     queues: () => queueFigures.get(),
     liveQueues: () => (app.hasDecorator('queues') ? app.queues.liveQueueCount : 0),
     instances: async () => (app.hasDecorator('heartbeat') ? app.heartbeat.monitor.list() : []),
+    // The task-streams organ registers after this one: looked up at scrape.
+    streams: () => (app.hasDecorator('taskStreams')
+      ? { followedStreams: app.taskStreams.followedStreams, followers: app.taskStreams.followers, heldReceipts: app.taskStreams.heldReceipts }
+      : { followedStreams: 0, followers: 0, heldReceipts: 0 }),
     async reportsSharedFigures() {
       try {
         return await lease.held();

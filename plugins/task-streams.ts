@@ -23,11 +23,14 @@ export default fp(async function taskStreamsPlugin(app) {
     maxBytes: config.streamMaxBytes,
     // A follower's frames stay well within what gets a subscriber cut as a slow consumer.
     sinkHighWater: Math.floor(config.busMaxBacklogBytes / 4),
-  }, app.log);
+  }, app.log, {
+    chunkStored: (queue, bytes) => app.metrics.streamChunkStored(queue, bytes),
+    chunkSent: (behind) => app.metrics.streamChunkSent(behind),
+  });
   registerStreamActions(bus.dispatcher, streams, (consumerId, taskId) => app.queues.heldTask(consumerId, taskId));
   bus.router.onDetach((connection) => streams.detach(connection.id));
   app.decorate('taskStreams', streams);
   app.addHook('onClose', async () => {
     streams.close();
   });
-}, { name: 'brainstem-task-streams', dependencies: ['brainstem-redis', 'brainstem-bus'] });
+}, { name: 'brainstem-task-streams', dependencies: ['brainstem-redis', 'brainstem-bus', 'brainstem-metrics'] });

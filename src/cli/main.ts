@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BrokerClient, type EnqueueOptions } from '../client/index.js';
 import { httpBaseOf } from '../client/start-service.js';
+import { followStream } from './follow-stream.js';
 import { followRetained } from './resuming-subscription.js';
 import { readStdin } from './stdin.js';
 
@@ -37,9 +38,21 @@ const COMMANDS: Record<string, { usage: string; summary: string; details?: strin
     summary: 'publish with replyTo and print the reply event (exit 1 if none within --timeout, default 10000)',
   },
   enqueue: {
-    usage: 'brainstem enqueue QUEUE [JSON|-] [--priority N] [--delay MS] [--attempts N] [--job-id ID]',
+    usage: 'brainstem enqueue QUEUE [JSON|-] [--priority N] [--delay MS] [--attempts N] [--job-id ID] [--stream]',
     summary: 'store a task durably; prints its taskId once the gateway has stored it',
-    details: 'Without JSON the task is read from piped stdin (one value, or one per line: each is enqueued).',
+    details: 'Without JSON the task is read from piped stdin (one value, or one per line: each is enqueued).\n'
+      + '--stream lets its worker stream output to followers (brainstem follow TASK_ID).',
+  },
+  follow: {
+    usage: 'brainstem follow TASK_ID [--from SEQ] [--raw]',
+    summary: 'print the output a streamed task\'s worker writes, as it comes, until the task ends',
+    details: 'Default: one JSON line per chunk, {"seq","attempt","data"}, a binary chunk\'s bytes as "base64";\n'
+      + '{"seq","gap":true} when chunks before seq are no longer kept; last {"seq","end","result"}.\n'
+      + '--raw writes the chunks themselves: a string\'s text as it is, bytes as they are, other JSON as a line;\n'
+      + 'the end and its result then go to stderr. --from SEQ starts at that seq (default 1: the whole stream).\n'
+      + 'Resumes after a reconnect from the seq after the last one printed. Exit status: 0 when the task ended ok\n'
+      + '(or on Ctrl-C), 2 when it failed, 3 when it was cancelled (or timed out, or was revoked), 1 on any other\n'
+      + 'failure: a task without a stream, or one no longer kept, is UNKNOWN_TASK.',
   },
   queues: {
     usage: 'brainstem queues [QUEUE]',
@@ -82,13 +95,15 @@ ${COMMON_OPTIONS}
 
 JSON is taken from the argument, or from stdin when the argument is - or
 absent and stdin is piped. Exit status: 0 on success, 1 on any failure
-(bad JSON or arguments, gateway unreachable, refused, timeout).
+(bad JSON or arguments, gateway unreachable, refused, timeout); follow
+answers 2 for a task that failed and 3 for one cancelled.
 
 Examples:
   brainstem sub 'fs.>'
   brainstem sub 'queue.>' --since 0
   brainstem pub fs.change '{"path":"src/a.ts"}'
   echo '{"input":"hello"}' | brainstem enqueue agent.think
+  brainstem follow "$(brainstem enqueue llm.generate '{"prompt":"hi"}' --stream)"
   brainstem request math.add '{"a":1,"b":2}' --timeout 2000
 `;
 }
@@ -151,6 +166,8 @@ interface Context {
   token: string | undefined;
   name: string;
   out: (line: string) => void;
+  /** Text or bytes on stdout as they are. */
+  raw: (data: string | Uint8Array) => void;
   err: (line: string) => void;
 }
 
@@ -212,7 +229,7 @@ async function pub(context: Context, positionals: string[]): Promise<void> {
   }
 }
 
-async function enqueue(context: Context, positionals: string[], values: Record<string, string | undefined>): Promise<void> {
+async function enqueue(context: Context, positionals: string[], values: Record<string, string | undefined>, stream: boolean): Promise<void> {
   needPositionals(positionals, 1, 2, 'enqueue');
   const [queue, argument] = positionals as [string, string | undefined];
   const opts: EnqueueOptions = {};
@@ -226,7 +243,10 @@ async function enqueue(context: Context, positionals: string[], values: Record<s
   const tasks = (await payloads(argument, 'task')) ?? [null];
   const client = await connected(context, false);
   try {
-    for (const task of tasks) context.out(await client.enqueue(queue, task, Object.keys(opts).length > 0 ? opts : undefined));
+    for (const task of tasks) {
+      if (stream) context.out((await client.enqueue(queue, task, { ...opts, stream: true })).taskId);
+      else context.out(await client.enqueue(queue, task, Object.keys(opts).length > 0 ? opts : undefined));
+    }
   } finally {
     await client.close();
   }
@@ -341,6 +361,43 @@ async function sub(context: Context, positionals: string[], values: Record<strin
   await client.close();
 }
 
+async function follow(context: Context, positionals: string[], values: Record<string, string | undefined>, raw: boolean): Promise<number> {
+  needPositionals(positionals, 1, 1, 'follow');
+  const from = positiveInteger(values.from, '--from') ?? 1;
+  const client = await connected(context, true);
+  // Until it stops: its own close is no drop to resume from.
+  let following = true;
+  client.on('disconnected', ({ code, reason }) => {
+    if (following) context.err(`brainstem: disconnected (${code}${reason ? ` ${reason}` : ''}); resuming`);
+  });
+  client.on('connected', ({ reconnected }) => {
+    if (reconnected) context.err('brainstem: reconnected');
+  });
+  let stop: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    stop = () => {
+      following = false;
+      resolve();
+    };
+  });
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // `brainstem follow … | head -1`: a closed stdout is a normal end.
+  process.stdout.once('error', stop);
+  try {
+    return await followStream(client, { taskId: positionals[0] as string, from, raw, stopped }, {
+      line: context.out,
+      raw: context.raw,
+      status: (line) => context.err(`brainstem: ${line}`),
+    });
+  } finally {
+    following = false;
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await client.close();
+  }
+}
+
 async function start(values: Record<string, string | undefined>): Promise<void> {
   const env = { ...process.env };
   if (values.port !== undefined) env.PORT = String(positiveInteger(values.port, '--port', true));
@@ -356,6 +413,7 @@ export async function main(argv: string[]): Promise<number | null> {
     token: process.env.BRAINSTEM_TOKEN || undefined,
     name: 'brainstem-cli',
     out: (line) => process.stdout.write(`${line}\n`),
+    raw: (data) => process.stdout.write(data),
     err: (line) => process.stderr.write(`${line}\n`),
   };
   try {
@@ -379,6 +437,9 @@ export async function main(argv: string[]): Promise<number | null> {
           delay: { type: 'string' },
           attempts: { type: 'string' },
           'job-id': { type: 'string' },
+          stream: { type: 'boolean' },
+          from: { type: 'string' },
+          raw: { type: 'boolean' },
           port: { type: 'string' },
           host: { type: 'string' },
         },
@@ -421,8 +482,10 @@ export async function main(argv: string[]): Promise<number | null> {
         await request(context, rest, strings);
         return 0;
       case 'enqueue':
-        await enqueue(context, rest, strings);
+        await enqueue(context, rest, strings, values.stream === true);
         return 0;
+      case 'follow':
+        return await follow(context, rest, strings, values.raw === true);
       case 'queues':
         needPositionals(rest, 0, 1, 'queues');
         context.out(JSON.stringify(await http(context, rest[0] ? `/queues/${encodeURIComponent(rest[0])}` : '/queues'), null, 2));

@@ -14,6 +14,13 @@ export interface QueueFigures {
   counts: { waiting: number; active: number; delayed: number; failed: number };
 }
 
+/** Task streams (bus protocol v3) as this gateway holds them now. */
+export interface StreamFigures {
+  followedStreams: number;
+  followers: number;
+  heldReceipts: number;
+}
+
 export interface InstanceFigures {
   name: string;
   status: string;
@@ -26,6 +33,7 @@ export interface MetricSources {
   /** Queues with a runtime on this gateway (idle ones are evicted). */
   liveQueues(): number;
   instances(): Promise<InstanceFigures[]>;
+  streams(): StreamFigures;
   /**
    * Whether this gateway reports the figures every gateway of a cluster
    * shares (queue counts, heartbeat instances), so that a sum over
@@ -42,6 +50,8 @@ const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
 const RECENT_WINDOW_MS = 5 * 60_000;
 const RECENT_MAX_PER_QUEUE = 2000;
 const TASK_SECONDS_BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 1800, 3600];
+/** Seqs; STREAM_WINDOW (256 by default) holds a writer back at its edge. */
+const STREAM_LAG_BUCKETS = [0, 1, 4, 16, 64, 256, 1024, 4096, 16384];
 
 /**
  * The gateway's Prometheus metrics (spec v2, section 4). Counters the organs
@@ -57,6 +67,9 @@ export class GatewayMetrics {
   private readonly queueWait: Histogram<'queue'>;
   private readonly queueRun: Histogram<'queue'>;
   private readonly proxyRequests: Counter<'route' | 'code'>;
+  private readonly streamChunks: Counter<'queue'>;
+  private readonly streamChunkBytes: Counter<'queue'>;
+  private readonly streamLag: Histogram;
   private processDefaultsStarted = false;
   private readonly recentWait = new RecentDurations(RECENT_WINDOW_MS, RECENT_MAX_PER_QUEUE);
   private readonly recentRun = new RecentDurations(RECENT_WINDOW_MS, RECENT_MAX_PER_QUEUE);
@@ -113,6 +126,21 @@ export class GatewayMetrics {
     });
     this.queueLimitRefusals = new Counter({ name: 'brainstem_queue_limit_refusals_total', help: 'Queue names refused with TOO_MANY_QUEUES (QUEUE_MAX_LIVE, QUEUE_MAX_PER_CONNECTION).', registers });
     this.queueUndeliverable = new Counter({ name: 'brainstem_queue_undeliverable_total', help: 'Fetched tasks failed as undeliverable (data or options unreadable, hash gone).', labelNames: ['queue'] as const, registers });
+    new Gauge({
+      name: 'brainstem_task_streams_followed', help: 'Task streams (bus protocol v3) with at least one follower on this gateway.', registers,
+      collect() { this.set(sources.streams().followedStreams); },
+    });
+    new Gauge({
+      name: 'brainstem_task_stream_followers', help: 'Followers of task streams on this gateway, over /bus and Server-Sent Events.', registers,
+      collect() { this.set(sources.streams().followers); },
+    });
+    new Gauge({
+      name: 'brainstem_task_stream_held_receipts', help: 'Chunk receipts held back because a follower here is more than STREAM_WINDOW behind.', registers,
+      collect() { this.set(sources.streams().heldReceipts); },
+    });
+    this.streamChunks = new Counter({ name: 'brainstem_task_stream_chunks_total', help: 'Chunks of streamed tasks stored through this gateway (text and binary, not the ends).', labelNames: ['queue'] as const, registers });
+    this.streamChunkBytes = new Counter({ name: 'brainstem_task_stream_chunk_bytes_total', help: 'Bytes of those chunks: the JSON text of their data, or their raw bytes.', labelNames: ['queue'] as const, registers });
+    this.streamLag = new Histogram({ name: 'brainstem_task_stream_follower_lag', help: 'Seqs a follower was behind the newest chunk this gateway knew stored, at each chunk sent to it.', buckets: STREAM_LAG_BUCKETS, registers });
     this.proxyRequests = new Counter({ name: 'brainstem_proxy_requests_total', help: 'Requests answered under a proxy route, by route prefix and HTTP status.', labelNames: ['route', 'code'] as const, registers });
   }
 
@@ -128,7 +156,7 @@ export class GatewayMetrics {
    * to Prometheus) when the queue is used again.
    */
   queueEvicted(queue: string): void {
-    for (const metric of [this.queueCompleted, this.queueFailed, this.queueUndeliverable, this.queueWait, this.queueRun]) metric.remove({ queue });
+    for (const metric of [this.queueCompleted, this.queueFailed, this.queueUndeliverable, this.queueWait, this.queueRun, this.streamChunks, this.streamChunkBytes]) metric.remove({ queue });
     this.recentWait.forget(queue);
     this.recentRun.forget(queue);
   }
@@ -150,7 +178,16 @@ export class GatewayMetrics {
     this.recentRun.add(queue, ms);
   }
 
-  proxied(route: string, statusCode: number): void {
+  streamChunkStored(queue: string, bytes: number): void {
+    this.streamChunks.inc({ queue });
+    this.streamChunkBytes.inc({ queue }, bytes);
+  }
+
+  streamChunkSent(behind: number): void {
+    this.streamLag.observe(behind);
+  }
+
+    proxied(route: string, statusCode: number): void {
     this.proxyRequests.inc({ route, code: String(statusCode) });
   }
 

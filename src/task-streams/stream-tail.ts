@@ -45,6 +45,11 @@ export class StreamTail {
     if ((this.known.get(taskId) ?? -1) < seq) this.known.set(taskId, seq);
   }
 
+  /** The last seq known stored of a watched task (0: none yet). */
+  head(taskId: string): number {
+    return Math.max(0, this.known.get(taskId) ?? 0);
+  }
+
   unwatch(taskId: string): void {
     this.known.delete(taskId);
   }

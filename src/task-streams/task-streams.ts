@@ -17,6 +17,13 @@ export interface TaskStreamSettings {
   sinkHighWater: number;
 }
 
+/** What the streams report as it happens (the gateway's metrics), one call per chunk: no work that grows with the streams. */
+export interface TaskStreamHooks {
+  chunkStored(queue: string, bytes: number): void;
+  /** A chunk went to a follower `behind` seqs short of the newest this gateway knows stored. */
+  chunkSent(behind: number): void;
+}
+
 /** The task a chunk names, as its writer's connection holds it. */
 export interface HeldTask {
   queue: string;
@@ -67,12 +74,15 @@ export class TaskStreams {
   private closed = false;
   /** Receipts held now, for tests and metrics. */
   heldReceipts = 0;
+  /** Followers on this gateway, over every stream. */
+  followers = 0;
 
   constructor(
     private readonly store: TaskStreamStore,
     redis: { blocking: Redis; shared: Redis },
     private readonly settings: TaskStreamSettings,
     private readonly log: BusLogger,
+    private readonly hooks: TaskStreamHooks,
   ) {
     this.tail = new StreamTail(redis.blocking, redis.shared, (taskId) => store.keyOf(taskId), (taskId) => this.grew(taskId), log);
   }
@@ -97,6 +107,7 @@ export class TaskStreams {
     if (seq === 'full') throw new BusError('TOO_LARGE', `task ${taskId} has written all the chunks a task may (STREAM_MAX_CHUNKS)`);
     if (seq === 'ended') throw new BusError('NOT_LEASED', `the stream of task ${taskId} has ended`);
     if (seq === 'no stream') throw new BusError('NOT_STREAMED', `task ${taskId} has no stream (it was removed)`);
+    this.hooks.chunkStored(held.queue, bytes);
     const followed = this.streams.get(taskId);
     if (!followed) return seq;
     followed.sizes.set(seq, bytes);
@@ -141,6 +152,7 @@ export class TaskStreams {
       this.streams.set(taskId, followed);
     }
     followed.followers.add(follower);
+    this.followers++;
     let owned = this.byOwner.get(owner);
     if (!owned) {
       owned = new Map();
@@ -150,6 +162,11 @@ export class TaskStreams {
     this.tail.watch(taskId, from - 1);
     // After the receipt, which the caller sends once this resolves.
     setImmediate(() => void this.pump(follower));
+  }
+
+  /** Streams with a follower on this gateway. */
+  get followedStreams(): number {
+    return this.streams.size;
   }
 
   /** Followers of the task on this gateway. */
@@ -209,9 +226,11 @@ export class TaskStreams {
           follower.sink.gap(follower.taskId, first.seq);
           follower.next = first.seq;
         }
+        const head = Math.max(this.tail.head(follower.taskId), entries[entries.length - 1]?.seq ?? 0);
         for (const entry of entries) {
           if (follower.sink.gone) break;
           follower.sink.write(follower.taskId, entry);
+          if (entry.kind !== 'end') this.hooks.chunkSent(head - entry.seq);
           follower.next = entry.seq + 1;
           if (entry.kind === 'end') {
             this.remove(follower);
@@ -248,6 +267,7 @@ export class TaskStreams {
     const followed = this.streams.get(follower.taskId);
     if (!followed) return;
     followed.followers.delete(follower);
+    this.followers--;
     if (followed.followers.size === 0) {
       this.streams.delete(follower.taskId);
       this.tail.unwatch(follower.taskId);
