@@ -70,6 +70,16 @@ export class TsDriver implements ClientDriver {
     await this.client.close();
   }
 
+  /** Every item of a followed stream, as neutral items: a binary chunk's bytes as a list of numbers. */
+  private async follow(taskId: string, from: number): Promise<{ chunks: Record<string, unknown>[] }> {
+    const chunks: Record<string, unknown>[] = [];
+    for await (const chunk of this.client.follow(taskId, { from })) {
+      const { data, ...rest } = chunk;
+      chunks.push(data instanceof Uint8Array ? { ...rest, bytes: [...data] } : 'data' in chunk ? { ...rest, data } : rest);
+    }
+    return { chunks };
+  }
+
   private run(op: string, a: Record<string, unknown>): unknown {
     const c = this.client;
     switch (op) {
@@ -130,7 +140,7 @@ export class TsDriver implements ClientDriver {
             this.note({ kind: 'progress', taskId: String(event.correlationId), progress });
         }
         return c.enqueue(String(a.queue), a.payload, a.opts === undefined && a.onProgress === undefined ? undefined : opts)
-          .then((taskId) => ({ taskId }));
+          .then((taskId: string | { taskId: string }) => (typeof taskId === 'string' ? { taskId } : taskId));
       }
       case 'pid':
         return { pid: String(process.pid) };
@@ -138,6 +148,13 @@ export class TsDriver implements ClientDriver {
         const held = this.held.get(String(a.taskId));
         return (held?.task.progress ? held.task.progress(a.value) : c.progress(String(a.taskId), a.value)).then(() => ({}));
       }
+      case 'write': {
+        const held = this.held.get(String(a.taskId));
+        if (!held?.task.write) throw new Error(`no task ${String(a.taskId)} in hand`);
+        return held.task.write(Array.isArray(a.bytes) ? Uint8Array.from(a.bytes as number[]) : a.data).then((seq) => ({ seq }));
+      }
+      case 'follow':
+        return this.follow(String(a.taskId), a.from === undefined ? 1 : Number(a.from));
       case 'pull':
         return c.pull(String(a.queue));
       case 'ack':

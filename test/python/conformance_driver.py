@@ -136,6 +136,30 @@ class Driver:
         else:
             await self.client.progress(a["taskId"], a.get("value"))
 
+    async def op_write(self, a):
+        data = bytes(a["bytes"]) if "bytes" in a else a.get("data")
+        return {"seq": await self.tasks[a["taskId"]].write(data)}
+
+    async def op_follow(self, a):
+        # The neutral item: camelCase names, a binary chunk's bytes as a list of ints.
+        chunks = []
+        async for chunk in self.client.follow(a["taskId"], from_seq=a.get("from", 1)):
+            item = {"taskId": chunk.task_id, "seq": chunk.seq}
+            if chunk.attempt is not None:
+                item["attempt"] = chunk.attempt
+            if chunk.gap:
+                item["gap"] = True
+            elif chunk.end is not None:
+                item["end"] = chunk.end
+                if chunk.end == "ok":
+                    item["result"] = chunk.result
+            elif isinstance(chunk.data, bytes):
+                item["bytes"] = list(chunk.data)
+            else:
+                item["data"] = chunk.data
+            chunks.append(item)
+        return {"chunks": chunks}
+
     async def op_pull(self, a):
         await self.client.pull(a["queue"])
 

@@ -169,3 +169,22 @@ class BrokerErrorTests(unittest.TestCase):
             ["DISCONNECTED", "TIMEOUT", "CLOSED", "LEASE_LOST", "CONNECT_FAILED"],
         )
         self.assertEqual(str(ConnectionLost("the connection closed")), "the connection closed")
+
+
+class BinaryFrameTest(unittest.TestCase):
+    """The v3 binary layout (src/bus/binary-frame.ts): 4-byte big-endian header length, JSON header, raw bytes."""
+
+    def test_round_trip_in_the_spec_layout(self):
+        from brainstem.binary_frame import decode_binary_frame, encode_binary_frame
+
+        frame = encode_binary_frame({"action": "chunk", "taskId": "7", "id": "py1"}, b"\x01\x02\xff")
+        header = b'{"action": "chunk", "taskId": "7", "id": "py1"}'
+        self.assertEqual(frame, len(header).to_bytes(4, "big") + header + b"\x01\x02\xff")
+        self.assertEqual(decode_binary_frame(frame), ({"action": "chunk", "taskId": "7", "id": "py1"}, b"\x01\x02\xff"))
+
+    def test_malformed_frames_are_named(self):
+        from brainstem.binary_frame import decode_binary_frame
+
+        self.assertIsInstance(decode_binary_frame(b"\x00\x00"), str)
+        self.assertIsInstance(decode_binary_frame(b"\x00\x00\x00\x09{}"), str)
+        self.assertIsInstance(decode_binary_frame(b"\x00\x00\x00\x02[]"), str)

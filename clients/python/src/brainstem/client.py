@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
 from .defaults import DEFAULT_URL, default_options
 from .names import MAX_SERVICE_NAME_BYTES, is_name
 from .errors import BrokerError, ClientClosed, ConnectFailed, ConnectionLost, InvalidArgument, LeaseLost, RequestTimeout
 from .progress import ProgressCallback
 from .pubsub import PubSub
+from .streams import StreamChunk, StreamFollows
 from .transport import Listener, Transport
 from .shapes import Event, EventHandler, Task, TaskHandler, call_handler, call_task_handler, is_async_callable
 from .work import Worker, Work
@@ -33,6 +34,7 @@ __all__ = [
     "Event",
     "EventHandler",
     "RequestTimeout",
+    "StreamChunk",
     "Task",
     "TaskHandler",
     "Worker",
@@ -50,7 +52,7 @@ class _Hooks:
         self.client = client
 
     def restore(self, generation: int) -> List[str]:
-        return self.client._pubsub.restore(generation) + self.client._work.restore(generation)
+        return self.client._pubsub.restore(generation) + self.client._work.restore(generation) + self.client._follows.restore(generation)
 
     def on_event(self, event: Any) -> None:
         self.client._pubsub.on_event(event)
@@ -59,10 +61,13 @@ class _Hooks:
         self.client._work.on_task(task, key)
 
     def on_answer(self, key: str, error: BrokerError) -> bool:
-        return self.client._work.on_answer(key, error) or self.client._pubsub.on_answer(key, error)
+        return self.client._work.on_answer(key, error) or self.client._pubsub.on_answer(key, error) or self.client._follows.on_answer(key, error)
 
     def on_revoke(self, revoke: Any) -> None:
         self.client._work.on_revoke(revoke)
+
+    def on_chunk(self, chunk: Any, body: Optional[bytes]) -> None:
+        self.client._follows.on_chunk(chunk, body)
 
     def connection_lost(self) -> None:
         self.client._work.connection_lost()
@@ -70,6 +75,7 @@ class _Hooks:
     def on_close(self, error: BrokerError) -> None:
         self.client._work.on_close(error)
         self.client._pubsub.on_close(error)
+        self.client._follows.on_close(error)
 
 
 class BrokerClient:
@@ -127,6 +133,7 @@ class BrokerClient:
         self._pubsub = PubSub(self._transport, options["request_timeout"])
         # An explicit opts.traceparent is always sent.
         self._work = Work(self._transport, self._pubsub, options["trace_tasks"])
+        self._follows = StreamFollows(self._transport)
 
     # -- connection -------------------------------------------------------
 
@@ -283,6 +290,14 @@ class BrokerClient:
         Raises ``LeaseLost`` when the task was lost with its connection, as ``ack``.
         """
         return await self._work.fail(task_id, reason)
+
+    def follow(self, task_id: str, from_seq: int = 1) -> AsyncIterator[StreamChunk]:
+        """The output a streamed task's worker writes (``task.write``; bus protocol v3), in order,
+        from seq ``from_seq``, as it exists and as it comes: ``async for chunk in client.follow(task_id)``.
+        The last item has ``end`` (and ``result``); a refusal (``UNKNOWN_TASK``, ``FORBIDDEN``) is raised
+        by the loop. It resumes by itself after a reconnect, from the seq after the last one it
+        delivered. Leaving the loop early unfollows."""
+        return self._follows.follow(task_id, from_seq)
 
     def on_task(self, handler: TaskHandler) -> None:
         """Sets the handler of tasks that ``pull`` asks for (sync or async)."""

@@ -29,6 +29,8 @@ class LeasedTask(dict):  # type: ignore[type-arg]
         self.generation = generation
         # Sends the progress frame of this delivery (set by the work layer).
         self.report: Callable[[Any], Awaitable[None]] = _unset
+        # Sends a chunk of this delivery's stream, returns its seq (set by the work layer).
+        self.stream_write: Callable[[Any], Awaitable[int]] = _unset  # type: ignore[assignment]
         self._loop = asyncio.get_running_loop()
         # Cancels the async handler's task (set by the Worker running it).
         self.cancel_handler: Optional[Callable[[], Any]] = None
@@ -39,7 +41,16 @@ class LeasedTask(dict):  # type: ignore[type-arg]
         In the event loop it returns an awaitable; from a handler's thread it
         blocks until the receipt. Raises ``BrokerError`` ``UNKNOWN_TASK`` once revoked.
         """
-        report = self.report(value)
+        return self._in_loop(self.report(value))
+
+    def write(self, data: Any) -> Any:
+        """Streams one chunk of output (bus protocol v3; the task was enqueued with ``{"stream": True}``):
+        JSON data, or ``bytes`` as a binary frame. Returns its seq once the gateway stored it, later
+        while a follower lags (backpressure); in the event loop an awaitable, from a handler's thread
+        it blocks. Raises ``BrokerError`` ``NOT_LEASED`` once revoked, ``LeaseLost`` once its connection closed."""
+        return self._in_loop(self.stream_write(data))
+
+    def _in_loop(self, report: Awaitable[Any]) -> Any:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

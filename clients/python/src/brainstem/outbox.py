@@ -9,7 +9,9 @@ import itertools
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Protocol
+from typing import Any, Deque, Dict, List, Optional, Protocol, Union
+
+from .binary_frame import encode_binary_frame
 
 from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, RequestTimeout
 from .websocket import Connection, ConnectionClosed
@@ -56,7 +58,8 @@ class _Call:
 class _Outgoing:
     """A frame waiting for the connection, serialized when it was given (a bad payload fails its caller)."""
 
-    text: str
+    # bytes: a binary frame (v3 stream chunks).
+    text: Union[str, bytes]
     call: Optional[_Call] = None
     call_id: Optional[str] = None
 
@@ -118,7 +121,20 @@ class Outbox:
         """Sends a frame with an ``id`` and returns its receipt; raises ``BrokerError`` on an error frame."""
         call_id = self.next_id()
         frame = {**frame, "id": call_id}
-        text = self._serialize(frame)
+        return await self._call(call_id, frame, self._serialize(frame), timeout, resend)
+
+    async def call_binary(self, header: Dict[str, Any], body: bytes, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """As ``call``, for a binary frame: ``header`` (its action and fields) as JSON, then ``body`` (bus protocol v3)."""
+        if self.connection.closing:
+            raise ClientClosed()
+        call_id = self.next_id()
+        header = {**header, "id": call_id}
+        data = encode_binary_frame(header, body)
+        if len(data) > self.max_frame_bytes:
+            raise BrokerError("PAYLOAD_TOO_LARGE", f"{header.get('action')} frame is larger than {self.max_frame_bytes} bytes")
+        return await self._call(call_id, header, data, timeout, False)
+
+    async def _call(self, call_id: str, frame: Dict[str, Any], text: Union[str, bytes], timeout: Optional[float], resend: bool) -> Dict[str, Any]:
         call = _Call(frame, asyncio.get_running_loop().create_future(), resend=resend)
         if self.connection.live:
             call.sent_on = self.connection.generation

@@ -14,6 +14,7 @@ import random
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .binary_frame import decode_binary_frame
 from .contract import CLOSE_GRACE, STABLE_CONNECTION, WELCOME_WAIT
 from .errors import BrokerError, ClientClosed, ConnectFailed
 from .outbox import Outbox
@@ -40,6 +41,9 @@ class TransportHooks(Protocol):
 
     def on_revoke(self, revoke: Any) -> None:
         """``{"revoke": {taskId, queue, reason}}``: a task in hand was taken back."""
+
+    def on_chunk(self, chunk: Any, body: Optional[bytes]) -> None:
+        """``{"chunk": {…}}`` of a followed stream (v3), with the bytes of a binary one."""
 
     def connection_lost(self) -> None:
         """The connection closed: what was bound to it is gone."""
@@ -277,6 +281,9 @@ class Transport:
     def _receive(self, raw: Union[str, bytes]) -> None:
         """One frame from the gateway: nothing in it stops the reader."""
         self._last_received = asyncio.get_running_loop().time()
+        if not isinstance(raw, str):
+            self._receive_binary(raw)
+            return
         frame = self._parse(raw)
         if frame is None:
             return
@@ -285,11 +292,22 @@ class Transport:
         except Exception:
             log.exception("could not handle a frame from the gateway")
 
-    def _parse(self, raw: Union[str, bytes]) -> Optional[Dict[str, Any]]:
-        if not isinstance(raw, str):
-            # The protocol has text frames only (the TypeScript client ignores binary ones too).
-            log.warning("ignored a binary frame")
-            return None
+    def _receive_binary(self, raw: bytes) -> None:
+        """A binary frame: a chunk of a followed stream, the only thing the gateway sends so."""
+        decoded = decode_binary_frame(raw)
+        if isinstance(decoded, str):
+            error = BrokerError("INVALID_FRAME", f"the gateway sent a malformed binary frame: {decoded}")
+            log.warning("%s", error)
+            self.emit("error", error)
+            return
+        header, body = decoded
+        if "chunk" in header:
+            try:
+                self.hooks.on_chunk(header["chunk"], body)
+            except Exception:
+                log.exception("could not handle a binary frame from the gateway")
+
+    def _parse(self, raw: str) -> Optional[Dict[str, Any]]:
         try:
             frame = json.loads(raw)
         except (ValueError, RecursionError):
@@ -307,6 +325,8 @@ class Transport:
             self.hooks.on_task(frame["task"], key)
         elif "revoke" in frame:
             self.hooks.on_revoke(frame["revoke"])
+        elif "chunk" in frame:
+            self.hooks.on_chunk(frame["chunk"], None)
         elif "error" in frame:
             self._on_error(frame, key)
         elif key is not None and self.outbox.settle(key, frame):
@@ -333,3 +353,6 @@ class Transport:
 
     async def call(self, frame: Dict[str, Any], timeout: Optional[float] = None, resend: bool = False) -> Dict[str, Any]:
         return await self.outbox.call(frame, timeout, resend)
+
+    async def call_binary(self, header: Dict[str, Any], body: bytes) -> Dict[str, Any]:
+        return await self.outbox.call_binary(header, body)

@@ -113,6 +113,16 @@ class Work:
         self._check_lease(key, lease or self._by_id(key), "UNKNOWN_TASK")
         await self.transport.call({"action": "progress", "taskId": key, "progress": value})
 
+    async def write(self, task_id: str, data: Any, lease: LeasedTask) -> int:
+        """Streams output of a task in hand (v3): JSON data, or bytes as a binary frame; returns its seq once stored."""
+        key = str(task_id)
+        self._check_lease(key, lease, "NOT_LEASED")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            receipt = await self.transport.call_binary({"action": "chunk", "taskId": key}, bytes(data))
+        else:
+            receipt = await self.transport.call({"action": "chunk", "taskId": key, "data": data})
+        return int(receipt.get("seq", 0))
+
     async def pull(self, queue: str) -> None:
         self.open_pull(queue)
 
@@ -154,6 +164,7 @@ class Work:
     def _lease(self, fields: Dict[str, Any]) -> LeasedTask:
         task = LeasedTask(fields, self.transport.generation)
         task.report = lambda value: self.progress(str(fields["id"]), value, task)
+        task.stream_write = lambda data: self.write(str(fields["id"]), data, task)
         return task
 
     def _check_lease(self, key: str, lease: Optional[LeasedTask], revoked_code: str) -> None:
