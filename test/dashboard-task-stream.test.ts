@@ -6,9 +6,8 @@ import { TestSocket } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;
 
-interface TestContext {
+interface Teardown {
   teardown(fn: () => unknown): void;
-  equal(found: unknown, wanted: unknown, message?: string): boolean;
 }
 
 const TOKENS = { ops: 'ops-token-0123456789abcdef', viewer: 'viewer-token-0123456789ab' };
@@ -24,13 +23,13 @@ const { gw, browser, pageUrl } = await dashboardSession(t, {
 });
 
 /** A worker holding a task it enqueued with `opts.stream`. */
-async function streamedTask(t: TestContext, queue: string, task: unknown): Promise<{ worker: TestSocket; taskId: string }> {
+async function streamedTask(t: Teardown, queue: string, task: unknown): Promise<{ worker: TestSocket; taskId: string }> {
   const worker = await TestSocket.open(`${gw.busUrl}?name=storyteller&token=${TOKENS.ops}`);
   t.teardown(() => worker.close());
   const receipt = await worker.call({ action: 'enqueue', queue, task, opts: { stream: true } });
   worker.send({ action: 'pull', queue });
   const { task: held } = await worker.next((f) => 'task' in f) as { task: Frame };
-  t.equal(held.stream, true, 'the worker holds a streamed task');
+  if (held.stream !== true) throw new Error(`the worker got a task without stream: true: ${JSON.stringify(held)}`);
   return { worker, taskId: String(receipt.taskId) };
 }
 
