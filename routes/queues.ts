@@ -30,6 +30,8 @@ const Task = Type.Object({
   failedReason: Type.Union([Type.String(), Type.Null()]),
   progress: Type.Unknown(),
   holder: Type.Union([Type.String(), Type.Null()]),
+  /** v3: enqueued with `opts.stream`; its output is at `GET /queues/:name/tasks/:id/stream`. */
+  stream: Type.Optional(Type.Literal(true)),
 });
 const Tasks = Type.Object({
   waiting: Type.Array(Task), active: Type.Array(Task), delayed: Type.Array(Task), completed: Type.Array(Task), failed: Type.Array(Task),

@@ -49,6 +49,8 @@ const taskStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // The headers the app's hooks set (CORS, security) go out with it.
     for (const [header, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(header, value);
     response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+    // Sent now, not with the first chunk: an EventSource is open (not still connecting) before the worker writes.
+    response.flushHeaders();
     open.add(response);
     response.on('close', () => {
       open.delete(response);

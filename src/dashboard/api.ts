@@ -73,6 +73,19 @@ export class Api {
     return this.request('DELETE', `queues/${encodeURIComponent(queue)}/tasks/${encodeURIComponent(taskId)}`);
   }
 
+  /**
+   * A streamed task's Server-Sent Events. The token goes in `?token=`: an
+   * EventSource cannot set headers, and keeps this address when it resumes.
+   */
+  taskStreamUrl(queue: string, taskId: string): string {
+    const url = new URL(`queues/${encodeURIComponent(queue)}/tasks/${encodeURIComponent(taskId)}/stream`, this.base);
+    url.search = '';
+    url.hash = '';
+    const token = this.token();
+    if (token !== null) url.searchParams.set('token', token);
+    return url.toString();
+  }
+
   private async request<T>(method: string, path: string): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     const token = this.token();

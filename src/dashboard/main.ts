@@ -16,6 +16,7 @@ import { lastRetained } from './retained-history.js';
 import { Poller } from './poller.js';
 import { QueuesView } from './queues-view.js';
 import { Section } from './section.js';
+import { TaskStreamPanels } from './task-stream-panels.js';
 import { ServicesView } from './services-view.js';
 import { TokenStore } from './token-store.js';
 
@@ -156,10 +157,12 @@ async function run(session: DashboardSession): Promise<void> {
     remove: (queue, taskId) => api.removeTask(queue, taskId),
     cancel: (queue, taskId) => api.cancelTask(queue, taskId),
   }, render, () => queuePoller.soon(0));
+  const streams = new TaskStreamPanels((task) => api.taskStreamUrl(task.queue, task.id));
   const queuePoller = new Poller(() => fetchInto(sections.queues, async () => {
     const summaries = await api.queues();
     const listed = summaries.filter((summary) => summary.counts.failed > 0 || summary.counts.active > 0);
     const details = await Promise.all(listed.map((summary) => api.queue(summary.name, FAILED_SHOWN)));
+    streams.show(details.flatMap((detail) => detail.tasks.active.filter((task) => task.stream === true)));
     queues.update(summaries, new Map(details.map((detail) => [detail.name, detail.tasks.failed])),
       new Map(details.map((detail) => [detail.name, detail.tasks.active])));
   }), interval);

@@ -1,6 +1,6 @@
 import type { JobType } from 'bullmq';
 import { BusError } from '../bus/protocol.js';
-import { maxAttemptsOf, replyToOf, type TaskJob } from './bullmq-adapter.js';
+import { maxAttemptsOf, replyToOf, streamFlagOf, type TaskJob } from './bullmq-adapter.js';
 import type { QueueContext } from './queue-context.js';
 import {
   TASK_STATES, type PullerView, type QueueCounts, type QueueDetail, type QueueSummary, type TaskState, type TaskView,
@@ -30,6 +30,7 @@ export function taskView(job: TaskJob, state: TaskViewState, holder: string | nu
     failedReason: job.failedReason ?? null,
     progress: job.progress === undefined || job.progress === 0 ? null : job.progress,
     holder,
+    ...streamFlagOf(job),
   };
 }
 
