@@ -52,7 +52,7 @@ export default fp(async function queuesPlugin(app) {
     keepCompleted: config.queueKeepCompleted,
     storeTimeoutMs: config.queueStoreTimeoutMs,
     log: app.log,
-    openStream: (queue, taskId) => app.taskStreams.open(queue, taskId),
+    openStream: (queue, taskId, traceparent) => app.taskStreams.open(queue, taskId, traceparent),
     onOutcome(outcome) {
       void app.taskStreams.settled(outcome);
       for (const event of outcomeEvents(outcome)) bus.router.publish(event);

@@ -26,6 +26,7 @@ export default fp(async function taskStreamsPlugin(app) {
   }, app.log, {
     chunkStored: (queue, bytes) => app.metrics.streamChunkStored(queue, bytes),
     chunkSent: (behind) => app.metrics.streamChunkSent(behind),
+    ...(app.spans ? { span: (span) => app.spans?.record(span) } : {}),
   });
   registerStreamActions(bus.dispatcher, streams, (consumerId, taskId) => app.queues.heldTask(consumerId, taskId));
   bus.router.onDetach((connection) => streams.detach(connection.id));

@@ -41,14 +41,18 @@ const taskStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const from = lastEventId === undefined ? fromSeqOf(request.query.from) : Number(lastEventId) + 1;
     const owner = `sse:${randomUUID()}`;
     const response = reply.raw;
-    await app.taskStreams.follow(owner, new SseStreamSink(response), taskId, from, (queue) => {
+    const { traceparent } = await app.taskStreams.follow(owner, new SseStreamSink(response), taskId, from, (queue) => {
       if (queue !== name) throw new BusError('UNKNOWN_TASK', `task ${taskId} of queue ${name} has no stream`);
     });
     // Written by hand from here: the follower writes events as they come.
     reply.hijack();
     // The headers the app's hooks set (CORS, security) go out with it.
     for (const [header, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(header, value);
-    response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+    response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache',
+      // The task's trace context, as the follow receipt carries it on the bus.
+      ...(traceparent === undefined ? {} : { traceparent }),
+    });
     // Sent now, not with the first chunk: an EventSource is open (not still connecting) before the worker writes.
     response.flushHeaders();
     open.add(response);

@@ -45,7 +45,9 @@ t.test('a worker writes text and binary chunks; a follower reads them in order a
   t.same([...(items[1]!.data as Uint8Array)], [1, 2, 3, 255], 'binary chunks arrive as bytes');
   t.equal(Buffer.from(items[2]!.data as Uint8Array).toString(), 'raw bytes');
   t.equal(items[3]!.data, 'done speaking');
-  t.same(items[4], { taskId, seq: 5, end: 'ok', result: { seconds: 2 } });
+  const { traceparent } = items[0]!;
+  t.same(items[4], { taskId, seq: 5, end: 'ok', result: { seconds: 2 }, traceparent });
+  t.ok(traceparent !== undefined && items.every((item) => item.traceparent === traceparent), "every item carries the trace the client gave its enqueue (traceTasks)");
   t.same((await collect(requester.follow(taskId, { from: 4 }))).map((i) => i.seq), [4, 5], 'from a later seq');
 
   await t.rejects(collect(requester.follow('not-streamed')), { code: 'UNKNOWN_TASK' });

@@ -15,6 +15,8 @@ export interface StreamChunk {
   result?: unknown;
   /** The chunks before `seq` are no longer kept. */
   gap?: true;
+  /** The task's trace context (its enqueue's `traceparent`), on every item of a traced task's stream. */
+  traceparent?: string;
 }
 
 export interface FollowOptions {
@@ -30,6 +32,8 @@ class Follow {
   waiter: (() => void) | null = null;
   failure: Error | null = null;
   ended = false;
+  /** Sent on the first frame of each follow of a traced task. */
+  traceparent: string | undefined;
 
   constructor(readonly taskId: string, public next: number) {}
 
@@ -80,7 +84,9 @@ export class StreamFollows {
     if (!isObject(raw) || typeof raw.seq !== 'number') return;
     const follow = this.follows.get(String(raw.taskId));
     if (!follow || follow.ended || raw.seq < follow.next) return;
+    if (typeof raw.traceparent === 'string') follow.traceparent = raw.traceparent;
     const item: StreamChunk = { taskId: follow.taskId, seq: raw.seq };
+    if (follow.traceparent !== undefined) item.traceparent = follow.traceparent;
     if (raw.gap === true) {
       item.gap = true;
       follow.next = raw.seq;

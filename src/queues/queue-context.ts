@@ -40,7 +40,7 @@ export interface QueueServiceOptions {
   /** Called for every acked, failed and dead task (the plugin publishes it on the bus). */
   onOutcome(outcome: TaskOutcome): void;
   /** v3: opens the output stream of a task enqueued with `opts.stream`, before the task is stored. */
-  openStream?(queue: string, taskId: string): Promise<void>;
+  openStream?(queue: string, taskId: string, traceparent: string | undefined): Promise<void>;
   /** Called for every task handed to a worker, with how long it waited since it could run. */
   onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
   /** Called for every fetched task that could not be delivered (failed as undeliverable). */

@@ -99,7 +99,7 @@ export class QueueService {
     if (options.stream) {
       opts.stream = true;
       // Opened first: a follower can follow the task as soon as its receipt names it.
-      await this.ctx.options.openStream?.(name, opts.jobId as string);
+      await this.ctx.options.openStream?.(name, opts.jobId as string, options.traceparent);
     }
     const job = await this.ctx.store.run(() => runtime.queue.add(name, payload, opts));
     return job.id as string;

@@ -43,7 +43,7 @@ export function registerStreamActions(
   dispatcher.register('follow', async (connection, frame) => {
     const taskId = taskIdOf(frame.taskId);
     const from = fromSeqOf(frame.from);
-    await streams.follow(connection.id, new BusStreamSink(connection), taskId, from, (queue) => assertMayReadQueue(connection.principal, queue));
+    return streams.follow(connection.id, new BusStreamSink(connection), taskId, from, (queue) => assertMayReadQueue(connection.principal, queue));
   });
 
   dispatcher.register('unfollow', (connection, frame) => {

@@ -5,9 +5,10 @@ import type { StreamEntry } from './task-stream-store.js';
 
 /** Where a follower's entries go: a /bus connection, or an HTTP response (Server-Sent Events). */
 export interface StreamSink {
-  write(taskId: string, entry: StreamEntry): void;
+  /** `traceparent`: the task's, on the first frame of a follow only. */
+  write(taskId: string, entry: StreamEntry, traceparent?: string): void;
   /** Entries before `seq` are no longer kept. */
-  gap(taskId: string, seq: number): void;
+  gap(taskId: string, seq: number, traceparent?: string): void;
   /** Bytes written to it that its peer has not taken yet. */
   readonly backlogBytes: number;
   readonly gone: boolean;
@@ -40,20 +41,22 @@ function whenDrained(stream: Partial<Drainable> | null, callback: () => void): v
 export class BusStreamSink implements StreamSink {
   constructor(readonly connection: BusConnection) {}
 
-  write(taskId: string, entry: StreamEntry): void {
+  write(taskId: string, entry: StreamEntry, traceparent?: string): void {
     const id = JSON.stringify(taskId);
+    const trace = traceparent === undefined ? '' : `,"traceparent":${JSON.stringify(traceparent)}`;
     if (entry.kind === 'chunk') {
-      this.connection.sendRaw(`{"chunk":{"taskId":${id},"seq":${entry.seq},"attempt":${entry.attempt},"data":${entry.json}}}`);
+      this.connection.sendRaw(`{"chunk":{"taskId":${id},"seq":${entry.seq},"attempt":${entry.attempt}${trace},"data":${entry.json}}}`);
     } else if (entry.kind === 'binary') {
-      this.connection.sendBinary(encodeBinaryFrame({ chunk: { taskId, seq: entry.seq, attempt: entry.attempt } }, entry.data));
+      const header = { taskId, seq: entry.seq, attempt: entry.attempt, ...(traceparent === undefined ? {} : { traceparent }) };
+      this.connection.sendBinary(encodeBinaryFrame({ chunk: header }, entry.data));
     } else {
       const result = entry.end === 'ok' ? `,"result":${entry.result ?? 'null'}` : '';
-      this.connection.sendRaw(`{"chunk":{"taskId":${id},"seq":${entry.seq},"end":${JSON.stringify(entry.end)}${result}}}`);
+      this.connection.sendRaw(`{"chunk":{"taskId":${id},"seq":${entry.seq}${trace},"end":${JSON.stringify(entry.end)}${result}}}`);
     }
   }
 
-  gap(taskId: string, seq: number): void {
-    this.connection.send({ chunk: { taskId, seq, gap: true } });
+  gap(taskId: string, seq: number, traceparent?: string): void {
+    this.connection.send({ chunk: { taskId, seq, gap: true, ...(traceparent === undefined ? {} : { traceparent }) } });
   }
 
   get backlogBytes(): number {
@@ -69,7 +72,11 @@ export class BusStreamSink implements StreamSink {
   }
 }
 
-/** Server-Sent Events (v3 §4): `id:` = seq, `event: chunk|binary|end|gap`; the response ends after `end`. */
+/**
+ * Server-Sent Events (v3 §4): `id:` = seq, `event: chunk|binary|end|gap`;
+ * the response ends after `end`. The trace context goes in the response's
+ * `traceparent` header instead of a frame.
+ */
 export class SseStreamSink implements StreamSink {
   constructor(private readonly response: ServerResponse) {}
 

@@ -9,12 +9,22 @@ export type StreamEntry =
   | { kind: 'binary'; seq: number; attempt: number; data: Buffer; bytes: number }
   | { kind: 'end'; seq: number; end: StreamEnd; /** JSON text of the result (`ok` only). */ result: string | null; bytes: number };
 
+/** What the stream's first entry says of it. */
+export interface StreamMeta {
+  queue: string;
+  /** When it was opened (the task's enqueue), ms since the epoch. */
+  openedAt: number;
+  /** The enqueue's `opts.traceparent`. */
+  traceparent?: string;
+}
+
 /** What an append answers instead of a seq. */
 export type AppendRefusal = 'no stream' | 'ended' | 'full';
 
 /**
  * Opens a task's stream: its first entry (`0-1`, before seq 1) names the
- * queue, so a follower naming only the task finds whose right it needs. An
+ * queue, so a follower naming only the task finds whose right it needs, the
+ * time it opened and the task's traceparent (or ''). An
  * ended stream of the same id is an earlier task's: it goes. Answers the
  * queue of a live stream of another queue with that id, else nil.
  */
@@ -31,7 +41,7 @@ if #first > 0 then
     return false
   end
 end
-redis.call('XADD', KEYS[1], '0-1', 'k', 'o', 'q', ARGV[1])
+redis.call('XADD', KEYS[1], '0-1', 'k', 'o', 'q', ARGV[1], 's', ARGV[2], 't', ARGV[3])
 return false`;
 
 /**
@@ -57,7 +67,7 @@ return seq`;
 const REFUSALS: Record<number, AppendRefusal> = { [-1]: 'no stream', [-2]: 'ended', [-3]: 'full' };
 
 type StreamCommands = Redis & {
-  taskStreamOpen(key: string, queue: string): Promise<string | null>;
+  taskStreamOpen(key: string, queue: string, openedAt: number, traceparent: string): Promise<string | null>;
   taskStreamAppend(key: string, ...args: (string | number | Buffer)[]): Promise<number>;
 };
 
@@ -100,8 +110,8 @@ export class TaskStreamStore {
   }
 
   /** Opens the stream of a new task; answers the queue of another task's live stream with this id, else null. */
-  open(queue: string, taskId: string): Promise<string | null> {
-    return this.redis.taskStreamOpen(this.keyOf(taskId), queue);
+  open(queue: string, taskId: string, traceparent: string | undefined): Promise<string | null> {
+    return this.redis.taskStreamOpen(this.keyOf(taskId), queue, Date.now(), traceparent ?? '');
   }
 
   /** Stores a chunk; resolves with its seq once Redis has it. */
@@ -118,12 +128,18 @@ export class TaskStreamStore {
     return seq > 0 ? seq : null;
   }
 
-  /** The queue of the task's stream; null when there is none (never streamed, or no longer kept). */
-  async queueOf(taskId: string): Promise<string | null> {
+  /** What the task's stream says of itself; null when there is none (never streamed, or no longer kept). */
+  async metaOf(taskId: string): Promise<StreamMeta | null> {
     const first = await this.redis.xrange(this.keyOf(taskId), '0-1', '0-1');
-    const fields = first[0]?.[1] ?? [];
-    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'q') return fields[i + 1]!;
-    return null;
+    const raw = first[0]?.[1] ?? [];
+    const fields = new Map<string, string>();
+    for (let i = 0; i + 1 < raw.length; i += 2) fields.set(raw[i]!, raw[i + 1]!);
+    const queue = fields.get('q');
+    if (queue === undefined) return null;
+    const meta: StreamMeta = { queue, openedAt: Number(fields.get('s') ?? 0) };
+    const traceparent = fields.get('t');
+    if (traceparent) meta.traceparent = traceparent;
+    return meta;
   }
 
   /** Up to `count` entries from seq `from` on. */

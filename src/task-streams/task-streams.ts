@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { BusLogger } from '../bus/frame-dispatcher.js';
 import { BusError } from '../bus/protocol.js';
 import type { TaskOutcome } from '../queues/task-outcome.js';
+import type { GatewaySpan } from '../trace/span-export.js';
 import type { StreamSink } from './stream-sink.js';
 import { StreamTail } from './stream-tail.js';
 import type { StreamEnd, TaskStreamStore } from './task-stream-store.js';
@@ -22,7 +23,19 @@ export interface TaskStreamHooks {
   chunkStored(queue: string, bytes: number): void;
   /** A chunk went to a follower `behind` seqs short of the newest this gateway knows stored. */
   chunkSent(behind: number): void;
+  /**
+   * Present when spans are exported: a traced task's stream (opened → end)
+   * and each follow of it here (follow → end or unfollow), as children of
+   * the enqueue's traceparent.
+   */
+  span?(span: GatewaySpan): void;
 }
+
+/** What a follow's receipt carries. */
+export type FollowReceipt = {
+  /** The task's `opts.traceparent`, for the follower's own spans. */
+  traceparent?: string;
+};
 
 /** The task a chunk names, as its writer's connection holds it. */
 export interface HeldTask {
@@ -43,7 +56,15 @@ class Follower {
   /** Waiting for its sink to drain: the drain pumps it, nothing else. */
   draining = false;
   done = false;
-  constructor(readonly owner: string, readonly taskId: string, readonly sink: StreamSink, public next: number) {}
+  /** Entries sent (its follow's span says how many). */
+  sent = 0;
+  gapSent = false;
+  ended = false;
+  readonly startedAt = Date.now();
+  readonly from: number;
+  constructor(readonly owner: string, readonly taskId: string, readonly sink: StreamSink, public next: number, readonly trace?: { queue: string; traceparent: string }) {
+    this.from = next;
+  }
 }
 
 /** A receipt waiting for the slowest follower. */
@@ -88,8 +109,8 @@ export class TaskStreams {
   }
 
   /** Opens the stream of a task about to be enqueued with `opts.stream`. */
-  async open(queue: string, taskId: string): Promise<void> {
-    const other = await this.store.open(queue, taskId);
+  async open(queue: string, taskId: string, traceparent?: string): Promise<void> {
+    const other = await this.store.open(queue, taskId, traceparent);
     if (other !== null) {
       throw new BusError('INVALID_FRAME', `task ${taskId} of queue ${other} streams under this id: choose another opts.jobId`);
     }
@@ -127,25 +148,38 @@ export class TaskStreams {
     const result = end === 'ok' ? JSON.stringify(outcome.result ?? null) : null;
     try {
       const seq = await this.store.end(outcome.taskId, end, result);
-      if (seq !== null) this.grew(outcome.taskId, seq);
+      if (seq === null) return;
+      this.grew(outcome.taskId, seq);
+      if (this.hooks.span && outcome.traceparent !== undefined) await this.traceStream(outcome, end, seq);
     } catch (err) {
       this.log.error({ err, queue: outcome.queue, taskId: outcome.taskId }, 'task streams: could not store the end of a stream');
     }
+  }
+
+  /** The span of a traced stream, from its opening (the enqueue) to its end. */
+  private async traceStream(outcome: TaskOutcome, end: StreamEnd, endSeq: number): Promise<void> {
+    const meta = await this.store.metaOf(outcome.taskId);
+    this.hooks.span?.({
+      name: `stream ${outcome.queue}`, traceparent: outcome.traceparent!, startMs: meta?.openedAt || Date.now(), endMs: Date.now(),
+      attributes: { 'brainstem.queue': outcome.queue, 'brainstem.task_id': outcome.taskId, 'brainstem.stream.chunks': endSeq - 1, 'brainstem.stream.end': end },
+      ...(end === 'ok' ? {} : { error: end }),
+    });
   }
 
   /**
    * Follows a task's stream from seq `from`: `allowed` sees its queue first
    * (and throws to refuse). One follow per owner and task: a new one replaces it.
    */
-  async follow(owner: string, sink: StreamSink, taskId: string, from: number, allowed: (queue: string) => void): Promise<void> {
-    const queue = await this.store.queueOf(taskId);
-    if (queue === null) {
+  async follow(owner: string, sink: StreamSink, taskId: string, from: number, allowed: (queue: string) => void): Promise<FollowReceipt> {
+    const meta = await this.store.metaOf(taskId);
+    if (meta === null) {
       throw new BusError('UNKNOWN_TASK', `task ${taskId} has no stream: it was not enqueued with opts.stream, or its stream is no longer kept`);
     }
-    allowed(queue);
+    allowed(meta.queue);
     if (this.closed) throw new BusError('UNAVAILABLE', 'the gateway is shutting down');
     this.unfollow(owner, taskId);
-    const follower = new Follower(owner, taskId, sink, from);
+    const { traceparent } = meta;
+    const follower = new Follower(owner, taskId, sink, from, traceparent === undefined ? undefined : { queue: meta.queue, traceparent });
     let followed = this.streams.get(taskId);
     if (!followed) {
       followed = { followers: new Set(), sizes: new Map(), held: [] };
@@ -162,6 +196,7 @@ export class TaskStreams {
     this.tail.watch(taskId, from - 1);
     // After the receipt, which the caller sends once this resolves.
     setImmediate(() => void this.pump(follower));
+    return traceparent === undefined ? {} : { traceparent };
   }
 
   /** Streams with a follower on this gateway. */
@@ -223,16 +258,19 @@ export class TaskStreams {
         if (follower.done) return;
         const first = entries[0];
         if (first && first.seq > follower.next) {
-          follower.sink.gap(follower.taskId, first.seq);
+          follower.sink.gap(follower.taskId, first.seq, this.traceOnce(follower));
+          follower.gapSent = true;
           follower.next = first.seq;
         }
         const head = Math.max(this.tail.head(follower.taskId), entries[entries.length - 1]?.seq ?? 0);
         for (const entry of entries) {
           if (follower.sink.gone) break;
-          follower.sink.write(follower.taskId, entry);
+          follower.sink.write(follower.taskId, entry, this.traceOnce(follower));
+          follower.sent++;
           if (entry.kind !== 'end') this.hooks.chunkSent(head - entry.seq);
           follower.next = entry.seq + 1;
           if (entry.kind === 'end') {
+            follower.ended = true;
             this.remove(follower);
             return;
           }
@@ -252,6 +290,12 @@ export class TaskStreams {
     }
   }
 
+  /** The task's traceparent for the first frame a follow gets, then nothing: a resumed follow gets it again. */
+  private traceOnce(follower: Follower): string | undefined {
+    if (follower.sent > 0 || follower.gapSent) return undefined;
+    return follower.trace?.traceparent;
+  }
+
   private advanced(follower: Follower): void {
     this.tail.seen(follower.taskId, follower.next - 1);
     const followed = this.streams.get(follower.taskId);
@@ -261,6 +305,15 @@ export class TaskStreams {
   private remove(follower: Follower): void {
     if (follower.done) return;
     follower.done = true;
+    if (follower.trace && this.hooks.span) {
+      this.hooks.span({
+        name: `follow ${follower.trace.queue}`, traceparent: follower.trace.traceparent, startMs: follower.startedAt, endMs: Date.now(),
+        attributes: {
+          'brainstem.queue': follower.trace.queue, 'brainstem.task_id': follower.taskId,
+          'brainstem.stream.from': follower.from, 'brainstem.stream.sent': follower.sent, 'brainstem.stream.to_end': follower.ended,
+        },
+      });
+    }
     const owned = this.byOwner.get(follower.owner);
     if (owned?.get(follower.taskId) === follower) owned.delete(follower.taskId);
     if (owned?.size === 0) this.byOwner.delete(follower.owner);

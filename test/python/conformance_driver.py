@@ -147,6 +147,8 @@ class Driver:
             item = {"taskId": chunk.task_id, "seq": chunk.seq}
             if chunk.attempt is not None:
                 item["attempt"] = chunk.attempt
+            if chunk.traceparent is not None:
+                item["traceparent"] = chunk.traceparent
             if chunk.gap:
                 item["gap"] = True
             elif chunk.end is not None:

@@ -19,7 +19,8 @@ from .transport import Transport
 class StreamChunk:
     """One item of a followed stream: ``data`` is JSON data, or ``bytes`` for a binary chunk;
     the last item has ``end`` (``ok``, ``failed``, ``cancelled``) and, on ``ok``, ``result``;
-    ``gap``: the chunks before ``seq`` are no longer kept."""
+    ``gap``: the chunks before ``seq`` are no longer kept; ``traceparent``: the task's trace
+    context (its enqueue's), on every item of a traced task's stream."""
 
     task_id: str
     seq: int
@@ -28,6 +29,7 @@ class StreamChunk:
     end: Optional[str] = None
     result: Any = None
     gap: bool = False
+    traceparent: Optional[str] = None
 
 
 class _Follow:
@@ -37,6 +39,8 @@ class _Follow:
         self.key = key
         self.sent_on = -1
         self.ended = False
+        # Sent on the first frame of each follow of a traced task.
+        self.traceparent: Optional[str] = None
         self.items: Deque[StreamChunk] = deque()
         self.failure: Optional[BaseException] = None
         self.wake = asyncio.Event()
@@ -87,16 +91,19 @@ class StreamFollows:
         seq: int = raw["seq"]
         if follow is None or follow.ended or seq < follow.next:
             return
+        if isinstance(raw.get("traceparent"), str):
+            follow.traceparent = raw["traceparent"]
+        trace = follow.traceparent
         if raw.get("gap") is True:
             follow.next = seq
-            follow.push(StreamChunk(follow.task_id, seq, gap=True))
+            follow.push(StreamChunk(follow.task_id, seq, gap=True, traceparent=trace))
             return
         attempt = raw.get("attempt") if isinstance(raw.get("attempt"), int) else None
         if isinstance(raw.get("end"), str):
             follow.ended = True
-            item = StreamChunk(follow.task_id, seq, attempt, end=raw["end"], result=raw.get("result"))
+            item = StreamChunk(follow.task_id, seq, attempt, end=raw["end"], result=raw.get("result"), traceparent=trace)
         else:
-            item = StreamChunk(follow.task_id, seq, attempt, data=body if body is not None else raw.get("data"))
+            item = StreamChunk(follow.task_id, seq, attempt, data=body if body is not None else raw.get("data"), traceparent=trace)
         follow.next = seq + 1
         follow.push(item)
 
