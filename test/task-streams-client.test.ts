@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import t from 'tap';
+import { decodeBinaryFrame } from '../src/bus/binary-frame.js';
 import { BrokerClient, type StreamChunk, type Task } from '../src/client/index.js';
 import { startGateway } from './helpers/gateway.js';
 import { startRestartableGateway } from './helpers/restartable-gateway.js';
@@ -130,4 +131,50 @@ t.test('a worker awaiting its writes is slowed by a paused follower, not failed:
   socket.resume();
   t.equal(await outcome, 'written', 'no write failed');
   t.same(written, Array.from({ length: total }, (_, i) => i + 1));
+});
+
+t.test('a fast follower is not slowed by a paused one: it has every chunk stored, the one whose receipt is held included', async (t) => {
+  const window = 4;
+  const gw = await startGateway(t, { redisUrl: redis.url, queuePrefix: 'client-streams-fast', streamWindow: window, busMaxBacklogBytes: 64 * 1024 });
+  const worker = client(gw.busUrl, 'fast-worker');
+  const requester = client(gw.busUrl, 'fast-requester');
+  await Promise.all([worker.connect(), requester.connect()]);
+  const total = 60;
+  const chunk = new Uint8Array(512 * 1024).fill(3);
+  const written: number[] = [];
+  worker.work('audio.fast', async (task: Task) => {
+    for (let i = 0; i < total; i++) written.push(await task.write!(chunk));
+    return 'rendered';
+  });
+  const { taskId } = await requester.enqueue('audio.fast', 1, { stream: true });
+  const slow = await TestSocket.open(`${gw.busUrl}?name=slow-follower`);
+  t.teardown(() => slow.close());
+  t.match(await slow.call({ action: 'follow', taskId }), { ok: true });
+  const socket = (slow.ws as unknown as { _socket: Socket })._socket;
+  socket.pause();
+
+  const fastSeqs: number[] = [];
+  const fast = (async () => {
+    for await (const item of requester.follow(taskId)) fastSeqs.push(item.seq);
+  })();
+  await until(() => gw.app.taskStreams.heldReceipts > 0, 30_000, 'a held receipt');
+  const heldSeq = written.length + 1;
+  t.ok(heldSeq > window, 'the worker wrote past the window before it was held');
+  await until(() => fastSeqs.at(-1) === heldSeq, 10_000, 'the fast follower at the held chunk');
+  t.ok(gw.app.taskStreams.heldReceipts > 0 && written.length < total, 'while the worker is still held by the paused follower');
+  socket.resume();
+  await fast;
+  t.same(fastSeqs, Array.from({ length: total + 1 }, (_, i) => i + 1), 'the fast follower: every chunk and the end, in order');
+  t.same(written, Array.from({ length: total }, (_, i) => i + 1), 'no write failed');
+  const slowSeqs: number[] = [];
+  for (;;) {
+    const frame = await slow.next((f) => 'binary' in f || 'chunk' in f, 30_000);
+    if ('chunk' in frame) {
+      slowSeqs.push((frame.chunk as { seq: number }).seq);
+      break;
+    }
+    const decoded = decodeBinaryFrame(frame.binary as Buffer);
+    if (typeof decoded !== 'string') slowSeqs.push((decoded.header.chunk as { seq: number }).seq);
+  }
+  t.same(slowSeqs, Array.from({ length: total + 1 }, (_, i) => i + 1), 'the paused follower, resumed: every chunk and the end, in order');
 });
