@@ -2,7 +2,7 @@ import t from 'tap';
 import { encodeBinaryFrame } from '../src/bus/binary-frame.js';
 import { dashboardSession, openDashboard, screenshot, textBecomes } from './helpers/dashboard-browser.js';
 import { bearer, edgeConfig, tokenSpec } from './helpers/edge.js';
-import { TestSocket } from './helpers/test-socket.js';
+import { TestSocket, until } from './helpers/test-socket.js';
 
 type Frame = Record<string, unknown>;
 
@@ -96,5 +96,24 @@ t.test('a read-only token with the queue right follows too; a cancel ends the pa
   await worker.next((f) => 'revoke' in f);
   await textBecomes(t, panel.locator('.stream-state'), 'ended: cancelled', 'the panel shows it cancelled');
   t.equal(await panel.locator('.stream-result').isHidden(), true, 'with no result');
+  t.same(problems, [], 'no console errors or failed requests');
+});
+
+t.test('a streamed task that starts and ends between two refreshes gets its panel from its end event, with its whole kept output', async (t) => {
+  // Refreshes far apart: only the `queue.*` event can bring the task to the page.
+  const { page, problems } = await openDashboard(t, browser, `${gw.httpUrl}/?refresh=600&token=${TOKENS.ops}`);
+  await until(async () => {
+    const state = await (await fetch(`${gw.httpUrl}/bus`, { headers: bearer(TOKENS.ops) })).json() as { subscriptions: Record<string, number> };
+    return (state.subscriptions['queue.*'] ?? 0) > 0;
+  }, 10_000, "the page's queue.* subscription");
+  const { worker, taskId } = await streamedTask(t, 'story.quick', { prompt: 'short' });
+  await chunk(worker, taskId, 'The ');
+  await chunk(worker, taskId, 'end.');
+  t.match(await worker.call({ action: 'ack', taskId, result: 'told' }), { ok: true });
+
+  const panel = page.locator(`#task-streams article[data-task="${taskId}"]`);
+  await textBecomes(t, panel.locator('.stream-state'), 'ended: ok', 'a panel for the task the page never saw active');
+  t.equal((await panel.locator('.stream-output').textContent())?.trim(), 'The end.', 'with its output from the first chunk');
+  await textBecomes(t, panel.locator('.stream-result'), 'result: "told"', 'and its result');
   t.same(problems, [], 'no console errors or failed requests');
 });

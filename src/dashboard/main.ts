@@ -16,7 +16,7 @@ import { lastRetained } from './retained-history.js';
 import { Poller } from './poller.js';
 import { QueuesView } from './queues-view.js';
 import { Section } from './section.js';
-import { TaskStreamPanels } from './task-stream-panels.js';
+import { streamedTaskOf, TaskStreamPanels } from './task-stream-panels.js';
 import { ServicesView } from './services-view.js';
 import { TokenStore } from './token-store.js';
 
@@ -200,6 +200,9 @@ async function run(session: DashboardSession): Promise<void> {
     }, `rows refresh every ${every} instead of live.`),
     follow(client, sections.queues, 'queue.*', (event) => {
       queues.onEvent(event, Date.now());
+      // A streamed task that started and ended between two refreshes was never seen active.
+      const ended = streamedTaskOf(event);
+      if (ended) streams.show([ended]);
       queuePoller.soon();
     }, `counts refresh every ${every} and completions per second are not counted.`).then((live) => {
       if (live) queues.startCounting(Date.now());

@@ -17,6 +17,17 @@ export interface StreamedTask {
   id: string;
 }
 
+/** Outcomes whose event says the task was streamed (bus protocol v3: `stream: true` in the payload). */
+const ENDED_TYPES = new Set(['queue.completed', 'queue.dead', 'queue.cancelled']);
+
+/** The streamed task an outcome event names, if it names one. */
+export function streamedTaskOf(event: { type: string; payload?: unknown }): StreamedTask | null {
+  if (!ENDED_TYPES.has(event.type)) return null;
+  const payload = event.payload as { queue?: unknown; taskId?: unknown; stream?: unknown } | null;
+  if (payload?.stream !== true || typeof payload.queue !== 'string' || typeof payload.taskId !== 'string') return null;
+  return { queue: payload.queue, id: payload.taskId };
+}
+
 type EndKind = 'ok' | 'failed' | 'cancelled';
 
 /** The `end` event's data (bus protocol v3 §4). */
@@ -86,12 +97,16 @@ class StreamPanel {
       this.appendNote(`(chunks before ${seq} are no longer kept)`);
     });
     source.addEventListener('end', (event) => {
-      // Closed at once: the response ends here, and an open EventSource would reconnect after it.
-      this.stop();
       this.showEnd(JSON.parse((event as MessageEvent<string>).data) as StreamEnd);
-      done();
     });
     source.addEventListener('error', () => {
+      // The response ends after `end`: closed now, before the EventSource reconnects, and not
+      // earlier (closing it under an unfinished response aborts the request).
+      if (this.ended) {
+        this.stop();
+        done();
+        return;
+      }
       // CONNECTING: it resumes by itself with Last-Event-ID. CLOSED: the gateway refused it (no stream, no right).
       if (source.readyState === EventSource.CONNECTING) {
         this.showState('connecting', 'reconnecting…');
@@ -170,7 +185,8 @@ class StreamPanel {
 
 /**
  * The output panels of streamed tasks (enqueued with `opts.stream`): one
- * per task the queues card has seen active, kept after its end until
+ * per task the queues card has seen active or whose end came as an event
+ * (its kept stream is followed from its start), kept after its end until
  * closed, at most `MAX_FOLLOWED` followed at a time.
  */
 export class TaskStreamPanels {

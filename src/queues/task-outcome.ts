@@ -29,9 +29,11 @@ export const GATEWAY_SOURCE = 'brainstem';
 
 /**
  * The bus events of an outcome: `queue.completed`, `queue.failed` (every
- * failed attempt) and `queue.dead` (`{queue, taskId, attempts, reason?}`),
- * and the reply on `replyTo` (correlationId = taskId) when the task is done
- * for good: its result, or `{error}` when it is dead.
+ * failed attempt) and `queue.dead` (`{queue, taskId, attempts, reason?,
+ * stream?}`: `stream: true` for a streamed task, so a page that never saw
+ * it active can still follow its kept stream), and the reply on `replyTo`
+ * (correlationId = taskId) when the task is done for good: its result, or
+ * `{error}` when it is dead.
  */
 export function outcomeEvents(outcome: TaskOutcome, now = Date.now()): BusEvent[] {
   const events = eventsOf(outcome, new Date(now).toISOString());
@@ -43,7 +45,8 @@ function eventsOf(outcome: TaskOutcome, timestamp: string): BusEvent[] {
   const { queue, taskId, attempts, reason } = outcome;
   if (outcome.kind === 'progress') return progressEvents(outcome, timestamp);
   if (outcome.kind === 'cancelled') return cancelledEvents(outcome, timestamp);
-  const payload = reason === undefined ? { queue, taskId, attempts } : { queue, taskId, attempts, reason };
+  const payload: Record<string, unknown> = reason === undefined ? { queue, taskId, attempts } : { queue, taskId, attempts, reason };
+  if (outcome.stream) payload.stream = true;
   const events: BusEvent[] = [];
   if (outcome.kind === 'completed') {
     events.push({ type: 'queue.completed', source: GATEWAY_SOURCE, payload, timestamp });
@@ -72,10 +75,12 @@ function progressEvents(outcome: TaskOutcome, timestamp: string): BusEvent[] {
   return events;
 }
 
-/** `queue.cancelled` `{queue, taskId, reason}`, and `{"error":"cancelled"}` on its replyTo. */
+/** `queue.cancelled` `{queue, taskId, reason, stream?}`, and `{"error":"cancelled"}` on its replyTo. */
 function cancelledEvents(outcome: TaskOutcome, timestamp: string): BusEvent[] {
   const { queue, taskId, reason = 'cancelled', replyTo } = outcome;
-  const events: BusEvent[] = [{ type: 'queue.cancelled', source: GATEWAY_SOURCE, payload: { queue, taskId, reason }, timestamp }];
+  const payload: Record<string, unknown> = { queue, taskId, reason };
+  if (outcome.stream) payload.stream = true;
+  const events: BusEvent[] = [{ type: 'queue.cancelled', source: GATEWAY_SOURCE, payload, timestamp }];
   if (replyTo) events.push({ type: replyTo, source: outcome.source, payload: { error: 'cancelled' }, timestamp, correlationId: taskId });
   return events;
 }
