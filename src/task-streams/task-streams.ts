@@ -4,14 +4,11 @@ import { BusError } from '../bus/protocol.js';
 import type { TaskOutcome } from '../queues/task-outcome.js';
 import type { GatewaySpan } from '../trace/span-export.js';
 import type { StreamSink } from './stream-sink.js';
+import { ReceiptWindow, type WindowLimits } from './receipt-window.js';
 import { StreamTail } from './stream-tail.js';
 import type { StreamEnd, TaskStreamStore } from './task-stream-store.js';
 
-export interface TaskStreamSettings {
-  /** Chunks not yet read by the slowest follower before receipts are held back (STREAM_WINDOW). */
-  window: number;
-  /** Bytes likewise (STREAM_WINDOW_BYTES). */
-  windowBytes: number;
+export interface TaskStreamSettings extends WindowLimits {
   /** Bytes of one chunk (STREAM_MAX_BYTES). */
   maxBytes: number;
   /** A follower's unsent bytes past which it reads no more from storage until its socket drains. */
@@ -67,18 +64,17 @@ class Follower {
   }
 }
 
-/** A receipt waiting for the slowest follower. */
-interface HeldReceipt {
-  seq: number;
-  release(): void;
-}
-
 /** What this gateway keeps of a task's stream while someone here follows it. */
 interface FollowedStream {
   followers: Set<Follower>;
-  /** Bytes of chunks written through this gateway, by seq, down to the slowest follower's. */
-  sizes: Map<number, number>;
-  held: HeldReceipt[];
+  receipts: ReceiptWindow;
+}
+
+/** The next seq of the stream's slowest follower here (Infinity: none). */
+function slowestOf(followed: FollowedStream): number {
+  let slowest = Infinity;
+  for (const follower of followed.followers) slowest = Math.min(slowest, follower.next);
+  return slowest;
 }
 
 /**
@@ -131,13 +127,11 @@ export class TaskStreams {
     this.hooks.chunkStored(held.queue, bytes);
     const followed = this.streams.get(taskId);
     if (!followed) return seq;
-    followed.sizes.set(seq, bytes);
+    const waiting = followed.receipts.stored(seq, bytes, slowestOf(followed));
     this.grew(taskId, seq);
-    if (this.admits(followed, seq)) return seq;
-    return new Promise((resolve) => {
-      this.heldReceipts++;
-      followed.held.push({ seq, release: () => resolve(seq) });
-    });
+    if (waiting === undefined) return seq;
+    this.heldReceipts++;
+    return waiting;
   }
 
   /** A task ended: a streamed one's stream gets its end, under the next seq. */
@@ -182,7 +176,7 @@ export class TaskStreams {
     const follower = new Follower(owner, taskId, sink, from, traceparent === undefined ? undefined : { queue: meta.queue, traceparent });
     let followed = this.streams.get(taskId);
     if (!followed) {
-      followed = { followers: new Set(), sizes: new Map(), held: [] };
+      followed = { followers: new Set(), receipts: new ReceiptWindow(this.settings) };
       this.streams.set(taskId, followed);
     }
     followed.followers.add(follower);
@@ -328,25 +322,7 @@ export class TaskStreams {
     this.release(followed);
   }
 
-  /** Whether the receipt of chunk `seq` may go: every follower here is within the window of it. */
-  private admits(followed: FollowedStream, seq: number): boolean {
-    let slowest = Infinity;
-    for (const follower of followed.followers) slowest = Math.min(slowest, follower.next);
-    if (seq < slowest) return true;
-    if (seq - slowest + 1 > this.settings.window) return false;
-    let bytes = 0;
-    for (let s = slowest; s <= seq; s++) bytes += followed.sizes.get(s) ?? 0;
-    return bytes <= this.settings.windowBytes;
-  }
-
-  /** Lets go of the receipts the slowest follower's progress allows, in order, and of sizes it has read. */
   private release(followed: FollowedStream): void {
-    while (followed.held.length > 0 && (followed.followers.size === 0 || this.admits(followed, followed.held[0]!.seq))) {
-      this.heldReceipts--;
-      followed.held.shift()!.release();
-    }
-    let slowest = Infinity;
-    for (const follower of followed.followers) slowest = Math.min(slowest, follower.next);
-    for (const seq of followed.sizes.keys()) if (seq < slowest) followed.sizes.delete(seq);
+    this.heldReceipts -= followed.receipts.release(slowestOf(followed));
   }
 }
