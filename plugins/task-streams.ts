@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fp from 'fastify-plugin';
 import { registerStreamActions } from '../src/task-streams/stream-actions.js';
 import { TaskStreamStore } from '../src/task-streams/task-stream-store.js';
@@ -16,7 +17,7 @@ declare module 'fastify' {
  */
 export default fp(async function taskStreamsPlugin(app) {
   const { config, bus } = app;
-  const store = new TaskStreamStore(app.redis.client, config.queuePrefix, { maxChunks: config.streamMaxChunks, keepMs: config.streamKeepMs });
+  const store = new TaskStreamStore(app.redis.client, config.queuePrefix, { maxChunks: config.streamMaxChunks, keepMs: config.streamKeepMs }, randomUUID());
   const streams = new TaskStreams(store, { blocking: app.redis.createConnection('worker'), shared: app.redis.client }, {
     window: config.streamWindow,
     windowBytes: config.streamWindowBytes,

@@ -102,3 +102,32 @@ t.test('backpressure: receipts wait while a follower is a window behind, and com
   t.match((await untilEnd(slow, taskId)).pop(), { seq: total + 1, end: 'ok' });
   t.ok(await slow.nothing(), 'still connected: not cut as a slow consumer');
 });
+
+t.test('backpressure across gateways: a paused follower on gateway B holds the receipts of a writer on gateway A; they come as it reads', async (t) => {
+  const a = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
+  const b = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
+  const worker = await open(a.busUrl, 'worker-a-held');
+  const slow = await open(b.busUrl, 'follower-b-held');
+  const { taskId } = await worker.call({ action: 'enqueue', queue: 'cluster.held', task: 1, opts: { stream: true } }) as { taskId: string };
+  await pullOne(worker, 'cluster.held');
+  t.match(await slow.call({ action: 'follow', taskId }), { ok: true });
+  const socket = (slow.ws as unknown as { _socket: Socket })._socket;
+  socket.pause();
+  const chunk = 'y'.repeat(512 * 1024);
+  const total = 60;
+  for (let i = 1; i <= total; i++) worker.send({ action: 'chunk', taskId, data: chunk, id: `c${i}` });
+  await until(() => a.app.taskStreams.heldReceipts > 0, 30_000, "a held receipt on the writer's gateway");
+  t.equal(a.app.taskStreams.followerCount(taskId), 0, 'with no follower of its own');
+  t.ok(!worker.received.some((f) => f.id === `c${total}`), 'the last chunk is not receipted while the follower does not read');
+
+  socket.resume();
+  const seqs: number[] = [];
+  for (let i = 1; i <= total; i++) seqs.push(((await slow.next((f) => 'chunk' in f, 30_000)).chunk as Chunk).seq);
+  t.same(seqs, Array.from({ length: total }, (_, i) => i + 1), 'the follower on B got every chunk, in order');
+  const receipts: number[] = [];
+  for (let i = 1; i <= total; i++) receipts.push((await worker.next((f) => f.id === `c${i}`, 30_000)).seq as number);
+  t.same(receipts, seqs, 'every receipt came on A, once the follower on B read');
+  t.same((await worker.call({ action: 'ack', taskId })).ok, true);
+  t.match((await untilEnd(slow, taskId)).pop(), { seq: total + 1, end: 'ok' });
+  t.equal(a.app.taskStreams.heldReceipts, 0);
+});

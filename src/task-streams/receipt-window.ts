@@ -25,6 +25,10 @@ export class ReceiptWindow {
 
   constructor(private readonly limits: WindowLimits) {}
 
+  get holding(): boolean {
+    return this.held.length > 0;
+  }
+
   /**
    * A chunk was stored: `undefined` if its receipt may go now, else a
    * promise of its seq that resolves once `release` lets it go.

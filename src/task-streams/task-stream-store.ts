@@ -45,31 +45,69 @@ redis.call('XADD', KEYS[1], '0-1', 'k', 'o', 'q', ARGV[1], 's', ARGV[2], 't', AR
 return false`;
 
 /**
- * Appends a chunk or the end under the next seq (seq n is stream id n-0).
- * Only an ended stream has an expiry: it is kept STREAM_KEEP_MS after its end.
- * ARGV: kind (t, b, e), data, attempt, max chunks, keep ms, end, result.
+ * The next seq of the slowest follower other gateways report for a stream
+ * (-1: none), from its readers hash (KEYS[2]: gateway id → `next:expiresAt`),
+ * leaving out the caller's own (ARGV[1]) and reports past their expiry
+ * (ARGV[2]: now): a killed gateway's followers hold nothing back for long.
  */
-const APPEND = `
+const REMOTE_NEXT = `
+local function remoteNext(readersKey, self, now)
+  local readers = redis.call('HGETALL', readersKey)
+  local slowest = -1
+  for i = 1, #readers, 2 do
+    if readers[i] ~= self then
+      local nextSeq, expires = string.match(readers[i + 1], '^(%d+):(%d+)$')
+      if nextSeq and tonumber(expires) > tonumber(now) then
+        local n = tonumber(nextSeq)
+        if slowest < 0 or n < slowest then slowest = n end
+      end
+    end
+  end
+  return slowest
+end`;
+
+/**
+ * Appends a chunk or the end under the next seq (seq n is stream id n-0);
+ * answers {seq, next seq of the slowest follower on other gateways}.
+ * Only an ended stream has an expiry: it is kept STREAM_KEEP_MS after its end.
+ * ARGV: kind (t, b, e), data, attempt, max chunks, keep ms, end, result, gateway id, now.
+ */
+const APPEND = `${REMOTE_NEXT}
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last == 0 then return -1 end
-if redis.call('PTTL', KEYS[1]) > 0 then return -2 end
+if #last == 0 then return {-1, -1} end
+if redis.call('PTTL', KEYS[1]) > 0 then return {-2, -1} end
 local seq = tonumber(string.match(last[1][1], '^(%d+)')) + 1
 local maxChunks = tonumber(ARGV[4])
 if ARGV[1] == 'e' then
   redis.call('XADD', KEYS[1], 'MAXLEN', maxChunks + 2, seq .. '-0', 'k', 'e', 'e', ARGV[6], 'r', ARGV[7])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return seq
+  return {seq, -1}
 end
-if seq > maxChunks then return -3 end
+if seq > maxChunks then return {-3, -1} end
 redis.call('XADD', KEYS[1], 'MAXLEN', maxChunks + 2, seq .. '-0', 'k', ARGV[1], 'a', ARGV[3], 'd', ARGV[2])
-return seq`;
+return {seq, remoteNext(KEYS[2], ARGV[8], ARGV[9])}`;
+
+/** ARGV: gateway id, now. */
+const READ_REMOTE_NEXT = `${REMOTE_NEXT}
+return remoteNext(KEYS[1], ARGV[1], ARGV[2])`;
 
 const REFUSALS: Record<number, AppendRefusal> = { [-1]: 'no stream', [-2]: 'ended', [-3]: 'full' };
 
 type StreamCommands = Redis & {
   taskStreamOpen(key: string, queue: string, openedAt: number, traceparent: string): Promise<string | null>;
-  taskStreamAppend(key: string, ...args: (string | number | Buffer)[]): Promise<number>;
+  taskStreamAppend(key: string, readersKey: string, ...args: (string | number | Buffer)[]): Promise<[number, number]>;
+  taskStreamRemoteNext(readersKey: string, gatewayId: string, now: number): Promise<number>;
 };
+
+/** A stored chunk's seq, and where the slowest follower on another gateway is (Infinity: none). */
+export interface Appended {
+  seq: number;
+  remoteNext: number;
+}
+
+function nextOrNone(next: number): number {
+  return next < 0 ? Infinity : next;
+}
 
 function seqOf(id: string): number {
   return Number(id.slice(0, id.indexOf('-')));
@@ -99,14 +137,26 @@ function entryOf(id: string, raw: Buffer[]): StreamEntry | null {
 export class TaskStreamStore {
   private readonly redis: StreamCommands;
 
-  constructor(redis: Redis, private readonly prefix: string, private readonly limits: { maxChunks: number; keepMs: number }) {
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+    private readonly limits: { maxChunks: number; keepMs: number },
+    /** This gateway's id in the streams' readers hashes. */
+    private readonly gatewayId: string,
+  ) {
     redis.defineCommand('taskStreamOpen', { numberOfKeys: 1, lua: OPEN });
-    redis.defineCommand('taskStreamAppend', { numberOfKeys: 1, lua: APPEND });
+    redis.defineCommand('taskStreamAppend', { numberOfKeys: 2, lua: APPEND });
+    redis.defineCommand('taskStreamRemoteNext', { numberOfKeys: 1, lua: READ_REMOTE_NEXT });
     this.redis = redis as StreamCommands;
   }
 
   keyOf(taskId: string): string {
     return `${this.prefix}:>stream:${taskId}`;
+  }
+
+  /** Where each gateway's slowest follower of the stream is, so that a writer on another one waits for it. */
+  private readersKeyOf(taskId: string): string {
+    return `${this.prefix}:>stream-readers:${taskId}`;
   }
 
   /** Opens the stream of a new task; answers the queue of another task's live stream with this id, else null. */
@@ -115,17 +165,36 @@ export class TaskStreamStore {
   }
 
   /** Stores a chunk; resolves with its seq once Redis has it. */
-  async append(taskId: string, attempt: number, data: string | Uint8Array): Promise<number | AppendRefusal> {
+  async append(taskId: string, attempt: number, data: string | Uint8Array): Promise<Appended | AppendRefusal> {
     const kind = typeof data === 'string' ? 't' : 'b';
     const body = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const seq = await this.redis.taskStreamAppend(this.keyOf(taskId), kind, body, attempt, this.limits.maxChunks, this.limits.keepMs, '', '');
-    return seq > 0 ? seq : REFUSALS[seq]!;
+    const [seq, remoteNext] = await this.redis.taskStreamAppend(
+      this.keyOf(taskId), this.readersKeyOf(taskId), kind, body, attempt, this.limits.maxChunks, this.limits.keepMs, '', '', this.gatewayId, Date.now(),
+    );
+    return seq > 0 ? { seq, remoteNext: nextOrNone(remoteNext) } : REFUSALS[seq]!;
   }
 
   /** Stores the end; null if the stream is gone or ended already. */
   async end(taskId: string, end: StreamEnd, result: string | null): Promise<number | null> {
-    const seq = await this.redis.taskStreamAppend(this.keyOf(taskId), 'e', '', 0, this.limits.maxChunks, this.limits.keepMs, end, result ?? '');
+    const [seq] = await this.redis.taskStreamAppend(
+      this.keyOf(taskId), this.readersKeyOf(taskId), 'e', '', 0, this.limits.maxChunks, this.limits.keepMs, end, result ?? '', this.gatewayId, Date.now(),
+    );
     return seq > 0 ? seq : null;
+  }
+
+  /** The next seq of the slowest follower of the stream on another gateway (Infinity: none). */
+  async remoteNext(taskId: string): Promise<number> {
+    return nextOrNone(await this.redis.taskStreamRemoteNext(this.readersKeyOf(taskId), this.gatewayId, Date.now()));
+  }
+
+  /** Reports where this gateway's slowest follower of the stream is, until `ttlMs` from now (null: no follower here). */
+  async reportReaders(taskId: string, next: number | null, ttlMs: number): Promise<void> {
+    const key = this.readersKeyOf(taskId);
+    if (next === null) {
+      await this.redis.hdel(key, this.gatewayId);
+      return;
+    }
+    await this.redis.multi().hset(key, this.gatewayId, `${next}:${Date.now() + ttlMs}`).pexpire(key, ttlMs).exec();
   }
 
   /** What the task's stream says of itself; null when there is none (never streamed, or no longer kept). */

@@ -4,7 +4,8 @@ import { BusError } from '../bus/protocol.js';
 import type { TaskOutcome } from '../queues/task-outcome.js';
 import type { GatewaySpan } from '../trace/span-export.js';
 import type { StreamSink } from './stream-sink.js';
-import { ReceiptWindow, type WindowLimits } from './receipt-window.js';
+import type { WindowLimits } from './receipt-window.js';
+import { StreamBackpressure } from './stream-backpressure.js';
 import { StreamTail } from './stream-tail.js';
 import type { StreamEnd, TaskStreamStore } from './task-stream-store.js';
 
@@ -67,13 +68,12 @@ class Follower {
 /** What this gateway keeps of a task's stream while someone here follows it. */
 interface FollowedStream {
   followers: Set<Follower>;
-  receipts: ReceiptWindow;
 }
 
 /** The next seq of the stream's slowest follower here (Infinity: none). */
-function slowestOf(followed: FollowedStream): number {
+function slowestOf(followed: FollowedStream | undefined): number {
   let slowest = Infinity;
-  for (const follower of followed.followers) slowest = Math.min(slowest, follower.next);
+  for (const follower of followed?.followers ?? []) slowest = Math.min(slowest, follower.next);
   return slowest;
 }
 
@@ -81,16 +81,15 @@ function slowestOf(followed: FollowedStream): number {
  * Streamed task output (bus protocol v3): chunks stored by seq in Redis
  * before their receipt, followers that read them from storage at the pace
  * their sockets drain (so none is cut as a slow consumer, and none misses
- * or repeats one), and the writer's receipts held while a follower here is
- * more than a window behind.
+ * or repeats one), and the writer's receipts held while a follower, here
+ * or on another gateway, is more than a window behind (StreamBackpressure).
  */
 export class TaskStreams {
   private readonly streams = new Map<string, FollowedStream>();
   private readonly byOwner = new Map<string, Map<string, Follower>>();
   private readonly tail: StreamTail;
+  private readonly backpressure: StreamBackpressure;
   private closed = false;
-  /** Receipts held now, for tests and metrics. */
-  heldReceipts = 0;
   /** Followers on this gateway, over every stream. */
   followers = 0;
 
@@ -102,6 +101,12 @@ export class TaskStreams {
     private readonly hooks: TaskStreamHooks,
   ) {
     this.tail = new StreamTail(redis.blocking, redis.shared, (taskId) => store.keyOf(taskId), (taskId) => this.grew(taskId), log);
+    this.backpressure = new StreamBackpressure(store, settings, (taskId) => slowestOf(this.streams.get(taskId)), log);
+  }
+
+  /** Receipts held now, for tests and metrics. */
+  get heldReceipts(): number {
+    return this.backpressure.heldReceipts;
   }
 
   /** Opens the stream of a task about to be enqueued with `opts.stream`. */
@@ -120,18 +125,14 @@ export class TaskStreams {
     if (bytes > this.settings.maxBytes) {
       throw new BusError('TOO_LARGE', `a chunk holds at most ${this.settings.maxBytes} bytes (STREAM_MAX_BYTES), this one ${bytes}`);
     }
-    const seq = await this.store.append(taskId, held.attempt, data);
-    if (seq === 'full') throw new BusError('TOO_LARGE', `task ${taskId} has written all the chunks a task may (STREAM_MAX_CHUNKS)`);
-    if (seq === 'ended') throw new BusError('NOT_LEASED', `the stream of task ${taskId} has ended`);
-    if (seq === 'no stream') throw new BusError('NOT_STREAMED', `task ${taskId} has no stream (it was removed)`);
+    const appended = await this.store.append(taskId, held.attempt, data);
+    if (appended === 'full') throw new BusError('TOO_LARGE', `task ${taskId} has written all the chunks a task may (STREAM_MAX_CHUNKS)`);
+    if (appended === 'ended') throw new BusError('NOT_LEASED', `the stream of task ${taskId} has ended`);
+    if (appended === 'no stream') throw new BusError('NOT_STREAMED', `task ${taskId} has no stream (it was removed)`);
     this.hooks.chunkStored(held.queue, bytes);
-    const followed = this.streams.get(taskId);
-    if (!followed) return seq;
-    const waiting = followed.receipts.stored(seq, bytes, slowestOf(followed));
-    this.grew(taskId, seq);
-    if (waiting === undefined) return seq;
-    this.heldReceipts++;
-    return waiting;
+    const { seq } = appended;
+    if (this.streams.has(taskId)) this.grew(taskId, seq);
+    return this.backpressure.written(taskId, seq, bytes, appended.remoteNext);
   }
 
   /** A task ended: a streamed one's stream gets its end, under the next seq. */
@@ -176,7 +177,7 @@ export class TaskStreams {
     const follower = new Follower(owner, taskId, sink, from, traceparent === undefined ? undefined : { queue: meta.queue, traceparent });
     let followed = this.streams.get(taskId);
     if (!followed) {
-      followed = { followers: new Set(), receipts: new ReceiptWindow(this.settings) };
+      followed = { followers: new Set() };
       this.streams.set(taskId, followed);
     }
     followed.followers.add(follower);
@@ -188,6 +189,7 @@ export class TaskStreams {
     }
     owned.set(taskId, follower);
     this.tail.watch(taskId, from - 1);
+    this.backpressure.followersMoved(taskId);
     // After the receipt, which the caller sends once this resolves.
     setImmediate(() => void this.pump(follower));
     return traceparent === undefined ? {} : { traceparent };
@@ -217,6 +219,7 @@ export class TaskStreams {
     this.closed = true;
     for (const owner of [...this.byOwner.keys()]) this.detach(owner);
     this.tail.close();
+    this.backpressure.close();
   }
 
   /** The task's stream has entries up to at least `seq` (or more than followers here know of). */
@@ -292,8 +295,7 @@ export class TaskStreams {
 
   private advanced(follower: Follower): void {
     this.tail.seen(follower.taskId, follower.next - 1);
-    const followed = this.streams.get(follower.taskId);
-    if (followed) this.release(followed);
+    this.backpressure.followersMoved(follower.taskId);
   }
 
   private remove(follower: Follower): void {
@@ -319,10 +321,6 @@ export class TaskStreams {
       this.streams.delete(follower.taskId);
       this.tail.unwatch(follower.taskId);
     }
-    this.release(followed);
-  }
-
-  private release(followed: FollowedStream): void {
-    this.heldReceipts -= followed.receipts.release(slowestOf(followed));
+    this.backpressure.followersMoved(follower.taskId);
   }
 }
