@@ -72,6 +72,7 @@ export function pullRetryDelayMs(refusedInRow: number): number {
 }
 /** The refusals of a pull worth asking again. */
 export const PULL_RETRY_CODES: ReadonlySet<string> = new Set(row('pullRetryCodes') as string[]);
+export const HELD_RECEIPT_ACTIONS: ReadonlySet<string> = new Set(row('heldReceiptActions') as string[]);
 
 let processPid: number | null = null;
 

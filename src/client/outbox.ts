@@ -1,4 +1,5 @@
 import { encodeBinaryFrame } from '../bus/binary-frame.js';
+import { HELD_RECEIPT_ACTIONS } from './defaults.js';
 import type { SocketLike } from './socket.js';
 import { BrokerError } from './types.js';
 
@@ -16,14 +17,6 @@ interface Outgoing {
   timer?: ReturnType<typeof setTimeout>;
 }
 
-/**
- * Actions whose receipt the gateway may hold back on purpose: a stream
- * chunk's, while a follower is more than the window behind (v3
- * backpressure). Once sent they wait for it without the receipt timeout,
- * so a paused follower slows its worker instead of failing it; a closed
- * connection still fails them (DISCONNECTED).
- */
-const HELD_RECEIPTS = new Set(['chunk']);
 
 export interface OutboxSettings {
   maxBufferedFrames: number;
@@ -216,7 +209,8 @@ export class Outbox {
     }
     if (out.settle && out.id !== undefined) {
       this.inflight.set(out.id, out);
-      if (!HELD_RECEIPTS.has(out.action)) this.startTimer(out);
+      // A held receipt is not a lost one (contract row heldReceiptActions).
+      if (!HELD_RECEIPT_ACTIONS.has(out.action)) this.startTimer(out);
       else if (out.timer) {
         clearTimeout(out.timer);
         out.timer = undefined;

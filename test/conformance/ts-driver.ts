@@ -1,5 +1,5 @@
 import { BrokerClient, BrokerError, defaultOptions, type BrokerClientOptions, type PublishOptions, type Task, type TaskWorker } from '../../src/client/index.js';
-import { CLOSE_GRACE_MS, PULL_RETRY_CODES, PULL_RETRY_INITIAL_MS, PULL_RETRY_MAX_MS, STABLE_CONNECTION_MS, WELCOME_WAIT_MS } from '../../src/client/defaults.js';
+import { CLOSE_GRACE_MS, HELD_RECEIPT_ACTIONS, PULL_RETRY_CODES, PULL_RETRY_INITIAL_MS, PULL_RETRY_MAX_MS, STABLE_CONNECTION_MS, WELCOME_WAIT_MS } from '../../src/client/defaults.js';
 import type { ClientDriver, ClientSettings, Note, Outcome } from './driver.js';
 
 /** What a driver reports of a thrown error: the code, and whether it is the client's BrokerError. */
@@ -107,6 +107,7 @@ export class TsDriver implements ClientDriver {
           pullRetryInitialMs: PULL_RETRY_INITIAL_MS,
           pullRetryMaxMs: PULL_RETRY_MAX_MS,
           pullRetryCodes: [...PULL_RETRY_CODES].sort(),
+          heldReceiptActions: [...HELD_RECEIPT_ACTIONS].sort(),
           traceTasks: d.traceTasks,
         };
       }

@@ -84,6 +84,7 @@ class Driver:
             "pullRetryInitialMs": ms(contract.PULL_RETRY_INITIAL),
             "pullRetryMaxMs": ms(contract.PULL_RETRY_MAX),
             "pullRetryCodes": sorted(contract.PULL_RETRY_CODES),
+            "heldReceiptActions": sorted(contract.HELD_RECEIPT_ACTIONS),
             "traceTasks": d["trace_tasks"],
         }
 

@@ -45,6 +45,8 @@ PULL_RETRY_INITIAL = seconds("pullRetryInitialMs")
 PULL_RETRY_MAX = seconds("pullRetryMaxMs")
 """...up to this long."""
 PULL_RETRY_CODES: FrozenSet[str] = frozenset(value("pullRetryCodes"))
+HELD_RECEIPT_ACTIONS: FrozenSet[str] = frozenset(value("heldReceiptActions"))
+"""Actions whose receipt the gateway holds back on purpose: once sent, they wait without the receipt timeout."""
 """The refusals of a pull worth asking again."""
 
 

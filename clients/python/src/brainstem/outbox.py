@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Protocol, Union
 
 from .binary_frame import encode_binary_frame
-
+from .contract import HELD_RECEIPT_ACTIONS
 from .errors import BrokerError, ClientClosed, ConnectionLost, InvalidArgument, RequestTimeout
 from .websocket import Connection, ConnectionClosed
 
@@ -33,13 +33,6 @@ def encode(frame: Dict[str, Any]) -> str:
     except ValueError as err:
         raise InvalidArgument("INVALID_FRAME", f"{frame.get('action')} frame is not JSON: {err}") from err
 
-
-# Actions whose receipt the gateway may hold back on purpose: a stream
-# chunk's, while a follower is more than the window behind (v3
-# backpressure). Once sent they wait for it without the receipt timeout, so
-# a paused follower slows its worker instead of failing it; a closed
-# connection still fails them (DISCONNECTED).
-HELD_RECEIPTS = frozenset({"chunk"})
 
 class TransportView(Protocol):
     """The transport as the outbox sees it."""
@@ -158,7 +151,8 @@ class Outbox:
             return await asyncio.wait_for(asyncio.shield(call.future), limit)
         except asyncio.TimeoutError:
             still_buffered = any(o.call is call for o in self._buffer)
-            if not still_buffered and frame["action"] in HELD_RECEIPTS and self._calls.get(call_id) is call:
+            # A held receipt is not a lost one (contract row heldReceiptActions).
+            if not still_buffered and frame["action"] in HELD_RECEIPT_ACTIONS and self._calls.get(call_id) is call:
                 return await asyncio.shield(call.future)
             if still_buffered:
                 self._buffer = deque(o for o in self._buffer if o.call is not call)
