@@ -94,6 +94,8 @@ export async function buildApp(options: BuildOptions = {}) {
   // reads it. A hook, not a parser: the proxy installs its own JSON parser,
   // which Fastify refuses once the root's is not its default.
   app.addHook('preValidation', async (request) => {
+    // Nesting past the limit takes an opening and a closing bracket per level: a shorter body cannot.
+    if (Number(request.headers['content-length']) < 2 * (MAX_JSON_DEPTH + 1)) return;
     if (isParsedJson(request.body) && valueNestsDeeperThan(request.body)) {
       throw new BusError('INVALID_FRAME', `body nests deeper than ${MAX_JSON_DEPTH} levels`);
     }
