@@ -5,11 +5,13 @@ import {
 import { MAX_SERVICE_NAME_BYTES, nameProblem, quoted } from '../protocol/names.js';
 import type { InstanceLimits } from './instance-limits.js';
 import { LiveServices, type ServiceTransition } from './live-services.js';
+import { ThresholdWarnings, type WarnThresholds } from './threshold-warnings.js';
 import {
   isLoopback, NO_METRICS, readProcessIdentity, sampleProcess, type ProcessMetrics, type ProcessSample,
 } from './process-metrics.js';
 
-export interface HeartbeatSettings {
+/** warnCpuPercent and warnMemoryBytes: the figures past which `heartbeat.warn` is published (0: never). */
+export interface HeartbeatSettings extends WarnThresholds {
   /** ms without a beat before a service is stale. */
   timeoutMs: number;
   /** ms between two checks for stale services. */
@@ -18,10 +20,6 @@ export interface HeartbeatSettings {
   stopEnabled: boolean;
   /** ms between SIGTERM and SIGKILL. */
   stopGraceMs: number;
-  /** cpu percent over which `heartbeat.warn` is published; 0: never. */
-  warnCpuPercent: number;
-  /** memory bytes over which `heartbeat.warn` is published; 0: never. */
-  warnMemoryBytes: number;
 }
 
 export type HeartbeatEventType = 'heartbeat.ping' | 'heartbeat.down' | 'heartbeat.warn' | 'service.up' | 'service.down';
@@ -132,8 +130,7 @@ export class HeartbeatMonitor {
   private checking: Promise<DownReport[]> | null = null;
   /** Per name, the beat being accepted: limits are counted one beat at a time. */
   private readonly beatsInFlight = new Map<string, Promise<unknown>>();
-  /** Per pid, the thresholds it is over, so `heartbeat.warn` fires once per crossing. */
-  private readonly overThreshold = new Map<number, Set<'cpu' | 'memory'>>();
+  private readonly warnings: ThresholdWarnings;
   /** Names with live instances here, for `service.up` / `service.down`. */
   private readonly liveServices = new LiveServices();
   private closed = false;
@@ -149,6 +146,7 @@ export class HeartbeatMonitor {
   constructor(private readonly options: HeartbeatMonitorOptions) {
     this.store = options.store;
     this.settings = options.settings;
+    this.warnings = new ThresholdWarnings(options.settings, (payload) => options.publish('heartbeat.warn', payload));
   }
 
   get sessionId(): string {
@@ -262,34 +260,12 @@ export class HeartbeatMonitor {
 
     const uptime = Math.floor((sample.elapsedMs ?? now - record.firstBeat) / 1000);
     this.options.publish('heartbeat.ping', { ...record, uptime });
-    this.warnOnThresholds(record);
+    this.warnings.beat(record);
     return { status: 'ok', pid, name, ...sample.metrics };
   }
 
   private publishTransitions(transitions: ServiceTransition[]): void {
     for (const { type, name } of transitions) this.options.publish(type, { name });
-  }
-
-  private warnOnThresholds(record: BeatRecord): void {
-    const { warnCpuPercent, warnMemoryBytes } = this.settings;
-    const over = this.overThreshold.get(record.pid) ?? new Set();
-    const checks = [
-      { metric: 'cpu' as const, value: record.cpu, threshold: warnCpuPercent },
-      { metric: 'memory' as const, value: record.memory, threshold: warnMemoryBytes },
-    ];
-    for (const { metric, value, threshold } of checks) {
-      if (threshold > 0 && value > threshold) {
-        if (over.has(metric)) continue;
-        over.add(metric);
-        this.options.publish('heartbeat.warn', {
-          pid: record.pid, name: record.name, metric, value, threshold, cpu: record.cpu, memory: record.memory,
-        });
-      } else {
-        over.delete(metric);
-      }
-    }
-    if (over.size > 0) this.overThreshold.set(record.pid, over);
-    else this.overThreshold.delete(record.pid);
   }
 
   /** Whether an instance of `name` beat within the timeout and was not reported down since (synchronous: a route gate). */
@@ -360,7 +336,7 @@ export class HeartbeatMonitor {
   private async takeDown(record: HeartbeatRecord, now: number): Promise<DownReport | null> {
     // Claim it first: if a beat arrived since the query, the beat wins.
     if (!await storeCall(() => this.store.markDown(record.pid, record.last, now))) return null;
-    this.overThreshold.delete(record.pid);
+    this.warnings.forget(record.pid);
     const { pid, name, last } = record;
     const refusal = await this.whyNotStop(record);
     let report: DownReport;
