@@ -1,4 +1,5 @@
 import { BusConnection, type BusSocket, type ConnectionInfo } from './bus-connection.js';
+import { connectionView, firstOf, MAX_LISTED_PATTERNS, type BusCounters, type BusDescription, type BusPage } from './bus-description.js';
 import { EventFrame } from './event-frame.js';
 import { FanOut } from './fan-out.js';
 import { BusError } from './protocol.js';
@@ -15,17 +16,6 @@ export interface BusRouterOptions {
   maxPatternBytesPerConnection?: number;
   /** Where a failure contained in fan-out is reported. */
   log?: { error(obj: object, msg?: string): void };
-}
-
-export interface BusCounters {
-  connectionsOpened: number;
-  published: number;
-  delivered: number;
-  slowConsumersDropped: number;
-  /** Events sent to other instances of the cluster (one per instance). */
-  forwardedToPeers: number;
-  /** Events other instances sent here for local subscribers. */
-  receivedFromPeers: number;
 }
 
 /**
@@ -52,48 +42,7 @@ export interface RemoteInstance {
   readonly id: string;
 }
 
-/** At most this many patterns are listed per connection, and in `subscriptions`: the answer stays bounded. */
-export const MAX_LISTED_PATTERNS = 1000;
-
-export interface BusPage {
-  offset?: number;
-  limit?: number;
-}
-
-export interface BusDescription {
-  /** One page of the connections, oldest first. */
-  connections: {
-    clientId: string;
-    name: string | null;
-    remoteAddress: string;
-    connectedAt: string;
-    ageMs: number;
-    /** Its patterns (the first MAX_LISTED_PATTERNS). */
-    subscriptions: string[];
-    subscriptionCount: number;
-    framesIn: number;
-    framesOut: number;
-  }[];
-  page: { offset: number; limit: number; total: number };
-  /** Subscribers per pattern (the first MAX_LISTED_PATTERNS patterns). */
-  subscriptions: Record<string, number>;
-  patterns: number;
-  counters: BusCounters & { connections: number };
-  rates: { publishedPerSecond: number; deliveredPerSecond: number };
-  /** The gateway instances sharing this bus through Redis, when clustering is on. */
-  cluster?: unknown;
-}
-
 type DetachListener = (connection: BusConnection) => void;
-
-function firstOf(items: Iterable<string>, max: number): string[] {
-  const first: string[] = [];
-  for (const item of items) {
-    if (first.length >= max) break;
-    first.push(item);
-  }
-  return first;
-}
 
 /**
  * The pub/sub core: the registry of connections and their subscriptions,
@@ -272,17 +221,7 @@ export class BusRouter {
       if (index++ >= offset) listed.push(connection);
     }
     return {
-      connections: listed.map((c) => ({
-        clientId: c.id,
-        name: c.name,
-        remoteAddress: c.remoteAddress,
-        connectedAt: new Date(c.connectedAt).toISOString(),
-        ageMs: now - c.connectedAt,
-        subscriptions: firstOf(c.patterns, MAX_LISTED_PATTERNS),
-        subscriptionCount: c.patterns.size,
-        framesIn: c.framesIn,
-        framesOut: c.framesOut,
-      })),
+      connections: listed.map((connection) => connectionView(connection, now)),
       page: { offset, limit: page.limit ?? this.connections.size, total: this.connections.size },
       subscriptions: Object.fromEntries(firstOf(this.trie.patterns(), MAX_LISTED_PATTERNS).map((pattern) => [pattern, this.trie.countOf(pattern)])),
       patterns: this.trie.patternCount,
