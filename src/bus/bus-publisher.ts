@@ -29,7 +29,8 @@ const DUPLICATE: Published = Object.freeze({ delivered: 0, duplicate: true });
 
 /**
  * The first stage of a publish: serializes the event once, has the history
- * keep it (or not) and tells where it stands, then hands it to the router.
+ * keep it (a retained topic, a msgId), waits for its turn in its
+ * publisher's order, then hands it to the router, which never calls back.
  * An event no rule retains, without msgId, goes to the router at once;
  * another is delivered once Redis has it, in the order of publishing; a
  * repeated msgId is delivered to no one.
