@@ -26,6 +26,8 @@ export class TopicTrie<T> {
   private readonly root = new TrieNode<T>();
   /** pattern -> subscriber count, for introspection (`GET /bus`). */
   private readonly counts = new Map<string, number>();
+  /** The sets one lookup matched: one array for every lookup, which never calls out. */
+  private readonly matched: Set<T>[] = [];
 
   add(pattern: string, subscriber: T): boolean {
     const segments = pattern.split('.');
@@ -83,13 +85,17 @@ export class TopicTrie<T> {
    * so read it before the trie changes.
    */
   subscribersOf(topic: string): ReadonlySet<T> {
-    const matched: Set<T>[] = [];
+    const matched = this.matched;
     this.collect(this.root, topic.split('.'), 0, matched);
-    if (matched.length === 0) return NONE as ReadonlySet<T>;
-    if (matched.length === 1) return matched[0] as Set<T>;
-    const union = new Set<T>();
-    for (const set of matched) for (const s of set) union.add(s);
-    return union;
+    let subscribers: ReadonlySet<T>;
+    if (matched.length <= 1) subscribers = matched[0] ?? (NONE as ReadonlySet<T>);
+    else {
+      const union = new Set<T>();
+      for (const set of matched) for (const s of set) union.add(s);
+      subscribers = union;
+    }
+    matched.length = 0;
+    return subscribers;
   }
 
   /** Whether any subscriber has a pattern matching `topic`. */
