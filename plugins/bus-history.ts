@@ -39,12 +39,12 @@ export default fp<BusHistoryOptions>(async function busHistoryPlugin(app, option
   }
   const store = new StreamStore(connection, config.busClusterChannel, rules.list, app.log);
   const history = new EventHistory(rules, store, app.bus.router, app.log, config.busMaxBacklogBytes);
-  app.bus.router.history = history;
+  app.bus.publisher.history = history;
   store.startAgeTrim(AGE_TRIM_INTERVAL_MS);
   app.decorate('history', history);
   if (rules.size > 0) app.log.info({ rules: rules.list.map((rule) => rule.topics) }, 'bus history: retained topics');
   app.addHook('onClose', async () => {
     store.stop();
-    app.bus.router.history = null;
+    app.bus.publisher.history = null;
   });
 }, { name: 'brainstem-bus-history', dependencies: ['brainstem-redis', 'brainstem-bus'] });

@@ -5,6 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { WebSocket } from 'ws';
 import type { BusConnection } from '../src/bus/bus-connection.js';
+import { BusPublisher } from '../src/bus/bus-publisher.js';
 import { BusRouter } from '../src/bus/bus-router.js';
 import { FrameDispatcher } from '../src/bus/frame-dispatcher.js';
 import { FrameRateLimiter } from '../src/bus/frame-rate-limiter.js';
@@ -17,6 +18,8 @@ import { releaseUpgrade, tcpSocketOf } from '../src/streams/ws-adapter.js';
 
 export interface Bus {
   router: BusRouter;
+  /** Where every publish starts (history, then the router). */
+  publisher: BusPublisher;
   dispatcher: FrameDispatcher;
   /** Binds one accepted WebSocket to the bus (the `/bus` route's wsHandler). */
   handleSocket(socket: WebSocket, request: FastifyRequest): BusConnection;
@@ -57,7 +60,8 @@ export default fp(async function busPlugin(app) {
   });
   const limiter = config.busMaxFramesPerSecond > 0 ? new FrameRateLimiter(config.busMaxFramesPerSecond) : null;
   const dispatcher = new FrameDispatcher(app.log, limiter);
-  registerPubSubActions(dispatcher, router, app.log);
+  const publisher = new BusPublisher(router);
+  registerPubSubActions(dispatcher, router, publisher, app.log);
 
   // One set of listeners for every socket, each finding its connection on
   // the socket: a set of closures per connection was about 1 kB of the
@@ -102,7 +106,7 @@ export default fp(async function busPlugin(app) {
     return connection;
   }
 
-  app.decorate('bus', { router, dispatcher, handleSocket });
+  app.decorate('bus', { router, publisher, dispatcher, handleSocket });
 
   // An upgrade refused while the gateway closes is answered 503 on a socket
   // that nothing ends once its peer hangs up; the HTTP server, and so

@@ -111,7 +111,7 @@ export default fp<HeartbeatOptions>(async function heartbeatPlugin(app, options)
     limits: limits.limits,
     protectedPids: () => [app.redis.supervisor?.pid],
     publish: (type, payload) => {
-      app.bus.router.publish(normalizeMessage({ type, payload }, 'heartbeat'));
+      app.bus.publisher.publish(normalizeMessage({ type, payload }, 'heartbeat'));
     },
     onDown: (report) => {
       const connections = links.linked(report.pid);

@@ -63,14 +63,14 @@ export default fp<MetricsOptions>(async function metricsPlugin(app, options) {
   if (app.config.otelEndpoint) {
     const { startSpanExport } = await import('../src/trace/span-export.js');
     const spans = await startSpanExport(app.config.otelEndpoint, 'brainstem');
-    app.bus.router.observePublishes((event, delivered) => {
+    app.bus.publisher.observePublishes((event, delivered) => {
       if (event.traceparent === undefined) return;
       const now = Date.now();
       spans.record({ name: `publish ${event.type}`, traceparent: event.traceparent, startMs: now, endMs: now, attributes: { 'messaging.destination.name': event.type, 'brainstem.delivered': delivered } });
     });
     app.decorate('spans', spans);
     app.addHook('onClose', async () => {
-      app.bus.router.observePublishes(null);
+      app.bus.publisher.observePublishes(null);
       await spans.close();
     });
     log.info({ endpoint: app.config.otelEndpoint }, 'spans exported over OTLP/HTTP');

@@ -55,7 +55,7 @@ export default fp(async function queuesPlugin(app) {
     openStream: (queue, taskId, traceparent) => app.taskStreams.open(queue, taskId, traceparent),
     onOutcome(outcome) {
       void app.taskStreams.settled(outcome);
-      for (const event of outcomeEvents(outcome)) bus.router.publish(event);
+      for (const event of outcomeEvents(outcome)) bus.publisher.publish(event);
       if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'dead') {
         app.metrics.taskSettled(outcome.queue, outcome.kind, outcome.runMs);
         if (app.spans && outcome.traceparent !== undefined && outcome.runMs !== undefined) {

@@ -73,7 +73,7 @@ const busRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (!request.principal.may('publish', event.type)) {
       throw new BusError('FORBIDDEN', publishRefusal(event.type));
     }
-    const published = await app.bus.router.publishWithReceipt(event);
+    const published = await app.bus.publisher.publishWithReceipt(event);
     request.log.debug({ type: event.type, delivered: published.delivered }, 'http publish');
     return reply.code(202).send({ ok: true as const, ...published });
   });

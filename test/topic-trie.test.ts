@@ -3,9 +3,7 @@ import { TopicTrie } from '../src/bus/topic-trie.js';
 import { isValidPattern, isValidTopic, patternCovers, patternMatches } from '../src/bus/topic.js';
 
 function matches(trie: TopicTrie<string>, topic: string): string[] {
-  const seen: string[] = [];
-  trie.forEachMatch(topic, (s) => seen.push(s));
-  return seen.sort();
+  return [...trie.subscribersOf(topic)].sort();
 }
 
 t.test('exact, * and > patterns', async (t) => {

@@ -1,9 +1,11 @@
+import type { EventFrame } from './event-frame.js';
 import type { PublishOrder } from './history/publish-order.js';
 import type { ReplayedFloors, ReplayHold } from './history/replay-hold.js';
 import type { Principal } from './principal.js';
 import type { CorkableStream, TickWriteBatch } from '../streams/tick-write-batch.js';
 import { sendTextFrames } from '../streams/ws-adapter.js';
 import { joinFrames, type FrameSink, type TickFrameBatch } from './tick-frame-batch.js';
+import { CloseCode } from '../protocol/close-codes.js';
 
 export type { CorkableStream } from '../streams/tick-write-batch.js';
 
@@ -25,6 +27,13 @@ export interface ConnectionInfo {
   stream?: CorkableStream | null;
 }
 
+/**
+ * What became of one event sent to a connection: sent, held behind a
+ * replay, not sent (closing, or a late copy of a replayed event), or
+ * dropped with the connection, a slow consumer.
+ */
+export type Delivery = 'sent' | 'held' | 'skipped' | 'dropped';
+
 const TEXT = { binary: false } as const;
 const BINARY = { binary: true } as const;
 
@@ -41,11 +50,9 @@ export class BusConnection implements FrameSink {
   patternBytes = 0;
   /** Set once the gateway decided to close it: nothing more is sent. */
   closing = false;
-  /** Publish sequence number of the last event sent, to deliver once per publish. */
-  lastPublish = 0;
   framesIn = 0;
   framesOut = 0;
-  /** Its publishes while some are being stored (a retained topic or a msgId): kept in order. */
+  /** Its publishes, kept in order while some are being stored (a retained topic or a msgId); made at its first. */
   publishes: PublishOrder | null = null;
   /** Set while a subscription replays history: live events wait in it. */
   hold: ReplayHold | null = null;
@@ -62,6 +69,7 @@ export class BusConnection implements FrameSink {
     info: ConnectionInfo,
     private readonly batch: TickWriteBatch,
     private readonly frameBatch: TickFrameBatch,
+    private readonly maxBacklogBytes: number,
   ) {
     this.id = info.id;
     this.name = info.name;
@@ -80,6 +88,35 @@ export class BusConnection implements FrameSink {
     return this.socket.bufferedAmount + this.frameBytes;
   }
 
+  /**
+   * One published event: held while a subscription replays history (live
+   * events wait behind the replay), skipped when a replay already sent it,
+   * else sent within the backlog limit, with the others of this tick at its
+   * end (TickFrameBatch): every subscriber's socket gets the same frame.
+   */
+  deliverEvent(topic: string, frame: EventFrame): Delivery {
+    if (this.closing) return 'skipped';
+    if (this.hold) {
+      this.hold.push(topic, frame.payload);
+      return 'held';
+    }
+    if (this.replayed?.covers(topic, frame.payload)) return 'skipped';
+    const wire = frame.wire;
+    if (this.unsentBytes + wire.length > this.maxBacklogBytes) return this.dropSlowConsumer();
+    this.framesOut++;
+    if (this.frames.push(wire) === 1) this.frameBatch.add(this);
+    this.frameBytes += wire.length;
+    return 'sent';
+  }
+
+  /** An event message (a replayed one, say), within the backlog limit as deliverEvent sends. */
+  deliverMessage(message: Buffer): Delivery {
+    if (this.closing) return 'skipped';
+    if (this.unsentBytes + message.length > this.maxBacklogBytes) return this.dropSlowConsumer();
+    this.sendRaw(message);
+    return 'sent';
+  }
+
   /** Sends an already serialized text frame (after the event frames waiting, in order). */
   sendRaw(frame: Buffer | string): void {
     // Corked first, so that the frames waiting and this one leave in one write.
@@ -87,16 +124,6 @@ export class BusConnection implements FrameSink {
     this.writeWaitingFrames();
     this.framesOut++;
     this.socket.send(frame, TEXT);
-  }
-
-  /**
-   * Sends a complete WebSocket frame built once for every subscriber
-   * (ws-adapter's encodeTextFrame), with the others of this tick at its end.
-   */
-  sendFrame(frame: Buffer): void {
-    this.framesOut++;
-    if (this.frames.push(frame) === 1) this.frameBatch.add(this);
-    this.frameBytes += frame.length;
   }
 
   takeFrames(): { frames: Buffer[]; bytes: number } | null {
@@ -133,6 +160,12 @@ export class BusConnection implements FrameSink {
     this.writeWaitingFrames();
     this.closing = true;
     this.socket.close(code, reason);
+  }
+
+  /** Past its backlog limit: closed (1008) so that it never stalls the others or grows the gateway's memory. */
+  private dropSlowConsumer(): Delivery {
+    this.close(CloseCode.POLICY_VIOLATION, 'slow consumer');
+    return 'dropped';
   }
 
   private writeWaitingFrames(): void {

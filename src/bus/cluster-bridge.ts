@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { BusRouter, RemoteBus } from './bus-router.js';
+import type { BusRouter, RemoteBus, RemoteInstance } from './bus-router.js';
+import type { EventFrame } from './event-frame.js';
 import type { BusLogger } from './frame-dispatcher.js';
 import { isValidPattern } from './topic.js';
 import { TopicTrie } from './topic-trie.js';
@@ -43,13 +44,11 @@ type ControlMessage =
   | { op: 'sync'; from: string; to: string }
   | { op: 'bye'; from: string };
 
-class Peer {
+class Peer implements RemoteInstance {
   readonly patterns = new Set<string>();
   version = -1;
   info: InstanceInfo | null = null;
   lastSeen = Date.now();
-  /** Forward sequence number of the last event sent to it, to send once per publish. */
-  lastForward = 0;
   constructor(readonly id: string, readonly channel: string) {}
 }
 
@@ -78,10 +77,9 @@ export class ClusterBridge implements RemoteBus {
   private readonly controlChannel: string;
   private readonly ownChannel: string;
   private readonly peers = new Map<string, Peer>();
-  private readonly remoteInterest = new TopicTrie<Peer>();
+  readonly interest = new TopicTrie<Peer>();
   private readonly startedAt = new Date().toISOString();
   private version = 0;
-  private forwardSeq = 0;
   private pendingAdd = new Set<string>();
   private pendingRemove = new Set<string>();
   private pendingFlush: Promise<void> | undefined;
@@ -144,28 +142,20 @@ export class ClusterBridge implements RemoteBus {
     return this.pendingFlush ?? this.inFlight;
   }
 
-  forward(type: string, frame: () => Buffer): void {
-    const seq = ++this.forwardSeq;
+  get instances(): Iterable<Peer> {
+    return this.peers.values();
+  }
+
+  /** One message for all of them: the topic, a newline, the event message. */
+  send(instances: Iterable<Peer>, topic: string, frame: EventFrame): number {
     let message: Buffer | undefined;
-    this.remoteInterest.forEachMatch(type, (peer) => {
-      if (peer.lastForward === seq) return;
-      peer.lastForward = seq;
-      message ??= Buffer.concat([Buffer.from(`${type}\n`), frame()]);
-      this.router.counters.forwardedToPeers++;
+    let sent = 0;
+    for (const peer of instances) {
+      message ??= Buffer.concat([Buffer.from(`${topic}\n`), frame.payload]);
       this.publisher.publish(peer.channel, message).catch(this.onPublishError);
-    });
-  }
-
-  hasInterest(type: string): boolean {
-    return this.remoteInterest.hasMatch(type);
-  }
-
-  forwardToAll(type: string, frame: Buffer): void {
-    const message = Buffer.concat([Buffer.from(`${type}\n`), frame]);
-    for (const peer of this.peers.values()) {
-      this.router.counters.forwardedToPeers++;
-      this.publisher.publish(peer.channel, message).catch(this.onPublishError);
+      sent++;
     }
+    return sent;
   }
 
   describe(): { instanceId: string; instances: object[] } {
@@ -318,7 +308,7 @@ export class ClusterBridge implements RemoteBus {
   }
 
   private forget(peer: Peer): void {
-    for (const pattern of peer.patterns) this.remoteInterest.remove(pattern, peer);
+    for (const pattern of peer.patterns) this.interest.remove(pattern, peer);
     peer.patterns.clear();
     this.peers.delete(peer.id);
     if (this.peers.size === 0) this.router.setRemote(null);
@@ -338,12 +328,12 @@ export class ClusterBridge implements RemoteBus {
   private addPattern(peer: Peer, pattern: string): void {
     if (peer.patterns.has(pattern) || !isValidPattern(pattern)) return;
     peer.patterns.add(pattern);
-    this.remoteInterest.add(pattern, peer);
+    this.interest.add(pattern, peer);
   }
 
   private removePattern(peer: Peer, pattern: string): void {
     if (!peer.patterns.delete(pattern)) return;
-    this.remoteInterest.remove(pattern, peer);
+    this.interest.remove(pattern, peer);
   }
 
   private readonly onPublishError = (err: unknown): void => {

@@ -1,3 +1,4 @@
+import type { BusPublisher } from './bus-publisher.js';
 import type { BusRouter } from './bus-router.js';
 import { ANSWERED, type BusLogger, type FrameDispatcher } from './frame-dispatcher.js';
 import { PublishOrder } from './history/publish-order.js';
@@ -16,7 +17,7 @@ function patternOf(frame: ClientFrame): string {
 }
 
 /** The pub/sub actions of the protocol: subscribe, unsubscribe, publish, ping. */
-export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRouter, log: BusLogger): void {
+export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRouter, publisher: BusPublisher, log: BusLogger): void {
   const debug = log.isLevelEnabled?.('debug') ?? false;
 
   dispatcher.register('subscribe', (connection, frame) => {
@@ -25,8 +26,8 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
       throw new BusError('FORBIDDEN', `not allowed to subscribe to ${pattern}`);
     }
     if (frame.since !== undefined || frame.last !== undefined) {
-      if (!router.history) throw new BusError('NOT_RETAINED', `${pattern} is not retained`);
-      return router.history.resume(connection, pattern, frame);
+      if (!publisher.history) throw new BusError('NOT_RETAINED', `${pattern} is not retained`);
+      return publisher.history.resume(connection, pattern, frame);
     }
     router.subscribe(connection, pattern);
     if (debug) log.debug({ clientId: connection.id, name: connection.name, pattern }, 'subscribe');
@@ -51,17 +52,14 @@ export function registerPubSubActions(dispatcher: FrameDispatcher, router: BusRo
     }
     // Stored first (retained, or with msgId): delivered once Redis has it, and
     // this connection's later publishes wait behind it, so its order holds.
-    if (router.storesFirst(event) || (connection.publishes && !connection.publishes.idle)) {
-      connection.publishes ??= new PublishOrder(router);
-      // The receipt: `delivered`, plus `offset` (retained) or `duplicate` (a repeated msgId).
-      return connection.publishes.publish(event);
-    }
-    const delivered = router.publishNow(event);
+    // The receipt: `delivered`, plus `offset` (retained) or `duplicate` (a repeated msgId).
+    const published = publisher.publishWithReceipt(event, connection.publishes ??= new PublishOrder());
     if (debug) {
       const traceId = event.traceparent === undefined ? undefined : traceIdOf(event.traceparent);
+      const delivered = 'then' in published ? undefined : published.delivered;
       log.debug({ clientId: connection.id, type: event.type, delivered, traceId }, 'publish');
     }
-    return { delivered };
+    return published;
   });
 
   dispatcher.register('ping', (connection, frame) => {

@@ -20,10 +20,14 @@ class TrieNode<T> {
   }
 }
 
+const NONE: ReadonlySet<never> = new Set<never>();
+
 export class TopicTrie<T> {
   private readonly root = new TrieNode<T>();
   /** pattern -> subscriber count, for introspection (`GET /bus`). */
   private readonly counts = new Map<string, number>();
+  /** The sets one lookup matched: one array for every lookup, which never calls out. */
+  private readonly matched: Set<T>[] = [];
 
   add(pattern: string, subscriber: T): boolean {
     const segments = pattern.split('.');
@@ -76,12 +80,22 @@ export class TopicTrie<T> {
   }
 
   /**
-   * Calls `visit` for every subscriber of a pattern matching `topic`. A
-   * subscriber with several matching patterns is visited once per pattern:
-   * callers deduplicate (BusRouter stamps connections per publish).
+   * Every subscriber with a pattern matching `topic`, once each. Most
+   * topics match one pattern: its own set is returned as it is, not copied,
+   * so read it before the trie changes.
    */
-  forEachMatch(topic: string, visit: (subscriber: T) => void): void {
-    this.walk(this.root, topic.split('.'), 0, visit);
+  subscribersOf(topic: string): ReadonlySet<T> {
+    const matched = this.matched;
+    this.collect(this.root, topic.split('.'), 0, matched);
+    let subscribers: ReadonlySet<T>;
+    if (matched.length <= 1) subscribers = matched[0] ?? (NONE as ReadonlySet<T>);
+    else {
+      const union = new Set<T>();
+      for (const set of matched) for (const s of set) union.add(s);
+      subscribers = union;
+    }
+    matched.length = 0;
+    return subscribers;
   }
 
   /** Whether any subscriber has a pattern matching `topic`. */
@@ -108,18 +122,18 @@ export class TopicTrie<T> {
     return this.counts.keys();
   }
 
-  private walk(node: TrieNode<T>, segments: string[], depth: number, visit: (s: T) => void): void {
+  private collect(node: TrieNode<T>, segments: string[], depth: number, matched: Set<T>[]): void {
     if (depth === segments.length) {
-      if (node.exact) for (const s of node.exact) visit(s);
+      if (node.exact) matched.push(node.exact);
       return;
     }
-    if (node.rest) for (const s of node.rest) visit(s);
+    if (node.rest) matched.push(node.rest);
     const children = node.children;
     if (!children) return;
     const named = children.get(segments[depth] as string);
-    if (named) this.walk(named, segments, depth + 1, visit);
+    if (named) this.collect(named, segments, depth + 1, matched);
     const star = children.get('*');
-    if (star) this.walk(star, segments, depth + 1, visit);
+    if (star) this.collect(star, segments, depth + 1, matched);
   }
 
   private anyMatch(node: TrieNode<T>, segments: string[], depth: number): boolean {

@@ -1,5 +1,5 @@
 /** The gateway's REST routes as the dashboard calls them, with its token. */
-import type { BusDescription } from '../bus/bus-router.js';
+import type { BusDescription } from '../bus/bus-description.js';
 import type { RetentionRule } from '../bus/history/retention-rules.js';
 import type { BusEvent } from '../client/browser.js';
 import type { RecordWithStatus } from '../heartbeat/heartbeat-monitor.js';

@@ -1,9 +1,11 @@
 import type { BusConnection } from '../bus-connection.js';
-import type { BusRouter, RetainedHistory } from '../bus-router.js';
+import type { HistoryPort } from '../bus-publisher.js';
+import type { BusRouter } from '../bus-router.js';
 import { ANSWERED, type ActionOutcome, type BusLogger } from '../frame-dispatcher.js';
-import { BusError, type ClientFrame } from '../protocol.js';
+import { BusError, type BusEvent, type ClientFrame } from '../protocol.js';
 import { patternMatches } from '../topic.js';
 import { compareOffsets, parseOffset, retainedFrame } from './offsets.js';
+import type { Kept } from './publish-order.js';
 import { ReplayedFloors, ReplayHold } from './replay-hold.js';
 import type { RetentionRules } from './retention-rules.js';
 import type { StoredEvent, StreamStore } from './stream-store.js';
@@ -27,11 +29,11 @@ export interface HistoryRead {
 }
 
 /**
- * Retained topics on the bus: what the router stores before it delivers,
- * msgId deduplication, and the replays of `subscribe` with `since`/`last`
- * and `GET /bus/history`.
+ * Retained topics on the bus: what the publisher has stored before it
+ * delivers, msgId deduplication, and the replays of `subscribe` with
+ * `since`/`last` and `GET /bus/history`.
  */
-export class EventHistory implements RetainedHistory {
+export class EventHistory implements HistoryPort {
   private failureLogged = false;
 
   constructor(
@@ -42,11 +44,9 @@ export class EventHistory implements RetainedHistory {
     private readonly maxHoldBytes: number,
   ) {}
 
-  ruleOf(type: string): number {
-    return this.rules.ruleOf(type);
-  }
-
-  keep(type: string, msgId: string | undefined, rule: number, json: Buffer): Promise<string | null> {
+  keep({ type, msgId }: BusEvent, json: string): Kept {
+    const rule = this.rules.ruleOf(type);
+    if (rule < 0 && msgId === undefined) return '';
     let kept: Promise<string | null>;
     if (rule < 0) kept = this.store.claim(type, msgId as string).then((first) => (first ? '' : null));
     else kept = this.store.append(rule, type, json, msgId);

@@ -40,8 +40,7 @@ export function offsetOfFrame(frame: Buffer): string | null {
   return FRAME_TAIL.exec(tail)?.[1] ?? null;
 }
 
-export const EVENT_OPEN = Buffer.from('{"event":');
-export const EVENT_CLOSE = Buffer.from('}');
+const EVENT_OPEN = Buffer.from('{"event":');
 
 /** The frame of a retained event: its stored JSON with the offset added last. */
 export function retainedFrame(json: Buffer | string, offset: string): Buffer {

@@ -136,9 +136,9 @@ export class RetentionRules {
 
   /** Index of the rule retaining events of this type, or -1. */
   ruleOf(type: string): number {
-    let found = -1;
-    this.trie.forEachMatch(type, (index) => { found = index; });
-    return found;
+    // Rules never overlap: one matches at most.
+    for (const index of this.trie.subscribersOf(type)) return index;
+    return -1;
   }
 
   /** Index of the one rule that retains every topic `pattern` matches, or -1. */
