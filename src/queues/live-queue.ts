@@ -70,7 +70,7 @@ export class LiveQueue {
   }
 
   /** Its fetcher, created now if it has none: from then on its stalled check runs. */
-  fetcherOf(): QueueFetcher {
+  ensureFetcher(): QueueFetcher {
     this.fetcher ??= this.gateway.newFetcher(this.name);
     return this.fetcher;
   }
@@ -140,7 +140,7 @@ export class LiveQueue {
 
   private async fetchOne(): Promise<void> {
     const { work, log, undeliverable } = this.gateway;
-    const fetcher = this.fetcherOf();
+    const fetcher = this.ensureFetcher();
     const token = work.newToken();
     let job: TaskJob | undefined;
     try {

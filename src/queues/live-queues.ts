@@ -64,6 +64,8 @@ export class LiveQueues {
   private readonly renewalTimer: NodeJS.Timeout;
   private readonly stalledTimer: NodeJS.Timeout;
   private readonly evictionTimer: NodeJS.Timeout;
+  /** One listener for every queue's errors (`this` is the queue): no closure per queue. */
+  private readonly onQueueError: (this: TaskQueue, err: Error) => void;
 
   constructor(private readonly options: LiveQueuesOptions, parts: Omit<GatewayParts, 'newFetcher'>) {
     this.markers = new MarkerWatch(options.createEventConnection(), options.workerConnection, options.log);
@@ -82,6 +84,10 @@ export class LiveQueues {
       connection: options.workerConnection, prefix: TEMPLATE_PREFIX, skipVersionCheck: true,
     });
     this.template.on('error', (err: Error) => options.log.debug({ err: err.message }, 'queues: redis error'));
+    const { log } = options;
+    this.onQueueError = function (err) {
+      log.debug({ err: err.message, queue: this.name }, 'queues: redis error');
+    };
     this.parts = {
       ...parts,
       newFetcher: (name) => new QueueFetcher(jobHost(this.template, name, this.fetchOptions), this.markers, DRAIN_DELAY_MS, parts.work.fetcherId),
@@ -139,7 +145,7 @@ export class LiveQueues {
         prefix: this.options.prefix,
         skipVersionCheck: true,
       });
-      queue.on('error', (err: Error) => this.options.log.debug({ err: err.message, queue: name }, 'queues: redis error'));
+      queue.on('error', this.onQueueError);
       live = new LiveQueue(name, queue, this.parts);
       this.live.set(name, live);
       this.options.foreign.watch(queue);

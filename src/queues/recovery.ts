@@ -56,7 +56,7 @@ export class Recovery {
       const active = await live.queue.getActiveCount();
       if (active > 0) {
         this.log.info({ queue: name, active }, 'queues: tasks left active by an earlier run return when their leases expire');
-        live.fetcherOf();
+        live.ensureFetcher();
       }
     }
   }
