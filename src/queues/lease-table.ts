@@ -14,14 +14,13 @@ export interface Lease<J> {
 }
 
 /**
- * The tasks each connection holds. `ack`/`fail` name a task by id only, so
- * leases are found per connection by task id; per queue they are listed
- * for lock renewal. A connection can hold two tasks with one id only when
- * they come from two queues (client-chosen jobIds): both are kept.
+ * The tasks each connection holds, across queues (each queue keeps its own
+ * as well). `ack`/`fail` name a task by id only, so leases are found per
+ * connection by task id. A connection can hold two tasks with one id only
+ * when they come from two queues (client-chosen jobIds): both are kept.
  */
 export class LeaseTable<J> {
   private readonly byConsumer = new Map<string, Map<string, Lease<J>[]>>();
-  private readonly byQueue = new Map<string, Set<Lease<J>>>();
   private count = 0;
 
   get size(): number {
@@ -37,35 +36,17 @@ export class LeaseTable<J> {
     const same = tasks.get(lease.taskId);
     if (same) same.push(lease);
     else tasks.set(lease.taskId, [lease]);
-    let queued = this.byQueue.get(lease.queue);
-    if (!queued) {
-      queued = new Set();
-      this.byQueue.set(lease.queue, queued);
-    }
-    queued.add(lease);
     this.count++;
   }
 
-  /** Removes and returns the consumer's lease on `taskId` (the oldest, if two queues share the id). */
-  take(consumerId: string, taskId: string): Lease<J> | undefined {
-    const leases = this.byConsumer.get(consumerId)?.get(taskId);
-    const lease = leases?.[0];
-    if (lease) this.remove(lease);
-    return lease;
+  /** The consumer's lease on `taskId`, left in place (the oldest, if two queues share the id). */
+  find(consumerId: string, taskId: string): Lease<J> | undefined {
+    return this.byConsumer.get(consumerId)?.get(taskId)?.[0];
   }
 
-  /** The tasks one consumer holds, without taking them. */
-  heldBy(consumerId: string): { queue: string; taskId: string }[] {
-    return [...(this.byConsumer.get(consumerId)?.values() ?? [])].flat().map(({ queue, taskId }) => ({ queue, taskId }));
-  }
-
-  /** Removes and returns every lease of a consumer. */
-  takeAll(consumerId: string): Lease<J>[] {
-    const tasks = this.byConsumer.get(consumerId);
-    if (!tasks) return [];
-    const leases = [...tasks.values()].flat();
-    for (const lease of leases) this.remove(lease);
-    return leases;
+  /** The tasks one consumer holds. */
+  heldBy(consumerId: string): Lease<J>[] {
+    return [...(this.byConsumer.get(consumerId)?.values() ?? [])].flat();
   }
 
   /** Returns false if the lease was no longer in the table. */
@@ -74,48 +55,14 @@ export class LeaseTable<J> {
     const leases = tasks?.get(lease.taskId);
     const index = leases ? leases.indexOf(lease) : -1;
     if (!tasks || !leases || index < 0) return false;
-    clearTimeout(lease.timer);
     leases.splice(index, 1);
     if (leases.length === 0) tasks.delete(lease.taskId);
     if (tasks.size === 0) this.byConsumer.delete(lease.consumer.id);
-    const queued = this.byQueue.get(lease.queue);
-    queued?.delete(lease);
-    if (queued?.size === 0) this.byQueue.delete(lease.queue);
     this.count--;
     return true;
   }
 
-  /** The consumer's lease on `taskId`, left in place. */
-  find(consumerId: string, taskId: string): Lease<J> | undefined {
-    return this.byConsumer.get(consumerId)?.get(taskId)?.[0];
-  }
-
-  /** Who holds `taskId` of `queue` here, if anyone. */
-  holderOf(queue: string, taskId: string): Lease<J> | undefined {
-    for (const lease of this.byQueue.get(queue) ?? []) if (lease.taskId === taskId) return lease;
-    return undefined;
-  }
-
-  has(lease: Lease<J>): boolean {
-    return this.byQueue.get(lease.queue)?.has(lease) ?? false;
-  }
-
-  inQueue(queue: string): Lease<J>[] {
-    return [...(this.byQueue.get(queue) ?? [])];
-  }
-
-  queues(): string[] {
-    return [...this.byQueue.keys()];
-  }
-
   consumers(): string[] {
     return [...this.byConsumer.keys()];
-  }
-
-  /** Leases one consumer holds on one queue. */
-  countOf(queue: string, consumerId: string): number {
-    let n = 0;
-    for (const lease of this.byQueue.get(queue) ?? []) if (lease.consumer.id === consumerId) n++;
-    return n;
   }
 }

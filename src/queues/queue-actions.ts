@@ -43,7 +43,6 @@ export function registerQueueActions(dispatcher: FrameDispatcher, service: Queue
 
   dispatcher.register('pull', (connection, frame) => {
     const queue = allowedQueue(connection, frame);
-    service.admit(connection.id, queue);
     service.pull(connection, queue, frame.id);
     if (debug) log.debug({ clientId: connection.id, queue }, 'pull');
   });

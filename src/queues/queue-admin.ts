@@ -1,23 +1,24 @@
 import { BusError } from '../bus/protocol.js';
 import type { TaskJob } from './bullmq-adapter.js';
 import type { CancelledTasks } from './cancelled-tasks.js';
-import type { QueueContext } from './queue-context.js';
+import type { LiveQueues } from './live-queues.js';
 import type { TaskState } from './queue-types.js';
 import { stateOf } from './queue-views.js';
+import type { StoreGuard } from './store-guard.js';
 import { TaskStateError } from './task-state-error.js';
 
 /** The admin's levers over REST: retry, remove, pause, resume. */
 export class QueueAdmin {
-  constructor(private readonly ctx: QueueContext, private readonly cancelled: CancelledTasks) {}
+  constructor(private readonly queues: LiveQueues, private readonly store: StoreGuard, private readonly cancelled: CancelledTasks) {}
 
   /**
    * Sends a dead (failed) or completed task through again with a fresh
    * set of attempts; a delayed task (waiting out its backoff) runs now.
    */
   async retry(name: string, taskId: string): Promise<TaskState> {
-    const { store } = this.ctx;
-    const runtime = await this.ctx.knownRuntime(name);
-    const job = runtime && await store.run(() => runtime.queue.getJob(taskId)) as TaskJob | undefined;
+    const { store } = this;
+    const live = await this.queues.known(name);
+    const job = live && await store.run(() => live.queue.getJob(taskId)) as TaskJob | undefined;
     if (!job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
     const state = stateOf(await store.run(() => job.getState()));
     if (state === 'failed' || state === 'completed') {
@@ -31,21 +32,21 @@ export class QueueAdmin {
   }
 
   async remove(name: string, taskId: string): Promise<void> {
-    const runtime = await this.ctx.knownRuntime(name);
-    const job = runtime && await this.ctx.store.run(() => runtime.queue.getJob(taskId));
-    if (runtime && !job && await this.ctx.store.run(() => this.cancelled.delete(name, taskId))) return;
-    if (!runtime || !job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
-    const removed = await this.ctx.store.run(() => runtime.queue.remove(taskId));
+    const live = await this.queues.known(name);
+    const job = live && await this.store.run(() => live.queue.getJob(taskId));
+    if (live && !job && await this.store.run(() => this.cancelled.delete(name, taskId))) return;
+    if (!live || !job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
+    const removed = await this.store.run(() => live.queue.remove(taskId));
     if (!removed) throw new TaskStateError('active', `task ${taskId} is being worked on: ack, fail or disconnect first`);
   }
 
   async pause(name: string): Promise<void> {
-    const runtime = this.ctx.runtime(name);
-    await this.ctx.store.run(() => runtime.queue.pause());
+    const { queue } = this.queues.open(name);
+    await this.store.run(() => queue.pause());
   }
 
   async resume(name: string): Promise<void> {
-    const runtime = this.ctx.runtime(name);
-    await this.ctx.store.run(() => runtime.queue.resume());
+    const { queue } = this.queues.open(name);
+    await this.store.run(() => queue.resume());
   }
 }

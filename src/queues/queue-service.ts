@@ -1,25 +1,63 @@
 import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
-import { streamedOf, type StoredOptions } from './bullmq-adapter.js';
+import { streamedOf, type StoredOptions, type TaskJob } from './bullmq-adapter.js';
 import { CancelledTasks } from './cancelled-tasks.js';
 import type { PullId, TaskConsumer } from './credit-ledger.js';
-import { Delivery } from './delivery.js';
 import { ForeignSettlements } from './foreign-settlements.js';
-import { LeaseRenewal } from './lease-renewal.js';
+import { LeaseTable } from './lease-table.js';
+import { LiveQueues } from './live-queues.js';
 import { QueueAdmin } from './queue-admin.js';
-import { QueueContext, type QueueServiceOptions } from './queue-context.js';
+import type { QueueLogger } from './queue-logger.js';
 import type { QueueDetail, QueueSummary, RevokeReason, TaskState, TaskView } from './queue-types.js';
 import { QueueViews } from './queue-views.js';
 import { Recovery } from './recovery.js';
 import { Settlement } from './settlement.js';
 import { StoreGuard } from './store-guard.js';
 import { TaskControl } from './task-control.js';
-import type { TaskOptions } from './task-options.js';
+import type { QueueOverrides, RetryPolicy, TaskOptions } from './task-options.js';
+import type { TaskOutcome } from './task-outcome.js';
+import { Undeliverable } from './undeliverable.js';
+import { WorkInFlight } from './work-in-flight.js';
 
 export type { QueueLogger } from './queue-logger.js';
-export type { QueueServiceOptions } from './queue-context.js';
 export * from './queue-types.js';
 export { TaskStateError } from './task-state-error.js';
+
+export interface QueueServiceOptions {
+  /** Fails fast while Redis is down: enqueue and REST answer UNAVAILABLE at once. */
+  queueConnection: Redis;
+  /** Retries forever (maxRetriesPerRequest null): fetching, ack, fail and lock renewal wait for Redis. */
+  workerConnection: Redis;
+  /** A new connection like `workerConnection`, for a blocking read (the queues' markers, their event streams). */
+  createEventConnection(): Redis;
+  prefix: string;
+  defaults: RetryPolicy;
+  overrides: QueueOverrides;
+  leaseMs: number;
+  stalledCheckMs: number;
+  /** A queue unused this long, with no pull waiting and no task held, drops its runtime. */
+  idleMs: number;
+  /** Live queues at most; past it a new name is TOO_MANY_QUEUES. */
+  maxLive: number;
+  /** Distinct queue names one consumer may use; past it TOO_MANY_QUEUES. */
+  maxPerConsumer: number;
+  keepCompleted: number;
+  storeTimeoutMs: number;
+  log: QueueLogger;
+  /** Called for every acked, failed and dead task (the plugin publishes it on the bus). */
+  onOutcome(outcome: TaskOutcome): void;
+  /** v3: opens the output stream of a task enqueued with `opts.stream`, before the task is stored. */
+  openStream?(queue: string, taskId: string, traceparent: string | undefined): Promise<void>;
+  /** Called for every task handed to a worker, with how long it waited since it could run. */
+  onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
+  /** Called for every fetched task that could not be delivered (failed as undeliverable). */
+  onUndeliverable?(queue: string): void;
+  /** Called for every queue refused by QUEUE_MAX_LIVE or QUEUE_MAX_PER_CONNECTION. */
+  onQueueLimit?(): void;
+  /** Called for every queue whose runtime was dropped as idle. */
+  onEvicted?(queue: string): void;
+}
 
 /** Failed-attempt reasons kept per task. */
 const REASONS_KEPT = 50;
@@ -33,38 +71,54 @@ const MIN_CANCELLED_KEPT = 100;
  * connection that goes away gives its tasks back at once as a failed
  * attempt; a gateway that dies gives them back when the locks expire.
  *
- * The organ's parts: delivery.ts (the pull path), settlement.ts (ack, fail,
- * give-backs), lease-renewal.ts, recovery.ts, queue-views.ts and
- * queue-admin.ts (REST), sharing queue-context.ts; bullmq-adapter.ts is the
- * only one that relies on bullmq's internals.
+ * The organ's parts: live-queue.ts (one queue: its pulls, leases and fetch
+ * loop, the pull path top to bottom), live-queues.ts (the queues live here,
+ * and the timers that serve them all), settlement.ts (ack, fail,
+ * give-backs), task-control.ts (progress, cancel), recovery.ts,
+ * queue-views.ts and queue-admin.ts (REST); this class owns what is
+ * gateway-wide and hands each part only what it uses. bullmq-adapter.ts is
+ * the only one that relies on bullmq's internals.
  */
 export class QueueService {
-  private readonly ctx: QueueContext;
-  private readonly delivery: Delivery;
+  private readonly work = new WorkInFlight();
+  /** Every queue's leases by holder. */
+  private readonly holders = new LeaseTable<TaskJob>();
+  private readonly store: StoreGuard;
+  private readonly foreign: ForeignSettlements;
+  private readonly queues: LiveQueues;
   private readonly settlement: Settlement;
-  private readonly renewal: LeaseRenewal;
   private readonly recovery: Recovery;
   private readonly views: QueueViews;
   private readonly admin: QueueAdmin;
   private readonly control: TaskControl;
-  /** Queue names each consumer has used, bounded by maxPerConsumer. */
+  /** Queue names each consumer has used, bounded by maxPerConsumer: where its credits are. */
   private readonly namesUsed = new Map<string, Set<string>>();
 
-  constructor(options: QueueServiceOptions) {
-    const store = new StoreGuard(options.queueConnection, options.storeTimeoutMs, options.log);
-    const foreign = new ForeignSettlements({
-      connection: options.workerConnection, createConnection: options.createEventConnection,
-      prefix: options.prefix, log: options.log, onOutcome: options.onOutcome,
+  constructor(private readonly options: QueueServiceOptions) {
+    const { log, onOutcome, workerConnection } = options;
+    const { work, holders } = this;
+    this.store = new StoreGuard(options.queueConnection, options.storeTimeoutMs, log);
+    this.foreign = new ForeignSettlements({
+      connection: workerConnection, createConnection: options.createEventConnection,
+      prefix: options.prefix, log, onOutcome,
     });
-    this.ctx = new QueueContext(options, store, foreign);
-    this.delivery = new Delivery(this.ctx);
-    this.settlement = new Settlement(this.ctx, this.delivery);
-    this.renewal = new LeaseRenewal(this.ctx);
-    this.recovery = new Recovery(this.ctx, this.delivery);
+    const undeliverable = new Undeliverable({ workerConnection, log, work, onOutcome, onUndeliverable: options.onUndeliverable });
+    this.queues = new LiveQueues({ ...options, store: this.store, foreign: this.foreign }, {
+      workerConnection, log, work, holders, undeliverable, onOutcome, onDelivered: options.onDelivered,
+    });
+    this.settlement = new Settlement({
+      holders, work, log, onOutcome,
+      // Live while it holds a lease; a settlement that failed may re-hold one on a queue evicted meanwhile.
+      queueOf: (name) => this.queues.get(name) ?? this.queues.open(name),
+      endConsumer: (consumerId) => this.endConsumer(consumerId),
+    });
+    this.recovery = new Recovery(this.queues, options, log);
     const cancelled = new CancelledTasks(options.queueConnection, options.prefix, Math.max(options.keepCompleted, MIN_CANCELLED_KEPT));
-    this.views = new QueueViews(this.ctx, cancelled);
-    this.admin = new QueueAdmin(this.ctx, cancelled);
-    this.control = new TaskControl(this.ctx, cancelled);
+    this.views = new QueueViews(this.queues, this.store, cancelled);
+    this.admin = new QueueAdmin(this.queues, this.store, cancelled);
+    this.control = new TaskControl({
+      holders, work, log, onOutcome, cancelled, store: this.store, knownQueue: (name) => this.queues.known(name),
+    });
   }
 
   /** Starts recovering what an earlier run or a Redis restart left astray. */
@@ -73,15 +127,15 @@ export class QueueService {
   }
 
   get leasedCount(): number {
-    return this.ctx.leases.size;
+    return this.holders.size;
   }
 
   /** Stores a task; resolves with its id only once Redis has it. */
   async enqueue(name: string, payload: unknown, options: TaskOptions = {}): Promise<string> {
-    if (this.ctx.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down: the task was not stored');
-    const runtime = this.ctx.runtimeForUse(name);
-    const policy = this.ctx.policyOf(name);
-    const { keepCompleted } = this.ctx.options;
+    if (this.work.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down: the task was not stored');
+    const { queue } = this.queues.use(name);
+    const policy = this.policyOf(name);
+    const { keepCompleted } = this.options;
     const opts: StoredOptions = {
       jobId: options.jobId ?? randomUUID(),
       attempts: options.attempts ?? policy.attempts,
@@ -99,18 +153,17 @@ export class QueueService {
     if (options.stream) {
       opts.stream = true;
       // Opened first: a follower can follow the task as soon as its receipt names it.
-      await this.ctx.options.openStream?.(name, opts.jobId as string, options.traceparent);
+      await this.options.openStream?.(name, opts.jobId as string, options.traceparent);
     }
-    const job = await this.ctx.store.run(() => runtime.queue.add(name, payload, opts));
+    const job = await this.store.run(() => queue.add(name, payload, opts));
     return job.id as string;
   }
 
   /** One credit: the next task of `name` goes to this consumer, now or when one arrives. */
   pull(consumer: TaskConsumer, name: string, pullId: PullId): void {
-    if (this.ctx.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down');
-    const runtime = this.ctx.runtimeForUse(name);
-    this.ctx.ledger.grant(name, consumer, pullId);
-    this.delivery.pump(runtime);
+    this.admit(consumer.id, name);
+    if (this.work.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down');
+    this.queues.use(name).pull(consumer, pullId);
   }
 
   ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
@@ -132,8 +185,8 @@ export class QueueService {
       this.namesUsed.set(consumerId, names);
     }
     if (names.has(name)) return;
-    if (names.size >= this.ctx.options.maxPerConsumer) {
-      this.ctx.options.onQueueLimit?.();
+    if (names.size >= this.options.maxPerConsumer) {
+      this.options.onQueueLimit?.();
       throw new BusError('TOO_MANY_QUEUES', `this connection has used ${names.size} queue names (QUEUE_MAX_PER_CONNECTION): ${JSON.stringify(name)} was not opened`);
     }
     names.add(name);
@@ -141,29 +194,40 @@ export class QueueService {
 
   /** Queues live on this gateway now (idle ones are evicted). */
   get liveQueueCount(): number {
-    return this.ctx.runtimes.size;
+    return this.queues.size;
   }
 
   /** A connection went away: its credits end and its tasks go back at once. */
   release(consumerId: string, reason?: string): void {
+    this.endConsumer(consumerId, reason);
     this.namesUsed.delete(consumerId);
-    this.settlement.release(consumerId, reason);
   }
 
   /** As release, the holder told first with a `revoke` frame for each task (its process's heartbeat lapsed). */
   revokeAll(consumerId: string, reason: RevokeReason): void {
-    this.settlement.release(consumerId, reason, reason);
+    this.endConsumer(consumerId, reason, reason);
+  }
+
+  /** Its credits end in every queue it used, and every task it holds goes back. */
+  private endConsumer(consumerId: string, reason?: string, revoked?: RevokeReason): void {
+    for (const name of this.namesUsed.get(consumerId) ?? []) this.queues.get(name)?.pulls.drop(consumerId);
+    this.settlement.giveBackAll(consumerId, reason, revoked);
   }
 
   /** The task `consumerId` holds by this id, if any (v3: only its holder streams its output). */
   heldTask(consumerId: string, taskId: string): { queue: string; attempt: number; stream: boolean } | undefined {
-    const lease = this.ctx.leases.find(consumerId, taskId);
+    const lease = this.holders.find(consumerId, taskId);
     return lease && { queue: lease.queue, attempt: lease.job.attemptsStarted, stream: streamedOf(lease.job) };
   }
 
   /** What a connection waits for and holds (`GET /services`). */
   holdings(consumerId: string): { pulls: { queue: string; credits: number }[]; tasks: { queue: string; taskId: string }[] } {
-    return { pulls: this.ctx.ledger.pullsOf(consumerId), tasks: this.ctx.leases.heldBy(consumerId) };
+    const pulls: { queue: string; credits: number }[] = [];
+    for (const queue of this.namesUsed.get(consumerId) ?? []) {
+      const credits = this.queues.get(queue)?.pulls.creditsOf(consumerId) ?? 0;
+      if (credits > 0) pulls.push({ queue, credits });
+    }
+    return { pulls, tasks: this.holders.heldBy(consumerId).map(({ queue, taskId }) => ({ queue, taskId })) };
   }
 
   /** The holder's progress on a task it holds. */
@@ -206,21 +270,30 @@ export class QueueService {
 
   /** Gives back every task still leased, then closes the BullMQ queues and workers. */
   async close(): Promise<void> {
-    const { ctx } = this;
-    ctx.closing = true;
-    this.renewal.stop();
+    const { work } = this;
+    work.closing = true;
+    this.queues.stopRenewal();
     this.recovery.stop();
-    await Promise.allSettled([...ctx.pending]);
-    for (const consumerId of ctx.leases.consumers()) this.release(consumerId, 'gateway shutting down');
-    await Promise.allSettled([...ctx.pending]);
-    const runtimes = [...ctx.runtimes.values()];
+    await Promise.allSettled([...work.pending]);
+    for (const consumerId of this.holders.consumers()) this.release(consumerId, 'gateway shutting down');
+    await Promise.allSettled([...work.pending]);
+    const live = [...this.queues.values()];
     // Closing the fetchers ends their waits on markers; a fetch that still
-    // brings a task gives it back (delivery.ts).
-    const fetching = ctx.closeFetching();
-    await Promise.allSettled([...this.delivery.fetches]);
+    // brings a task gives it back (live-queue.ts).
+    const fetching = this.queues.closeFetching();
+    await Promise.allSettled([...work.fetches]);
     await fetching.catch(() => undefined);
-    await Promise.allSettled([...ctx.pending]);
-    await Promise.allSettled(runtimes.map((r) => r.queue.close()));
-    ctx.foreign.close();
+    await Promise.allSettled([...work.pending]);
+    await Promise.allSettled(live.map((q) => q.queue.close()));
+    this.foreign.close();
+  }
+
+  private policyOf(name: string): RetryPolicy & { timeout?: number } {
+    const override = this.options.overrides[name];
+    return {
+      attempts: override?.attempts ?? this.options.defaults.attempts,
+      backoff: override?.backoff ?? this.options.defaults.backoff,
+      timeout: override?.timeout,
+    };
   }
 }

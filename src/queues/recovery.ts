@@ -1,6 +1,6 @@
-import { activeLocks, type TaskJob } from './bullmq-adapter.js';
-import type { Delivery } from './delivery.js';
-import type { QueueContext } from './queue-context.js';
+import type { Redis } from 'ioredis';
+import type { LiveQueues } from './live-queues.js';
+import type { QueueLogger } from './queue-logger.js';
 
 /** After Redis comes back, resent commands settle before orphans are looked for. */
 const RECLAIM_DELAY_MS = 1000;
@@ -13,19 +13,23 @@ const RECLAIM_DELAY_MS = 1000;
  * - fetched as Redis went down: ioredis resends a fetch whose reply was
  *   lost and it brings another task; the first stays locked with this
  *   gateway's token, held by no one. Such orphans go back at once, not
- *   after their lease.
+ *   after their lease (LiveQueue.reclaimOrphans).
  */
 export class Recovery {
   private reclaimTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: QueueContext, private readonly delivery: Delivery) {}
+  constructor(
+    private readonly queues: LiveQueues,
+    private readonly connections: { queueConnection: Redis; workerConnection: Redis },
+    private readonly log: QueueLogger,
+  ) {}
 
   /** Runs now, or when Redis first answers. */
   start(): void {
-    const { queueConnection, workerConnection } = this.ctx.options;
+    const { queueConnection, workerConnection } = this.connections;
     const recover = () => {
       this.recoverActiveQueues().catch((err: unknown) => {
-        this.ctx.log.warn({ err }, 'queues: could not look for tasks left active by an earlier run');
+        this.log.warn({ err }, 'queues: could not look for tasks left active by an earlier run');
       });
     };
     if (queueConnection.status === 'ready') recover();
@@ -34,7 +38,7 @@ export class Recovery {
       clearTimeout(this.reclaimTimer);
       this.reclaimTimer = setTimeout(() => {
         this.reclaimOrphans().catch((err: unknown) => {
-          this.ctx.log.warn({ err }, 'queues: could not look for orphaned tasks; they return when their leases expire');
+          this.log.warn({ err }, 'queues: could not look for orphaned tasks; they return when their leases expire');
         });
       }, RECLAIM_DELAY_MS);
       this.reclaimTimer.unref();
@@ -46,34 +50,18 @@ export class Recovery {
   }
 
   private async recoverActiveQueues(): Promise<void> {
-    for (const name of await this.ctx.queueNames()) {
-      const runtime = this.ctx.runtime(name);
-      if (runtime.fetcher) continue;
-      const active = await runtime.queue.getActiveCount();
+    for (const name of await this.queues.names()) {
+      const live = this.queues.open(name);
+      if (live.hasFetcher) continue;
+      const active = await live.queue.getActiveCount();
       if (active > 0) {
-        this.ctx.log.info({ queue: name, active }, 'queues: tasks left active by an earlier run return when their leases expire');
-        this.ctx.fetcherOf(runtime);
+        this.log.info({ queue: name, active }, 'queues: tasks left active by an earlier run return when their leases expire');
+        live.ensureFetcher();
       }
     }
   }
 
-  /** Gives back the active tasks locked with one of this gateway's tokens that no lease and no fetch in flight accounts for. */
   private async reclaimOrphans(): Promise<void> {
-    const connection = this.ctx.options.workerConnection;
-    for (const runtime of [...this.ctx.runtimes.values()]) {
-      const worker = runtime.fetcher;
-      if (!worker || this.ctx.closing) continue;
-      const locks = await activeLocks(connection, runtime.queue);
-      const accountedFor = (token: string) => this.ctx.busyTokens.has(token)
-        || this.ctx.leases.inQueue(runtime.name).some((lease) => lease.token === token);
-      for (const { id, token } of locks) {
-        if (!token?.startsWith(`${worker.id}:`) || accountedFor(token)) continue;
-        const job = await runtime.queue.getJob(id) as TaskJob | undefined;
-        // Checked again after the await: a lease or settlement may have begun.
-        if (!job || accountedFor(token)) continue;
-        this.ctx.log.warn({ queue: runtime.name, taskId: id }, 'queues: a task fetched as Redis went down reached no one: giving it back');
-        await this.delivery.giveBack(runtime, job, token);
-      }
-    }
+    for (const live of [...this.queues.values()]) await live.reclaimOrphans();
   }
 }

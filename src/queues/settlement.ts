@@ -1,12 +1,25 @@
 import { BusError } from '../bus/protocol.js';
 import { failAttempt } from './attempt-failure.js';
-import { isLostLease, nextJobOf, replyToOf, streamFlagOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
+import { isLostLease, replyToOf, streamFlagOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
 import type { TaskConsumer } from './credit-ledger.js';
-import type { Delivery } from './delivery.js';
-import type { Lease } from './lease-table.js';
-import type { QueueContext } from './queue-context.js';
+import type { Lease, LeaseTable } from './lease-table.js';
+import type { LiveQueue } from './live-queue.js';
+import type { QueueLogger } from './queue-logger.js';
 import { revokeFrame, type RevokeReason } from './queue-types.js';
 import { unavailable } from './store-guard.js';
+import type { TaskOutcome } from './task-outcome.js';
+import type { WorkInFlight } from './work-in-flight.js';
+
+export interface SettlementOptions {
+  holders: LeaseTable<TaskJob>;
+  /** The live queue of a lease's queue. */
+  queueOf(name: string): LiveQueue;
+  work: WorkInFlight;
+  log: QueueLogger;
+  /** Ends a connection's credits in every queue and gives back every task it holds. */
+  endConsumer(consumerId: string): void;
+  onOutcome(outcome: TaskOutcome): void;
+}
 
 /**
  * How a held task ends: `ack` (completed), `fail` (a failed attempt), or
@@ -14,32 +27,13 @@ import { unavailable } from './store-guard.js';
  * whose reply a Redis restart lost is judged by the task's state after.
  */
 export class Settlement {
-  constructor(private readonly ctx: QueueContext, private readonly delivery: Delivery) {}
+  constructor(private readonly options: SettlementOptions) {}
 
   async ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
-    const lease = this.takeLease(consumer, taskId);
-    const runtime = this.ctx.runtime(lease.queue);
+    const { lease, queue } = this.takeLease(consumer, taskId);
     await this.settle(lease, async () => {
-      // While pulls wait, the completion also fetches the next task, under the
-      // same lock token, as BullMQ's own Worker does: one Redis command a task
-      // instead of two. It counts as a fetch in flight meanwhile.
-      const fetchNext = await this.delivery.completionFetches(runtime);
-      let next: TaskJob | undefined;
-      try {
-        const reply = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
-        next = runtime.fetcher ? nextJobOf(runtime.fetcher.host, reply, lease.token) : undefined;
-      } catch (err) {
-        // The command may have run with its reply lost to a Redis restart
-        // (then a resent one finds no lock): if the task is done, so is the ack.
-        // A task that lost reply fetched is an orphan recovery returns.
-        if (!(await lease.job.isCompleted().catch(() => false))) throw err;
-      } finally {
-        if (fetchNext) {
-          runtime.fetching--;
-          this.delivery.fetched(runtime, next, lease.token);
-        }
-      }
-      this.ctx.options.onOutcome({
+      await queue.complete(lease, result ?? null);
+      this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
         result: result ?? null, replyTo: replyToOf(lease.job), traceparent: traceparentOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
         ...streamFlagOf(lease.job),
@@ -48,10 +42,10 @@ export class Settlement {
   }
 
   async fail(consumer: TaskConsumer, taskId: string, reason: string): Promise<void> {
-    const lease = this.takeLease(consumer, taskId);
+    const { lease } = this.takeLease(consumer, taskId);
     await this.settle(lease, async () => {
       try {
-        await failAttempt(this.ctx, lease.job, lease.token, lease.queue, reason, { source: consumer.label, runMs: Date.now() - lease.deliveredAt });
+        await failAttempt(this.options.onOutcome, lease.job, lease.token, lease.queue, reason, { source: consumer.label, runMs: Date.now() - lease.deliveredAt });
       } catch (err) {
         // As for ack: a resent command finds the task no longer active when
         // the first one ran; either way it is out of this worker's hands.
@@ -61,31 +55,35 @@ export class Settlement {
   }
 
   /**
-   * A connection went away: its credits end and its tasks go back to their
-   * queues at once, each as a failed attempt (`worker disconnected`).
+   * A connection went away: its tasks go back to their queues at once, each
+   * as a failed attempt (`worker disconnected`).
    */
-  release(consumerId: string, reason = 'worker disconnected', revoked?: RevokeReason): void {
-    this.ctx.ledger.drop(consumerId);
-    for (const lease of this.ctx.leases.takeAll(consumerId)) {
+  giveBackAll(consumerId: string, reason = 'worker disconnected', revoked?: RevokeReason): void {
+    const { holders, work, log } = this.options;
+    for (const lease of holders.heldBy(consumerId)) {
+      this.options.queueOf(lease.queue).drop(lease);
       if (revoked && !lease.consumer.closing) lease.consumer.send(revokeFrame(lease, revoked));
-      const giveBack = () => failAttempt(this.ctx, lease.job, lease.token, lease.queue, reason, { immediate: true });
-      this.ctx.track(this.ctx.withToken(lease.token, giveBack).catch((err: unknown) => {
+      const giveBack = () => failAttempt(this.options.onOutcome, lease.job, lease.token, lease.queue, reason, { immediate: true });
+      work.track(work.withToken(lease.token, giveBack).catch((err: unknown) => {
         if (isLostLease(err)) return;
-        this.ctx.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
+        log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
       }));
     }
   }
 
-  private takeLease(consumer: TaskConsumer, taskId: string): Lease<TaskJob> {
-    const lease = this.ctx.leases.take(consumer.id, taskId);
+  private takeLease(consumer: TaskConsumer, taskId: string): { lease: Lease<TaskJob>; queue: LiveQueue } {
+    const lease = this.options.holders.find(consumer.id, taskId);
     if (!lease) throw new BusError('UNKNOWN_TASK', `task ${taskId} is not held by this connection`);
-    return lease;
+    const queue = this.options.queueOf(lease.queue);
+    queue.drop(lease);
+    return { lease, queue };
   }
 
   /** Runs an ack or fail; a lost lease is UNKNOWN_TASK, a Redis error UNAVAILABLE (the lease stays). */
   private async settle(lease: Lease<TaskJob>, action: () => Promise<void>): Promise<void> {
-    const run = this.ctx.withToken(lease.token, action);
-    this.ctx.track(run.catch(() => undefined));
+    const { work, log } = this.options;
+    const run = work.withToken(lease.token, action);
+    work.track(run.catch(() => undefined));
     try {
       await run;
     } catch (err) {
@@ -94,12 +92,12 @@ export class Settlement {
       }
       // A result JSON cannot hold (nested too deeply): the worker's fault; nothing changed, the lease stays.
       if (err instanceof RangeError) {
-        this.ctx.leases.add(lease);
+        this.options.queueOf(lease.queue).hold(lease);
         throw new BusError('INVALID_FRAME', `the result cannot be stored as JSON: ${err.message}`);
       }
-      this.ctx.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: ack/fail failed');
-      if (lease.consumer.closing || this.ctx.closing) this.release(lease.consumer.id);
-      else this.ctx.leases.add(lease);
+      log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: ack/fail failed');
+      if (lease.consumer.closing || work.closing) this.options.endConsumer(lease.consumer.id);
+      else this.options.queueOf(lease.queue).hold(lease);
       throw unavailable();
     }
   }

@@ -1,6 +1,17 @@
-import { jobLockedWith, repairUnreadable, storedJob, type TaskJob } from './bullmq-adapter.js';
-import type { QueueContext, QueueRuntime } from './queue-context.js';
+import type { Redis } from 'ioredis';
+import { jobLockedWith, repairUnreadable, storedJob, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
 import { failAttempt } from './attempt-failure.js';
+import type { QueueLogger } from './queue-logger.js';
+import type { TaskOutcome } from './task-outcome.js';
+import type { WorkInFlight } from './work-in-flight.js';
+
+export interface UndeliverableOptions {
+  workerConnection: Redis;
+  log: QueueLogger;
+  work: WorkInFlight;
+  onOutcome(outcome: TaskOutcome): void;
+  onUndeliverable?(queue: string): void;
+}
 
 /**
  * Tasks the fetch loop cannot hand to a worker: their data or options are
@@ -9,11 +20,11 @@ import { failAttempt } from './attempt-failure.js';
  * the queue's other tasks and every other queue.
  */
 export class Undeliverable {
-  constructor(private readonly ctx: QueueContext) {}
+  constructor(private readonly options: UndeliverableOptions) {}
 
   /** A fetched job `deliveryFlaw` refused, or one whose delivery raised. */
-  setAside(runtime: QueueRuntime, job: TaskJob, token: string, reason: string): void {
-    this.ctx.track(this.fail(runtime, job.id as string, token, reason, job));
+  setAside(queue: TaskQueue, job: TaskJob, token: string, reason: string): void {
+    this.options.work.track(this.fail(queue, job.id as string, token, reason, job));
   }
 
   /**
@@ -21,10 +32,10 @@ export class Undeliverable {
    * (BullMQ could not read its hash): that job is found by its lock and set
    * aside. True when there was one.
    */
-  async afterFetchError(runtime: QueueRuntime, token: string, err: unknown): Promise<boolean> {
-    const id = await jobLockedWith(this.ctx.options.workerConnection, runtime.queue, token);
+  async afterFetchError(queue: TaskQueue, token: string, err: unknown): Promise<boolean> {
+    const id = await jobLockedWith(this.options.workerConnection, queue, token);
     if (id === null) return false;
-    return this.fail(runtime, id, token, `undeliverable: BullMQ could not read it (${(err as Error).message})`, undefined, true);
+    return this.fail(queue, id, token, `undeliverable: BullMQ could not read it (${(err as Error).message})`, undefined, true);
   }
 
   /**
@@ -32,28 +43,29 @@ export class Undeliverable {
    * for another reason than the job's own hash leaves the job alone (it
    * returns when its lease expires); false then.
    */
-  private async fail(runtime: QueueRuntime, id: string, token: string, reason: string, fetched?: TaskJob, onlyIfUnreadable = false): Promise<boolean> {
-    const log = { queue: runtime.name, taskId: id, reason };
+  private async fail(queue: TaskQueue, id: string, token: string, reason: string, fetched?: TaskJob, onlyIfUnreadable = false): Promise<boolean> {
+    const { workerConnection, log: logger, work } = this.options;
+    const log = { queue: queue.name, taskId: id, reason };
     let failed = false;
     try {
-      await this.ctx.withToken(token, async () => {
-        const repaired = await repairUnreadable(this.ctx.options.workerConnection, runtime.queue, id, token);
+      await work.withToken(token, async () => {
+        const repaired = await repairUnreadable(workerConnection, queue, id, token);
         if (onlyIfUnreadable && !('gone' in repaired) && repaired.fields.length === 0) return;
         failed = true;
-        this.ctx.options.onUndeliverable?.(runtime.name);
+        this.options.onUndeliverable?.(queue.name);
         if ('gone' in repaired) {
-          this.ctx.log.warn(log, 'queues: a fetched task has no hash; taken out of the active list');
+          logger.warn(log, 'queues: a fetched task has no hash; taken out of the active list');
           return;
         }
-        const job = fetched !== undefined && repaired.fields.length === 0 ? fetched : await storedJob(runtime.queue, id);
+        const job = fetched !== undefined && repaired.fields.length === 0 ? fetched : await storedJob(queue, id);
         if (!job) return;
         job.token = token;
         const why = repaired.fields.length === 0 ? reason : `${reason}; not JSON: ${repaired.fields.join(', ')} (kept as unreadable:FIELD)`;
-        this.ctx.log.warn({ ...log, reason: why }, 'queues: task failed as undeliverable');
-        await failAttempt(this.ctx, job, token, runtime.name, why, { final: true });
+        logger.warn({ ...log, reason: why }, 'queues: task failed as undeliverable');
+        await failAttempt(this.options.onOutcome, job, token, queue.name, why, { final: true });
       });
     } catch (err) {
-      this.ctx.log.error({ ...log, err }, 'queues: could not fail an undeliverable task; it returns when its lease expires');
+      logger.error({ ...log, err }, 'queues: could not fail an undeliverable task; it returns when its lease expires');
     }
     return failed;
   }
