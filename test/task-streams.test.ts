@@ -126,6 +126,18 @@ t.test('fail that gives up ends the stream "failed"; cancel ends it "cancelled";
   t.same((await untilEnd(requester, timedOut)).map((c) => c.end), ['cancelled'], 'a timeout on the last attempt ends it "cancelled"');
 });
 
+t.test('a waiting streamed task removed over REST ends its stream "cancelled" and tells its requester', async (t) => {
+  const requester = await open('requester-removed');
+  await requester.call({ action: 'subscribe', topic: 'queue.cancelled' });
+  await requester.call({ action: 'subscribe', topic: 'removed.reply' });
+  const taskId = await enqueueStreamed(requester, 'removed.jobs', 1, { replyTo: 'removed.reply' });
+  t.match(await requester.call({ action: 'follow', taskId }), { ok: true });
+  t.equal((await fetch(`${gw.httpUrl}/queues/removed.jobs/tasks/${taskId}`, { method: 'DELETE' })).status, 200);
+  t.same((await untilEnd(requester, taskId)).map((c) => c.end), ['cancelled'], 'followers are not left waiting');
+  t.match((await requester.event('queue.cancelled')).event, { payload: { queue: 'removed.jobs', taskId, reason: 'removed', stream: true } });
+  t.match((await requester.event('removed.reply')).event, { correlationId: taskId, payload: { error: 'cancelled' } }, 'the requester is not left waiting');
+});
+
 t.test('a follower that reconnects resumes from its last seq + 1: no gap, no duplicate', async (t) => {
   const requester = await open('requester-resume');
   const worker = await open('worker-resume');

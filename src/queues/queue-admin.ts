@@ -5,11 +5,18 @@ import type { LiveQueues } from './live-queues.js';
 import type { TaskState } from './queue-types.js';
 import { stateOf } from './queue-views.js';
 import type { StoreGuard } from './store-guard.js';
+import { cancelledOutcome } from './task-control.js';
+import type { TaskOutcome } from './task-outcome.js';
 import { TaskStateError } from './task-state-error.js';
 
 /** The admin's levers over REST: retry, remove, pause, resume. */
 export class QueueAdmin {
-  constructor(private readonly queues: LiveQueues, private readonly store: StoreGuard, private readonly cancelled: CancelledTasks) {}
+  constructor(
+    private readonly queues: LiveQueues,
+    private readonly store: StoreGuard,
+    private readonly cancelled: CancelledTasks,
+    private readonly onOutcome: (outcome: TaskOutcome) => void,
+  ) {}
 
   /**
    * Sends a dead (failed) or completed task through again with a fresh
@@ -31,13 +38,20 @@ export class QueueAdmin {
     return state;
   }
 
+  /**
+   * Removes a task that is not being worked on. One that had not ended
+   * (waiting, delayed) ends as cancelled with reason `removed`, so its
+   * requester and its stream's followers are not left waiting.
+   */
   async remove(name: string, taskId: string): Promise<void> {
     const live = await this.queues.known(name);
-    const job = live && await this.store.run(() => live.queue.getJob(taskId));
+    const job = live && await this.store.run(() => live.queue.getJob(taskId)) as TaskJob | undefined;
     if (live && !job && await this.store.run(() => this.cancelled.delete(name, taskId))) return;
     if (!live || !job) throw new BusError('UNKNOWN_TASK', `no task ${taskId} in queue ${name}`);
+    const state = stateOf(await this.store.run(() => job.getState()));
     const removed = await this.store.run(() => live.queue.remove(taskId));
     if (!removed) throw new TaskStateError('active', `task ${taskId} is being worked on: ack, fail or disconnect first`);
+    if (state !== 'completed' && state !== 'failed') this.onOutcome(cancelledOutcome(name, job, 'removed'));
   }
 
   async pause(name: string): Promise<void> {

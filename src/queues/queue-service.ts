@@ -115,7 +115,7 @@ export class QueueService {
     this.recovery = new Recovery(this.queues, options, log);
     const cancelled = new CancelledTasks(options.queueConnection, options.prefix, Math.max(options.keepCompleted, MIN_CANCELLED_KEPT));
     this.views = new QueueViews(this.queues, this.store, cancelled);
-    this.admin = new QueueAdmin(this.queues, this.store, cancelled);
+    this.admin = new QueueAdmin(this.queues, this.store, cancelled, onOutcome);
     this.control = new TaskControl({
       holders, work, log, onOutcome, cancelled, store: this.store, knownQueue: (name) => this.queues.known(name),
     });

@@ -24,6 +24,14 @@ export interface TaskControlOptions {
   onOutcome(outcome: TaskOutcome): void;
 }
 
+/** The outcome of a task taken out of its queue before it ended: `queue.cancelled`, its replyTo told, its stream ended. */
+export function cancelledOutcome(queue: string, job: TaskJob, reason: string): TaskOutcome {
+  return {
+    kind: 'cancelled', queue, taskId: job.id as string, attempts: job.attemptsStarted, reason,
+    replyTo: replyToOf(job), traceparent: traceparentOf(job), source: GATEWAY_SOURCE, ...streamFlagOf(job),
+  };
+}
+
 /** Watching and taking back tasks: the holder's progress, and cancel by a requester or an admin. */
 export class TaskControl {
   constructor(private readonly options: TaskControlOptions) {}
@@ -74,10 +82,7 @@ export class TaskControl {
       await cancelled.delete(name, taskId).catch(() => false);
       throw err;
     }
-    this.options.onOutcome({
-      kind: 'cancelled', queue: name, taskId, attempts: job.attemptsStarted, reason, replyTo: replyToOf(job), traceparent: traceparentOf(job), source: GATEWAY_SOURCE,
-      ...streamFlagOf(job),
-    });
+    this.options.onOutcome(cancelledOutcome(name, job, reason));
     return view;
   }
 
