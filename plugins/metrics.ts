@@ -36,6 +36,7 @@ export default fp<MetricsOptions>(async function metricsPlugin(app, options) {
   const log = app.log.child({ organ: 'metrics' });
   const lease = new SharedFiguresLease(app.redis.client, `${app.config.busClusterChannel}:metrics-reporter`, randomUUID(), SHARED_LEASE_MS);
   const queueFigures = new CachedRead(async () => (app.hasDecorator('queues') ? app.queues.listQueues() : []), QUEUE_READ_TTL_MS);
+  const openStreams = new CachedRead(async () => (app.hasDecorator('taskStreams') ? app.taskStreams.openStreams() : 0), QUEUE_READ_TTL_MS);
 
   const metrics = new GatewayMetrics({
     bus() {
@@ -49,6 +50,7 @@ export default fp<MetricsOptions>(async function metricsPlugin(app, options) {
     streams: () => (app.hasDecorator('taskStreams')
       ? { followedStreams: app.taskStreams.followedStreams, followers: app.taskStreams.followers, heldReceipts: app.taskStreams.heldReceipts }
       : { followedStreams: 0, followers: 0, heldReceipts: 0 }),
+    openStreams: () => openStreams.get(),
     async reportsSharedFigures() {
       try {
         return await lease.held();

@@ -55,3 +55,22 @@ t.test('a streamed task counts its chunks and bytes per queue, its follower whil
   t.equal(sample(after, 'brainstem_task_streams_followed'), 0);
   t.match(after, /# HELP brainstem_task_stream_follower_lag /);
 });
+
+t.test('open streams: those of tasks enqueued with opts.stream and not yet ended, read from Redis', async (t) => {
+  // A gateway of its own: its first scrape reads the figure afresh.
+  const fresh = await startGateway(t, { queuePrefix: 'open-streams' });
+  const requester = await TestSocket.open(`${fresh.busUrl}?name=open-requester`);
+  const worker = await TestSocket.open(`${fresh.busUrl}?name=open-worker`);
+  t.teardown(() => [requester, worker].forEach((socket) => socket.close()));
+  const ids: string[] = [];
+  for (const opts of [{ stream: true }, { stream: true }, {}]) {
+    ids.push((await requester.call({ action: 'enqueue', queue: 'open.jobs', task: {}, opts })).taskId as string);
+  }
+  worker.send({ action: 'pull', queue: 'open.jobs' });
+  await worker.next((f) => 'task' in f);
+  await worker.call({ action: 'ack', taskId: ids[0] });
+  t.match(await requester.call({ action: 'follow', taskId: ids[0] }), { ok: true });
+  await requester.next((f) => (f.chunk as { end?: string } | undefined)?.end === 'ok');
+  const text = await (await fetch(`${fresh.httpUrl}/metrics`)).text();
+  t.equal(sample(text, 'brainstem_task_streams_open'), 1, 'the ended stream is not counted, nor the task that streams nothing');
+});

@@ -34,6 +34,8 @@ export interface MetricSources {
   liveQueues(): number;
   instances(): Promise<InstanceFigures[]>;
   streams(): StreamFigures;
+  /** Streams opened and not yet ended, read from Redis (a shared figure). */
+  openStreams(): Promise<number>;
   /**
    * Whether this gateway reports the figures every gateway of a cluster
    * shares (queue counts, heartbeat instances), so that a sum over
@@ -127,6 +129,15 @@ export class GatewayMetrics {
     this.queueLimitRefusals = new Counter({ name: 'brainstem_queue_limit_refusals_total', help: 'Queue names refused with TOO_MANY_QUEUES (QUEUE_MAX_LIVE, QUEUE_MAX_PER_CONNECTION).', registers });
     this.queueUndeliverable = new Counter({ name: 'brainstem_queue_undeliverable_total', help: 'Fetched tasks failed as undeliverable (data or options unreadable, hash gone).', labelNames: ['queue'] as const, registers });
     new Gauge({
+      name: 'brainstem_task_streams_open',
+      help: 'Task streams opened (a task enqueued with opts.stream) and not yet ended, read from Redis (shared by every gateway on that Redis: reported by one of them).',
+      registers,
+      async collect() {
+        this.reset();
+        if (await sources.reportsSharedFigures()) this.set(await sources.openStreams());
+      },
+    });
+    new Gauge({
       name: 'brainstem_task_streams_followed', help: 'Task streams (bus protocol v3) with at least one follower on this gateway.', registers,
       collect() { this.set(sources.streams().followedStreams); },
     });
@@ -135,7 +146,7 @@ export class GatewayMetrics {
       collect() { this.set(sources.streams().followers); },
     });
     new Gauge({
-      name: 'brainstem_task_stream_held_receipts', help: 'Chunk receipts held back because a follower here is more than STREAM_WINDOW behind.', registers,
+      name: 'brainstem_task_stream_held_receipts', help: 'Chunk receipts held back because a follower (here or on another gateway) is more than STREAM_WINDOW behind.', registers,
       collect() { this.set(sources.streams().heldReceipts); },
     });
     this.streamChunks = new Counter({ name: 'brainstem_task_stream_chunks_total', help: 'Chunks of streamed tasks stored through this gateway (text and binary, not the ends).', labelNames: ['queue'] as const, registers });

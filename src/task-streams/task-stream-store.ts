@@ -24,7 +24,8 @@ export type AppendRefusal = 'no stream' | 'ended' | 'full';
 /**
  * Opens a task's stream: its first entry (`0-1`, before seq 1) names the
  * queue, so a follower naming only the task finds whose right it needs, the
- * time it opened and the task's traceparent (or ''). An
+ * time it opened and the task's traceparent (or ''); the set of open
+ * streams (KEYS[2]) gets its task id until its end. An
  * ended stream of the same id is an earlier task's: it goes. Answers the
  * queue of a live stream of another queue with that id, else nil.
  */
@@ -42,6 +43,7 @@ if #first > 0 then
   end
 end
 redis.call('XADD', KEYS[1], '0-1', 'k', 'o', 'q', ARGV[1], 's', ARGV[2], 't', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 return false`;
 
 /**
@@ -70,7 +72,8 @@ end`;
  * Appends a chunk or the end under the next seq (seq n is stream id n-0);
  * answers {seq, next seq of the slowest follower on other gateways}.
  * Only an ended stream has an expiry: it is kept STREAM_KEEP_MS after its end.
- * ARGV: kind (t, b, e), data, attempt, max chunks, keep ms, end, result, gateway id, now.
+ * KEYS: the stream, its readers, the open streams. ARGV: kind (t, b, e),
+ * data, attempt, max chunks, keep ms, end, result, gateway id, now, task id.
  */
 const APPEND = `${REMOTE_NEXT}
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -81,6 +84,7 @@ local maxChunks = tonumber(ARGV[4])
 if ARGV[1] == 'e' then
   redis.call('XADD', KEYS[1], 'MAXLEN', maxChunks + 2, seq .. '-0', 'k', 'e', 'e', ARGV[6], 'r', ARGV[7])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('ZREM', KEYS[3], ARGV[10])
   return {seq, -1}
 end
 if seq > maxChunks then return {-3, -1} end
@@ -94,8 +98,8 @@ return remoteNext(KEYS[1], ARGV[1], ARGV[2])`;
 const REFUSALS: Record<number, AppendRefusal> = { [-1]: 'no stream', [-2]: 'ended', [-3]: 'full' };
 
 type StreamCommands = Redis & {
-  taskStreamOpen(key: string, queue: string, openedAt: number, traceparent: string): Promise<string | null>;
-  taskStreamAppend(key: string, readersKey: string, ...args: (string | number | Buffer)[]): Promise<[number, number]>;
+  taskStreamOpen(key: string, openKey: string, queue: string, openedAt: number, traceparent: string, taskId: string): Promise<string | null>;
+  taskStreamAppend(key: string, readersKey: string, openKey: string, ...args: (string | number | Buffer)[]): Promise<[number, number]>;
   taskStreamRemoteNext(readersKey: string, gatewayId: string, now: number): Promise<number>;
 };
 
@@ -144,14 +148,24 @@ export class TaskStreamStore {
     /** This gateway's id in the streams' readers hashes. */
     private readonly gatewayId: string,
   ) {
-    redis.defineCommand('taskStreamOpen', { numberOfKeys: 1, lua: OPEN });
-    redis.defineCommand('taskStreamAppend', { numberOfKeys: 2, lua: APPEND });
+    redis.defineCommand('taskStreamOpen', { numberOfKeys: 2, lua: OPEN });
+    redis.defineCommand('taskStreamAppend', { numberOfKeys: 3, lua: APPEND });
     redis.defineCommand('taskStreamRemoteNext', { numberOfKeys: 1, lua: READ_REMOTE_NEXT });
     this.redis = redis as StreamCommands;
   }
 
   keyOf(taskId: string): string {
     return `${this.prefix}:>stream:${taskId}`;
+  }
+
+  /** Task ids of the streams opened and not yet ended, scored by when they opened. */
+  private get openKey(): string {
+    return `${this.prefix}:>streams-open`;
+  }
+
+  /** Streams opened (their task enqueued) and not yet ended, over every gateway on this Redis. */
+  openCount(): Promise<number> {
+    return this.redis.zcard(this.openKey);
   }
 
   /** Where each gateway's slowest follower of the stream is, so that a writer on another one waits for it. */
@@ -161,7 +175,7 @@ export class TaskStreamStore {
 
   /** Opens the stream of a new task; answers the queue of another task's live stream with this id, else null. */
   open(queue: string, taskId: string, traceparent: string | undefined): Promise<string | null> {
-    return this.redis.taskStreamOpen(this.keyOf(taskId), queue, Date.now(), traceparent ?? '');
+    return this.redis.taskStreamOpen(this.keyOf(taskId), this.openKey, queue, Date.now(), traceparent ?? '', taskId);
   }
 
   /** Stores a chunk; resolves with its seq once Redis has it. */
@@ -169,7 +183,7 @@ export class TaskStreamStore {
     const kind = typeof data === 'string' ? 't' : 'b';
     const body = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const [seq, remoteNext] = await this.redis.taskStreamAppend(
-      this.keyOf(taskId), this.readersKeyOf(taskId), kind, body, attempt, this.limits.maxChunks, this.limits.keepMs, '', '', this.gatewayId, Date.now(),
+      this.keyOf(taskId), this.readersKeyOf(taskId), this.openKey, kind, body, attempt, this.limits.maxChunks, this.limits.keepMs, '', '', this.gatewayId, Date.now(), taskId,
     );
     return seq > 0 ? { seq, remoteNext: nextOrNone(remoteNext) } : REFUSALS[seq]!;
   }
@@ -177,7 +191,7 @@ export class TaskStreamStore {
   /** Stores the end; null if the stream is gone or ended already. */
   async end(taskId: string, end: StreamEnd, result: string | null): Promise<number | null> {
     const [seq] = await this.redis.taskStreamAppend(
-      this.keyOf(taskId), this.readersKeyOf(taskId), 'e', '', 0, this.limits.maxChunks, this.limits.keepMs, end, result ?? '', this.gatewayId, Date.now(),
+      this.keyOf(taskId), this.readersKeyOf(taskId), this.openKey, 'e', '', 0, this.limits.maxChunks, this.limits.keepMs, end, result ?? '', this.gatewayId, Date.now(), taskId,
     );
     return seq > 0 ? seq : null;
   }

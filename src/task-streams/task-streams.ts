@@ -195,6 +195,11 @@ export class TaskStreams {
     return traceparent === undefined ? {} : { traceparent };
   }
 
+  /** Streams opened and not yet ended, over every gateway on this Redis. */
+  openStreams(): Promise<number> {
+    return this.store.openCount();
+  }
+
   /** Streams with a follower on this gateway. */
   get followedStreams(): number {
     return this.streams.size;
