@@ -125,7 +125,8 @@ let moveManyToActiveLua: string | undefined;
 
 /** BullMQ's own client under a backend, on which its scripts run (its commands are defined there). */
 interface ScriptClient {
-  defineCommand(name: string, definition: { numberOfKeys: number; lua: string }): void;
+  /** Without `numberOfKeys`, the command's first argument is the number of keys. */
+  defineCommand(name: string, definition: { numberOfKeys?: number; lua: string }): void;
   runCommand(name: string, args: (string | number)[]): Promise<unknown>;
 }
 const withMoveMany = new WeakSet<ScriptClient>();
@@ -164,6 +165,100 @@ export async function moveManyToActive(host: JobHost, tokens: string[]): Promise
       return err as Error;
     }
   });
+}
+
+/** Where BullMQ's moveToFinished script's body starts, after its functions (none of which reads KEYS or ARGV). */
+export const MOVE_TO_FINISHED_BODY = '\nlocal jobIdKey = KEYS[12]\n';
+
+/**
+ * BullMQ's moveToFinished run once per job in one call: its body, unchanged,
+ * becomes a function of its own KEYS and ARGV (parameters shadowing the
+ * globals), called for each job's 14 keys and ARGV[1] arguments in turn.
+ * Answers BullMQ's raw replies in order.
+ */
+export function finishManyScript(script: { content: string; keys: number } | undefined): string {
+  const content = script?.content ?? '';
+  const body = content.indexOf(MOVE_TO_FINISHED_BODY);
+  if (script?.keys !== 14 || body < 0 || /KEYS|ARGV/.test(content.slice(0, body).replace(/--\[\[[\s\S]*?\]\]/g, ''))) {
+    throw new Error('the installed bullmq\'s moveToFinished script is not the one the batched ack wraps: see test/bullmq-adapter-contract.test.ts');
+  }
+  return `${content.slice(0, body)}
+local function finishOne(KEYS, ARGV)${content.slice(body)}
+end
+local argc = tonumber(ARGV[1])
+local replies = {}
+for i = 0, #KEYS / 14 - 1 do
+  local keys, argv = {}, {}
+  for k = 1, 14 do keys[k] = KEYS[i * 14 + k] end
+  for a = 1, argc do argv[a] = ARGV[1 + i * argc + a] end
+  replies[i + 1] = finishOne(keys, argv)
+end
+return replies`;
+}
+
+const FINISH_MANY = 'brainstemFinishMany';
+let finishManyLua: string | undefined;
+const withFinishMany = new WeakSet<ScriptClient>();
+
+/** A held job to complete: BullMQ's `job.moveToCompleted(result, token, fetchNext)`. */
+export interface Completion {
+  job: TaskJob;
+  result: unknown;
+  token: string;
+  fetchNext: boolean;
+}
+
+/**
+ * BullMQ's moveToCompleted for each completion, in one Redis call on the
+ * connection BullMQ's own call uses, its arguments built by BullMQ
+ * (`moveToCompletedArgs`). Per completion, in order: what BullMQ's call
+ * answers (what `nextJobOf` reads), or the error BullMQ's call would throw
+ * (a lost lock's code, a result JSON cannot hold). The job object is
+ * updated as BullMQ's call updates it; the gateway's hosts carry no
+ * telemetry, so BullMQ's span and metrics around it are no-ops.
+ */
+export async function completeMany(host: JobHost, completions: Completion[]): Promise<unknown[]> {
+  const backend = host.backend;
+  const results: unknown[] = [];
+  const keys: unknown[] = [];
+  const argv: unknown[] = [];
+  const sent: { index: number; completion: Completion; finishedOn: number }[] = [];
+  completions.forEach((completion, index) => {
+    const { job, result, token, fetchNext } = completion;
+    try {
+      const args = backend.moveToCompletedArgs(job, JSON.stringify(result), job.opts.removeOnComplete as boolean, token, fetchNext) as unknown[];
+      keys.push(...args.slice(0, 14));
+      argv.push(...args.slice(14));
+      sent.push({ index, completion, finishedOn: args[15] as number });
+    } catch (err) {
+      results[index] = err;
+    }
+  });
+  if (sent.length === 0) return results;
+  const client = await (backend as unknown as { queue: { client: Promise<ScriptClient> } }).queue.client;
+  if (!withFinishMany.has(client)) {
+    finishManyLua ??= finishManyScript(bullmqScripts.moveToFinished);
+    client.defineCommand(FINISH_MANY, { lua: finishManyLua });
+    withFinishMany.add(client);
+  }
+  const replies = await client.runCommand(FINISH_MANY, [keys.length, ...keys, argv.length / sent.length, ...argv] as (string | number)[]) as unknown[];
+  sent.forEach(({ index, completion, finishedOn }, i) => {
+    const reply = replies[i];
+    const { job, result } = completion;
+    if (typeof reply === 'number' && reply < 0) {
+      results[index] = backend.finishedErrors({ code: reply, jobId: job.id as string, command: 'moveToFinished', state: 'active' });
+      return;
+    }
+    job.returnvalue = result || undefined;
+    job.finishedOn = finishedOn;
+    job.attemptsMade += 1;
+    try {
+      results[index] = raw2NextJobData(reply as unknown[]);
+    } catch (err) {
+      results[index] = err;
+    }
+  });
+  return results;
 }
 
 /** Extends the locks of `ids` (held with `tokens`); resolves with the ids whose lock was lost. */

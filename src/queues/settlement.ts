@@ -1,6 +1,7 @@
 import { BusError } from '../bus/protocol.js';
 import { failAttempt } from './attempt-failure.js';
-import { isLostLease, nextJobOf, replyToOf, streamFlagOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
+import { isLostLease, nextJobOf, replyToOf, streamFlagOf, traceparentOf, type JobHost, type TaskJob } from './bullmq-adapter.js';
+import { CompletionBatch } from './completion-batch.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Delivery } from './delivery.js';
 import type { Lease } from './lease-table.js';
@@ -14,6 +15,9 @@ import { unavailable } from './store-guard.js';
  * whose reply a Redis restart lost is judged by the task's state after.
  */
 export class Settlement {
+  /** Each queue's acks of a tick, completed together (by the host its jobs were fetched through). */
+  private readonly completions = new WeakMap<JobHost, CompletionBatch>();
+
   constructor(private readonly ctx: QueueContext, private readonly delivery: Delivery) {}
 
   async ack(consumer: TaskConsumer, taskId: string, result: unknown): Promise<void> {
@@ -26,8 +30,10 @@ export class Settlement {
       const fetchNext = await this.delivery.completionFetches(runtime);
       let next: TaskJob | undefined;
       try {
-        const reply = await lease.job.moveToCompleted(result ?? null, lease.token, fetchNext);
-        next = runtime.fetcher ? nextJobOf(runtime.fetcher.host, reply, lease.token) : undefined;
+        const host = runtime.fetcher?.host;
+        const completion = { job: lease.job, result: result ?? null, token: lease.token, fetchNext };
+        const reply = host ? await this.completionsOf(host).complete(completion) : await lease.job.moveToCompleted(completion.result, lease.token, fetchNext);
+        next = host ? nextJobOf(host, reply, lease.token) : undefined;
       } catch (err) {
         // The command may have run with its reply lost to a Redis restart
         // (then a resent one finds no lock): if the task is done, so is the ack.
@@ -74,6 +80,15 @@ export class Settlement {
         this.ctx.log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
       }));
     }
+  }
+
+  private completionsOf(host: JobHost): CompletionBatch {
+    let batch = this.completions.get(host);
+    if (!batch) {
+      batch = new CompletionBatch(host);
+      this.completions.set(host, batch);
+    }
+    return batch;
   }
 
   private takeLease(consumer: TaskConsumer, taskId: string): Lease<TaskJob> {
