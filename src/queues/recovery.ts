@@ -64,13 +64,16 @@ export class Recovery {
       const worker = runtime.fetcher;
       if (!worker || this.ctx.closing) continue;
       const locks = await activeLocks(connection, runtime.queue);
-      const accountedFor = (token: string) => this.ctx.busyTokens.has(token)
-        || this.ctx.leases.inQueue(runtime.name).some((lease) => lease.token === token);
+      // A token holds one task at a time, but the resent fetch (and the
+      // completions after it) go on with the orphan's token: the lease of
+      // another task under it does not account for this one.
+      const accountedFor = (token: string, id: string) => this.ctx.busyTokens.has(token)
+        || this.ctx.leases.inQueue(runtime.name).some((lease) => lease.token === token && lease.taskId === id);
       for (const { id, token } of locks) {
-        if (!token?.startsWith(`${worker.id}:`) || accountedFor(token)) continue;
+        if (!token?.startsWith(`${worker.id}:`) || accountedFor(token, id)) continue;
         const job = await runtime.queue.getJob(id) as TaskJob | undefined;
         // Checked again after the await: a lease or settlement may have begun.
-        if (!job || accountedFor(token)) continue;
+        if (!job || accountedFor(token, id)) continue;
         this.ctx.log.warn({ queue: runtime.name, taskId: id }, 'queues: a task fetched as Redis went down reached no one: giving it back');
         await this.delivery.giveBack(runtime, job, token);
       }
