@@ -269,7 +269,13 @@ async function main(): Promise<void> {
     if (scenarios.has('S1')) await runScenario(S1, redis);
     if (scenarios.has('S2')) await runScenario(S2, redis);
     if (scenarios.has('S3')) await runScenario(S3, redis);
-    if (scenarios.has('Q1')) await runQueueBench({ redis, rounds, quick: args.quick, ...(args.profile ? { profileDir: args.profile as string } : {}) });
+    if (scenarios.has('Q1')) {
+      await runQueueBench({
+        redis, rounds, quick: args.quick,
+        ...(args.profile ? { profileDir: args.profile as string } : {}),
+        ...(servers.includes('previous') && args['previous-gateway'] ? { previousGateway: args['previous-gateway'] } : {}),
+      });
+    }
     if (scenarios.has('Q2')) await runDispatchBench({ redisUrl: redis.url, rounds, quick: args.quick });
     if (scenarios.has('Q3')) await runQueueNamesBench({ redis, rounds, quick: args.quick });
     const streams = new Set(['T1', 'T2', 'T3'].filter((name) => scenarios.has(name)));

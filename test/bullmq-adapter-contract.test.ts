@@ -3,9 +3,9 @@ import { Queue, QueueKeys, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import {
-  activeLocks, attemptFailure, deliveryFlaw, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
-  maxAttemptsOf, metaKey, metaPattern, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
-  settlementsAfter, uncountDelivery, waitForStreamEntries, type FetchOptions, type JobHost, type TaskJob,
+  activeLocks, attemptFailure, completeMany, deliveryFlaw, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
+  maxAttemptsOf, metaKey, metaPattern, finishManyScript, moveManyToActive, moveManyToActiveScript, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
+  settlementsAfter, uncountDelivery, waitForStreamEntries, type Fetched, type FetchOptions, type JobHost, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
 import { newestFirst } from './helpers/closers.js';
 import { startRedis } from './helpers/redis.js';
@@ -188,6 +188,132 @@ t.test('a job host runs a worker\'s scripts on a shared connection: moveToActive
   await connection.del(`${PREFIX}:c.host:stalled-check`);
   t.same(await moveStalledToWait(host), [stalled.id], 'the second check moves it back and says which');
   t.equal(await (await queue.getJob(stalled.id as string))?.getState(), 'waiting', 'a job whose lock expired goes back to wait after two stalled checks');
+});
+
+/** What a fetch left in Redis for each job it took, and the queue's events meanwhile. */
+async function fetchTrace(name: string, results: (Fetched | Error)[]): Promise<object> {
+  const jobs = await Promise.all(results.map(async (result) => {
+    if (result instanceof Error) return { error: result.message };
+    const id = result.job?.id;
+    if (id === undefined) return { job: null, delayUntil: result.delayUntil > 0 };
+    const [ats, pb] = await connection.hmget(`${PREFIX}:${name}:${id}`, 'ats', 'pb');
+    return {
+      name: result.job?.name, token: result.job?.token, attemptsStarted: result.job?.attemptsStarted, ats, pb,
+      lock: await connection.get(`${PREFIX}:${name}:${id}:lock`),
+    };
+  }));
+  const events = (await connection.xrange(`${PREFIX}:${name}:events`, '-', '+')).map(([, fields]) => fields.filter((_, i) => i % 2 === 1 && fields[i - 1] !== 'jobId').join(' ').replace(/\d{10,}/g, 'TIME'));
+  const marker = await connection.zrange(`${PREFIX}:${name}:marker`, '0', '-1');
+  return { jobs, active: await connection.llen(`${PREFIX}:${name}:active`), events, marker };
+}
+
+t.test('moveManyToActive is BullMQ\'s moveToActive once per token in one call: priorities, delayed, pause, concurrency, rate limit', async (t) => {
+  /** The same queue contents twice: one fetched by BullMQ's call token by token, one by the batched call. */
+  async function both(label: string, setup: (queue: Queue) => Promise<unknown>, tokens: number): Promise<void> {
+    const traces = [];
+    for (const way of ['one', 'many'] as const) {
+      const name = `c.many.${label}.${way}`;
+      const queue = new Queue(name, { connection, prefix: PREFIX });
+      closing.teardown(() => queue.close());
+      await setup(queue);
+      const host = hostOf(name);
+      const names = Array.from({ length: tokens }, (_, i) => `tok-${i}`);
+      const results: (Fetched | Error)[] = [];
+      if (way === 'one') for (const token of names) results.push(await moveToActive(host, token).catch((err: Error) => err));
+      else results.push(...await moveManyToActive(host, names));
+      traces.push(await fetchTrace(name, results));
+    }
+    t.same(traces[1], traces[0], label);
+  }
+  await both('priorities', async (queue) => {
+    await queue.add('a', {});
+    await queue.add('p2', {}, { priority: 2 });
+    await queue.add('p1', {}, { priority: 1 });
+    await queue.add('later', {}, { delay: 60_000 });
+    await queue.add('b', {});
+  }, 6);
+  await both('due', async (queue) => {
+    await queue.add('due', {}, { delay: 1 });
+    await queue.add('c', {});
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }, 3);
+  await both('paused', async (queue) => {
+    await queue.add('a', {});
+    await queue.pause();
+  }, 2);
+  await both('concurrency', async (queue) => {
+    await queue.setGlobalConcurrency(2);
+    for (let i = 0; i < 4; i++) await queue.add(`n${i}`, {});
+  }, 4);
+  await both('rate-limit', async (queue) => {
+    await queue.setGlobalRateLimit(2, 60_000);
+    for (let i = 0; i < 4; i++) await queue.add(`n${i}`, {});
+  }, 4);
+  await both('unreadable', async (queue) => {
+    await queue.add('a', {});
+    const bad = await queue.add('bad', {});
+    await connection.hset(`${PREFIX}:${queue.name}:${bad.id}`, 'opts', '[');
+    await queue.add('c', {});
+  }, 3);
+});
+
+t.test('the batched fetch wraps the installed moveToActive script, and refuses one it does not know', async (t) => {
+  const scripts = createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as Record<string, { content: string; keys: number }>;
+  const script = scripts.moveToActive;
+  t.ok(script, 'bullmq keeps its scripts where the adapter reads them');
+  t.match(moveManyToActiveScript(script), /local function moveOne\(\)/);
+  t.throws(() => moveManyToActiveScript(undefined), /moveToActive script is not the one/);
+  t.throws(() => moveManyToActiveScript({ ...script!, keys: 12 }), /moveToActive script is not the one/);
+  t.throws(() => moveManyToActiveScript({ ...script!, content: script!.content.replace('local isPausedOrMaxed, rateLimitMax', 'local paused, rateLimitMax') }), /not the one/);
+});
+
+t.test('completeMany is BullMQ\'s moveToCompleted once per job in one call: results, next jobs, lost locks, removeOnComplete', async (t) => {
+  const traces = [];
+  for (const way of ['one', 'many'] as const) {
+    const name = `c.finish.${way}`;
+    const queue = new Queue(name, { connection, prefix: PREFIX });
+    closing.teardown(() => queue.close());
+    const host = hostOf(name);
+    await queue.add('kept', {}, { removeOnComplete: false });
+    await queue.add('removed', {}, { removeOnComplete: true });
+    await queue.add('lost', {});
+    await queue.add('plain', {});
+    await queue.add('next1', {});
+    await queue.add('next2', {}, { priority: 1 });
+    const held = await moveManyToActive(host, ['t0', 't1', 't2', 't3']) as { job: TaskJob }[];
+    await connection.del(`${PREFIX}:${name}:${held[2]!.job.id}:lock`);
+    const completions = held.map(({ job }, i) => ({ job, result: i === 0 ? { n: i } : null, token: `t${i}`, fetchNext: i === 1 || i === 3 }));
+    const replies: unknown[] = [];
+    if (way === 'one') {
+      for (const c of completions) replies.push(await c.job.moveToCompleted(c.result, c.token, c.fetchNext).catch((err: Error) => err));
+    } else {
+      replies.push(...await completeMany(host, completions));
+    }
+    const outcome = await Promise.all(replies.map(async (reply, i) => {
+      if (reply instanceof Error) return { error: reply.message, code: (reply as { code?: number }).code };
+      const next = nextJobOf(host, reply, `t${i}`);
+      const job = held[i]!.job;
+      return {
+        next: next?.name ?? null,
+        state: await queue.getJobState(job.id as string),
+        returnvalue: (await queue.getJob(job.id as string))?.returnvalue ?? null,
+        object: { attemptsMade: job.attemptsMade, finished: job.finishedOn! > 0, returnvalue: job.returnvalue ?? null },
+      };
+    }));
+    const events = (await connection.xrange(`${PREFIX}:${name}:events`, '-', '+')).map(([, fields]) => fields.filter((_, i) => i % 2 === 1 && fields[i - 1] !== 'jobId').join(' ').replace(/\d{10,}/g, 'TIME'));
+    traces.push({ outcome, events, counts: await queue.getJobCounts('active', 'completed', 'wait', 'prioritized') });
+  }
+  t.same(traces[1], traces[0]);
+  t.match(traces[0], { outcome: [{ state: 'completed', returnvalue: { n: 0 } }, { state: 'unknown', next: 'next1' }, { code: -2 }, { state: 'completed', next: 'next2' }] }, 'kept, removed (fetching the next), a lost lock, then the prioritized next');
+});
+
+t.test('the batched ack wraps the installed moveToFinished script, and refuses one it does not know', async (t) => {
+  const scripts = createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as Record<string, { content: string; keys: number }>;
+  const script = scripts.moveToFinished;
+  t.match(finishManyScript(script), /local function finishOne\(KEYS, ARGV\)/);
+  t.throws(() => finishManyScript(undefined), /moveToFinished script is not the one/);
+  t.throws(() => finishManyScript({ ...script!, keys: 15 }), /not the one/);
+  t.throws(() => finishManyScript({ ...script!, content: script!.content.replace('local rcall = redis.call', 'local rcall = redis.call\nlocal first = KEYS[1]') }), /not the one/, 'a function outside the body reading KEYS would read the whole batch\'s');
 });
 
 t.test('popMarkers takes the markers set among many queues in one call, as BZPOPMIN takes one', async (t) => {

@@ -1,6 +1,9 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import t from 'tap';
+import { GATEWAY_WORKER_NAME, jobHost, moveToActive } from '../src/queues/bullmq-adapter.js';
 import { startGateway } from './helpers/gateway.js';
-import { connect, enqueueAll, missing, QUEUE, RECEIPTED, work } from './helpers/queue-load.js';
+import { connect, enqueueAll, missing, nextFrame, QUEUE, RECEIPTED, work } from './helpers/queue-load.js';
 import { startRedis } from './helpers/redis.js';
 import { until } from './helpers/test-socket.js';
 
@@ -31,4 +34,35 @@ t.test('a Redis restart (append-only file) under load: every receipted task arri
   const counts = await countsOf();
   t.match(counts, { waiting: 0, active: 0, failed: 0 });
   t.ok((counts.completed as number) >= receipted.size, `Redis holds ${String(counts.completed)} completed`);
+});
+
+t.test('after a Redis restart, a task left locked with the token of a task a worker holds goes back at once', async (t) => {
+  // What a resent fetch leaves: its first reply lost, the task it had moved
+  // stays locked with the token the resent fetch (and the worker's task) goes on with.
+  const redis = await startRedis(t, { appendonly: true });
+  const gw = await startGateway(t, { redisUrl: redis.url, queueLeaseMs: 60_000 });
+  const producer = await connect(`${gw.busUrl}?name=producer`, t);
+  const worker = await connect(`${gw.busUrl}?name=worker`, t);
+  const enqueue = async (n: string) => {
+    const receipt = nextFrame(producer, (frame) => frame.id === n && frame.ok === true);
+    producer.send(JSON.stringify({ action: 'enqueue', queue: 'orphan.work', task: { n }, id: n }));
+    return (await receipt).taskId as string;
+  };
+  await enqueue('held');
+  const held = nextFrame(worker, (frame) => frame.task !== undefined);
+  worker.send(JSON.stringify({ action: 'pull', queue: 'orphan.work' }));
+  const heldId = ((await held).task as Frame).id as string;
+  const orphanId = await enqueue('orphan');
+  const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const template = new Queue('template', { connection, prefix: 'orphan-template' });
+  const token = await connection.get(`bull:orphan.work:${heldId}:lock`) as string;
+  const moved = await moveToActive(jobHost(template, 'orphan.work', { prefix: 'bull', lockDuration: 60_000, name: GATEWAY_WORKER_NAME }), token);
+  t.equal(moved.job?.id, orphanId, 'the second task locked with the held task\'s token');
+  await template.close();
+  connection.disconnect();
+  await redis.stop();
+  await redis.restart();
+  const back = nextFrame(worker, (frame) => (frame.task as Frame | undefined)?.id === orphanId, 15_000);
+  worker.send(JSON.stringify({ action: 'pull', queue: 'orphan.work' }));
+  t.equal(((await back).task as Frame).id, orphanId, 'delivered again well before its 60 s lease ends');
 });

@@ -28,6 +28,8 @@ export interface QueueBenchOptions {
   quick?: boolean;
   /** Write a CPU profile of each gateway run into this folder. */
   profileDir?: string;
+  /** Another build's server.js, run as a third side in the same rounds (an A/B of a lever). */
+  previousGateway?: string;
 }
 
 type QueueRound = {
@@ -51,9 +53,25 @@ type QueueRound = {
   gatewayMicrosPerTask: number;
   redisMicrosPerTask: number;
   totalMicrosPerTask: number;
+  /** Redis script calls (`EVALSHA`) and all Redis commands per task, from `INFO commandstats`. */
+  evalshaPerTask: number;
+  redisCommandsPerTask: number;
 };
 
 type CpuPerTask = Pick<QueueRound, 'benchMicrosPerTask' | 'gatewayMicrosPerTask' | 'redisMicrosPerTask' | 'totalMicrosPerTask'>;
+
+/** Calls per command so far (`INFO commandstats`: `cmdstat_evalsha:calls=12,…`). */
+async function commandCalls(redis: BenchRedis): Promise<Map<string, number>> {
+  const client = new Redis(redisOptionsFromUrl(redis.url));
+  try {
+    const info = await client.info('commandstats');
+    const calls = new Map<string, number>();
+    for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1] as string, Number(match[2]));
+    return calls;
+  } finally {
+    client.disconnect();
+  }
+}
 
 /**
  * Starts counting the CPU of the bench process, Redis and (if given) the
@@ -92,6 +110,7 @@ interface SideRun {
 /** Runs a side from its first enqueue until every task is done, and what each process spent meanwhile. */
 async function measure(redis: BenchRedis, tasks: number, side: SideRun): Promise<QueueRound> {
   const gatewayBefore = side.gatewayCpuSeconds?.() ?? 0;
+  const callsBefore = await commandCalls(redis);
   const cpu = cpuMeter(redis, side.gatewayCpuSeconds);
   const started = performance.now();
   side.start();
@@ -99,11 +118,18 @@ async function measure(redis: BenchRedis, tasks: number, side: SideRun): Promise
   const completedAt = performance.now();
   const done = Math.min(side.done(), tasks);
   const seconds = (completedAt - started) / 1000;
+  const perTask = cpu(done);
+  const callsAfter = await commandCalls(redis);
+  const callsSince = (name?: string) => [...callsAfter].reduce((sum, [command, calls]) => (
+    name === undefined || command === name ? sum + calls - (callsBefore.get(command) ?? 0) : sum), 0);
   return {
     ...summarize(tasks, started, side.storedAt() || completedAt, completedAt, side.latencies, done),
     allCompleted: all,
     serverCpuPercent: side.gatewayCpuSeconds ? ((side.gatewayCpuSeconds() - gatewayBefore) / seconds) * 100 : Number.NaN,
-    ...cpu(done),
+    ...perTask,
+    // Less the two INFO calls of this count.
+    evalshaPerTask: callsSince('evalsha') / done,
+    redisCommandsPerTask: (callsSince() - 2) / done,
   };
 }
 
@@ -116,7 +142,7 @@ export const GATEWAY_JOB_OPTIONS: JobsOptions = {
   stackTraceLimit: 50,
 };
 
-function summarize(tasks: number, started: number, storedAt: number, completedAt: number, latencies: number[], done: number): Omit<QueueRound, 'serverCpuPercent' | keyof CpuPerTask> {
+function summarize(tasks: number, started: number, storedAt: number, completedAt: number, latencies: number[], done: number): Omit<QueueRound, 'serverCpuPercent' | 'evalshaPerTask' | 'redisCommandsPerTask' | keyof CpuPerTask> {
   latencies.sort((a, b) => a - b);
   return {
     tasks,
@@ -128,9 +154,13 @@ function summarize(tasks: number, started: number, storedAt: number, completedAt
   };
 }
 
-/** Through the gateway: WebSocket producer and workers speaking the /bus protocol. */
-export async function runGateway(redis: BenchRedis, queue: string, tasks: number, profileDir?: string): Promise<QueueRound> {
-  const server = await startServer('brainstem', { redisUrl: redis.url, env: { LOG_LEVEL: 'warn' }, ...(profileDir ? { cpuProfileDir: profileDir } : {}) });
+/** Through the gateway (this build, or `previousGateway`'s): WebSocket producer and workers speaking the /bus protocol. */
+export async function runGateway(redis: BenchRedis, queue: string, tasks: number, profileDir?: string, previousGateway?: string): Promise<QueueRound> {
+  const server = await startServer(previousGateway ? 'previous' : 'brainstem', {
+    redisUrl: redis.url, env: { LOG_LEVEL: 'warn' },
+    ...(profileDir && !previousGateway ? { cpuProfileDir: profileDir } : {}),
+    ...(previousGateway ? { previousGateway } : {}),
+  });
   const clients: WebSocket[] = [];
   try {
     const producer = await openClient(server.url, true);
@@ -224,6 +254,8 @@ const COLUMNS: { key: keyof QueueRound & string; label: string; digits?: number 
   { key: 'gatewayMicrosPerTask', label: 'gateway' },
   { key: 'redisMicrosPerTask', label: 'Redis' },
   { key: 'totalMicrosPerTask', label: 'total' },
+  { key: 'evalshaPerTask', label: 'evalsha/task', digits: 2 },
+  { key: 'redisCommandsPerTask', label: 'Redis cmds/task', digits: 2 },
 ];
 
 /** Q1: runs the rounds, prints the table and the JSON line, returns the JSON. */
@@ -233,18 +265,20 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
   const ownRedis = options.redis ? null : await startBenchRedis();
   const redis = options.redis ?? (ownRedis as BenchRedis);
   const gateway: QueueRound[] = [];
+  const previous: QueueRound[] = [];
   const raw: QueueRound[] = [];
   const loads = [load()];
+  const sides = options.previousGateway ? ['gateway', 'previous', 'raw'] : ['gateway', 'raw'];
   try {
     for (let round = 0; round < rounds; round++) {
-      // Alternate who goes first, so neither always gets the cooler machine.
-      const order = round % 2 === 0 ? ['gateway', 'raw'] : ['raw', 'gateway'];
+      // Rotate who goes first, so no side always gets the cooler machine.
+      const order = sides.map((_, i) => sides[(i + round) % sides.length] as string);
       for (const side of order) {
         const queue = `bench.q1.${side}.${round}.${randomUUID().slice(0, 8)}`;
-        const result = side === 'gateway'
-          ? await runGateway(redis, queue, tasks, options.profileDir)
+        const result = side === 'gateway' ? await runGateway(redis, queue, tasks, options.profileDir)
+          : side === 'previous' ? await runGateway(redis, queue, tasks, undefined, options.previousGateway)
           : await runRaw(redis, queue, tasks);
-        (side === 'gateway' ? gateway : raw).push(result);
+        (side === 'gateway' ? gateway : side === 'previous' ? previous : raw).push(result);
         log(`Q1 round ${round + 1}/${rounds} ${side}: ${JSON.stringify(result)}`);
       }
       loads.push(load());
@@ -252,17 +286,20 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
   } finally {
     await ownRedis?.stop();
   }
-  const medians = { brainstem: medianOf(gateway), rawBullmq: medianOf(raw) };
+  const medians = { brainstem: medianOf(gateway), rawBullmq: medianOf(raw), ...(previous.length > 0 ? { previousBuild: medianOf(previous) } : {}) };
   const ratio = median(gateway.map((g, i) => g.completedPerSecond / (raw[i]?.completedPerSecond ?? Number.NaN)));
   const enqueueRatio = median(gateway.map((g, i) => g.enqueuedPerSecond / (raw[i]?.enqueuedPerSecond ?? Number.NaN)));
   const rows = [
     ['brainstem (gateway, /bus)', ...COLUMNS.map((c) => formatNumber(medians.brainstem[c.key] as number | boolean, c.digits ?? 0))],
+    ...(medians.previousBuild ? [['previous build', ...COLUMNS.map((c) => formatNumber(medians.previousBuild?.[c.key] as number | boolean, c.digits ?? 0))]] : []),
     ['raw BullMQ Workers', ...COLUMNS.map((c) => formatNumber(medians.rawBullmq[c.key] as number | boolean, c.digits ?? 0))],
   ];
   process.stdout.write(`\nQ1 queues: ${tasks} tasks, 1 producer (window ${WINDOW}), ${WORKERS} workers × ${CREDITS} credits — medians of ${rounds}\n`);
   process.stdout.write(`${table(['side', ...COLUMNS.map((c) => c.label)], rows)}\n`);
   process.stdout.write(`  completed/s, gateway vs raw BullMQ: ${formatNumber(ratio, 2)}\n`);
   process.stdout.write(`  enqueued/s, gateway vs raw BullMQ: ${formatNumber(enqueueRatio, 2)}\n`);
+  const previousRatio = previous.length > 0 ? median(gateway.map((g, i) => g.completedPerSecond / (previous[i]?.completedPerSecond ?? Number.NaN))) : undefined;
+  if (previousRatio !== undefined) process.stdout.write(`  completed/s, this build vs the previous one (per-round median): ${formatNumber(previousRatio, 2)}\n`);
   // Where every process is busy and they share fewer cores than there are
   // processes, throughput follows the CPU all of them spend per task.
   const cpuRatio = median(gateway.map((g, i) => (raw[i]?.totalMicrosPerTask ?? Number.NaN) / g.totalMicrosPerTask));
@@ -275,8 +312,11 @@ export async function runQueueBench(options: QueueBenchOptions = {}): Promise<ob
     window: WINDOW,
     rounds,
     medians,
-    perRound: { brainstem: gateway, rawBullmq: raw },
-    ratios: { completedVsRawBullmq: ratio, enqueuedVsRawBullmq: enqueueRatio, cpuPerTaskRawVsGateway: cpuRatio },
+    perRound: { brainstem: gateway, rawBullmq: raw, ...(previous.length > 0 ? { previousBuild: previous } : {}) },
+    ratios: {
+      completedVsRawBullmq: ratio, enqueuedVsRawBullmq: enqueueRatio, cpuPerTaskRawVsGateway: cpuRatio,
+      ...(previousRatio !== undefined ? { completedVsPreviousBuild: previousRatio } : {}),
+    },
     loadavg: loads,
   };
   process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import {
-  ErrorCode, Job, QueueKeys, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
+  ErrorCode, Job, QueueKeys, raw2NextJobData, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isValidTopic } from '../bus/topic.js';
@@ -63,17 +64,201 @@ export function jobHost(template: TaskQueue, name: string, opts: FetchOptions): 
   return host;
 }
 
-/**
- * BullMQ's moveToActive for one host: the next job (locked with `token`),
- * if any, and when the next delayed job is due (0: none).
- */
-export async function moveToActive(host: JobHost, token: string): Promise<{ job: TaskJob | undefined; delayUntil: number }> {
-  const [data, id, , delayUntil] = await host.backend.moveToActive(token, host.opts.name as string) as [JobJson | undefined, string | undefined, number, number];
+/** What a fetch found: the job, if any, and when the next delayed job is due (0: none). */
+export interface Fetched {
+  job: TaskJob | undefined;
+  delayUntil: number;
+}
+
+/** A moveToActive reply as BullMQ reads it (`raw2NextJobData`: `[jobJson, id, rateLimitDelay, delayUntil]`). */
+function fetchedOf(host: JobHost, next: [JobJson | undefined, string | undefined, number, number], token: string): Fetched {
+  const [data, id, , delayUntil] = next;
   const due = typeof delayUntil === 'number' && delayUntil > 0 ? delayUntil : 0;
   if (!data || !id) return { job: undefined, delayUntil: due };
   const job = readJob(host, data, id);
   job.token = token;
   return { job, delayUntil: due };
+}
+
+/** BullMQ's moveToActive for one host: the next job (locked with `token`), if any, and when the next delayed job is due. */
+export async function moveToActive(host: JobHost, token: string): Promise<Fetched> {
+  const next = await host.backend.moveToActive(token, host.opts.name as string) as [JobJson | undefined, string | undefined, number, number];
+  return fetchedOf(host, next, token);
+}
+
+/** The installed BullMQ's own Lua scripts (its CommonJS build, the one `import 'bullmq'` loads). */
+const bullmqScripts = createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as Record<string, { content: string; keys: number }>;
+
+/** Where BullMQ's moveToActive script decodes its options, and where its body starts after its functions. */
+export const MOVE_TO_ACTIVE_OPTS = 'local opts = cmsgpack.unpack(ARGV[3])';
+export const MOVE_TO_ACTIVE_BODY = '\nlocal isPausedOrMaxed, rateLimitMax, rateLimitDuration =';
+
+/**
+ * BullMQ's moveToActive run once per lock token (ARGV[4..]) in one call,
+ * until a run finds no job: its body, unchanged, becomes a function over
+ * the options (token included), so priorities, delayed jobs, rate limits,
+ * pause, markers, `ats`, locks and events stay BullMQ's for every job.
+ * The options come as JSON (Redis's cjson), not msgpack: the same table
+ * without a msgpack encoder here. Answers BullMQ's raw replies in order.
+ */
+export function moveManyToActiveScript(script: { content: string; keys: number } | undefined): string {
+  const content = script?.content ?? '';
+  const body = content.indexOf(MOVE_TO_ACTIVE_BODY);
+  if (script?.keys !== 11 || body < 0 || content.split(MOVE_TO_ACTIVE_OPTS).length !== 2 || content.indexOf(MOVE_TO_ACTIVE_OPTS) > body) {
+    throw new Error('the installed bullmq\'s moveToActive script is not the one the batched fetch wraps: see test/bullmq-adapter-contract.test.ts');
+  }
+  return `${content.slice(0, body).replace(MOVE_TO_ACTIVE_OPTS, 'local opts = cjson.decode(ARGV[3])')}
+local function moveOne()${content.slice(body)}
+end
+local replies = {}
+for i = 4, #ARGV do
+  opts['token'] = ARGV[i]
+  local reply = moveOne()
+  replies[#replies + 1] = reply
+  if reply[1] == 0 then break end
+end
+return replies`;
+}
+
+const MOVE_MANY_TO_ACTIVE = 'brainstemMoveManyToActive';
+let moveManyToActiveLua: string | undefined;
+
+/** BullMQ's own client under a backend, on which its scripts run (its commands are defined there). */
+interface ScriptClient {
+  /** Without `numberOfKeys`, the command's first argument is the number of keys. */
+  defineCommand(name: string, definition: { numberOfKeys?: number; lua: string }): void;
+  runCommand(name: string, args: (string | number)[]): Promise<unknown>;
+}
+const withMoveMany = new WeakSet<ScriptClient>();
+
+/**
+ * BullMQ's moveToActive for each of `tokens` in one Redis call, on the
+ * connection and keys BullMQ's own call uses: one result per token, in
+ * order (an Error for a job BullMQ could not read; no job for the tokens
+ * after the first run that found none).
+ */
+export async function moveManyToActive(host: JobHost, tokens: string[]): Promise<(Fetched | Error)[]> {
+  const queue = (host.backend as unknown as { queue: { client: Promise<ScriptClient>; opts: WorkerOptions } }).queue;
+  const client = await queue.client;
+  if (!withMoveMany.has(client)) {
+    moveManyToActiveLua ??= moveManyToActiveScript(bullmqScripts.moveToActive);
+    client.defineCommand(MOVE_MANY_TO_ACTIVE, { numberOfKeys: 11, lua: moveManyToActiveLua });
+    withMoveMany.add(client);
+  }
+  const keys = host.backend.keys;
+  const opts: Record<string, unknown> = { token: '', lockDuration: queue.opts.lockDuration };
+  if (queue.opts.limiter) opts.limiter = queue.opts.limiter;
+  if (host.opts.name) opts.name = host.opts.name;
+  const replies = await client.runCommand(MOVE_MANY_TO_ACTIVE, [
+    keys.wait, keys.active, keys.prioritized, keys.events, keys.stalled, keys.limiter, keys.delayed,
+    keys.paused, keys.meta, keys.pc, keys.marker,
+    keys[''], Date.now(), JSON.stringify(opts), ...tokens,
+  ] as (string | number)[]) as unknown[][];
+  let last: Fetched = { job: undefined, delayUntil: 0 };
+  return tokens.map((token, index) => {
+    const reply = replies[index];
+    if (reply === undefined) return { job: undefined, delayUntil: last.delayUntil };
+    try {
+      last = fetchedOf(host, raw2NextJobData(reply) as [JobJson | undefined, string | undefined, number, number], token);
+      return last;
+    } catch (err) {
+      return err as Error;
+    }
+  });
+}
+
+/** Where BullMQ's moveToFinished script's body starts, after its functions (none of which reads KEYS or ARGV). */
+export const MOVE_TO_FINISHED_BODY = '\nlocal jobIdKey = KEYS[12]\n';
+
+/**
+ * BullMQ's moveToFinished run once per job in one call: its body, unchanged,
+ * becomes a function of its own KEYS and ARGV (parameters shadowing the
+ * globals), called for each job's 14 keys and ARGV[1] arguments in turn.
+ * Answers BullMQ's raw replies in order.
+ */
+export function finishManyScript(script: { content: string; keys: number } | undefined): string {
+  const content = script?.content ?? '';
+  const body = content.indexOf(MOVE_TO_FINISHED_BODY);
+  if (script?.keys !== 14 || body < 0 || /KEYS|ARGV/.test(content.slice(0, body).replace(/--\[\[[\s\S]*?\]\]/g, ''))) {
+    throw new Error('the installed bullmq\'s moveToFinished script is not the one the batched ack wraps: see test/bullmq-adapter-contract.test.ts');
+  }
+  return `${content.slice(0, body)}
+local function finishOne(KEYS, ARGV)${content.slice(body)}
+end
+local argc = tonumber(ARGV[1])
+local replies = {}
+for i = 0, #KEYS / 14 - 1 do
+  local keys, argv = {}, {}
+  for k = 1, 14 do keys[k] = KEYS[i * 14 + k] end
+  for a = 1, argc do argv[a] = ARGV[1 + i * argc + a] end
+  replies[i + 1] = finishOne(keys, argv)
+end
+return replies`;
+}
+
+const FINISH_MANY = 'brainstemFinishMany';
+let finishManyLua: string | undefined;
+const withFinishMany = new WeakSet<ScriptClient>();
+
+/** A held job to complete: BullMQ's `job.moveToCompleted(result, token, fetchNext)`. */
+export interface Completion {
+  job: TaskJob;
+  result: unknown;
+  token: string;
+  fetchNext: boolean;
+}
+
+/**
+ * BullMQ's moveToCompleted for each completion, in one Redis call on the
+ * connection BullMQ's own call uses, its arguments built by BullMQ
+ * (`moveToCompletedArgs`). Per completion, in order: what BullMQ's call
+ * answers (what `nextJobOf` reads), or the error BullMQ's call would throw
+ * (a lost lock's code, a result JSON cannot hold). The job object is
+ * updated as BullMQ's call updates it; the gateway's hosts carry no
+ * telemetry, so BullMQ's span and metrics around it are no-ops.
+ */
+export async function completeMany(host: JobHost, completions: Completion[]): Promise<unknown[]> {
+  const backend = host.backend;
+  const results: unknown[] = [];
+  const keys: unknown[] = [];
+  const argv: unknown[] = [];
+  const sent: { index: number; completion: Completion; finishedOn: number }[] = [];
+  completions.forEach((completion, index) => {
+    const { job, result, token, fetchNext } = completion;
+    try {
+      const args = backend.moveToCompletedArgs(job, JSON.stringify(result), job.opts.removeOnComplete as boolean, token, fetchNext) as unknown[];
+      keys.push(...args.slice(0, 14));
+      argv.push(...args.slice(14));
+      sent.push({ index, completion, finishedOn: args[15] as number });
+    } catch (err) {
+      results[index] = err;
+    }
+  });
+  if (sent.length === 0) return results;
+  const client = await (backend as unknown as { queue: { client: Promise<ScriptClient> } }).queue.client;
+  if (!withFinishMany.has(client)) {
+    finishManyLua ??= finishManyScript(bullmqScripts.moveToFinished);
+    client.defineCommand(FINISH_MANY, { lua: finishManyLua });
+    withFinishMany.add(client);
+  }
+  const replies = await client.runCommand(FINISH_MANY, [keys.length, ...keys, argv.length / sent.length, ...argv] as (string | number)[]) as unknown[];
+  sent.forEach(({ index, completion, finishedOn }, i) => {
+    const reply = replies[i];
+    const { job, result } = completion;
+    if (typeof reply === 'number' && reply < 0) {
+      results[index] = backend.finishedErrors({ code: reply, jobId: job.id as string, command: 'moveToFinished', state: 'active' });
+      return;
+    }
+    job.returnvalue = result || undefined;
+    job.finishedOn = finishedOn;
+    job.attemptsMade += 1;
+    try {
+      results[index] = raw2NextJobData(reply as unknown[]);
+    } catch (err) {
+      results[index] = err;
+    }
+  });
+  return results;
 }
 
 /** Extends the locks of `ids` (held with `tokens`); resolves with the ids whose lock was lost. */

@@ -2,8 +2,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import {
   activeLocks, deliveryFlaw, isLostLease, maxAttemptsOf, moveStalledToWait, nextJobOf, streamedOf, timeoutOf,
-  traceparentOf, uncountDelivery, type TaskJob, type TaskQueue,
+  traceparentOf, uncountDelivery, type JobHost, type TaskJob, type TaskQueue,
 } from './bullmq-adapter.js';
+import { CompletionBatch } from './completion-batch.js';
 import { failAttempt } from './attempt-failure.js';
 import { CreditLedger, type PullId, type TaskConsumer } from './credit-ledger.js';
 import type { Lease, LeaseTable } from './lease-table.js';
@@ -57,6 +58,7 @@ export class LiveQueue {
   private renewing = false;
   /** The completions waiting for this tick's flush to say whether they fetch; null: no flush queued. */
   private completions: ((fetchNext: boolean) => void)[] | null = null;
+  private completionBatch: CompletionBatch | null = null;
 
   constructor(readonly name: string, readonly queue: TaskQueue, private readonly gateway: GatewayParts) {}
 
@@ -94,8 +96,11 @@ export class LiveQueue {
     const fetchNext = await new Promise<boolean>((resolve) => this.flushThisTick().push(resolve));
     let next: TaskJob | undefined;
     try {
-      const reply = await lease.job.moveToCompleted(result, lease.token, fetchNext);
-      next = this.fetcher ? nextJobOf(this.fetcher.host, reply, lease.token) : undefined;
+      const host = this.fetcher?.host;
+      const reply = host
+        ? await this.completionsOf(host).complete({ job: lease.job, result, token: lease.token, fetchNext })
+        : await lease.job.moveToCompleted(result, lease.token, fetchNext);
+      next = host ? nextJobOf(host, reply, lease.token) : undefined;
     } catch (err) {
       // The command may have run with its reply lost to a Redis restart
       // (then a resent one finds no lock): if the task is done, so is the ack.
@@ -107,6 +112,12 @@ export class LiveQueue {
         this.fetched(next, lease.token);
       }
     }
+  }
+
+  /** This tick's acks go in one Redis call, through the host its tasks were fetched by. */
+  private completionsOf(host: JobHost): CompletionBatch {
+    if (this.completionBatch?.host !== host) this.completionBatch = new CompletionBatch(host);
+    return this.completionBatch;
   }
 
   /** The completions of the flush queued for this tick, queued now if none is. */
@@ -333,12 +344,16 @@ export class LiveQueue {
     const { work } = this.gateway;
     if (!fetcher || work.closing) return;
     const locks = await activeLocks(this.gateway.workerConnection, this.queue);
-    const accountedFor = (token: string) => work.isBusy(token) || this.heldLeases().some((lease) => lease.token === token);
+    // A token holds one task at a time, but the resent fetch (and the
+    // completions after it) go on with the orphan's token: the lease of
+    // another task under it does not account for this one.
+    const accountedFor = (token: string, id: string) => work.isBusy(token)
+      || this.heldLeases().some((lease) => lease.token === token && lease.taskId === id);
     for (const { id, token } of locks) {
-      if (!token?.startsWith(`${fetcher.id}:`) || accountedFor(token)) continue;
+      if (!token?.startsWith(`${fetcher.id}:`) || accountedFor(token, id)) continue;
       const job = await this.queue.getJob(id) as TaskJob | undefined;
       // Checked again after the await: a lease or settlement may have begun.
-      if (!job || accountedFor(token)) continue;
+      if (!job || accountedFor(token, id)) continue;
       this.gateway.log.warn({ queue: this.name, taskId: id }, 'queues: a task fetched as Redis went down reached no one: giving it back');
       await this.giveBack(job, token);
     }

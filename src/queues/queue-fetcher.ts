@@ -1,10 +1,18 @@
-import { extendLocks, moveToActive, type JobHost, type TaskJob } from './bullmq-adapter.js';
+import { extendLocks, moveManyToActive, moveToActive, type Fetched, type JobHost, type TaskJob } from './bullmq-adapter.js';
 import type { MarkerWatch } from './marker-watch.js';
+
+/** A fetch waiting for this tick's moveToActive call. */
+interface PendingFetch {
+  token: string;
+  resolve(fetched: Fetched): void;
+  reject(err: unknown): void;
+}
 
 /**
  * Fetches one queue's tasks as BullMQ's Worker does (moveToActive while
  * tasks flow; once drained, a wait on the queue's marker first), over the
- * gateway's shared connections: no Redis connection of its own.
+ * gateway's shared connections: no Redis connection of its own. The
+ * fetches started in one tick move their jobs to active in one Redis call.
  */
 export class QueueFetcher {
   /** Prefix of the lock tokens of its fetches (recovery tells this gateway's tokens by it). */
@@ -13,6 +21,8 @@ export class QueueFetcher {
   /** When the next delayed task is due (0: none known). */
   private blockUntil = 0;
   private closed = false;
+  /** This tick's fetches, sent together once the tick's code has run (null: none yet). */
+  private pending: PendingFetch[] | null = null;
 
   constructor(readonly host: JobHost, private readonly markers: MarkerWatch, private readonly drainDelayMs: number, id: string) {
     this.id = id;
@@ -31,10 +41,40 @@ export class QueueFetcher {
         return undefined;
       }
     }
-    const { job, delayUntil } = await moveToActive(this.host, token);
+    const { job, delayUntil } = await this.moveToActive(token);
     this.blockUntil = delayUntil;
     this.drained = job === undefined;
     return job;
+  }
+
+  private moveToActive(token: string): Promise<Fetched> {
+    return new Promise((resolve, reject) => {
+      if (this.pending === null) {
+        this.pending = [];
+        queueMicrotask(() => this.sendPending());
+      }
+      this.pending.push({ token, resolve, reject });
+    });
+  }
+
+  /** One fetch is BullMQ's own call; several are one call of the same script once per token. */
+  private sendPending(): void {
+    const fetches = this.pending ?? [];
+    this.pending = null;
+    const [only] = fetches;
+    if (fetches.length === 1 && only) {
+      moveToActive(this.host, only.token).then(only.resolve, only.reject);
+      return;
+    }
+    moveManyToActive(this.host, fetches.map((fetch) => fetch.token)).then((results) => {
+      fetches.forEach((fetch, index) => {
+        const result = results[index] as Fetched | Error;
+        if (result instanceof Error) fetch.reject(result);
+        else fetch.resolve(result);
+      });
+    }, (err: unknown) => {
+      for (const fetch of fetches) fetch.reject(err);
+    });
   }
 
   extendJobLocks(ids: string[], tokens: string[], ms: number): Promise<string[]> {
