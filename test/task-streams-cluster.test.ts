@@ -33,6 +33,34 @@ async function untilEnd(socket: TestSocket, taskId: string, timeoutMs = 5000): P
   }
 }
 
+const HELD_TOTAL = 60;
+const IN_ORDER = Array.from({ length: HELD_TOTAL }, (_, i) => i + 1);
+
+/**
+ * The follower stops reading its socket (kernel buffers fill, then the
+ * gateway's) while the worker sends HELD_TOTAL chunks of 512 KiB without
+ * awaiting them; resolves once `writerGateway` holds a receipt, with the
+ * follower's resume.
+ */
+async function writeBehindPausedFollower(writerGateway: { app: { taskStreams: { heldReceipts: number } } }, worker: TestSocket, slow: TestSocket, taskId: string): Promise<() => void> {
+  t.match(await slow.call({ action: 'follow', taskId }), { ok: true });
+  const socket = (slow.ws as unknown as { _socket: Socket })._socket;
+  socket.pause();
+  const chunk = 'x'.repeat(512 * 1024);
+  for (let i = 1; i <= HELD_TOTAL; i++) worker.send({ action: 'chunk', taskId, data: chunk, id: `c${i}` });
+  await until(() => writerGateway.app.taskStreams.heldReceipts > 0, 30_000, "a held receipt on the writer's gateway");
+  return () => socket.resume();
+}
+
+/** The seqs of the follower's chunks, then of the worker's receipts, HELD_TOTAL each. */
+async function seqsAfterResume(worker: TestSocket, slow: TestSocket): Promise<{ seqs: number[]; receipts: number[] }> {
+  const seqs: number[] = [];
+  for (let i = 1; i <= HELD_TOTAL; i++) seqs.push(((await slow.next((f) => 'chunk' in f, 30_000)).chunk as Chunk).seq);
+  const receipts: number[] = [];
+  for (let i = 1; i <= HELD_TOTAL; i++) receipts.push((await worker.next((f) => f.id === `c${i}`, 30_000)).seq as number);
+  return { seqs, receipts };
+}
+
 t.test('a follower on another gateway gets the chunks live, in order, and the end', async (t) => {
   const a = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix });
   const b = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix });
@@ -80,26 +108,16 @@ t.test('backpressure: receipts wait while a follower is a window behind, and com
   const slow = await open(gw.busUrl, 'follower-slow');
   const { taskId } = await requester.call({ action: 'enqueue', queue: 'slow.audio', task: 1, opts: { stream: true } }) as { taskId: string };
   await pullOne(worker, 'slow.audio');
-  t.match(await slow.call({ action: 'follow', taskId }), { ok: true });
-  // The follower stops reading its socket: kernel buffers fill, then the gateway's.
-  const socket = (slow.ws as unknown as { _socket: Socket })._socket;
-  socket.pause();
-  const chunk = 'x'.repeat(512 * 1024);
-  const total = 60;
-  for (let i = 1; i <= total; i++) worker.send({ action: 'chunk', taskId, data: chunk, id: `c${i}` });
-  await until(() => gw.app.taskStreams.heldReceipts > 0, 30_000, 'a held receipt');
+  const resume = await writeBehindPausedFollower(gw, worker, slow, taskId);
   t.pass('receipts are held while the follower does not read');
 
-  socket.resume();
-  const seqs: number[] = [];
-  for (let i = 1; i <= total; i++) seqs.push(((await slow.next((f) => 'chunk' in f, 30_000)).chunk as Chunk).seq);
-  t.same(seqs, Array.from({ length: total }, (_, i) => i + 1), 'the slow follower got every chunk, in order');
-  const receipts: number[] = [];
-  for (let i = 1; i <= total; i++) receipts.push((await worker.next((f) => f.id === `c${i}`, 30_000)).seq as number);
+  resume();
+  const { seqs, receipts } = await seqsAfterResume(worker, slow);
+  t.same(seqs, IN_ORDER, 'the slow follower got every chunk, in order');
   t.same(receipts, seqs, 'every receipt came, once the follower read');
   t.equal(gw.app.taskStreams.heldReceipts, 0);
   t.same((await worker.call({ action: 'ack', taskId })).ok, true);
-  t.match((await untilEnd(slow, taskId)).pop(), { seq: total + 1, end: 'ok' });
+  t.match((await untilEnd(slow, taskId)).pop(), { seq: HELD_TOTAL + 1, end: 'ok' });
   t.ok(await slow.nothing(), 'still connected: not cut as a slow consumer');
 });
 
@@ -110,24 +128,15 @@ t.test('backpressure across gateways: a paused follower on gateway B holds the r
   const slow = await open(b.busUrl, 'follower-b-held');
   const { taskId } = await worker.call({ action: 'enqueue', queue: 'cluster.held', task: 1, opts: { stream: true } }) as { taskId: string };
   await pullOne(worker, 'cluster.held');
-  t.match(await slow.call({ action: 'follow', taskId }), { ok: true });
-  const socket = (slow.ws as unknown as { _socket: Socket })._socket;
-  socket.pause();
-  const chunk = 'y'.repeat(512 * 1024);
-  const total = 60;
-  for (let i = 1; i <= total; i++) worker.send({ action: 'chunk', taskId, data: chunk, id: `c${i}` });
-  await until(() => a.app.taskStreams.heldReceipts > 0, 30_000, "a held receipt on the writer's gateway");
+  const resume = await writeBehindPausedFollower(a, worker, slow, taskId);
   t.equal(a.app.taskStreams.followerCount(taskId), 0, 'with no follower of its own');
-  t.ok(!worker.received.some((f) => f.id === `c${total}`), 'the last chunk is not receipted while the follower does not read');
+  t.ok(!worker.received.some((f) => f.id === `c${HELD_TOTAL}`), 'the last chunk is not receipted while the follower does not read');
 
-  socket.resume();
-  const seqs: number[] = [];
-  for (let i = 1; i <= total; i++) seqs.push(((await slow.next((f) => 'chunk' in f, 30_000)).chunk as Chunk).seq);
-  t.same(seqs, Array.from({ length: total }, (_, i) => i + 1), 'the follower on B got every chunk, in order');
-  const receipts: number[] = [];
-  for (let i = 1; i <= total; i++) receipts.push((await worker.next((f) => f.id === `c${i}`, 30_000)).seq as number);
+  resume();
+  const { seqs, receipts } = await seqsAfterResume(worker, slow);
+  t.same(seqs, IN_ORDER, 'the follower on B got every chunk, in order');
   t.same(receipts, seqs, 'every receipt came on A, once the follower on B read');
   t.same((await worker.call({ action: 'ack', taskId })).ok, true);
-  t.match((await untilEnd(slow, taskId)).pop(), { seq: total + 1, end: 'ok' });
+  t.match((await untilEnd(slow, taskId)).pop(), { seq: HELD_TOTAL + 1, end: 'ok' });
   t.equal(a.app.taskStreams.heldReceipts, 0);
 });

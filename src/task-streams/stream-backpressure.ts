@@ -9,6 +9,27 @@ const REPORT_MS = 50;
 /** ...and a report holds this long: a killed gateway's followers stop holding writers back after it. */
 const REPORT_TTL_MS = 10_000;
 
+/** Runs `run` once, `ms` after the first `soon()` since it last ran. */
+class CoalescedTimer {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly ms: number, private readonly run: () => Promise<void>) {}
+
+  soon(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.run();
+    }, this.ms);
+    this.timer.unref();
+  }
+
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
 /** One written stream's receipts, and where the slowest follower on another gateway was last seen. */
 interface WriterWindow {
   receipts: ReceiptWindow;
@@ -28,8 +49,8 @@ export class StreamBackpressure {
   /** Streams whose slowest follower here moved since the last report, and what was last reported. */
   private readonly moved = new Set<string>();
   private readonly reported = new Map<string, number>();
-  private reportTimer: NodeJS.Timeout | null = null;
-  private pollTimer: NodeJS.Timeout | null = null;
+  private readonly reports = new CoalescedTimer(REPORT_MS, () => this.report());
+  private readonly polls = new CoalescedTimer(REMOTE_POLL_MS, () => this.poll());
   private readonly refresh: NodeJS.Timeout;
   /** Receipts held now, for tests and metrics. */
   heldReceipts = 0;
@@ -44,7 +65,7 @@ export class StreamBackpressure {
     // A paused follower does not move: its report is renewed before it expires.
     this.refresh = setInterval(() => {
       for (const taskId of this.reported.keys()) this.moved.add(taskId);
-      this.scheduleReport();
+      this.reports.soon();
     }, REPORT_TTL_MS / 3);
     this.refresh.unref();
   }
@@ -65,7 +86,7 @@ export class StreamBackpressure {
       return seq;
     }
     this.heldReceipts++;
-    this.schedulePoll();
+    this.polls.soon();
     return waiting;
   }
 
@@ -73,13 +94,13 @@ export class StreamBackpressure {
   followersMoved(taskId: string): void {
     this.release(taskId);
     this.moved.add(taskId);
-    this.scheduleReport();
+    this.reports.soon();
   }
 
   close(): void {
     clearInterval(this.refresh);
-    if (this.reportTimer) clearTimeout(this.reportTimer);
-    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.reports.cancel();
+    this.polls.cancel();
   }
 
   private release(taskId: string): void {
@@ -92,15 +113,6 @@ export class StreamBackpressure {
   private dropIfIdle(taskId: string, window: WriterWindow): void {
     if (window.receipts.holding || window.remoteNext !== Infinity || this.localNext(taskId) !== Infinity) return;
     this.windows.delete(taskId);
-  }
-
-  private scheduleReport(): void {
-    if (this.reportTimer) return;
-    this.reportTimer = setTimeout(() => {
-      this.reportTimer = null;
-      void this.report();
-    }, REPORT_MS);
-    this.reportTimer.unref();
   }
 
   private async report(): Promise<void> {
@@ -122,15 +134,6 @@ export class StreamBackpressure {
     }));
   }
 
-  private schedulePoll(): void {
-    if (this.pollTimer) return;
-    this.pollTimer = setTimeout(() => {
-      this.pollTimer = null;
-      void this.poll();
-    }, REMOTE_POLL_MS);
-    this.pollTimer.unref();
-  }
-
   /** Where the other gateways' followers are now, for every stream holding receipts. */
   private async poll(): Promise<void> {
     const holding = [...this.windows].filter(([, window]) => window.receipts.holding);
@@ -142,6 +145,6 @@ export class StreamBackpressure {
       }
       this.release(taskId);
     }));
-    if ([...this.windows.values()].some((window) => window.receipts.holding)) this.schedulePoll();
+    if ([...this.windows.values()].some((window) => window.receipts.holding)) this.polls.soon();
   }
 }
