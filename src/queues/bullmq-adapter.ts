@@ -5,6 +5,7 @@ import {
 import type { Redis } from 'ioredis';
 import { isValidTopic } from '../bus/topic.js';
 import { isTraceparent } from '../trace/trace-context.js';
+import type { TaskFrame } from './queue-types.js';
 
 /**
  * The only module that relies on bullmq's internals: its raw script
@@ -298,7 +299,7 @@ function isTimeout(value: unknown): value is number {
 }
 
 /** The attempt timeout (ms) the task was enqueued with, if any. */
-export function timeoutOf(job: TaskJob): number | undefined {
+function timeoutOf(job: TaskJob): number | undefined {
   const timeout = (job.opts as StoredOptions).timeout;
   return isTimeout(timeout) ? timeout : undefined;
 }
@@ -358,6 +359,39 @@ export function deliveryFlaw(job: TaskJob): string | null {
   }
   if (opts.replyTo !== undefined && !isValidTopic(opts.replyTo)) return 'undeliverable: opts.replyTo is not a valid topic';
   return null;
+}
+
+/**
+ * A fetched job read once for its delivery: one that cannot go out (its
+ * flaw), one whose attempts were all spent without an ack or fail (the
+ * gateway stopped each time a worker had it), or the task frame with what
+ * its lease needs.
+ */
+export type FetchedTask =
+  | { kind: 'undeliverable'; reason: string }
+  | { kind: 'spent'; reason: string; attempts: number }
+  | { kind: 'deliverable'; task: TaskFrame; timeoutMs: number | undefined; waitMs: number };
+
+export function fetchedTaskOf(job: TaskJob, queue: string, now: number): FetchedTask {
+  const flaw = deliveryFlaw(job);
+  if (flaw !== null) return { kind: 'undeliverable', reason: flaw };
+  const maxAttempts = maxAttemptsOf(job.opts);
+  if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
+    const reason = `no ack or fail after ${maxAttempts} ${maxAttempts === 1 ? 'delivery' : 'deliveries'}: attempts spent`;
+    return { kind: 'spent', reason, attempts: job.attemptsStarted - 1 };
+  }
+  const task: TaskFrame = {
+    id: job.id as string,
+    queue,
+    payload: job.data === undefined ? null : job.data,
+    createdAt: new Date(job.timestamp).toISOString(),
+    attempts: job.attemptsStarted,
+  };
+  const traceparent = traceparentOf(job);
+  if (traceparent !== undefined) task.traceparent = traceparent;
+  if (streamedOf(job)) task.stream = true;
+  const delayMs = typeof job.opts.delay === 'number' && Number.isFinite(job.opts.delay) ? job.opts.delay : 0;
+  return { kind: 'deliverable', task, timeoutMs: timeoutOf(job), waitMs: now - job.timestamp - delayMs };
 }
 
 /** BullMQ's errors for a job whose lock this gateway no longer holds. */

@@ -1,8 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import {
-  activeLocks, deliveryFlaw, isLostLease, maxAttemptsOf, moveStalledToWait, nextJobOf, streamedOf, timeoutOf,
-  traceparentOf, uncountDelivery, type JobHost, type TaskJob, type TaskQueue,
+  activeLocks, fetchedTaskOf, isLostLease, moveStalledToWait, nextJobOf, type JobHost, type TaskJob, type TaskQueue,
 } from './bullmq-adapter.js';
 import { CompletionBatch } from './completion-batch.js';
 import { failAttempt } from './attempt-failure.js';
@@ -12,7 +11,7 @@ import type { QueueFetcher } from './queue-fetcher.js';
 import type { QueueLogger } from './queue-logger.js';
 import { revokeFrame, type RevokeReason, type TaskFrame } from './queue-types.js';
 import type { TaskOutcome } from './task-outcome.js';
-import type { Undeliverable } from './undeliverable.js';
+import type { TaskReturns } from './task-returns.js';
 import type { WorkInFlight } from './work-in-flight.js';
 
 /** Fetches in flight per queue once tasks are flowing (one while the queue is idle). */
@@ -27,7 +26,7 @@ export interface GatewayParts {
   readonly work: WorkInFlight;
   /** Every queue's leases by holder: `ack` names a task by id only. */
   readonly holders: LeaseTable<TaskJob>;
-  readonly undeliverable: Undeliverable;
+  readonly returns: TaskReturns;
   /** A fetcher for the queue, on the gateway's shared connections. */
   newFetcher(name: string): QueueFetcher;
   onOutcome(outcome: TaskOutcome): void;
@@ -150,7 +149,7 @@ export class LiveQueue {
   }
 
   private async fetchOne(): Promise<void> {
-    const { work, log, undeliverable } = this.gateway;
+    const { work, log, returns } = this.gateway;
     const fetcher = this.ensureFetcher();
     const token = work.newToken();
     let job: TaskJob | undefined;
@@ -158,7 +157,7 @@ export class LiveQueue {
       job = await fetcher.getNextJob(token);
     } catch (err) {
       if (!work.closing) {
-        const setAside = await undeliverable.afterFetchError(this.queue, token, err).catch(() => false);
+        const setAside = await returns.afterFetchError(this.queue, token, err).catch(() => false);
         if (!setAside) {
           log.warn({ err, queue: this.name }, 'queues: fetching a task failed; retrying');
           await delay(FETCH_RETRY_MS);
@@ -170,70 +169,36 @@ export class LiveQueue {
     this.fetched(job, token);
   }
 
-  /** A fetch ended: its task (if any) goes to the next credit, and fetching goes on while pulls wait. */
+  /**
+   * A fetch ended: its task (if any) is read once for its delivery and goes
+   * to the next credit, or back (TaskReturns) when it cannot; fetching goes
+   * on while pulls wait.
+   */
   private fetched(job: TaskJob | undefined, token: string): void {
     this.idle = !job;
     if (job) {
-      if (this.gateway.work.closing) this.gateway.work.track(this.giveBack(job, token));
-      else this.deliver(job, token);
+      const { work, returns, log } = this.gateway;
+      const fetched = work.closing ? null : fetchedTaskOf(job, this.name, Date.now());
+      const credit = fetched?.kind === 'deliverable' ? this.pulls.take() : undefined;
+      if (fetched === null || (fetched.kind === 'deliverable' && !credit)) void returns.giveBack(this.queue, job, token);
+      else if (fetched.kind === 'undeliverable') returns.setAside(this.queue, job, token, fetched.reason);
+      else if (fetched.kind === 'spent') returns.deadLetter(this.queue, job, token, fetched.reason, fetched.attempts);
+      else {
+        const lease: Lease<TaskJob> = { consumer: credit!.consumer, queue: this.name, taskId: fetched.task.id, job, token, deliveredAt: Date.now() };
+        try {
+          this.hold(lease);
+          this.armTimeout(lease, fetched.timeoutMs);
+          credit!.consumer.send(credit!.pullId === undefined ? { task: fetched.task } : { task: fetched.task, id: credit!.pullId });
+          this.gateway.onDelivered?.(this.name, fetched.waitMs, fetched.task.traceparent);
+        } catch (err) {
+          // A bug on this path; the fuzzer in test/ looks for them.
+          log.error({ err, queue: this.name, taskId: job.id }, 'queues: delivering a task failed');
+          this.drop(lease);
+          returns.setAside(this.queue, job, token, `undeliverable: the gateway failed on it (${(err as Error).message})`);
+        }
+      }
     }
     this.flushThisTick();
-  }
-
-  /** Hands a fetched job to the next credit; one that cannot go out is set aside, and the loop goes on. */
-  private deliver(job: TaskJob, token: string): void {
-    const flaw = deliveryFlaw(job);
-    if (flaw !== null) {
-      this.gateway.undeliverable.setAside(this.queue, job, token, flaw);
-      return;
-    }
-    try {
-      this.leaseAndSend(job, token);
-    } catch (err) {
-      // A bug on this path; the fuzzer in test/ looks for them.
-      this.gateway.log.error({ err, queue: this.name, taskId: job.id }, 'queues: delivering a task failed');
-      const lease = this.holderOf(job.id as string);
-      if (lease?.job === job) this.drop(lease);
-      this.gateway.undeliverable.setAside(this.queue, job, token, `undeliverable: the gateway failed on it (${(err as Error).message})`);
-    }
-  }
-
-  private leaseAndSend(job: TaskJob, token: string): void {
-    const { work, log } = this.gateway;
-    const maxAttempts = maxAttemptsOf(job.opts);
-    if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
-      // It went out `maxAttempts` times and never came back: the gateway
-      // stopped each time while a worker had it.
-      const reason = `no ack or fail after ${maxAttempts} ${maxAttempts === 1 ? 'delivery' : 'deliveries'}: attempts spent`;
-      work.track(work.withToken(token, async () => {
-        await uncountDelivery(this.gateway.workerConnection, this.queue, job, token);
-        await failAttempt(this.gateway.onOutcome, job, token, this.name, reason, { final: true, attempts: job.attemptsStarted - 1 });
-      }).catch((err: unknown) => {
-        log.error({ err, queue: this.name, taskId: job.id }, 'queues: could not dead-letter a task');
-      }));
-      return;
-    }
-    const credit = this.pulls.take();
-    if (!credit) {
-      work.track(this.giveBack(job, token));
-      return;
-    }
-    const lease: Lease<TaskJob> = { consumer: credit.consumer, queue: this.name, taskId: job.id as string, job, token, deliveredAt: Date.now() };
-    this.hold(lease);
-    this.armTimeout(lease);
-    const task: TaskFrame = {
-      id: job.id as string,
-      queue: this.name,
-      payload: job.data === undefined ? null : job.data,
-      createdAt: new Date(job.timestamp).toISOString(),
-      attempts: job.attemptsStarted,
-    };
-    const traceparent = traceparentOf(job);
-    if (traceparent !== undefined) task.traceparent = traceparent;
-    if (streamedOf(job)) task.stream = true;
-    credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
-    const delayMs = typeof job.opts.delay === 'number' && Number.isFinite(job.opts.delay) ? job.opts.delay : 0;
-    this.gateway.onDelivered?.(this.name, lease.deliveredAt - job.timestamp - delayMs, traceparent);
   }
 
   /**
@@ -241,8 +206,7 @@ export class LiveQueue {
    * longer, the lease is revoked and the attempt fails with reason `timeout`
    * (retried while attempts remain).
    */
-  private armTimeout(lease: Lease<TaskJob>): void {
-    const timeout = timeoutOf(lease.job);
+  private armTimeout(lease: Lease<TaskJob>, timeout: number | undefined): void {
     if (timeout === undefined) return;
     lease.timer = setTimeout(() => {
       if (!this.revoke(lease, 'timeout')) return;
@@ -254,18 +218,6 @@ export class LiveQueue {
       }));
     }, timeout);
     lease.timer.unref();
-  }
-
-  /** Puts a fetched task back at the head of its queue, its delivery uncounted. */
-  private async giveBack(job: TaskJob, token: string): Promise<void> {
-    try {
-      await this.gateway.work.withToken(token, async () => {
-        await uncountDelivery(this.gateway.workerConnection, this.queue, job, token);
-        await job.moveToWait(token);
-      });
-    } catch (err) {
-      this.gateway.log.warn({ err, queue: this.name, taskId: job.id }, 'queues: could not give back an undelivered task; it returns when its lease expires');
-    }
   }
 
   /** Records a lease here and with its holder. */
@@ -355,7 +307,7 @@ export class LiveQueue {
       // Checked again after the await: a lease or settlement may have begun.
       if (!job || accountedFor(token, id)) continue;
       this.gateway.log.warn({ queue: this.name, taskId: id }, 'queues: a task fetched as Redis went down reached no one: giving it back');
-      await this.giveBack(job, token);
+      await this.gateway.returns.giveBack(this.queue, job, token);
     }
   }
 

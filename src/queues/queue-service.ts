@@ -17,7 +17,7 @@ import { StoreGuard } from './store-guard.js';
 import { TaskControl } from './task-control.js';
 import type { QueueOverrides, RetryPolicy, TaskOptions } from './task-options.js';
 import type { TaskOutcome } from './task-outcome.js';
-import { Undeliverable } from './undeliverable.js';
+import { TaskReturns } from './task-returns.js';
 import { WorkInFlight } from './work-in-flight.js';
 
 export type { QueueLogger } from './queue-logger.js';
@@ -102,9 +102,9 @@ export class QueueService {
       connection: workerConnection, createConnection: options.createEventConnection,
       prefix: options.prefix, log, onOutcome,
     });
-    const undeliverable = new Undeliverable({ workerConnection, log, work, onOutcome, onUndeliverable: options.onUndeliverable });
+    const returns = new TaskReturns({ workerConnection, log, work, onOutcome, onUndeliverable: options.onUndeliverable });
     this.queues = new LiveQueues({ ...options, store: this.store, foreign: this.foreign }, {
-      workerConnection, log, work, holders, undeliverable, onOutcome, onDelivered: options.onDelivered,
+      workerConnection, log, work, holders, returns, onOutcome, onDelivered: options.onDelivered,
     });
     this.settlement = new Settlement({
       holders, work, log, onOutcome,

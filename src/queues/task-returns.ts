@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
-import { jobLockedWith, repairUnreadable, storedJob, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
+import { jobLockedWith, repairUnreadable, storedJob, uncountDelivery, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
 import { failAttempt } from './attempt-failure.js';
 import type { QueueLogger } from './queue-logger.js';
 import type { TaskOutcome } from './task-outcome.js';
 import type { WorkInFlight } from './work-in-flight.js';
 
-export interface UndeliverableOptions {
+export interface TaskReturnsOptions {
   workerConnection: Redis;
   log: QueueLogger;
   work: WorkInFlight;
@@ -14,15 +14,41 @@ export interface UndeliverableOptions {
 }
 
 /**
- * Tasks the fetch loop cannot hand to a worker: their data or options are
- * unreadable, or their hash is gone. Each is failed (dead) with a reason
- * naming the cause, counted and logged once, so the loop goes on serving
- * the queue's other tasks and every other queue.
+ * Fetched tasks that do not go to a worker, each ended here so the fetch
+ * loop goes on serving the queue's other tasks and every other queue:
+ * given back (no credit left, or the gateway closing), dead-lettered (its
+ * attempts spent), or failed as undeliverable (its data or options
+ * unreadable, its hash gone: counted and logged once, with a reason naming
+ * the cause). What each does is tracked: close() waits for it.
  */
-export class Undeliverable {
-  constructor(private readonly options: UndeliverableOptions) {}
+export class TaskReturns {
+  constructor(private readonly options: TaskReturnsOptions) {}
 
-  /** A fetched job `deliveryFlaw` refused, or one whose delivery raised. */
+  /** Puts a fetched task back at the head of its queue, its delivery uncounted. */
+  giveBack(queue: TaskQueue, job: TaskJob, token: string): Promise<void> {
+    const { workerConnection, log, work } = this.options;
+    const given = work.withToken(token, async () => {
+      await uncountDelivery(workerConnection, queue, job, token);
+      await job.moveToWait(token);
+    }).catch((err: unknown) => {
+      log.warn({ err, queue: queue.name, taskId: job.id }, 'queues: could not give back an undelivered task; it returns when its lease expires');
+    });
+    work.track(given);
+    return given;
+  }
+
+  /** A task whose attempts were all spent while workers held it: failed for good, this delivery uncounted. */
+  deadLetter(queue: TaskQueue, job: TaskJob, token: string, reason: string, attempts: number): void {
+    const { workerConnection, log, work, onOutcome } = this.options;
+    work.track(work.withToken(token, async () => {
+      await uncountDelivery(workerConnection, queue, job, token);
+      await failAttempt(onOutcome, job, token, queue.name, reason, { final: true, attempts });
+    }).catch((err: unknown) => {
+      log.error({ err, queue: queue.name, taskId: job.id }, 'queues: could not dead-letter a task');
+    }));
+  }
+
+  /** A fetched job with a flaw (`fetchedTaskOf`), or one whose delivery raised. */
   setAside(queue: TaskQueue, job: TaskJob, token: string, reason: string): void {
     this.options.work.track(this.fail(queue, job.id as string, token, reason, job));
   }
