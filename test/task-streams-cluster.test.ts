@@ -140,3 +140,20 @@ t.test('backpressure across gateways: a paused follower on gateway B holds the r
   t.match((await untilEnd(slow, taskId)).pop(), { seq: HELD_TOTAL + 1, end: 'ok' });
   t.equal(a.app.taskStreams.heldReceipts, 0);
 });
+
+t.test("a stream's end lets go of the receipts a paused follower on another gateway held: they are stored, and nothing more is written", async (t) => {
+  const a = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
+  const b = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
+  const worker = await open(a.busUrl, 'worker-a-ends');
+  const slow = await open(b.busUrl, 'follower-b-ends');
+  const { taskId } = await worker.call({ action: 'enqueue', queue: 'cluster.ends', task: 1, opts: { stream: true } }) as { taskId: string };
+  await pullOne(worker, 'cluster.ends');
+  const resume = await writeBehindPausedFollower(a, worker, slow, taskId);
+  t.teardown(resume);
+  // Every chunk was stored before the ack was read (only their receipts wait): the end comes after them.
+  t.same((await worker.call({ action: 'ack', taskId }, 'ack')).ok, true);
+  const receipts: number[] = [];
+  for (let i = 1; i <= HELD_TOTAL; i++) receipts.push((await worker.next((f) => f.id === `c${i}`, 30_000)).seq as number);
+  t.same(receipts, IN_ORDER, 'every held receipt came with the end, the follower still paused');
+  t.equal(a.app.taskStreams.heldReceipts, 0);
+});

@@ -34,6 +34,7 @@ class CoalescedTimer {
 interface WriterWindow {
   receipts: ReceiptWindow;
   remoteNext: number;
+  lastWrite: number;
 }
 
 /**
@@ -63,9 +64,13 @@ export class StreamBackpressure {
     private readonly log: BusLogger,
   ) {
     // A paused follower does not move: its report is renewed before it expires.
+    // A window nothing was written to for as long (its task settled through
+    // another gateway) holds nothing and goes.
     this.refresh = setInterval(() => {
       for (const taskId of this.reported.keys()) this.moved.add(taskId);
       this.reports.soon();
+      const stale = Date.now() - REPORT_TTL_MS;
+      for (const [taskId, window] of this.windows) if (!window.receipts.holding && window.lastWrite < stale) this.windows.delete(taskId);
     }, REPORT_TTL_MS / 3);
     this.refresh.unref();
   }
@@ -76,10 +81,11 @@ export class StreamBackpressure {
     let window = this.windows.get(taskId);
     if (!window) {
       if (local === Infinity && remoteNext === Infinity) return seq;
-      window = { receipts: new ReceiptWindow(this.limits), remoteNext };
+      window = { receipts: new ReceiptWindow(this.limits), remoteNext, lastWrite: 0 };
       this.windows.set(taskId, window);
     }
     window.remoteNext = remoteNext;
+    window.lastWrite = Date.now();
     const waiting = window.receipts.stored(seq, bytes, Math.min(local, remoteNext));
     if (waiting === undefined) {
       this.dropIfIdle(taskId, window);
@@ -88,6 +94,14 @@ export class StreamBackpressure {
     this.heldReceipts++;
     this.polls.soon();
     return waiting;
+  }
+
+  /** The stream ended: nothing more is written to it, and the receipts it holds go to whoever still waits for them. */
+  ended(taskId: string): void {
+    const window = this.windows.get(taskId);
+    if (!window) return;
+    this.heldReceipts -= window.receipts.release(Infinity);
+    this.windows.delete(taskId);
   }
 
   /** The slowest follower of the task here moved (read on, came, or went). */

@@ -144,6 +144,7 @@ export class TaskStreams {
     try {
       const seq = await this.store.end(outcome.taskId, end, result);
       if (seq === null) return;
+      this.backpressure.ended(outcome.taskId);
       this.grew(outcome.taskId, seq);
       if (this.hooks.span && outcome.traceparent !== undefined) await this.traceStream(outcome, end, seq);
     } catch (err) {
