@@ -180,15 +180,15 @@ export class LiveQueue {
       const { work, returns, log } = this.gateway;
       const fetched = work.closing ? null : fetchedTaskOf(job, this.name, Date.now());
       const credit = fetched?.kind === 'deliverable' ? this.pulls.take() : undefined;
-      if (fetched === null || (fetched.kind === 'deliverable' && !credit)) void returns.giveBack(this.queue, job, token);
-      else if (fetched.kind === 'undeliverable') returns.setAside(this.queue, job, token, fetched.reason);
-      else if (fetched.kind === 'spent') returns.deadLetter(this.queue, job, token, fetched.reason, fetched.attempts);
+      if (fetched?.kind === 'undeliverable') returns.setAside(this.queue, job, token, fetched.reason);
+      else if (fetched?.kind === 'spent') returns.deadLetter(this.queue, job, token, fetched.reason, fetched.attempts);
+      else if (!fetched || !credit) void returns.giveBack(this.queue, job, token);
       else {
-        const lease: Lease<TaskJob> = { consumer: credit!.consumer, queue: this.name, taskId: fetched.task.id, job, token, deliveredAt: Date.now() };
+        const lease: Lease<TaskJob> = { consumer: credit.consumer, queue: this.name, taskId: fetched.task.id, job, token, deliveredAt: Date.now() };
         try {
           this.hold(lease);
           this.armTimeout(lease, fetched.timeoutMs);
-          credit!.consumer.send(credit!.pullId === undefined ? { task: fetched.task } : { task: fetched.task, id: credit!.pullId });
+          credit.consumer.send(credit.pullId === undefined ? { task: fetched.task } : { task: fetched.task, id: credit.pullId });
           this.gateway.onDelivered?.(this.name, fetched.waitMs, fetched.task.traceparent);
         } catch (err) {
           // A bug on this path; the fuzzer in test/ looks for them.
