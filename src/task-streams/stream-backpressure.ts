@@ -8,6 +8,8 @@ const REMOTE_POLL_MS = 50;
 const REPORT_MS = 50;
 /** ...and a report holds this long: a killed gateway's followers stop holding writers back after it. */
 const REPORT_TTL_MS = 10_000;
+/** An unchanged report is not written again sooner than this (renewals come every REPORT_TTL_MS / 3). */
+const UNCHANGED_REPORT_MS = REPORT_TTL_MS / 4;
 
 /** Runs `run` once, `ms` after the first `soon()` since it last ran. */
 class CoalescedTimer {
@@ -47,9 +49,9 @@ interface WriterWindow {
  */
 export class StreamBackpressure {
   private readonly windows = new Map<string, WriterWindow>();
-  /** Streams whose slowest follower here moved since the last report, and what was last reported. */
+  /** Streams whose slowest follower here moved since the last report, and what was last reported when. */
   private readonly moved = new Set<string>();
-  private readonly reported = new Map<string, number>();
+  private readonly reported = new Map<string, { next: number; at: number }>();
   private readonly reports = new CoalescedTimer(REPORT_MS, () => this.report());
   private readonly polls = new CoalescedTimer(REMOTE_POLL_MS, () => this.poll());
   private readonly refresh: NodeJS.Timeout;
@@ -88,7 +90,7 @@ export class StreamBackpressure {
     window.lastWrite = Date.now();
     const waiting = window.receipts.stored(seq, bytes, Math.min(local, remoteNext));
     if (waiting === undefined) {
-      this.dropIfIdle(taskId, window);
+      this.dropIfIdle(taskId, window, local);
       return seq;
     }
     this.heldReceipts++;
@@ -120,12 +122,13 @@ export class StreamBackpressure {
   private release(taskId: string): void {
     const window = this.windows.get(taskId);
     if (!window) return;
-    this.heldReceipts -= window.receipts.release(Math.min(this.localNext(taskId), window.remoteNext));
-    this.dropIfIdle(taskId, window);
+    const local = this.localNext(taskId);
+    this.heldReceipts -= window.receipts.release(Math.min(local, window.remoteNext));
+    this.dropIfIdle(taskId, window, local);
   }
 
-  private dropIfIdle(taskId: string, window: WriterWindow): void {
-    if (window.receipts.holding || window.remoteNext !== Infinity || this.localNext(taskId) !== Infinity) return;
+  private dropIfIdle(taskId: string, window: WriterWindow, localNext: number): void {
+    if (window.receipts.holding || window.remoteNext !== Infinity || localNext !== Infinity) return;
     this.windows.delete(taskId);
   }
 
@@ -139,7 +142,11 @@ export class StreamBackpressure {
           if (!this.reported.delete(taskId)) return;
           await this.store.reportReaders(taskId, null, REPORT_TTL_MS);
         } else {
-          this.reported.set(taskId, next);
+          // A faster follower moved, not the slowest: nothing to tell until the renewal.
+          const last = this.reported.get(taskId);
+          const now = Date.now();
+          if (last?.next === next && now - last.at < UNCHANGED_REPORT_MS) return;
+          this.reported.set(taskId, { next, at: now });
           await this.store.reportReaders(taskId, next, REPORT_TTL_MS);
         }
       } catch (err) {
