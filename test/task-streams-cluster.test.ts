@@ -121,14 +121,21 @@ t.test('backpressure: receipts wait while a follower is a window behind, and com
   t.ok(await slow.nothing(), 'still connected: not cut as a slow consumer');
 });
 
-t.test('backpressure across gateways: a paused follower on gateway B holds the receipts of a writer on gateway A; they come as it reads', async (t) => {
-  const a = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
-  const b = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
-  const worker = await open(a.busUrl, 'worker-a-held');
-  const slow = await open(b.busUrl, 'follower-b-held');
-  const { taskId } = await worker.call({ action: 'enqueue', queue: 'cluster.held', task: 1, opts: { stream: true } }) as { taskId: string };
-  await pullOne(worker, 'cluster.held');
+/** A writer on gateway A holding a streamed task of `queue`, its follower paused on gateway B, and A holding receipts for it. */
+async function writerHeldAcrossGateways(t: { teardown(fn: () => unknown): void }, queue: string) {
+  const options = { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 };
+  const a = await startGateway(t, options);
+  const b = await startGateway(t, options);
+  const worker = await open(a.busUrl, `worker-a-${queue}`);
+  const slow = await open(b.busUrl, `follower-b-${queue}`);
+  const { taskId } = await worker.call({ action: 'enqueue', queue, task: 1, opts: { stream: true } }) as { taskId: string };
+  await pullOne(worker, queue);
   const resume = await writeBehindPausedFollower(a, worker, slow, taskId);
+  return { a, worker, slow, taskId, resume };
+}
+
+t.test('backpressure across gateways: a paused follower on gateway B holds the receipts of a writer on gateway A; they come as it reads', async (t) => {
+  const { a, worker, slow, taskId, resume } = await writerHeldAcrossGateways(t, 'cluster.held');
   t.equal(a.app.taskStreams.followerCount(taskId), 0, 'with no follower of its own');
   t.ok(!worker.received.some((f) => f.id === `c${HELD_TOTAL}`), 'the last chunk is not receipted while the follower does not read');
 
@@ -142,13 +149,7 @@ t.test('backpressure across gateways: a paused follower on gateway B holds the r
 });
 
 t.test("a stream's end lets go of the receipts a paused follower on another gateway held: they are stored, and nothing more is written", async (t) => {
-  const a = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
-  const b = await startGateway(t, { redisUrl: redis.url, queuePrefix: prefix, streamWindow: 4, busMaxBacklogBytes: 64 * 1024 });
-  const worker = await open(a.busUrl, 'worker-a-ends');
-  const slow = await open(b.busUrl, 'follower-b-ends');
-  const { taskId } = await worker.call({ action: 'enqueue', queue: 'cluster.ends', task: 1, opts: { stream: true } }) as { taskId: string };
-  await pullOne(worker, 'cluster.ends');
-  const resume = await writeBehindPausedFollower(a, worker, slow, taskId);
+  const { a, worker, taskId, resume } = await writerHeldAcrossGateways(t, 'cluster.ends');
   t.teardown(resume);
   // Every chunk was stored before the ack was read (only their receipts wait): the end comes after them.
   t.same((await worker.call({ action: 'ack', taskId }, 'ack')).ok, true);
