@@ -3,10 +3,11 @@ import { Queue, QueueKeys, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import {
-  activeLocks, attemptFailure, completeMany, deliveryFlaw, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
-  maxAttemptsOf, metaKey, metaPattern, finishManyScript, moveManyToActive, moveManyToActiveScript, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
+  activeLocks, attemptFailure, completeMany, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
+  metaKey, metaPattern, finishManyScript, moveManyToActive, moveManyToActiveScript, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
   settlementsAfter, uncountDelivery, waitForStreamEntries, type Fetched, type FetchOptions, type JobHost, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
+import { deliveryFlaw, maxAttemptsOf } from '../src/queues/stored-task.js';
 import { newestFirst } from './helpers/closers.js';
 import { startRedis } from './helpers/redis.js';
 

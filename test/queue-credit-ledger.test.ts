@@ -1,6 +1,9 @@
 import t from 'tap';
 import { CreditLedger, type TaskConsumer } from '../src/queues/credit-ledger.js';
 import { LeaseTable } from '../src/queues/lease-table.js';
+import type { TaskFacts } from '../src/queues/stored-task.js';
+
+const NO_FACTS: TaskFacts = { maxAttempts: 1, replyTo: undefined, traceparent: undefined, stream: undefined };
 
 function consumer(id: string): TaskConsumer & { closing: boolean } {
   return { id, label: id, closing: false, send() {} };
@@ -43,7 +46,7 @@ t.test('a dropped or closing consumer gets nothing and its credits are gone', as
 t.test('leases: found per connection by task id, two queues may share an id', async (t) => {
   const table = new LeaseTable<string>();
   const a = consumer('a');
-  const lease = (queue: string, taskId: string) => ({ consumer: a, queue, taskId, job: `${queue}/${taskId}`, token: 't', deliveredAt: 0 });
+  const lease = (queue: string, taskId: string) => ({ consumer: a, queue, taskId, job: `${queue}/${taskId}`, token: 't', facts: NO_FACTS, deliveredAt: 0 });
   const first = lease('q1', 'same');
   const second = lease('q2', 'same');
   table.add(first);

@@ -1,16 +1,15 @@
 import { createRequire } from 'node:module';
 import {
-  ErrorCode, Job, QueueKeys, raw2NextJobData, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
+  ErrorCode, Job, QueueKeys, raw2NextJobData, UnrecoverableError, type JobJson, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { isValidTopic } from '../bus/topic.js';
-import { isTraceparent } from '../trace/trace-context.js';
-import type { TaskFrame } from './queue-types.js';
+import { markUnreadable } from './stored-task.js';
 
 /**
  * The only module that relies on bullmq's internals: its raw script
- * replies, its Redis keys and job-hash fields, its error codes and its job
- * options as stored. test/bullmq-adapter-contract.test.ts exercises each of
+ * replies, its Redis keys and job-hash fields and its error codes (what
+ * the gateway adds to a job's options is stored-task.ts).
+ * test/bullmq-adapter-contract.test.ts exercises each of
  * them against the installed bullmq, so an upgrade that changes one fails
  * there, not in production.
  */
@@ -275,58 +274,8 @@ export async function moveStalledToWait(host: JobHost): Promise<string[]> {
   return Array.isArray(reply) ? reply.map(String) : [];
 }
 
-/** Job options this gateway adds beyond BullMQ's (BullMQ stores unknown options as given). */
-export type StoredOptions = JobsOptions & { replyTo?: string; timeout?: number; traceparent?: string; stream?: true };
-
 /** The name the gateway's BullMQ workers record on the jobs they fetch (BullMQ's `processedBy`). */
 export const GATEWAY_WORKER_NAME = 'brainstem-gateway';
-
-/**
- * How many attempts a job gets, as BullMQ itself counts them: BullMQ stores
- * `attempts: 0` (or none) for a job added without the option and runs it
- * once; a fractional count retries while `attemptsMade + 1 < attempts`.
- */
-export function maxAttemptsOf(opts: { attempts?: unknown }): number {
-  const attempts = opts.attempts;
-  return typeof attempts === 'number' && Number.isFinite(attempts) && attempts >= 1 ? Math.ceil(attempts) : 1;
-}
-
-/** Node's timers take at most this many ms; a longer one fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-function isTimeout(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= MAX_TIMER_MS;
-}
-
-/** The attempt timeout (ms) the task was enqueued with, if any. */
-function timeoutOf(job: TaskJob): number | undefined {
-  const timeout = (job.opts as StoredOptions).timeout;
-  return isTimeout(timeout) ? timeout : undefined;
-}
-
-export function replyToOf(job: TaskJob): string | undefined {
-  const replyTo = (job.opts as StoredOptions).replyTo;
-  return isValidTopic(replyTo) ? replyTo as string : undefined;
-}
-
-/** The task's trace context; one a foreign producer spelled wrong is ignored (tracing never stops a task). */
-export function traceparentOf(job: TaskJob): string | undefined {
-  const traceparent = (job.opts as StoredOptions).traceparent;
-  return isTraceparent(traceparent) ? traceparent : undefined;
-}
-
-/** Whether the task was enqueued with `opts.stream` (v3): its holder may stream output to followers. */
-export function streamedOf(job: TaskJob): boolean {
-  return (job.opts as StoredOptions).stream === true;
-}
-
-/** `{stream: true}` for an outcome of a streamed task, else nothing. */
-export function streamFlagOf(job: TaskJob): { stream?: true } {
-  return streamedOf(job) ? { stream: true } : {};
-}
-
-/** Jobs whose `data` JSON.parse refused, with the parser's message: delivery sets them aside. */
-const unreadableData = new WeakMap<TaskJob, string>();
 
 /**
  * A job from its hash, as BullMQ's `Job.fromJSON` reads it, except that
@@ -339,59 +288,9 @@ export function readJob(host: JobHost, data: JobJson, id: string): TaskJob {
     return Job.fromJSON<unknown, unknown, string>(queue, data, id);
   } catch (err) {
     const job = Job.fromJSON<unknown, unknown, string>(queue, { ...data, data: 'null' }, id);
-    unreadableData.set(job, (err as Error).message);
+    markUnreadable(job, (err as Error).message);
     return job;
   }
-}
-
-/**
- * Why a fetched job cannot be delivered, or null: data that is not JSON,
- * a hash gone or without a timestamp, or options this gateway cannot
- * honour. Such a job is failed with the reason, never handed to a worker.
- */
-export function deliveryFlaw(job: TaskJob): string | null {
-  const unreadable = unreadableData.get(job);
-  if (unreadable !== undefined) return `undeliverable: its data is not JSON (${unreadable})`;
-  if (!Number.isFinite(job.timestamp)) return 'undeliverable: its hash is gone or has no readable timestamp';
-  const opts = job.opts as StoredOptions;
-  if (opts.timeout !== undefined && !isTimeout(opts.timeout)) {
-    return `undeliverable: opts.timeout ${JSON.stringify(opts.timeout)} cannot be honoured (a whole number of ms from 1 to ${MAX_TIMER_MS})`;
-  }
-  if (opts.replyTo !== undefined && !isValidTopic(opts.replyTo)) return 'undeliverable: opts.replyTo is not a valid topic';
-  return null;
-}
-
-/**
- * A fetched job read once for its delivery: one that cannot go out (its
- * flaw), one whose attempts were all spent without an ack or fail (the
- * gateway stopped each time a worker had it), or the task frame with what
- * its lease needs.
- */
-export type FetchedTask =
-  | { kind: 'undeliverable'; reason: string }
-  | { kind: 'spent'; reason: string; attempts: number }
-  | { kind: 'deliverable'; task: TaskFrame; timeoutMs: number | undefined; waitMs: number };
-
-export function fetchedTaskOf(job: TaskJob, queue: string, now: number): FetchedTask {
-  const flaw = deliveryFlaw(job);
-  if (flaw !== null) return { kind: 'undeliverable', reason: flaw };
-  const maxAttempts = maxAttemptsOf(job.opts);
-  if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
-    const reason = `no ack or fail after ${maxAttempts} ${maxAttempts === 1 ? 'delivery' : 'deliveries'}: attempts spent`;
-    return { kind: 'spent', reason, attempts: job.attemptsStarted - 1 };
-  }
-  const task: TaskFrame = {
-    id: job.id as string,
-    queue,
-    payload: job.data === undefined ? null : job.data,
-    createdAt: new Date(job.timestamp).toISOString(),
-    attempts: job.attemptsStarted,
-  };
-  const traceparent = traceparentOf(job);
-  if (traceparent !== undefined) task.traceparent = traceparent;
-  if (streamedOf(job)) task.stream = true;
-  const delayMs = typeof job.opts.delay === 'number' && Number.isFinite(job.opts.delay) ? job.opts.delay : 0;
-  return { kind: 'deliverable', task, timeoutMs: timeoutOf(job), waitMs: now - job.timestamp - delayMs };
 }
 
 /** BullMQ's errors for a job whose lock this gateway no longer holds. */

@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import {
-  eventsKeyOf, GATEWAY_WORKER_NAME, replyToOf, settlementsAfter, traceparentOf, waitForStreamEntries, type TaskJob, type TaskQueue,
+  eventsKeyOf, GATEWAY_WORKER_NAME, settlementsAfter, waitForStreamEntries, type TaskJob, type TaskQueue,
 } from './bullmq-adapter.js';
 import type { QueueLogger } from './queue-logger.js';
+import { factsOf } from './stored-task.js';
 import type { TaskOutcome } from './task-outcome.js';
 
 /** How long one gateway's claim to relay a foreign settlement lasts (other gateways of a cluster skip it). */
@@ -152,8 +153,7 @@ export class ForeignSettlements {
     if (claimed !== 'OK') return;
     const source = job.processedBy ?? 'bullmq';
     const attempts = Math.max(job.attemptsStarted, job.attemptsMade, 1);
-    const replyTo = replyToOf(job);
-    const traceparent = traceparentOf(job);
+    const { replyTo, traceparent } = factsOf(job);
     if (kind === 'completed') {
       this.options.onOutcome({ kind, queue: queue.name, taskId, attempts, result: job.returnvalue ?? null, replyTo, traceparent, source });
     } else {

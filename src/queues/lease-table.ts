@@ -1,4 +1,5 @@
 import type { TaskConsumer } from './credit-ledger.js';
+import type { TaskFacts } from './stored-task.js';
 
 /** A task delivered to a connection and not yet acked or failed. */
 export interface Lease<J> {
@@ -8,6 +9,8 @@ export interface Lease<J> {
   /** The BullMQ job, held active under `token` while the lease lives. */
   job: J;
   token: string;
+  /** Read from the job once, at its fetch: every outcome of the lease says them. */
+  facts: TaskFacts;
   deliveredAt: number;
   /** Revokes the attempt when it is held past its timeout; ends with the lease. */
   timer?: NodeJS.Timeout;

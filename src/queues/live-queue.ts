@@ -1,15 +1,16 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import {
-  activeLocks, fetchedTaskOf, isLostLease, moveStalledToWait, nextJobOf, type JobHost, type TaskJob, type TaskQueue,
+  activeLocks, isLostLease, moveStalledToWait, nextJobOf, type JobHost, type TaskJob, type TaskQueue,
 } from './bullmq-adapter.js';
 import { CompletionBatch } from './completion-batch.js';
 import { failAttempt } from './attempt-failure.js';
-import { CreditLedger, type PullId, type TaskConsumer } from './credit-ledger.js';
+import { CreditLedger, type Credit, type PullId, type TaskConsumer } from './credit-ledger.js';
 import type { Lease, LeaseTable } from './lease-table.js';
 import type { QueueFetcher } from './queue-fetcher.js';
 import type { QueueLogger } from './queue-logger.js';
 import { revokeFrame, type RevokeReason, type TaskFrame } from './queue-types.js';
+import { fetchedTaskOf, type FetchedTask } from './stored-task.js';
 import type { TaskOutcome } from './task-outcome.js';
 import type { TaskReturns } from './task-returns.js';
 import type { WorkInFlight } from './work-in-flight.js';
@@ -108,7 +109,7 @@ export class LiveQueue {
     } finally {
       if (fetchNext) {
         this.fetching--;
-        this.fetched(next, lease.token);
+        this.fetched(next && fetchedTaskOf(next, lease.token, this.name, Date.now()));
       }
     }
   }
@@ -166,39 +167,38 @@ export class LiveQueue {
     }
     work.done(token);
     this.fetching--;
-    this.fetched(job, token);
+    this.fetched(job && fetchedTaskOf(job, token, this.name, Date.now()));
   }
 
   /**
-   * A fetch ended: its task (if any) is read once for its delivery and goes
-   * to the next credit, or back (TaskReturns) when it cannot; fetching goes
-   * on while pulls wait.
+   * A fetch ended with its task (if any) read once: the task goes to the
+   * next credit, or back (TaskReturns) when it cannot; fetching goes on
+   * while pulls wait.
    */
-  private fetched(job: TaskJob | undefined, token: string): void {
-    this.idle = !job;
-    if (job) {
-      const { work, returns, log } = this.gateway;
-      const fetched = work.closing ? null : fetchedTaskOf(job, this.name, Date.now());
-      const credit = fetched?.kind === 'deliverable' ? this.pulls.take() : undefined;
-      if (fetched?.kind === 'undeliverable') returns.setAside(this.queue, job, token, fetched.reason);
-      else if (fetched?.kind === 'spent') returns.deadLetter(this.queue, job, token, fetched.reason, fetched.attempts);
-      else if (!fetched || !credit) void returns.giveBack(this.queue, job, token);
-      else {
-        const lease: Lease<TaskJob> = { consumer: credit.consumer, queue: this.name, taskId: fetched.task.id, job, token, deliveredAt: Date.now() };
-        try {
-          this.hold(lease);
-          this.armTimeout(lease, fetched.timeoutMs);
-          credit.consumer.send(credit.pullId === undefined ? { task: fetched.task } : { task: fetched.task, id: credit.pullId });
-          this.gateway.onDelivered?.(this.name, fetched.waitMs, fetched.task.traceparent);
-        } catch (err) {
-          // A bug on this path; the fuzzer in test/ looks for them.
-          log.error({ err, queue: this.name, taskId: job.id }, 'queues: delivering a task failed');
-          this.drop(lease);
-          returns.setAside(this.queue, job, token, `undeliverable: the gateway failed on it (${(err as Error).message})`);
-        }
-      }
-    }
+  private fetched(fetched: FetchedTask | undefined): void {
+    this.idle = !fetched;
+    const credit = fetched?.kind === 'deliverable' && !this.gateway.work.closing ? this.pulls.take() : null;
+    const returned = fetched?.kind === 'deliverable' && credit ? this.deliver(fetched, credit) : fetched;
+    if (returned) this.gateway.returns.end(this.queue, returned);
     this.flushThisTick();
+  }
+
+  /** Leases the task to the credit's consumer; answers it undeliverable when that raised. */
+  private deliver(fetched: FetchedTask & { kind: 'deliverable' }, credit: Credit): FetchedTask | undefined {
+    const { job, token, facts, task } = fetched;
+    const lease: Lease<TaskJob> = { consumer: credit.consumer, queue: this.name, taskId: task.id, job, token, facts, deliveredAt: Date.now() };
+    try {
+      this.hold(lease);
+      this.armTimeout(lease, fetched.timeoutMs);
+      credit.consumer.send(credit.pullId === undefined ? { task } : { task, id: credit.pullId });
+      this.gateway.onDelivered?.(this.name, fetched.waitMs, task.traceparent);
+      return undefined;
+    } catch (err) {
+      // A bug on this path; the fuzzer in test/ looks for them.
+      this.gateway.log.error({ err, queue: this.name, taskId: task.id }, 'queues: delivering a task failed');
+      this.drop(lease);
+      return { ...fetched, kind: 'undeliverable', reason: `undeliverable: the gateway failed on it (${(err as Error).message})` };
+    }
   }
 
   /**
@@ -211,7 +211,7 @@ export class LiveQueue {
     lease.timer = setTimeout(() => {
       if (!this.revoke(lease, 'timeout')) return;
       const { work, log } = this.gateway;
-      const fail = () => failAttempt(this.gateway.onOutcome, lease.job, lease.token, lease.queue, 'timeout', {});
+      const fail = () => failAttempt(this.gateway.onOutcome, lease.queue, lease, 'timeout', {});
       work.track(work.withToken(lease.token, fail).catch((err: unknown) => {
         if (isLostLease(err)) return;
         log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not fail a timed-out task; it returns when its lease expires');

@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
 import {
-  GATEWAY_WORKER_NAME, jobHost, metaKey, metaPattern, queueNameOfMetaKey, type FetchOptions, type StoredOptions, type TaskQueue,
+  GATEWAY_WORKER_NAME, jobHost, metaKey, metaPattern, queueNameOfMetaKey, type FetchOptions, type TaskQueue,
 } from './bullmq-adapter.js';
 import type { ForeignSettlements } from './foreign-settlements.js';
 import { LiveQueue, type GatewayParts } from './live-queue.js';
@@ -10,6 +10,7 @@ import { MarkerWatch } from './marker-watch.js';
 import { QueueFetcher } from './queue-fetcher.js';
 import type { QueueLogger } from './queue-logger.js';
 import type { StoreGuard } from './store-guard.js';
+import type { StoredOptions } from './stored-task.js';
 import { MAX_ATTEMPTS } from './task-options.js';
 
 /** The wait on an empty queue's marker, in ms; a new task wakes it at once. */

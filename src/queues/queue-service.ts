@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
-import { streamedOf, type StoredOptions, type TaskJob } from './bullmq-adapter.js';
+import type { TaskJob } from './bullmq-adapter.js';
+import type { StoredOptions } from './stored-task.js';
 import { CancelledTasks } from './cancelled-tasks.js';
 import type { PullId, TaskConsumer } from './credit-ledger.js';
 import { ForeignSettlements } from './foreign-settlements.js';
@@ -217,7 +218,7 @@ export class QueueService {
   /** The task `consumerId` holds by this id, if any (v3: only its holder streams its output). */
   heldTask(consumerId: string, taskId: string): { queue: string; attempt: number; stream: boolean } | undefined {
     const lease = this.holders.find(consumerId, taskId);
-    return lease && { queue: lease.queue, attempt: lease.job.attemptsStarted, stream: streamedOf(lease.job) };
+    return lease && { queue: lease.queue, attempt: lease.job.attemptsStarted, stream: lease.facts.stream === true };
   }
 
   /** What a connection waits for and holds (`GET /services`). */

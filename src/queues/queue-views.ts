@@ -1,6 +1,6 @@
 import type { JobType } from 'bullmq';
 import { BusError } from '../bus/protocol.js';
-import { maxAttemptsOf, replyToOf, streamFlagOf, type TaskJob } from './bullmq-adapter.js';
+import type { TaskJob } from './bullmq-adapter.js';
 import type { LiveQueue } from './live-queue.js';
 import type { LiveQueues } from './live-queues.js';
 import {
@@ -9,6 +9,7 @@ import {
 } from './queue-types.js';
 import type { CancelledTasks } from './cancelled-tasks.js';
 import type { StoreGuard } from './store-guard.js';
+import { maxAttemptsOf, replyToOf, streamFlagOf } from './stored-task.js';
 
 export function stateOf(state: string): TaskState | 'unknown' {
   if (state === 'wait' || state === 'waiting' || state === 'prioritized' || state === 'paused') return 'waiting';

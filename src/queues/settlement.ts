@@ -1,6 +1,6 @@
 import { BusError } from '../bus/protocol.js';
 import { failAttempt } from './attempt-failure.js';
-import { isLostLease, replyToOf, streamFlagOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
+import { isLostLease, type TaskJob } from './bullmq-adapter.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { Lease, LeaseTable } from './lease-table.js';
 import type { LiveQueue } from './live-queue.js';
@@ -35,8 +35,8 @@ export class Settlement {
       await queue.complete(lease, result ?? null);
       this.options.onOutcome({
         kind: 'completed', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
-        result: result ?? null, replyTo: replyToOf(lease.job), traceparent: traceparentOf(lease.job), source: consumer.label, runMs: Date.now() - lease.deliveredAt,
-        ...streamFlagOf(lease.job),
+        result: result ?? null, replyTo: lease.facts.replyTo, traceparent: lease.facts.traceparent, stream: lease.facts.stream,
+        source: consumer.label, runMs: Date.now() - lease.deliveredAt,
       });
     });
   }
@@ -45,7 +45,7 @@ export class Settlement {
     const { lease } = this.takeLease(consumer, taskId);
     await this.settle(lease, async () => {
       try {
-        await failAttempt(this.options.onOutcome, lease.job, lease.token, lease.queue, reason, { source: consumer.label, runMs: Date.now() - lease.deliveredAt });
+        await failAttempt(this.options.onOutcome, lease.queue, lease, reason, { source: consumer.label, runMs: Date.now() - lease.deliveredAt });
       } catch (err) {
         // As for ack: a resent command finds the task no longer active when
         // the first one ran; either way it is out of this worker's hands.
@@ -63,7 +63,7 @@ export class Settlement {
     for (const lease of holders.heldBy(consumerId)) {
       this.options.queueOf(lease.queue).drop(lease);
       if (revoked && !lease.consumer.closing) lease.consumer.send(revokeFrame(lease, revoked));
-      const giveBack = () => failAttempt(this.options.onOutcome, lease.job, lease.token, lease.queue, reason, { immediate: true });
+      const giveBack = () => failAttempt(this.options.onOutcome, lease.queue, lease, reason, { immediate: true });
       work.track(work.withToken(lease.token, giveBack).catch((err: unknown) => {
         if (isLostLease(err)) return;
         log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');

@@ -1,6 +1,6 @@
 import type { JobProgress } from 'bullmq';
 import { BusError } from '../bus/protocol.js';
-import { attemptFailure, isLostLease, replyToOf, streamFlagOf, traceparentOf, type TaskJob } from './bullmq-adapter.js';
+import { attemptFailure, isLostLease, type TaskJob } from './bullmq-adapter.js';
 import type { CancelledTasks } from './cancelled-tasks.js';
 import type { TaskConsumer } from './credit-ledger.js';
 import type { LeaseTable } from './lease-table.js';
@@ -9,6 +9,7 @@ import type { QueueLogger } from './queue-logger.js';
 import type { TaskView } from './queue-types.js';
 import { stateOf, taskView } from './queue-views.js';
 import { unavailable, type StoreGuard } from './store-guard.js';
+import { factsOf } from './stored-task.js';
 import { GATEWAY_SOURCE, type TaskOutcome } from './task-outcome.js';
 import { TaskStateError } from './task-state-error.js';
 import type { WorkInFlight } from './work-in-flight.js';
@@ -26,10 +27,8 @@ export interface TaskControlOptions {
 
 /** The outcome of a task taken out of its queue before it ended: `queue.cancelled`, its replyTo told, its stream ended. */
 export function cancelledOutcome(queue: string, job: TaskJob, reason: string): TaskOutcome {
-  return {
-    kind: 'cancelled', queue, taskId: job.id as string, attempts: job.attemptsStarted, reason,
-    replyTo: replyToOf(job), traceparent: traceparentOf(job), source: GATEWAY_SOURCE, ...streamFlagOf(job),
-  };
+  const { replyTo, traceparent, stream } = factsOf(job);
+  return { kind: 'cancelled', queue, taskId: job.id as string, attempts: job.attemptsStarted, reason, replyTo, traceparent, stream, source: GATEWAY_SOURCE };
 }
 
 /** Watching and taking back tasks: the holder's progress, and cancel by a requester or an admin. */
@@ -49,7 +48,7 @@ export class TaskControl {
     }
     this.options.onOutcome({
       kind: 'progress', queue: lease.queue, taskId, attempts: lease.job.attemptsStarted,
-      progress: progress ?? null, replyTo: replyToOf(lease.job), traceparent: traceparentOf(lease.job), source: consumer.label,
+      progress: progress ?? null, replyTo: lease.facts.replyTo, traceparent: lease.facts.traceparent, source: consumer.label,
     });
   }
 
