@@ -1,17 +1,15 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import {
-  activeLocks, isLostLease, moveStalledToWait, nextJobOf, type JobHost, type TaskJob, type TaskQueue,
+  activeLocks, moveStalledToWait, nextJobOf, type JobHost, type TaskJob, type TaskQueue,
 } from './bullmq-adapter.js';
 import { CompletionBatch } from './completion-batch.js';
-import { failAttempt } from './attempt-failure.js';
 import { CreditLedger, type Credit, type PullId, type TaskConsumer } from './credit-ledger.js';
 import type { Lease, LeaseTable } from './lease-table.js';
 import type { QueueFetcher } from './queue-fetcher.js';
 import type { QueueLogger } from './queue-logger.js';
 import { revokeFrame, type RevokeReason, type TaskFrame } from './queue-types.js';
 import { fetchedTaskOf, type FetchedTask } from './stored-task.js';
-import type { TaskOutcome } from './task-outcome.js';
 import type { TaskReturns } from './task-returns.js';
 import type { WorkInFlight } from './work-in-flight.js';
 
@@ -30,7 +28,8 @@ export interface GatewayParts {
   readonly returns: TaskReturns;
   /** A fetcher for the queue, on the gateway's shared connections. */
   newFetcher(name: string): QueueFetcher;
-  onOutcome(outcome: TaskOutcome): void;
+  /** A lease held past its timeout, already revoked: its attempt fails (Settlement). */
+  timedOut(lease: Lease<TaskJob>): void;
   onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
 }
 
@@ -209,13 +208,7 @@ export class LiveQueue {
   private armTimeout(lease: Lease<TaskJob>, timeout: number | undefined): void {
     if (timeout === undefined) return;
     lease.timer = setTimeout(() => {
-      if (!this.revoke(lease, 'timeout')) return;
-      const { work, log } = this.gateway;
-      const fail = () => failAttempt(this.gateway.onOutcome, lease.queue, lease, 'timeout', {});
-      work.track(work.withToken(lease.token, fail).catch((err: unknown) => {
-        if (isLostLease(err)) return;
-        log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not fail a timed-out task; it returns when its lease expires');
-      }));
+      if (this.revoke(lease, 'timeout')) this.gateway.timedOut(lease);
     }, timeout);
     lease.timer.unref();
   }

@@ -74,8 +74,9 @@ const MIN_CANCELLED_KEPT = 100;
  *
  * The organ's parts: live-queue.ts (one queue: its pulls, leases and fetch
  * loop, the pull path top to bottom), live-queues.ts (the queues live here,
- * and the timers that serve them all), settlement.ts (ack, fail,
- * give-backs), task-control.ts (progress, cancel), recovery.ts,
+ * and the timers that serve them all), stored-task.ts (a fetched task
+ * read once), settlement.ts (how a held task ends: ack, fail, timeout, its
+ * holder gone), task-returns.ts (what goes to no worker), task-control.ts (progress, cancel), recovery.ts,
  * queue-views.ts and queue-admin.ts (REST); this class owns what is
  * gateway-wide and hands each part only what it uses. bullmq-adapter.ts is
  * the only one that relies on bullmq's internals.
@@ -105,7 +106,8 @@ export class QueueService {
     });
     const returns = new TaskReturns({ workerConnection, log, work, onOutcome, onUndeliverable: options.onUndeliverable });
     this.queues = new LiveQueues({ ...options, store: this.store, foreign: this.foreign }, {
-      workerConnection, log, work, holders, returns, onOutcome, onDelivered: options.onDelivered,
+      workerConnection, log, work, holders, returns, onDelivered: options.onDelivered,
+      timedOut: (lease) => this.settlement.timedOut(lease),
     });
     this.settlement = new Settlement({
       holders, work, log, onOutcome,

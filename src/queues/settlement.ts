@@ -59,16 +59,26 @@ export class Settlement {
    * as a failed attempt (`worker disconnected`).
    */
   giveBackAll(consumerId: string, reason = 'worker disconnected', revoked?: RevokeReason): void {
-    const { holders, work, log } = this.options;
-    for (const lease of holders.heldBy(consumerId)) {
+    for (const lease of this.options.holders.heldBy(consumerId)) {
       this.options.queueOf(lease.queue).drop(lease);
       if (revoked && !lease.consumer.closing) lease.consumer.send(revokeFrame(lease, revoked));
-      const giveBack = () => failAttempt(this.options.onOutcome, lease.queue, lease, reason, { immediate: true });
-      work.track(work.withToken(lease.token, giveBack).catch((err: unknown) => {
-        if (isLostLease(err)) return;
-        log.error({ err, queue: lease.queue, taskId: lease.taskId }, 'queues: could not return a task; it returns when its lease expires');
-      }));
+      this.failHeld(lease, reason, { immediate: true });
     }
+  }
+
+  /** A lease held past its timeout (revoked already): the attempt fails with reason `timeout`, retried while attempts remain. */
+  timedOut(lease: Lease<TaskJob>): void {
+    this.failHeld(lease, 'timeout', {});
+  }
+
+  /** Fails the attempt of a lease that ended without its holder, tracked; a lock lost meanwhile means the task already went back. */
+  private failHeld(lease: Lease<TaskJob>, reason: string, how: { immediate?: true }): void {
+    const { work, log } = this.options;
+    const fail = () => failAttempt(this.options.onOutcome, lease.queue, lease, reason, how);
+    work.track(work.withToken(lease.token, fail).catch((err: unknown) => {
+      if (isLostLease(err)) return;
+      log.error({ err, queue: lease.queue, taskId: lease.taskId, reason }, 'queues: could not fail an ended lease\'s attempt; the task returns when its lease expires');
+    }));
   }
 
   private takeLease(consumer: TaskConsumer, taskId: string): { lease: Lease<TaskJob>; queue: LiveQueue } {
