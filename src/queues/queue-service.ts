@@ -74,12 +74,13 @@ const MIN_CANCELLED_KEPT = 100;
  *
  * The organ's parts: live-queue.ts (one queue: its pulls, leases and fetch
  * loop, the pull path top to bottom), live-queues.ts (the queues live here,
- * and the timers that serve them all), stored-task.ts (a fetched task
- * read once), settlement.ts (how a held task ends: ack, fail, timeout, its
- * holder gone), task-returns.ts (what goes to no worker), task-control.ts (progress, cancel), recovery.ts,
- * queue-views.ts and queue-admin.ts (REST); this class owns what is
- * gateway-wide and hands each part only what it uses. bullmq-adapter.ts is
- * the only one that relies on bullmq's internals.
+ * and the timers that serve them all), stored-task.ts (a fetched task read
+ * once), settlement.ts (how a held task ends: ack, fail, timeout, its
+ * holder gone), task-returns.ts (what goes to no worker), task-control.ts
+ * (progress, cancel), recovery.ts, queue-views.ts and queue-admin.ts
+ * (REST); this class owns what is gateway-wide and hands each part only
+ * what it uses. bullmq-adapter.ts is the only one that relies on bullmq's
+ * internals.
  */
 export class QueueService {
   private readonly work = new WorkInFlight();
