@@ -93,6 +93,8 @@ export class LiveQueue {
   async complete(lease: Lease<TaskJob>, result: unknown): Promise<void> {
     this.lastUsed = Date.now();
     const fetchNext = await new Promise<boolean>((resolve) => this.flushThisTick().push(resolve));
+    // The task it fetches is accounted for under the token until it is leased or returned.
+    if (fetchNext) this.gateway.work.busy(lease.token);
     let next: TaskJob | undefined;
     try {
       const host = this.fetcher?.host;
@@ -108,7 +110,7 @@ export class LiveQueue {
     } finally {
       if (fetchNext) {
         this.fetching--;
-        this.fetched(next && fetchedTaskOf(next, lease.token, this.name, Date.now()));
+        this.fetched(lease.token, next && fetchedTaskOf(next, lease.token, this.name, Date.now()));
       }
     }
   }
@@ -164,21 +166,23 @@ export class LiveQueue {
         }
       }
     }
-    work.done(token);
     this.fetching--;
-    this.fetched(job && fetchedTaskOf(job, token, this.name, Date.now()));
+    this.fetched(token, job && fetchedTaskOf(job, token, this.name, Date.now()));
   }
 
   /**
-   * A fetch ended with its task (if any) read once: the task goes to the
-   * next credit, or back (TaskReturns) when it cannot; fetching goes on
-   * while pulls wait.
+   * A fetch under `token` ended with its task (if any) read once: the task
+   * goes to the next credit, or back (TaskReturns) when it cannot; fetching
+   * goes on while pulls wait. The token stays busy until the task is leased
+   * (the lease accounts for it then) or returned.
    */
-  private fetched(fetched: FetchedTask | undefined): void {
+  private fetched(token: string, fetched: FetchedTask | undefined): void {
+    const { work, returns } = this.gateway;
     this.idle = !fetched;
-    const credit = fetched?.kind === 'deliverable' && !this.gateway.work.closing ? this.pulls.take() : null;
+    const credit = fetched?.kind === 'deliverable' && !work.closing ? this.pulls.take() : null;
     const returned = fetched?.kind === 'deliverable' && credit ? this.deliver(fetched, credit) : fetched;
-    if (returned) this.gateway.returns.end(this.queue, returned);
+    if (returned) returns.end(this.queue, returned);
+    else work.done(token);
     this.flushThisTick();
   }
 

@@ -26,24 +26,14 @@ export interface TaskReturnsOptions {
 export class TaskReturns {
   constructor(private readonly options: TaskReturnsOptions) {}
 
-  /** A fetched task no worker takes; a deliverable one (no credit left, or the gateway closing) goes back. */
+  /**
+   * A fetched task no worker takes; a deliverable one (no credit left, or
+   * the gateway closing) goes back. Its token, busy since its fetch, is
+   * done once it is back or failed.
+   */
   end(queue: TaskQueue, fetched: FetchedTask): void {
-    const { work, log, workerConnection, onOutcome } = this.options;
-    const { job, token } = fetched;
-    const ending = work.withToken(token, async () => {
-      if (fetched.kind === 'undeliverable' && !work.closing) {
-        await this.setAside(queue, job.id as string, token, fetched.reason, fetched);
-      } else if (fetched.kind === 'spent' && !work.closing) {
-        // Its attempts were all spent while workers held it: failed for good, this delivery uncounted.
-        await uncountDelivery(workerConnection, queue, job, token);
-        await failAttempt(onOutcome, queue.name, fetched, fetched.reason, { final: true, attempts: fetched.attempts });
-      } else {
-        await this.putBack(queue, job, token);
-      }
-    }).catch((err: unknown) => {
-      log.error({ err, queue: queue.name, taskId: job.id, kind: fetched.kind }, 'queues: could not return a fetched task; it returns when its lease expires');
-    });
-    work.track(ending);
+    const ending = this.endHeld(queue, fetched);
+    this.options.work.track(ending);
   }
 
   /** Puts a task fetched under `token` back at the head of its queue (an orphan recovery found). */
@@ -66,6 +56,26 @@ export class TaskReturns {
     if (id === null) return false;
     const reason = `undeliverable: BullMQ could not read it (${(err as Error).message})`;
     return this.options.work.withToken(token, () => this.setAside(queue, id, token, reason, undefined, true));
+  }
+
+  private async endHeld(queue: TaskQueue, fetched: FetchedTask): Promise<void> {
+    const { work, log, workerConnection, onOutcome } = this.options;
+    const { job, token } = fetched;
+    try {
+      if (fetched.kind === 'undeliverable' && !work.closing) {
+        await this.setAside(queue, job.id as string, token, fetched.reason, fetched);
+      } else if (fetched.kind === 'spent' && !work.closing) {
+        // Its attempts were all spent while workers held it: failed for good, this delivery uncounted.
+        await uncountDelivery(workerConnection, queue, job, token);
+        await failAttempt(onOutcome, queue.name, fetched, fetched.reason, { final: true, attempts: fetched.attempts });
+      } else {
+        await this.putBack(queue, job, token);
+      }
+    } catch (err) {
+      log.error({ err, queue: queue.name, taskId: job.id, kind: fetched.kind }, 'queues: could not return a fetched task; it returns when its lease expires');
+    } finally {
+      work.done(token);
+    }
   }
 
   /** Back at the head of its queue, its delivery uncounted. */

@@ -14,31 +14,39 @@ export class WorkInFlight {
   /** Fetches in flight. */
   readonly fetches = new Set<Promise<void>>();
   closing = false;
-  private readonly busyTokens = new Set<string>();
+  /** How many marks each busy token has: a settlement's fetch of the next task marks its token inside the settlement's own. */
+  private readonly busyTokens = new Map<string, number>();
   private tokenSeq = 0;
 
   /** A lock token for one fetch, unique on this gateway, marked busy until `done`. */
   newToken(): string {
     const token = `${this.fetcherId}:${++this.tokenSeq}`;
-    this.busyTokens.add(token);
+    this.busy(token);
     return token;
   }
 
+  /** Marks `token` busy once more: a task locked with it is accounted for until the matching `done`. */
+  busy(token: string): void {
+    this.busyTokens.set(token, (this.busyTokens.get(token) ?? 0) + 1);
+  }
+
   done(token: string): void {
-    this.busyTokens.delete(token);
+    const marks = this.busyTokens.get(token) ?? 0;
+    if (marks > 1) this.busyTokens.set(token, marks - 1);
+    else this.busyTokens.delete(token);
   }
 
   isBusy(token: string): boolean {
     return this.busyTokens.has(token);
   }
 
-  /** Runs `action` with `token` marked busy: a task locked with it is accounted for meanwhile. */
+  /** Runs `action` with `token` marked busy. */
   async withToken<T>(token: string, action: () => Promise<T>): Promise<T> {
-    this.busyTokens.add(token);
+    this.busy(token);
     try {
       return await action();
     } finally {
-      this.busyTokens.delete(token);
+      this.done(token);
     }
   }
 
