@@ -5,21 +5,19 @@ import {
 import { MAX_SERVICE_NAME_BYTES, nameProblem, quoted } from '../protocol/names.js';
 import type { InstanceLimits } from './instance-limits.js';
 import { LiveServices, type ServiceTransition } from './live-services.js';
+import { ProcessStopper, type StopSettings } from './process-stopper.js';
+import { StoreHearing, type StoreOutage } from './store-hearing.js';
 import { ThresholdWarnings, type WarnThresholds } from './threshold-warnings.js';
 import {
   isLoopback, NO_METRICS, readProcessIdentity, sampleProcess, type ProcessMetrics, type ProcessSample,
 } from './process-metrics.js';
 
 /** warnCpuPercent and warnMemoryBytes: the figures past which `heartbeat.warn` is published (0: never). */
-export interface HeartbeatSettings extends WarnThresholds {
+export interface HeartbeatSettings extends WarnThresholds, StopSettings {
   /** ms without a beat before a service is stale. */
   timeoutMs: number;
   /** ms between two checks for stale services. */
   checkIntervalMs: number;
-  /** Stop stale local services; false: only report them. */
-  stopEnabled: boolean;
-  /** ms between SIGTERM and SIGKILL. */
-  stopGraceMs: number;
 }
 
 export type HeartbeatEventType = 'heartbeat.ping' | 'heartbeat.down' | 'heartbeat.warn' | 'service.up' | 'service.down';
@@ -55,16 +53,6 @@ export interface BeatOrigin {
   remoteAddress: string | undefined;
   /** Resolves true when `pid` holds the other end of the beat's connection (socket-owner.ts); absent: never proven. */
   provePid?(pid: number): Promise<boolean>;
-}
-
-/** The store's latest outage, as beats, checks, lists and health probes met it. */
-export interface StoreOutage {
-  /** ms since the epoch of the first failure. */
-  since: number;
-  /** ms since the epoch of the first success after it; null while it lasts. */
-  until: number | null;
-  /** The first failure's message. */
-  error: string;
 }
 
 export type HeartbeatStatus = 'alive' | 'stale' | 'stopped';
@@ -107,26 +95,17 @@ export function statusOf(record: HeartbeatRecord, now: number, timeoutMs: number
   return now - record.last <= timeoutMs ? 'alive' : 'stale';
 }
 
-function errorCode(err: unknown): string {
-  return (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err);
-}
-
 /**
  * The heartbeat organ's core, free of Fastify: accepts beats (limits,
  * metrics, the process's start time), finds services that went quiet and
- * stops them only when that is safe, and tells the system through
- * `publish`. Safe means: the beat came from this machine, the pid is not
- * pid 1, the gateway or its parent, the pid was proven to hold the socket
- * the beat came on (so no one gets another process killed by naming its
- * pid), and it still has the start time it had at its first beat (so a
- * reused pid never gets a stranger killed); SIGTERM first, SIGKILL after
- * the grace period.
+ * stops them only when that is safe (ProcessStopper), and tells the system
+ * through `publish`.
  */
 export class HeartbeatMonitor {
   private readonly store: HeartbeatStore;
   private readonly settings: HeartbeatSettings;
   private checkTimer: NodeJS.Timeout | null = null;
-  private readonly killTimers = new Set<NodeJS.Timeout>();
+  private readonly stopper: ProcessStopper;
   private checking: Promise<DownReport[]> | null = null;
   /** Per name, the beat being accepted: limits are counted one beat at a time. */
   private readonly beatsInFlight = new Map<string, Promise<unknown>>();
@@ -134,18 +113,12 @@ export class HeartbeatMonitor {
   /** Names with live instances here, for `service.up` / `service.down`. */
   private readonly liveServices = new LiveServices();
   private closed = false;
-  /**
-   * When beats could last not be heard: the boot, a store failure, or the
-   * store's return after one. Nobody is judged until a full timeout after
-   * it, so a gateway restart or a store outage longer than the timeout
-   * never gets healthy services stopped before their next beat lands.
-   */
-  private deafAt = Date.now();
-  private outage: StoreOutage | null = null;
+  private readonly hearing = new StoreHearing();
 
   constructor(private readonly options: HeartbeatMonitorOptions) {
     this.store = options.store;
     this.settings = options.settings;
+    this.stopper = new ProcessStopper(options.settings, options.log, options.protectedPids);
     this.warnings = new ThresholdWarnings(options.settings, (payload) => options.publish('heartbeat.warn', payload));
   }
 
@@ -162,25 +135,9 @@ export class HeartbeatMonitor {
     this.checkTimer.unref();
   }
 
-  private get storeFailing(): boolean {
-    return this.outage !== null && this.outage.until === null;
-  }
-
-  /**
-   * Follows the store's state for `deafAt` and `storeOutage`: a failure
-   * (null: a success), and the first success after one, restart the wait.
-   */
-  private noteStore(failure: unknown): void {
-    if ((failure === null) !== this.storeFailing) return;
-    this.deafAt = Date.now();
-    this.outage = failure === null
-      ? { ...this.outage as StoreOutage, until: this.deafAt }
-      : { since: this.deafAt, until: null, error: (failure as Error)?.message ?? String(failure) };
-  }
-
   /** The store's latest outage, or null when it never failed since the boot. */
   get storeOutage(): StoreOutage | null {
-    return this.outage && { ...this.outage };
+    return this.hearing.latestOutage;
   }
 
   /** Resolves when the store answers, rejects when it does not; either way noted as a beat's store call is. */
@@ -188,10 +145,10 @@ export class HeartbeatMonitor {
     try {
       await this.store.ping();
     } catch (err) {
-      this.noteStore(err);
+      this.hearing.note(err);
       throw err;
     }
-    this.noteStore(null);
+    this.hearing.note(null);
   }
 
   /**
@@ -214,11 +171,11 @@ export class HeartbeatMonitor {
     this.beatsInFlight.set(name, accepted);
     try {
       const reply = await accepted;
-      this.noteStore(null);
+      this.hearing.note(null);
       return reply;
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
-        this.noteStore(err);
+        this.hearing.note(err);
         this.options.log.warn({ err: err.message, pid, name }, 'heartbeat refused: store unavailable');
         throw new BusError('UNAVAILABLE', 'db not available');
       }
@@ -279,7 +236,7 @@ export class HeartbeatMonitor {
     try {
       records = await this.store.list();
     } catch (err) {
-      this.noteStore(err);
+      this.hearing.note(err);
       this.options.log.warn({ err: (err as Error).message }, 'heartbeat list failed: store unavailable');
       throw new BusError('UNAVAILABLE', 'db not available');
     }
@@ -300,18 +257,18 @@ export class HeartbeatMonitor {
   }
 
   private async runCheck(now: number): Promise<DownReport[]> {
-    if (now - this.deafAt < this.settings.timeoutMs) return [];
+    if (!this.hearing.heardFor(now, this.settings.timeoutMs)) return [];
     let stale: HeartbeatRecord[];
     try {
       stale = await this.store.findStale(now - this.settings.timeoutMs);
     } catch (err) {
-      this.noteStore(err);
+      this.hearing.note(err);
       this.options.log.warn({ err: (err as Error).message }, 'heartbeat check skipped: store unavailable');
       return [];
     }
     // Just back: give everyone a full timeout to be heard again.
-    if (this.storeFailing) {
-      this.noteStore(null);
+    if (this.hearing.failing) {
+      this.hearing.note(null);
       return [];
     }
     const reports: DownReport[] = [];
@@ -325,7 +282,7 @@ export class HeartbeatMonitor {
         const report = await this.takeDown(record, now);
         if (report) reports.push(report);
       } catch (err) {
-        this.noteStore(err);
+        this.hearing.note(err);
         this.options.log.warn({ err: (err as Error).message, pid: record.pid }, 'heartbeat check: store unavailable');
         break;
       }
@@ -338,21 +295,11 @@ export class HeartbeatMonitor {
     if (!await storeCall(() => this.store.markDown(record.pid, record.last, now))) return null;
     this.warnings.forget(record.pid);
     const { pid, name, last } = record;
-    const refusal = await this.whyNotStop(record);
-    let report: DownReport;
-    if (refusal) {
-      report = { pid, name, last, action: 'reported', reason: refusal };
-    } else {
-      try {
-        process.kill(pid, 'SIGTERM');
-        report = { pid, name, last, action: 'stopped' };
-        await this.store.markKilled(pid, now).catch((err: unknown) => {
-          this.options.log.warn({ err: (err as Error).message, pid }, 'could not mark the stopped service killed');
-        });
-        this.escalate(pid, name, record.startTime as string);
-      } catch (err) {
-        report = { pid, name, last, action: 'reported', reason: `signal failed: ${errorCode(err)}` };
-      }
+    const report: DownReport = { pid, name, last, ...await this.stopper.stop(record) };
+    if (report.action === 'stopped') {
+      await this.store.markKilled(pid, now).catch((err: unknown) => {
+        this.options.log.warn({ err: (err as Error).message, pid }, 'could not mark the stopped service killed');
+      });
     }
     this.options.log[report.action === 'stopped' ? 'warn' : 'info'](
       { ...report, quietForMs: now - last },
@@ -368,38 +315,6 @@ export class HeartbeatMonitor {
     return report;
   }
 
-  /** Null when the record's process may be stopped now; otherwise why not. */
-  private async whyNotStop(record: HeartbeatRecord): Promise<string | null> {
-    if (!this.settings.stopEnabled) return 'stopping disabled';
-    if (!record.local) return 'not local';
-    const protectedPids = new Set<number | undefined>([1, process.pid, process.ppid, ...(this.options.protectedPids?.() ?? [])]);
-    if (protectedPids.has(record.pid)) return 'protected pid';
-    if (!record.proven) return 'unverified pid';
-    if (record.startTime === null) return 'start time unknown';
-    const identity = await readProcessIdentity(record.pid);
-    if (identity === null) return 'already exited';
-    if (identity.startTime !== record.startTime) return 'pid reused';
-    return null;
-  }
-
-  /** SIGKILL after the grace period, if the very same process is still there. */
-  private escalate(pid: number, name: string, startTime: string): void {
-    const timer = setTimeout(() => {
-      this.killTimers.delete(timer);
-      void readProcessIdentity(pid).then((identity) => {
-        if (this.closed || identity?.startTime !== startTime) return;
-        try {
-          process.kill(pid, 'SIGKILL');
-          this.options.log.warn({ pid, name, graceMs: this.settings.stopGraceMs }, 'service ignored SIGTERM: SIGKILL sent');
-        } catch (err) {
-          this.options.log.warn({ pid, name, err: errorCode(err) }, 'SIGKILL failed');
-        }
-      });
-    }, this.settings.stopGraceMs);
-    timer.unref();
-    this.killTimers.add(timer);
-  }
-
   /**
    * Stops the checks and pending SIGKILLs, then marks this session's
    * records stopped, as the original's cleanup did.
@@ -409,8 +324,7 @@ export class HeartbeatMonitor {
     this.closed = true;
     if (this.checkTimer) clearInterval(this.checkTimer);
     this.checkTimer = null;
-    for (const timer of this.killTimers) clearTimeout(timer);
-    this.killTimers.clear();
+    this.stopper.close();
     await this.checking?.catch(() => undefined);
     await Promise.allSettled([...this.beatsInFlight.values()]);
     try {
