@@ -1,19 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { BusRouter, RemoteBus, RemoteInstance } from './bus-router.js';
+import type { BusRouter, RemoteBus } from './bus-router.js';
 import type { EventFrame } from './event-frame.js';
 import type { BusLogger } from './frame-dispatcher.js';
-import { isValidPattern } from './topic.js';
-import { TopicTrie } from './topic-trie.js';
-
-/** What an instance tells the others about itself (and `GET /bus` shows). */
-export interface InstanceInfo {
-  host: string | null;
-  port: number | null;
-  pid: number;
-  startedAt: string;
-  connections: number;
-}
+import { PeerTable, type InstanceInfo, type Peer } from './peer-table.js';
 
 export interface ClusterBridgeOptions {
   router: BusRouter;
@@ -44,14 +34,6 @@ type ControlMessage =
   | { op: 'sync'; from: string; to: string }
   | { op: 'bye'; from: string };
 
-class Peer implements RemoteInstance {
-  readonly patterns = new Set<string>();
-  version = -1;
-  info: InstanceInfo | null = null;
-  lastSeen = Date.now();
-  constructor(readonly id: string, readonly channel: string) {}
-}
-
 const NEWLINE = 0x0a;
 const EXPIRY_BEATS = 3.5;
 
@@ -76,8 +58,8 @@ export class ClusterBridge implements RemoteBus {
   private readonly subscriber: Redis;
   private readonly controlChannel: string;
   private readonly ownChannel: string;
-  private readonly peers = new Map<string, Peer>();
-  readonly interest = new TopicTrie<Peer>();
+  private readonly peers: PeerTable;
+  readonly interest: PeerTable['interest'];
   private readonly startedAt = new Date().toISOString();
   private version = 0;
   private pendingAdd = new Set<string>();
@@ -95,6 +77,12 @@ export class ClusterBridge implements RemoteBus {
     this.subscriber = options.subscriber;
     this.controlChannel = `${options.channelPrefix}:control`;
     this.ownChannel = `${options.channelPrefix}:to:${this.instanceId}`;
+    this.peers = new PeerTable((id) => `${options.channelPrefix}:to:${id}`, {
+      onPeers: (present) => this.router.setRemote(present ? this : null),
+      onJoined: (id) => options.log.info({ instanceId: id }, 'bus cluster: instance joined'),
+      onLeft: (id) => options.log.info({ instanceId: id }, 'bus cluster: instance left'),
+    });
+    this.interest = this.peers.interest;
   }
 
   /**
@@ -143,7 +131,7 @@ export class ClusterBridge implements RemoteBus {
   }
 
   get instances(): Iterable<Peer> {
-    return this.peers.values();
+    return this.peers.all;
   }
 
   /** One message for all of them: the topic, a newline, the event message. */
@@ -161,7 +149,7 @@ export class ClusterBridge implements RemoteBus {
   describe(): { instanceId: string; instances: object[] } {
     const now = Date.now();
     const self = { id: this.instanceId, self: true, ...this.info(), patterns: this.router.localPatterns().length };
-    const others = [...this.peers.values()].map((peer) => ({
+    const others = [...this.peers.all].map((peer) => ({
       id: peer.id,
       self: false,
       ...peer.info,
@@ -224,12 +212,8 @@ export class ClusterBridge implements RemoteBus {
   }
 
   private beat(): void {
-    const now = Date.now();
-    for (const peer of this.peers.values()) {
-      if (now - peer.lastSeen > this.options.heartbeatMs * EXPIRY_BEATS) {
-        this.options.log.warn({ instanceId: peer.id }, 'bus cluster: instance silent, forgotten');
-        this.forget(peer);
-      }
+    for (const id of this.peers.forgetSilent(Date.now() - this.options.heartbeatMs * EXPIRY_BEATS)) {
+      this.options.log.warn({ instanceId: id }, 'bus cluster: instance silent, forgotten');
     }
     this.announce();
   }
@@ -263,20 +247,19 @@ export class ClusterBridge implements RemoteBus {
 
   private onControl(control: ControlMessage): void {
     if (control.op === 'bye') {
-      const peer = this.peers.get(control.from);
-      if (peer) this.forget(peer);
+      const peer = this.peers.find(control.from);
+      if (peer) this.peers.forget(peer);
       return;
     }
     if (control.op === 'sync') {
       if (control.to === this.instanceId) this.sendState(false);
       return;
     }
-    const peer = this.peer(control.from);
-    peer.lastSeen = Date.now();
+    const peer = this.peers.seen(control.from);
     switch (control.op) {
       case 'state':
         peer.info = control.info;
-        this.replacePatterns(peer, control.patterns);
+        this.peers.replacePatterns(peer, control.patterns);
         peer.version = control.version;
         if (control.reply) this.sendState(false);
         break;
@@ -285,8 +268,8 @@ export class ClusterBridge implements RemoteBus {
           this.requestState(peer);
           break;
         }
-        for (const pattern of control.add) this.addPattern(peer, pattern);
-        for (const pattern of control.remove) this.removePattern(peer, pattern);
+        for (const pattern of control.add) this.peers.addPattern(peer, pattern);
+        for (const pattern of control.remove) this.peers.removePattern(peer, pattern);
         peer.version = control.version;
         break;
       case 'beat':
@@ -296,44 +279,8 @@ export class ClusterBridge implements RemoteBus {
     }
   }
 
-  private peer(id: string): Peer {
-    let peer = this.peers.get(id);
-    if (!peer) {
-      peer = new Peer(id, `${this.options.channelPrefix}:to:${id}`);
-      this.peers.set(id, peer);
-      if (this.peers.size === 1) this.router.setRemote(this);
-      this.options.log.info({ instanceId: id }, 'bus cluster: instance joined');
-    }
-    return peer;
-  }
-
-  private forget(peer: Peer): void {
-    for (const pattern of peer.patterns) this.interest.remove(pattern, peer);
-    peer.patterns.clear();
-    this.peers.delete(peer.id);
-    if (this.peers.size === 0) this.router.setRemote(null);
-    this.options.log.info({ instanceId: peer.id }, 'bus cluster: instance left');
-  }
-
   private requestState(peer: Peer): void {
     this.sendControl({ op: 'sync', from: this.instanceId, to: peer.id }).catch(this.onPublishError);
-  }
-
-  private replacePatterns(peer: Peer, patterns: string[]): void {
-    const next = new Set(patterns);
-    for (const pattern of peer.patterns) if (!next.has(pattern)) this.removePattern(peer, pattern);
-    for (const pattern of next) this.addPattern(peer, pattern);
-  }
-
-  private addPattern(peer: Peer, pattern: string): void {
-    if (peer.patterns.has(pattern) || !isValidPattern(pattern)) return;
-    peer.patterns.add(pattern);
-    this.interest.add(pattern, peer);
-  }
-
-  private removePattern(peer: Peer, pattern: string): void {
-    if (!peer.patterns.delete(pattern)) return;
-    this.interest.remove(pattern, peer);
   }
 
   private readonly onPublishError = (err: unknown): void => {
