@@ -1,5 +1,12 @@
 import { addMany, type NewJob, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
 
+/**
+ * Enqueues per Redis call at most: a call holds all of Redis while it runs
+ * (some 20 µs a job), so a producer's burst goes in slices that let other
+ * commands (fetches, acks, other queues) in between.
+ */
+const MAX_ADDS_PER_CALL = 100;
+
 /** An enqueue waiting for this tick's call. */
 interface PendingEnqueue extends NewJob {
   resolve(job: TaskJob): void;
@@ -7,11 +14,11 @@ interface PendingEnqueue extends NewJob {
 }
 
 /**
- * The enqueues of one queue's tick, stored in one Redis call: a producer's
- * read often holds many enqueues, and each of BullMQ's adds costs the
- * gateway and Redis a script call of its own. One enqueue alone is
- * BullMQ's own `queue.add`; each settles with its own job or error, once
- * Redis has answered for it.
+ * The enqueues of one queue's tick, stored in one Redis call (one per
+ * MAX_ADDS_PER_CALL): a producer's read often holds many enqueues, and
+ * each of BullMQ's adds costs the gateway and Redis a script call of its
+ * own. One enqueue alone is BullMQ's own `queue.add`; each settles with
+ * its own job or error, once Redis has answered for it.
  */
 export class EnqueueBatch {
   /** This tick's enqueues, sent once the tick's code has run (null: none yet). */
@@ -31,8 +38,12 @@ export class EnqueueBatch {
   }
 
   private send(): void {
-    const enqueues = this.pending ?? [];
+    const pending = this.pending ?? [];
     this.pending = null;
+    for (let start = 0; start < pending.length; start += MAX_ADDS_PER_CALL) this.store(pending.slice(start, start + MAX_ADDS_PER_CALL));
+  }
+
+  private store(enqueues: PendingEnqueue[]): void {
     const [only] = enqueues;
     if (enqueues.length === 1 && only) {
       this.queue.add(only.name, only.data, only.opts).then(only.resolve, only.reject);
