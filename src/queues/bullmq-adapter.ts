@@ -316,17 +316,35 @@ interface HeldAdd {
   reject(err: unknown): void;
 }
 
+/** BullMQ's addStandardJob for each held call, in one call of the batched script: each settles with its own reply. */
+function sendHeld(client: ScriptClient, held: HeldAdd[]): void {
+  const [first] = held;
+  if (!first) return;
+  const args = [...first.args.slice(0, ADD_STANDARD_JOB_KEYS), ...held.flatMap((add) => add.args.slice(ADD_STANDARD_JOB_KEYS))];
+  client.runCommand(ADD_MANY, args as (string | number)[]).then((replies) => {
+    held.forEach((add, index) => {
+      const reply = (replies as unknown[])[index];
+      if (reply instanceof Error) add.reject(reply);
+      else add.resolve(reply);
+    });
+  }, (err: unknown) => {
+    for (const add of held) add.reject(err);
+  });
+}
+
 /**
- * BullMQ's `queue.add` for each job, the standard ones (neither delayed nor
- * prioritized) in one Redis call on the queue's own connection: BullMQ
- * builds each job and its script arguments itself (`job.addJob` given a
- * client that holds its addStandardJob call for the batch; any other call,
- * a delayed or prioritized job's script, goes to Redis at once as BullMQ
- * sends it), reads each reply as it reads its own (an error code becomes
- * its error) and the queue emits `waiting` for each job added. Per job, in
- * order: the job, or the error `queue.add` would reject with. The
- * gateway's queues carry no telemetry, so `add`'s span is a no-op, and
- * their ids are never `0` (BullMQ's own check before `add`).
+ * BullMQ's `queue.add` for each job, in order, the standard ones (neither
+ * delayed nor prioritized) in as few Redis calls as their order allows, on
+ * the queue's own connection: BullMQ builds each job and its script
+ * arguments itself (`job.addJob` given a client that holds its
+ * addStandardJob call for the batch; any other call, a delayed or
+ * prioritized job's script, first sends what is held, then goes as BullMQ
+ * sends it, so Redis runs every add in the order given), reads each reply
+ * as it reads its own (an error code becomes its error) and the queue
+ * emits `waiting` for each job added. Per job, in order: the job, or the
+ * error `queue.add` would reject with. The gateway's queues carry no
+ * telemetry, so `add`'s span is a no-op, and their ids are never `0`
+ * (BullMQ's own check before `add`).
  */
 export async function addMany(queue: TaskQueue, jobs: NewJob[]): Promise<(TaskJob | Error)[]> {
   const client = await (queue.getBackend() as RedisQueueBackend).client as unknown as ScriptClient;
@@ -335,14 +353,18 @@ export async function addMany(queue: TaskQueue, jobs: NewJob[]): Promise<(TaskJo
     client.defineCommand(ADD_MANY, { numberOfKeys: ADD_STANDARD_JOB_KEYS, lua: addManyLua });
     withAddMany.add(client);
   }
-  const held: HeldAdd[] = [];
-  const holding: ScriptClient = {
-    defineCommand: (name, definition) => client.defineCommand(name, definition),
-    runCommand: (name, args) => (name.startsWith('addStandardJob:') && args.length === ADD_STANDARD_JOB_KEYS + ADD_STANDARD_JOB_ARGS
-      ? new Promise((resolve, reject) => held.push({ args, resolve, reject }))
-      : client.runCommand(name, args)),
+  let held: HeldAdd[] = [];
+  const holding: Pick<ScriptClient, 'runCommand'> = {
+    runCommand: (name, args) => {
+      if (name.startsWith('addStandardJob:') && args.length === ADD_STANDARD_JOB_KEYS + ADD_STANDARD_JOB_ARGS) {
+        return new Promise((resolve, reject) => held.push({ args, resolve, reject }));
+      }
+      sendHeld(client, held);
+      held = [];
+      return client.runCommand(name, args);
+    },
   };
-  // BullMQ's job.addJob makes its script call before its first await: every call is held once the map has run.
+  // BullMQ's job.addJob makes its script call before its first await: every call is made once the map has run.
   const added = jobs.map(async ({ name, data, opts }): Promise<TaskJob | Error> => {
     try {
       const job = new Job<unknown, unknown, string>(queue, name, data, { ...queue.jobsOpts, ...opts, jobId: opts.jobId }, opts.jobId);
@@ -354,19 +376,7 @@ export async function addMany(queue: TaskQueue, jobs: NewJob[]): Promise<(TaskJo
       return err as Error;
     }
   });
-  const [first] = held;
-  if (first) {
-    const args = [...first.args.slice(0, ADD_STANDARD_JOB_KEYS), ...held.flatMap((add) => add.args.slice(ADD_STANDARD_JOB_KEYS))];
-    client.runCommand(ADD_MANY, args as (string | number)[]).then((replies) => {
-      held.forEach((add, index) => {
-        const reply = (replies as unknown[])[index];
-        if (reply instanceof Error) add.reject(reply);
-        else add.resolve(reply);
-      });
-    }, (err: unknown) => {
-      for (const add of held) add.reject(err);
-    });
-  }
+  sendHeld(client, held);
   return Promise.all(added);
 }
 
