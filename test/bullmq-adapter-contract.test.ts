@@ -3,9 +3,9 @@ import { Queue, QueueKeys, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import {
-  activeLocks, attemptFailure, completeMany, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
+  activeLocks, addMany, addManyScript, attemptFailure, completeMany, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
   metaKey, metaPattern, finishManyScript, moveManyToActive, moveManyToActiveScript, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
-  settlementsAfter, uncountDelivery, waitForStreamEntries, type Fetched, type FetchOptions, type JobHost, type TaskJob,
+  settlementsAfter, uncountDelivery, waitForStreamEntries, type Fetched, type FetchOptions, type JobHost, type NewJob, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
 import { deliveryFlaw, maxAttemptsOf } from '../src/queues/stored-task.js';
 import { newestFirst } from './helpers/closers.js';
@@ -315,6 +315,118 @@ t.test('the batched ack wraps the installed moveToFinished script, and refuses o
   t.throws(() => finishManyScript(undefined), /moveToFinished script is not the one/);
   t.throws(() => finishManyScript({ ...script!, keys: 15 }), /not the one/);
   t.throws(() => finishManyScript({ ...script!, content: script!.content.replace('local rcall = redis.call', 'local rcall = redis.call\nlocal first = KEYS[1]') }), /not the one/, 'a function outside the body reading KEYS would read the whole batch\'s');
+});
+
+/** Script calls Redis has run so far (`INFO commandstats`). */
+async function scriptCalls(): Promise<number> {
+  const info = await connection.info('commandstats');
+  return [...info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+}
+
+/** What adds left in Redis: each job's reply (id, or error code) and hash, the queue's lists, marker, id counter and events. */
+async function addTrace(name: string, results: (TaskJob | Error)[]): Promise<object> {
+  const key = `${PREFIX}:${name}`;
+  const jobs = await Promise.all(results.map(async (result) => {
+    // Only the code: Redis words an error inside a script's own call differently from one a protected call caught.
+    if (result instanceof Error) return { error: result.message.split(' ')[0] };
+    const hash = await connection.hgetall(`${key}:${result.id}`);
+    return { id: result.id, timestamp: result.timestamp > 0, hash: { ...hash, timestamp: Number(hash.timestamp) > 0 } };
+  }));
+  const events = (await connection.xrange(`${key}:events`, '-', '+')).map(([, fields]) => fields.join(' ').replace(/\d{10,}/g, 'TIME'));
+  return {
+    jobs, events,
+    wait: await connection.lrange(`${key}:wait`, 0, -1),
+    prioritized: await connection.zrange(`${key}:prioritized`, '0', '-1'),
+    delayed: await connection.zrange(`${key}:delayed`, '0', '-1'),
+    marker: (await connection.zrange(`${key}:marker`, '0', '-1', 'WITHSCORES')).map((value) => value.replace(/^\d{10,}$/, 'TIME')),
+    counter: await connection.get(`${key}:id`),
+  };
+}
+
+t.test('addMany is BullMQ\'s add once per job in one call: hash fields, events, marker, custom and generated ids, an existing id, errors of their own', async (t) => {
+  const options = { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { count: 1000 }, removeOnFail: false, stackTraceLimit: 50 };
+  /** The same adds to the same queue contents twice: BullMQ's add one by one, then the batched call. */
+  async function both(label: string, setup: (queue: Queue) => Promise<unknown>, jobs: NewJob[]): Promise<object[]> {
+    const traces = [];
+    for (const way of ['one', 'many'] as const) {
+      const name = `c.add.${label}.${way}`;
+      const queue = new Queue(name, { connection, prefix: PREFIX });
+      closing.teardown(() => queue.close());
+      await setup(queue);
+      const waiting: string[] = [];
+      queue.on('waiting', (job) => waiting.push(job.id as string));
+      const results: (TaskJob | Error)[] = [];
+      if (way === 'one') {
+        for (const job of jobs) results.push(await queue.add(job.name, job.data, job.opts).catch((err: Error) => err));
+      } else {
+        const before = await scriptCalls();
+        results.push(...await addMany(queue as never, jobs));
+        // The first batch also loads the script (EVALSHA, NOSCRIPT, then EVAL).
+        t.ok(await scriptCalls() - before <= (label === 'standard' ? 2 : 1), `${label}: one script call for ${jobs.length} adds`);
+      }
+      traces.push({ ...await addTrace(name, results), waiting });
+    }
+    t.same(traces[1], traces[0], label);
+    return traces;
+  }
+  const [standard] = await both('standard', async (queue) => {
+    await queue.add('old', { old: true }, { jobId: 'existing' });
+    await connection.set(`${PREFIX}:${queue.name}:wrong-type`, 'not a hash');
+  }, [
+    { name: 'a', data: { n: 1 }, opts: { ...options, jobId: 'a1', replyTo: 'r.x', timeout: 500, traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`, stream: true } },
+    { name: 'generated', data: 'text', opts: {} },
+    { name: 'again', data: { changed: true }, opts: { jobId: 'existing' } },
+    { name: 'bad', data: {}, opts: { jobId: 'wrong-type' } },
+    { name: 'integer', data: {}, opts: { jobId: '42' } },
+    { name: 'last', data: [1, 2], opts: { ...options, jobId: 'z9', lifo: true } },
+  ]);
+  t.match(standard, {
+    jobs: [{ id: 'a1' }, { id: '3' }, { id: 'existing', hash: { name: 'old' } }, { error: 'WRONGTYPE' }, { error: 'Custom' }, { id: 'z9' }],
+    wait: ['3', 'a1', 'existing', 'z9'],
+    marker: ['0', '0'],
+    counter: '6',
+  }, 'stored as given; a second add of an id keeps the first (duplicated); one job\'s error is its own');
+  t.ok((standard as { events: string[] }).events.some((event) => event.startsWith('event duplicated jobId existing')), 'the duplicate is an event, as BullMQ adds it');
+  await both('paused', (queue) => queue.pause(), [
+    { name: 'a', data: {}, opts: { jobId: 'a1' } },
+    { name: 'b', data: {}, opts: { jobId: 'b1' } },
+  ]);
+  await both('concurrency', (queue) => queue.setGlobalConcurrency(1), [
+    { name: 'a', data: {}, opts: { jobId: 'a1' } },
+    { name: 'b', data: {}, opts: { jobId: 'b1' } },
+  ]);
+});
+
+t.test('addMany sends a delayed or prioritized job as BullMQ does, in its place among the batched ones', async (t) => {
+  const traces = [];
+  for (const way of ['one', 'many'] as const) {
+    const name = `c.add.mixed.${way}`;
+    const queue = new Queue(name, { connection, prefix: PREFIX });
+    closing.teardown(() => queue.close());
+    const jobs: NewJob[] = [
+      { name: 'a', data: {}, opts: {} },
+      { name: 'b', data: {}, opts: { jobId: 'same' } },
+      { name: 'later', data: {}, opts: { jobId: 'd1', delay: 60_000 } },
+      { name: 'first', data: {}, opts: { jobId: 'p1', priority: 3 } },
+      { name: 'c', data: {}, opts: {} },
+      { name: 'again', data: {}, opts: { jobId: 'same', delay: 60_000 } },
+    ];
+    const results: (TaskJob | Error)[] = [];
+    if (way === 'one') for (const job of jobs) results.push(await queue.add(job.name, job.data, job.opts));
+    else results.push(...await addMany(queue as never, jobs));
+    traces.push({ ...await addTrace(name, results), states: await Promise.all(results.map((job) => queue.getJobState((job as TaskJob).id as string))) });
+  }
+  t.same(traces[1], traces[0], 'the same ids, events and lists, in the same order');
+  t.match(traces[0], { states: ['waiting', 'waiting', 'delayed', 'prioritized', 'waiting', 'waiting'], jobs: [{ id: '1' }, {}, {}, {}, { id: '5' }, { id: 'same', hash: { name: 'b' } }] }, 'a later delayed add of an id kept as waiting keeps the first');
+});
+
+t.test('the batched enqueue wraps the installed addStandardJob script, and refuses one it does not know', async (t) => {
+  const scripts = createRequire(import.meta.url)('bullmq/dist/cjs/scripts/index.js') as Record<string, { content: string; keys: number }>;
+  const script = scripts.addStandardJob;
+  t.match(addManyScript(script), /^local function addOne\(KEYS, ARGV\)/);
+  t.throws(() => addManyScript(undefined), /addStandardJob script is not the one/);
+  t.throws(() => addManyScript({ ...script!, keys: 10 }), /not the one/);
+  t.throws(() => addManyScript({ ...script!, content: `#!lua flags=allow-oom\n${script!.content}` }), /not the one/, 'script flags must stay on its first line');
 });
 
 t.test('popMarkers takes the markers set among many queues in one call, as BZPOPMIN takes one', async (t) => {

@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import t from 'tap';
 import type { BuildOptions } from '../app.js';
 import { bearer, edgeConfig, tokenSpec } from './helpers/edge.js';
@@ -333,6 +334,34 @@ t.test('opts: jobId makes enqueue idempotent; priority and delay are honoured', 
   await ws.call({ action: 'pull', queue });
   const delayed = await nextTask(ws, 5000);
   t.equal(delayed.id, later.taskId, 'delivered once due, to the pull that was waiting');
+});
+
+t.test('enqueues sent together each get their own answer: a repeated id is one task, one Redis refuses fails alone', async (t) => {
+  const gw = await gateway(t);
+  const queue = freshQueue('mail.burst');
+  const direct = new Redis(redis.url);
+  t.teardown(() => direct.disconnect());
+  // A key under a task's name that is no job hash: BullMQ's add of that id fails in Redis.
+  await direct.set(`bull:${queue}:taken`, 'not a task');
+  const ws = await open(gw.busUrl, 'producer', t);
+  const sent = [
+    { task: 1 }, { task: 2, opts: { jobId: 'mail-1' } }, { task: 3, opts: { jobId: 'taken' } },
+    { task: 4, opts: { jobId: 'mail-1' } }, { task: 5, opts: { delay: 60_000 } }, { task: 6 },
+  ];
+  const receipts = await Promise.all(sent.map((frame, i) => ws.call({ action: 'enqueue', queue, ...frame }, i)));
+  t.match(receipts, [
+    { ok: true, id: 0, taskId: /^[0-9a-f-]{36}$/ }, { ok: true, id: 1, taskId: 'mail-1' }, { id: 2, code: 'UNAVAILABLE' },
+    { ok: true, id: 3, taskId: 'mail-1' }, { ok: true, id: 4 }, { ok: true, id: 5 },
+  ]);
+  t.match((await getJson(`${gw.httpUrl}/queues/${queue}`)).body.counts, { waiting: 3, delayed: 1 }, 'the others were stored, the repeated id once');
+  const payloads: unknown[] = [];
+  for (let i = 0; i < 3; i++) {
+    await ws.call({ action: 'pull', queue });
+    const task = await nextTask(ws);
+    payloads.push(task.payload);
+    await ws.call({ action: 'ack', taskId: task.id });
+  }
+  t.same(payloads, [1, 2, 6], 'in the order sent, the first task of the repeated id kept');
 });
 
 t.test('REST: enqueue (201), counts, pause and resume, remove, retry of what cannot be retried', async (t) => {

@@ -3,7 +3,7 @@ import {
   ErrorCode, Job, QueueKeys, raw2NextJobData, UnrecoverableError, type JobJson, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { markUnreadable } from './stored-task.js';
+import { markUnreadable, type StoredOptions } from './stored-task.js';
 
 /**
  * The only module that relies on bullmq's internals: its raw script
@@ -259,6 +259,124 @@ export async function completeMany(host: JobHost, completions: Completion[]): Pr
     }
   });
   return results;
+}
+
+/** The keys and arguments BullMQ sends its addStandardJob script: the queue's 9 keys, then the job's 3. */
+const ADD_STANDARD_JOB_KEYS = 9;
+const ADD_STANDARD_JOB_ARGS = 3;
+
+/**
+ * BullMQ's addStandardJob run once per job in one call: the whole script,
+ * unchanged, becomes a function of its own KEYS and ARGV (parameters
+ * shadowing the globals; its first lines read them, before its functions),
+ * called with the queue's keys and each job's three arguments in turn.
+ * Each run is protected, so that one job's error is that job's reply, not
+ * the batch's; a run's nil reply stays in its place as false (a nil would
+ * end Redis's array there). Answers BullMQ's raw replies in order.
+ */
+export function addManyScript(script: { content: string; keys: number } | undefined): string {
+  const content = script?.content ?? '';
+  // A shebang line (the script's flags) must stay its first line, outside any function.
+  if (script?.keys !== ADD_STANDARD_JOB_KEYS || content.startsWith('#!')) {
+    throw new Error('the installed bullmq\'s addStandardJob script is not the one the batched enqueue wraps: see test/bullmq-adapter-contract.test.ts');
+  }
+  return `local function addOne(KEYS, ARGV)
+${content}
+end
+local replies = {}
+for i = 0, #ARGV / ${ADD_STANDARD_JOB_ARGS} - 1 do
+  local a = i * ${ADD_STANDARD_JOB_ARGS}
+  local ok, reply = pcall(addOne, KEYS, { ARGV[a + 1], ARGV[a + 2], ARGV[a + 3] })
+  if not ok then
+    reply = redis.error_reply(type(reply) == 'table' and reply.err or tostring(reply))
+  elseif reply == nil then
+    reply = false
+  end
+  replies[i + 1] = reply
+end
+return replies`;
+}
+
+const ADD_MANY = 'brainstemAddMany';
+let addManyLua: string | undefined;
+const withAddMany = new WeakSet<ScriptClient>();
+
+/** A task to store: BullMQ's `queue.add(name, data, opts)`. */
+export interface NewJob {
+  name: string;
+  data: unknown;
+  opts: StoredOptions;
+}
+
+/** A script call BullMQ's insert of one job made, held for the batch. */
+interface HeldAdd {
+  args: unknown[];
+  resolve(reply: unknown): void;
+  reject(err: unknown): void;
+}
+
+/** BullMQ's addStandardJob for each held call, in one call of the batched script: each settles with its own reply. */
+function sendHeld(client: ScriptClient, held: HeldAdd[]): void {
+  const [first] = held;
+  if (!first) return;
+  const args = [...first.args.slice(0, ADD_STANDARD_JOB_KEYS), ...held.flatMap((add) => add.args.slice(ADD_STANDARD_JOB_KEYS))];
+  client.runCommand(ADD_MANY, args as (string | number)[]).then((replies) => {
+    held.forEach((add, index) => {
+      const reply = (replies as unknown[])[index];
+      if (reply instanceof Error) add.reject(reply);
+      else add.resolve(reply);
+    });
+  }, (err: unknown) => {
+    for (const add of held) add.reject(err);
+  });
+}
+
+/**
+ * BullMQ's `queue.add` for each job, in order, the standard ones (neither
+ * delayed nor prioritized) in as few Redis calls as their order allows, on
+ * the queue's own connection: BullMQ builds each job and its script
+ * arguments itself (`job.addJob` given a client that holds its
+ * addStandardJob call for the batch; any other call, a delayed or
+ * prioritized job's script, first sends what is held, then goes as BullMQ
+ * sends it, so Redis runs every add in the order given), reads each reply
+ * as it reads its own (an error code becomes its error) and the queue
+ * emits `waiting` for each job added. Per job, in order: the job, or the
+ * error `queue.add` would reject with. The gateway's queues carry no
+ * telemetry, so `add`'s span is a no-op, and their ids are never `0`
+ * (BullMQ's own check before `add`).
+ */
+export async function addMany(queue: TaskQueue, jobs: NewJob[]): Promise<(TaskJob | Error)[]> {
+  const client = await (queue.getBackend() as RedisQueueBackend).client as unknown as ScriptClient;
+  if (!withAddMany.has(client)) {
+    addManyLua ??= addManyScript(bullmqScripts.addStandardJob);
+    client.defineCommand(ADD_MANY, { numberOfKeys: ADD_STANDARD_JOB_KEYS, lua: addManyLua });
+    withAddMany.add(client);
+  }
+  let held: HeldAdd[] = [];
+  const holding: Pick<ScriptClient, 'runCommand'> = {
+    runCommand: (name, args) => {
+      if (name.startsWith('addStandardJob:') && args.length === ADD_STANDARD_JOB_KEYS + ADD_STANDARD_JOB_ARGS) {
+        return new Promise((resolve, reject) => held.push({ args, resolve, reject }));
+      }
+      sendHeld(client, held);
+      held = [];
+      return client.runCommand(name, args);
+    },
+  };
+  // BullMQ's job.addJob makes its script call before its first await: every call is made once the map has run.
+  const added = jobs.map(async ({ name, data, opts }): Promise<TaskJob | Error> => {
+    try {
+      const job = new Job<unknown, unknown, string>(queue, name, data, { ...queue.jobsOpts, ...opts, jobId: opts.jobId }, opts.jobId);
+      const parentKeyOpts = { parentKey: job.parentKey, parentDependenciesKey: job.parentKey ? `${job.parentKey}:dependencies` : '' };
+      job.id = await job.addJob(holding as never, parentKeyOpts);
+      queue.emit('waiting', job);
+      return job;
+    } catch (err) {
+      return err as Error;
+    }
+  });
+  sendHeld(client, held);
+  return Promise.all(added);
 }
 
 /** Extends the locks of `ids` (held with `tokens`); resolves with the ids whose lock was lost. */

@@ -5,6 +5,7 @@ import {
 } from './bullmq-adapter.js';
 import { CompletionBatch } from './completion-batch.js';
 import { CreditLedger, type Credit, type PullId, type TaskConsumer } from './credit-ledger.js';
+import { EnqueueBatch } from './enqueue-batch.js';
 import type { Lease, LeaseTable } from './lease-table.js';
 import type { QueueFetcher } from './queue-fetcher.js';
 import type { QueueLogger } from './queue-logger.js';
@@ -58,8 +59,12 @@ export class LiveQueue {
   /** The completions waiting for this tick's flush to say whether they fetch; null: no flush queued. */
   private completions: ((fetchNext: boolean) => void)[] | null = null;
   private completionBatch: CompletionBatch | null = null;
+  /** This tick's enqueues go in one Redis call. */
+  readonly enqueues: EnqueueBatch;
 
-  constructor(readonly name: string, readonly queue: TaskQueue, private readonly gateway: GatewayParts) {}
+  constructor(readonly name: string, readonly queue: TaskQueue, private readonly gateway: GatewayParts) {
+    this.enqueues = new EnqueueBatch(queue);
+  }
 
   /** Nothing waits on it, holds from it or runs for it, and it was not used since `before`. */
   idleSince(before: number): boolean {

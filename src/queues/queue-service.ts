@@ -137,7 +137,7 @@ export class QueueService {
   /** Stores a task; resolves with its id only once Redis has it. */
   async enqueue(name: string, payload: unknown, options: TaskOptions = {}): Promise<string> {
     if (this.work.closing) throw new BusError('UNAVAILABLE', 'the gateway is shutting down: the task was not stored');
-    const { queue } = this.queues.use(name);
+    const { enqueues } = this.queues.use(name);
     const policy = this.policyOf(name);
     const { keepCompleted } = this.options;
     const opts: StoredOptions = {
@@ -159,7 +159,7 @@ export class QueueService {
       // Opened first: a follower can follow the task as soon as its receipt names it.
       await this.options.openStream?.(name, opts.jobId as string, options.traceparent);
     }
-    const job = await this.store.run(() => queue.add(name, payload, opts));
+    const job = await this.store.run(() => enqueues.add({ name, data: payload, opts }));
     return job.id as string;
   }
 
