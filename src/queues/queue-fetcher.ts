@@ -1,12 +1,6 @@
 import { extendLocks, moveManyToActive, moveToActive, type Fetched, type JobHost, type TaskJob } from './bullmq-adapter.js';
+import { TickBatch } from './tick-batch.js';
 import type { MarkerWatch } from './marker-watch.js';
-
-/** A fetch waiting for this tick's moveToActive call. */
-interface PendingFetch {
-  token: string;
-  resolve(fetched: Fetched): void;
-  reject(err: unknown): void;
-}
 
 /**
  * Fetches one queue's tasks as BullMQ's Worker does (moveToActive while
@@ -21,11 +15,12 @@ export class QueueFetcher {
   /** When the next delayed task is due (0: none known). */
   private blockUntil = 0;
   private closed = false;
-  /** This tick's fetches, sent together once the tick's code has run (null: none yet). */
-  private pending: PendingFetch[] | null = null;
+  /** This tick's fetches: one is BullMQ's own call; several are one call of the same script once per token. */
+  private readonly fetches: TickBatch<string, Fetched>;
 
   constructor(readonly host: JobHost, private readonly markers: MarkerWatch, private readonly drainDelayMs: number, id: string) {
     this.id = id;
+    this.fetches = new TickBatch({ one: (token) => moveToActive(host, token), many: (tokens) => moveManyToActive(host, tokens) });
   }
 
   async getNextJob(token: string): Promise<TaskJob | undefined> {
@@ -41,40 +36,10 @@ export class QueueFetcher {
         return undefined;
       }
     }
-    const { job, delayUntil } = await this.moveToActive(token);
+    const { job, delayUntil } = await this.fetches.add(token);
     this.blockUntil = delayUntil;
     this.drained = job === undefined;
     return job;
-  }
-
-  private moveToActive(token: string): Promise<Fetched> {
-    return new Promise((resolve, reject) => {
-      if (this.pending === null) {
-        this.pending = [];
-        queueMicrotask(() => this.sendPending());
-      }
-      this.pending.push({ token, resolve, reject });
-    });
-  }
-
-  /** One fetch is BullMQ's own call; several are one call of the same script once per token. */
-  private sendPending(): void {
-    const fetches = this.pending ?? [];
-    this.pending = null;
-    const [only] = fetches;
-    if (fetches.length === 1 && only) {
-      moveToActive(this.host, only.token).then(only.resolve, only.reject);
-      return;
-    }
-    moveManyToActive(this.host, fetches.map((fetch) => fetch.token)).then((results) => {
-      fetches.forEach((fetch, index) => {
-        const result = results[index] as Fetched | Error;
-        if (result instanceof Error) fetch.reject(result);
-        else fetch.resolve(result);
-      });
-    }, (err: unknown) => {
-      for (const fetch of fetches) fetch.reject(err);
-    });
   }
 
   extendJobLocks(ids: string[], tokens: string[], ms: number): Promise<string[]> {
