@@ -41,7 +41,7 @@ const entries = {
   UNAUTHORIZED: { http: 401, headers: { 'www-authenticate': 'Bearer' }, meaning: 'Tokens are configured and the request has none, or an unknown one (HTTP only).' },
   UNAVAILABLE: {
     http: 503,
-    meaning: 'A store behind the action is down (Redis for queues and history, the heartbeat store), or the gateway is shutting down: nothing was stored.',
+    meaning: 'A store behind the action is down or refused the command (Redis for queues and history, the heartbeat store), or the gateway is shutting down: nothing was stored.',
   },
   RATE_LIMITED: {
     http: 429,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
 import type { QueueLogger } from './queue-logger.js';
 
@@ -11,7 +11,8 @@ export function unavailable(): BusError {
  * fail-fast connection, bounded in time: while Redis is away the answer is
  * UNAVAILABLE at once, never a hang. Domain errors pass through; a task
  * JSON cannot hold (a stack overflow when BullMQ serialises it) is the
- * task's fault; anything else becomes UNAVAILABLE.
+ * task's fault; anything else becomes UNAVAILABLE, saying whether Redis
+ * was unreachable or refused the command (a key of the wrong type, say).
  */
 export class StoreGuard {
   constructor(private readonly connection: Redis, private readonly timeoutMs: number, private readonly log: QueueLogger) {}
@@ -28,6 +29,9 @@ export class StoreGuard {
       if (err instanceof BusError) throw err;
       if (err instanceof RangeError) throw new BusError('INVALID_FRAME', `the task cannot be stored as JSON: ${err.message}`);
       this.log.warn({ err }, 'queues: redis operation failed');
+      if (err instanceof ReplyError) {
+        throw new BusError('UNAVAILABLE', `the queue store (Redis) refused it: nothing was changed (${(err as Error).message.split('\n')[0]})`);
+      }
       throw unavailable();
     } finally {
       clearTimeout(timer);
