@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import {
-  ErrorCode, Job, QueueKeys, raw2NextJobData, UnrecoverableError, type JobJson, type JobsOptions, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
+  ErrorCode, Job, Queue, QueueKeys, raw2NextJobData, RedisQueueBackend, UnrecoverableError, type JobJson, type JobsOptions, type QueueBaseOptions, type Span, type SpanKind, type Worker, type WorkerOptions,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isValidTopic } from '../bus/topic.js';
@@ -27,8 +27,8 @@ export type FetchOptions = Pick<WorkerOptions, 'lockDuration' | 'stalledInterval
  * belongs to, without a `Worker`: a Worker holds a blocking Redis
  * connection of its own, and the gateway keeps one per queue name a
  * client may choose. Each host runs BullMQ's scripts on the template's
- * shared connection through `forQueue` (the sibling backends BullMQ's
- * FlowProducer uses for many queues on one connection).
+ * shared connection through a backend of its own beside the template's
+ * (as BullMQ's `forQueue` makes for FlowProducer), on its queue's keys.
  */
 export interface JobHost {
   readonly name: string;
@@ -45,24 +45,69 @@ export interface JobHost {
   waitUntilReady(): Promise<unknown>;
 }
 
-export function jobHost(template: TaskQueue, name: string, opts: FetchOptions): JobHost {
-  const sibling = (template.getBackend() as RedisQueueBackend).forQueue(name, opts.prefix);
-  // The sibling copies the template's options: the worker's ones are what its scripts read.
-  Object.assign((sibling as unknown as { queue: { opts: object } }).queue.opts, opts);
-  const host: JobHost = {
-    name,
-    opts,
-    backend: sibling as RedisQueueBackend,
-    markerKey: sibling.keys.marker as string,
-    qualifiedName: sibling.qualifiedName,
-    toKey: (type) => sibling.toKey(type),
-    trace: template.trace.bind(template),
-    emit: () => false,
-    on: () => host,
-    removeListener: () => host,
-    waitUntilReady: () => template.waitUntilReady(),
-  };
-  return host;
+/** Methods on the prototype, not closures per host: the gateway keeps one host per live queue. */
+class QueueJobHost implements JobHost {
+  readonly name: string;
+  readonly backend: RedisQueueBackend;
+  readonly markerKey: string;
+  readonly qualifiedName: string;
+
+  constructor(private readonly template: TaskQueue, queue: TaskQueue, readonly opts: FetchOptions) {
+    this.name = queue.name;
+    // The template's connection, the queue's own keys (not a copy of each)
+    // and the worker's options, which are all its scripts read (BullMQ's
+    // type asks for a connection too: a backend given one never reads it).
+    // A backend that does not own its connection closes nothing.
+    this.backend = new RedisQueueBackend(
+      (template.getBackend() as RedisQueueBackend).connection, queue.name, queue.keys, queue.toKey, opts as FetchOptions & QueueBaseOptions, undefined, false,
+    );
+    this.markerKey = queue.keys.marker as string;
+    this.qualifiedName = queue.qualifiedName;
+  }
+
+  toKey(type: string): string {
+    return this.backend.toKey(type);
+  }
+
+  trace<T>(
+    spanKind: SpanKind, operation: string, destination: string, callback: (span?: Span, dstPropagationMetadata?: string) => Promise<T> | T, srcPropagationMetadata?: string,
+  ): Promise<T | Promise<T>> {
+    return this.template.trace(spanKind, operation, destination, callback, srcPropagationMetadata);
+  }
+
+  emit(): boolean {
+    return false;
+  }
+
+  on(): JobHost {
+    return this;
+  }
+
+  removeListener(): JobHost {
+    return this;
+  }
+
+  waitUntilReady(): Promise<unknown> {
+    return this.template.waitUntilReady();
+  }
+}
+
+/** The job host of `queue`, running its scripts on the template's connection with `opts` (one object for every queue). */
+export function jobHost(template: TaskQueue, queue: TaskQueue, opts: FetchOptions): JobHost {
+  return new QueueJobHost(template, queue, opts);
+}
+
+/**
+ * A BullMQ queue of that name whose backend is a sibling of the template's
+ * (BullMQ's `forQueue`, given as the queue's backend factory): it runs on
+ * the template's connection wrapper instead of one of its own, which would
+ * add three listeners to the shared client and hold its start-up state, for
+ * each queue. A sibling forwards no connection events: the template's
+ * `error` listener hears them once for every queue.
+ */
+export function queueBeside(template: TaskQueue, name: string, prefix: string): TaskQueue {
+  const backend = template.getBackend() as RedisQueueBackend;
+  return new Queue<unknown, unknown, string>(name, { ...template.opts, prefix }, () => backend.forQueue(name, prefix) as RedisQueueBackend);
 }
 
 /** What a fetch found: the job, if any, and when the next delayed job is due (0: none). */

@@ -28,7 +28,7 @@ export interface GatewayParts {
   readonly holders: LeaseTable<TaskJob>;
   readonly returns: TaskReturns;
   /** A fetcher for the queue, on the gateway's shared connections. */
-  newFetcher(name: string): QueueFetcher;
+  newFetcher(queue: TaskQueue): QueueFetcher;
   onOutcome(outcome: TaskOutcome): void;
   onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
 }
@@ -72,7 +72,7 @@ export class LiveQueue {
 
   /** Its fetcher, created now if it has none: from then on its stalled check runs. */
   ensureFetcher(): QueueFetcher {
-    this.fetcher ??= this.gateway.newFetcher(this.name);
+    this.fetcher ??= this.gateway.newFetcher(this.queue);
     return this.fetcher;
   }
 
