@@ -167,7 +167,9 @@ t.test('a queue beside a template runs on the template\'s connection: adds, writ
   const [first, second] = queues as [Queue, Queue];
   t.equal(own.listenerCount('error') + own.listenerCount('close') + own.listenerCount('ready'), listeners, 'no listener on the shared client per queue');
   t.equal(first.getBackend().connection, besideTemplate.getBackend().connection, 'the template\'s connection wrapper, not one of its own');
-  t.equal(first.keys.wait, `${PREFIX}:c.beside.a:wait`, 'its own keys, under the given prefix');
+  t.same(first.keys, new QueueKeys(PREFIX).getKeys('c.beside.a'), 'its keys are the ones BullMQ makes, under the given prefix');
+  t.equal(first.toKey('42'), new QueueKeys(PREFIX).toKey('c.beside.a', '42'), 'and so are its job keys');
+  t.equal(first.qualifiedName, `${PREFIX}:c.beside.a`);
   const added = await first.add('x', { n: 1 });
   t.equal((await first.getJob(added.id as string))?.data.n, 1, 'adds and reads through the template\'s connection');
   t.equal(await first.getVersion(), `bullmq:${PINNED}`, 'writes its meta once ready, as a queue of its own does');

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import {
-  ErrorCode, Job, Queue, QueueKeys, raw2NextJobData, RedisQueueBackend, UnrecoverableError, type JobJson, type JobsOptions, type QueueBaseOptions, type Span, type SpanKind, type Worker, type WorkerOptions,
+  ErrorCode, Job, Queue, QueueKeys, raw2NextJobData, RedisQueueBackend, UnrecoverableError, type JobJson, type JobsOptions, type KeysMap, type QueueBaseOptions, type Span, type SpanKind, type Worker, type WorkerOptions,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isValidTopic } from '../bus/topic.js';
@@ -97,17 +97,36 @@ export function jobHost(template: TaskQueue, queue: TaskQueue, opts: FetchOption
   return new QueueJobHost(template, queue, opts);
 }
 
+/** Suffixes of BullMQ's keys for a queue (`PREFIX:QUEUE:SUFFIX`), as its QueueKeys makes them. */
+const KEY_SUFFIXES = Object.keys(new QueueKeys().getKeys('q'));
+
 /**
- * A BullMQ queue of that name whose backend is a sibling of the template's
- * (BullMQ's `forQueue`, given as the queue's backend factory): it runs on
- * the template's connection wrapper instead of one of its own, which would
- * add three listeners to the shared client and hold its start-up state, for
- * each queue. A sibling forwards no connection events: the template's
- * `error` listener hears them once for every queue.
+ * BullMQ's keys of a queue, each on one `PREFIX:QUEUE` string: QueueKeys
+ * builds that string once per key, nineteen copies a queue holds.
+ */
+function keysOf(prefix: string, name: string): KeysMap {
+  const qualifiedName = `${prefix}:${name}`;
+  const keys: KeysMap = {};
+  for (const suffix of KEY_SUFFIXES) keys[suffix] = `${qualifiedName}:${suffix}`;
+  return keys;
+}
+
+/**
+ * A BullMQ queue of that name on the template's connection wrapper: its
+ * backend is made as BullMQ's default factory makes one, except that it
+ * does not own that connection (as BullMQ's `forQueue` siblings do). Its
+ * own wrapper would add three listeners to the shared client and hold its
+ * start-up state, for each queue. A backend that does not own its
+ * connection forwards no connection events: the template's `error`
+ * listener hears them once for every queue.
  */
 export function queueBeside(template: TaskQueue, name: string, prefix: string): TaskQueue {
-  const backend = template.getBackend() as RedisQueueBackend;
-  return new Queue<unknown, unknown, string>(name, { ...template.opts, prefix }, () => backend.forQueue(name, prefix) as RedisQueueBackend);
+  const { connection } = template.getBackend() as RedisQueueBackend;
+  const keys = keysOf(prefix, name);
+  const keyPrefix = keys[''] as string;
+  return new Queue<unknown, unknown, string>(name, { ...template.opts, prefix }, (_name, opts) => new RedisQueueBackend(
+    connection, name, keys, (type) => `${keyPrefix}${type}`, opts, undefined, false,
+  ));
 }
 
 /** What a fetch found: the job, if any, and when the next delayed job is due (0: none). */
@@ -473,9 +492,7 @@ export function nextJobOf(host: JobHost, reply: unknown, token: string): TaskJob
 }
 
 /** Suffixes of BullMQ's own keys for a queue (`PREFIX:QUEUE:SUFFIX`): a job with one of them as id would overwrite it. */
-export const RESERVED_TASK_IDS: ReadonlySet<string> = new Set(
-  Object.keys(new QueueKeys().getKeys('q')).filter((suffix) => suffix !== ''),
-);
+export const RESERVED_TASK_IDS: ReadonlySet<string> = new Set(KEY_SUFFIXES.filter((suffix) => suffix !== ''));
 
 /**
  * Takes back the delivery count (`ats`) a fetch added, if `token` still
