@@ -144,29 +144,34 @@ export class LiveQueue {
     const limit = this.idle ? 1 : Math.min(MAX_PARALLEL_FETCHES, credits);
     while (this.fetching < limit && this.fetching < credits) {
       this.fetching++;
-      work.trackFetch(this.fetchOne());
+      void this.fetchOne();
     }
   }
 
   private async fetchOne(): Promise<void> {
     const { work, log, returns } = this.gateway;
-    const fetcher = this.ensureFetcher();
-    const token = work.newToken();
-    let job: TaskJob | undefined;
+    work.fetchStarted();
     try {
-      job = await fetcher.getNextJob(token);
-    } catch (err) {
-      if (!work.closing) {
-        const setAside = await returns.afterFetchError(this.queue, token, err).catch(() => false);
-        if (!setAside) {
-          log.warn({ err, queue: this.name }, 'queues: fetching a task failed; retrying');
-          await delay(FETCH_RETRY_MS);
+      const fetcher = this.ensureFetcher();
+      const token = work.newToken();
+      let job: TaskJob | undefined;
+      try {
+        job = await fetcher.getNextJob(token);
+      } catch (err) {
+        if (!work.closing) {
+          const setAside = await returns.afterFetchError(this.queue, token, err).catch(() => false);
+          if (!setAside) {
+            log.warn({ err, queue: this.name }, 'queues: fetching a task failed; retrying');
+            await delay(FETCH_RETRY_MS);
+          }
         }
       }
+      work.done(token);
+      this.fetching--;
+      this.fetched(job, token);
+    } finally {
+      work.fetchEnded();
     }
-    work.done(token);
-    this.fetching--;
-    this.fetched(job, token);
   }
 
   /**

@@ -280,7 +280,7 @@ export class QueueService {
     // Closing the fetchers ends their waits on markers; a fetch that still
     // brings a task gives it back (live-queue.ts).
     const fetching = this.queues.closeFetching();
-    await Promise.allSettled([...work.fetches]);
+    await work.noFetches();
     await fetching.catch(() => undefined);
     await Promise.allSettled([...work.pending]);
     await this.queues.closeQueues();
