@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import t from 'tap';
 import {
   activeLocks, addMany, addManyScript, attemptFailure, completeMany, dropBackoff, extendLocks, GATEWAY_WORKER_NAME, isLostLease, jobHost, jobLockedWith,
-  metaKey, metaPattern, finishManyScript, moveManyToActive, moveManyToActiveScript, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
+  metaKey, metaPattern, finishManyScript, queueBeside, moveManyToActive, moveManyToActiveScript, moveStalledToWait, popMarkers, moveToActive, nextJobOf, queueNameOfMetaKey, repairUnreadable, RESERVED_TASK_IDS,
   settlementsAfter, uncountDelivery, waitForStreamEntries, type Fetched, type FetchOptions, type JobHost, type NewJob, type TaskJob,
 } from '../src/queues/bullmq-adapter.js';
 import { deliveryFlaw, maxAttemptsOf } from '../src/queues/stored-task.js';
@@ -40,7 +40,9 @@ const FETCH: FetchOptions = { prefix: PREFIX, lockDuration: 30_000, stalledInter
 
 /** A queue's job host on the template's connection, as the gateway fetches through it. */
 function hostOf(name: string): JobHost {
-  return jobHost(template, name, FETCH);
+  const queue = new Queue(name, { connection, prefix: PREFIX });
+  closing.teardown(() => queue.close());
+  return jobHost(template, queue, FETCH);
 }
 
 t.test('the installed bullmq is the version this contract was checked against', async (t) => {
@@ -154,6 +156,36 @@ t.test('key names: reserved task ids, the meta key and its pattern, the event st
   t.same(rest.lastId, scan.lastId);
   t.equal((await waitForStreamEntries(connection, [[queue.keys.events as string, scan.lastId]], 50)).size, 0, 'nothing after the last id (a short block)');
   t.same(await settlementsAfter(connection, queue, scan.lastId, 1000), { lastId: scan.lastId, scanned: 0, settlements: [] }, 'an empty scan keeps the id');
+});
+
+t.test('a queue beside a template runs on the template\'s connection: adds, writes its meta, closes alone; its host shares its keys', async (t) => {
+  const own = new Redis(redis.url, { maxRetriesPerRequest: null });
+  closing.teardown(() => own.disconnect());
+  const besideTemplate = new Queue('template', { connection: own, prefix: 'contract-template', skipVersionCheck: true });
+  await besideTemplate.waitUntilReady();
+  const listeners = own.listenerCount('error') + own.listenerCount('close') + own.listenerCount('ready');
+  const queues = ['c.beside.a', 'c.beside.b'].map((name) => queueBeside(besideTemplate, name, PREFIX));
+  const [first, second] = queues as [Queue, Queue];
+  t.equal(own.listenerCount('error') + own.listenerCount('close') + own.listenerCount('ready'), listeners, 'no listener on the shared client per queue');
+  t.equal(first.getBackend().connection, besideTemplate.getBackend().connection, 'the template\'s connection wrapper, not one of its own');
+  t.same(first.keys, new QueueKeys(PREFIX).getKeys('c.beside.a'), 'its keys are the ones BullMQ makes, under the given prefix');
+  t.equal(first.toKey('42'), new QueueKeys(PREFIX).toKey('c.beside.a', '42'), 'and so are its job keys');
+  t.equal(first.qualifiedName, `${PREFIX}:c.beside.a`);
+  const added = await first.add('x', { n: 1 });
+  t.equal((await first.getJob(added.id as string))?.data.n, 1, 'adds and reads through the template\'s connection');
+  t.equal(await first.getVersion(), `bullmq:${PINNED}`, 'writes its meta once ready, as a queue of its own does');
+  t.equal(await connection.exists(metaKey(PREFIX, 'c.beside.a')), 1, 'so the queue is known to Redis');
+  const host = jobHost(besideTemplate, first, FETCH);
+  t.equal(host.backend.keys, first.keys, 'the host\'s backend reads the queue\'s keys object, not a copy');
+  t.equal(host.markerKey, `${PREFIX}:c.beside.a:marker`);
+  t.equal((await moveToActive(host, 'tok-beside'))?.job?.id, added.id, 'the host fetches with the worker\'s options');
+  t.equal(await connection.get(`${PREFIX}:c.beside.a:${added.id}:lock`), 'tok-beside');
+  await first.close();
+  t.equal(own.status, 'ready', 'closing a queue beside the template leaves the shared connection open');
+  t.ok((await second.add('y', {})).id, 'and the other queues working');
+  await second.close();
+  await besideTemplate.close();
+  t.equal(own.status, 'ready', 'a template on a given connection does not close it either');
 });
 
 t.test('a job host runs a worker\'s scripts on a shared connection: moveToActive, settle, locks, stalled check', async (t) => {

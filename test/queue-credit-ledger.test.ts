@@ -43,6 +43,31 @@ t.test('a dropped or closing consumer gets nothing and its credits are gone', as
   t.same(ledger.pullers(), []);
 });
 
+t.test('a lone consumer\'s credits, then a second consumer joining and the first leaving', async (t) => {
+  const ledger = new CreditLedger();
+  const a = consumer('a');
+  const b = consumer('b');
+  ledger.grant(a, 1);
+  ledger.grant(a, 2);
+  t.equal(ledger.creditsOf('a'), 2);
+  t.same(ledger.pullers(), [{ consumer: a, credits: 2 }]);
+  t.equal(ledger.take()?.pullId, 1);
+  ledger.grant(b, 'b1');
+  t.same([ledger.take(), ledger.take()].map((credit) => `${credit?.consumer.id}:${String(credit?.pullId)}`), ['a:2', 'b:b1'], 'the one that pulled first goes first');
+  t.equal(ledger.take(), null);
+  ledger.grant(a, 3);
+  ledger.grant(b, 'b2');
+  ledger.drop('a');
+  t.same(ledger.pullers(), [{ consumer: b, credits: 1 }], 'the one left keeps its credit');
+  b.closing = true;
+  t.equal(ledger.take(), null, 'a closing lone consumer gets nothing');
+  t.equal(ledger.credits, 0);
+  ledger.grant(a, 4);
+  ledger.drop('a');
+  t.equal(ledger.credits, 0);
+  t.same(ledger.pullers(), []);
+});
+
 t.test('leases: found per connection by task id, two queues may share an id', async (t) => {
   const table = new LeaseTable<string>();
   const a = consumer('a');

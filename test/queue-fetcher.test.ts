@@ -24,7 +24,7 @@ closing.teardown(() => markers.close());
 function fetcherOf(name: string): { queue: Queue; fetcher: QueueFetcher } {
   const queue = new Queue(name, { connection, prefix: PREFIX });
   closing.teardown(() => queue.close());
-  const host = jobHost(template, name, { prefix: PREFIX, lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 1, name: GATEWAY_WORKER_NAME });
+  const host = jobHost(template, queue, { prefix: PREFIX, lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 1, name: GATEWAY_WORKER_NAME });
   const fetcher = new QueueFetcher(host, markers, 100, 'fetcher-test');
   closing.teardown(() => fetcher.close());
   return { queue, fetcher };

@@ -55,9 +55,11 @@ t.test('after a Redis restart, a task left locked with the token of a task a wor
   const orphanId = await enqueue('orphan');
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
   const template = new Queue('template', { connection, prefix: 'orphan-template' });
+  const queue = new Queue('orphan.work', { connection, prefix: 'bull' });
   const token = await connection.get(`bull:orphan.work:${heldId}:lock`) as string;
-  const moved = await moveToActive(jobHost(template, 'orphan.work', { prefix: 'bull', lockDuration: 60_000, name: GATEWAY_WORKER_NAME }), token);
+  const moved = await moveToActive(jobHost(template, queue, { prefix: 'bull', lockDuration: 60_000, name: GATEWAY_WORKER_NAME }), token);
   t.equal(moved.job?.id, orphanId, 'the second task locked with the held task\'s token');
+  await queue.close();
   await template.close();
   connection.disconnect();
   await redis.stop();

@@ -451,6 +451,23 @@ t.test('a gateway that closes gives leased tasks back; the next one delivers the
   t.equal(again.attempts, 2);
 });
 
+t.test('a gateway closes with pulls waiting on empty queues; a task enqueued next goes out on its first attempt', async (t) => {
+  const queues = [freshQueue('close.waiting.a'), freshQueue('close.waiting.b')];
+  const first = await gateway(t);
+  const worker = await TestSocket.open(`${first.busUrl}?name=w`);
+  for (const queue of queues) await worker.call({ action: 'pull', queue });
+  await first.app.close();
+  worker.close();
+
+  const second = await gateway(t);
+  const next = await open(second.busUrl, 'w2', t);
+  const { taskId } = await next.call({ action: 'enqueue', queue: queues[0], task: 'after close' });
+  await next.call({ action: 'pull', queue: queues[0] });
+  const task = await nextTask(next);
+  t.equal(task.id, taskId);
+  t.equal(task.attempts, 1, 'the closed gateway\'s waiting fetches took nothing');
+});
+
 t.test('many workers, many tasks: each receipted task is delivered and acked exactly once', async (t) => {
   // 40 credits: more than the gateway fetches at once, so most acks also fetch the next task.
   const gw = await gateway(t);

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import {
-  ErrorCode, Job, QueueKeys, raw2NextJobData, UnrecoverableError, type JobJson, type Queue, type RedisQueueBackend, type Worker, type WorkerOptions,
+  ErrorCode, Job, Queue, QueueKeys, raw2NextJobData, RedisQueueBackend, UnrecoverableError, type JobJson, type KeysMap, type QueueBaseOptions, type Span, type SpanKind, type Worker, type WorkerOptions,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { markUnreadable, type StoredOptions } from './stored-task.js';
@@ -26,8 +26,8 @@ export type FetchOptions = Pick<WorkerOptions, 'lockDuration' | 'stalledInterval
  * belongs to, without a `Worker`: a Worker holds a blocking Redis
  * connection of its own, and the gateway keeps one per queue name a
  * client may choose. Each host runs BullMQ's scripts on the template's
- * shared connection through `forQueue` (the sibling backends BullMQ's
- * FlowProducer uses for many queues on one connection).
+ * shared connection through a backend of its own beside the template's
+ * (as BullMQ's `forQueue` makes for FlowProducer), on its queue's keys.
  */
 export interface JobHost {
   readonly name: string;
@@ -44,24 +44,88 @@ export interface JobHost {
   waitUntilReady(): Promise<unknown>;
 }
 
-export function jobHost(template: TaskQueue, name: string, opts: FetchOptions): JobHost {
-  const sibling = (template.getBackend() as RedisQueueBackend).forQueue(name, opts.prefix);
-  // The sibling copies the template's options: the worker's ones are what its scripts read.
-  Object.assign((sibling as unknown as { queue: { opts: object } }).queue.opts, opts);
-  const host: JobHost = {
-    name,
-    opts,
-    backend: sibling as RedisQueueBackend,
-    markerKey: sibling.keys.marker as string,
-    qualifiedName: sibling.qualifiedName,
-    toKey: (type) => sibling.toKey(type),
-    trace: template.trace.bind(template),
-    emit: () => false,
-    on: () => host,
-    removeListener: () => host,
-    waitUntilReady: () => template.waitUntilReady(),
-  };
-  return host;
+/** Methods on the prototype, not closures per host: the gateway keeps one host per live queue. */
+class QueueJobHost implements JobHost {
+  readonly name: string;
+  readonly backend: RedisQueueBackend;
+  readonly markerKey: string;
+  readonly qualifiedName: string;
+
+  constructor(private readonly template: TaskQueue, queue: TaskQueue, readonly opts: FetchOptions) {
+    this.name = queue.name;
+    // The template's connection, the queue's own keys (not a copy of each)
+    // and the worker's options, which are all its scripts read (BullMQ's
+    // type asks for a connection too: a backend given one never reads it).
+    // A backend that does not own its connection closes nothing.
+    this.backend = new RedisQueueBackend(
+      (template.getBackend() as RedisQueueBackend).connection, queue.name, queue.keys, queue.toKey, opts as FetchOptions & QueueBaseOptions, undefined, false,
+    );
+    this.markerKey = queue.keys.marker as string;
+    this.qualifiedName = queue.qualifiedName;
+  }
+
+  toKey(type: string): string {
+    return this.backend.toKey(type);
+  }
+
+  trace<T>(
+    spanKind: SpanKind, operation: string, destination: string, callback: (span?: Span, dstPropagationMetadata?: string) => Promise<T> | T, srcPropagationMetadata?: string,
+  ): Promise<T | Promise<T>> {
+    return this.template.trace(spanKind, operation, destination, callback, srcPropagationMetadata);
+  }
+
+  emit(): boolean {
+    return false;
+  }
+
+  on(): JobHost {
+    return this;
+  }
+
+  removeListener(): JobHost {
+    return this;
+  }
+
+  waitUntilReady(): Promise<unknown> {
+    return this.template.waitUntilReady();
+  }
+}
+
+/** The job host of `queue`, running its scripts on the template's connection with `opts` (one object for every queue). */
+export function jobHost(template: TaskQueue, queue: TaskQueue, opts: FetchOptions): JobHost {
+  return new QueueJobHost(template, queue, opts);
+}
+
+/** Suffixes of BullMQ's keys for a queue (`PREFIX:QUEUE:SUFFIX`), as its QueueKeys makes them. */
+const KEY_SUFFIXES = Object.keys(new QueueKeys().getKeys('q'));
+
+/**
+ * BullMQ's keys of a queue, each on one `PREFIX:QUEUE` string: QueueKeys
+ * builds that string once per key, nineteen copies a queue holds.
+ */
+function keysOf(prefix: string, name: string): KeysMap {
+  const qualifiedName = `${prefix}:${name}`;
+  const keys: KeysMap = {};
+  for (const suffix of KEY_SUFFIXES) keys[suffix] = `${qualifiedName}:${suffix}`;
+  return keys;
+}
+
+/**
+ * A BullMQ queue of that name on the template's connection wrapper: its
+ * backend is made as BullMQ's default factory makes one, except that it
+ * does not own that connection (as BullMQ's `forQueue` siblings do). Its
+ * own wrapper would add three listeners to the shared client and hold its
+ * start-up state, for each queue. A backend that does not own its
+ * connection forwards no connection events: the template's `error`
+ * listener hears them once for every queue.
+ */
+export function queueBeside(template: TaskQueue, name: string, prefix: string): TaskQueue {
+  const { connection } = template.getBackend() as RedisQueueBackend;
+  const keys = keysOf(prefix, name);
+  const keyPrefix = keys[''] as string;
+  return new Queue<unknown, unknown, string>(name, { ...template.opts, prefix }, (_name, opts) => new RedisQueueBackend(
+    connection, name, keys, (type) => `${keyPrefix}${type}`, opts, undefined, false,
+  ));
 }
 
 /** What a fetch found: the job, if any, and when the next delayed job is due (0: none). */
@@ -445,9 +509,7 @@ export function nextJobOf(host: JobHost, reply: unknown, token: string): TaskJob
 }
 
 /** Suffixes of BullMQ's own keys for a queue (`PREFIX:QUEUE:SUFFIX`): a job with one of them as id would overwrite it. */
-export const RESERVED_TASK_IDS: ReadonlySet<string> = new Set(
-  Object.keys(new QueueKeys().getKeys('q')).filter((suffix) => suffix !== ''),
-);
+export const RESERVED_TASK_IDS: ReadonlySet<string> = new Set(KEY_SUFFIXES.filter((suffix) => suffix !== ''));
 
 /**
  * Takes back the delivery count (`ats`) a fetch added, if `token` still

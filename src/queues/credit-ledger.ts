@@ -28,16 +28,25 @@ export interface Credit {
  * pulled ten times cannot starve one that pulled once.
  */
 export class CreditLedger {
-  /** consumer id -> puller; Map order is the round-robin turn order. Made on the first pull, dropped when none is left. */
-  private turns: Map<string, Puller> | undefined;
+  /**
+   * The pullers with credits: the only one itself (a queue mostly has one
+   * at a time), a Map by consumer id once another consumer pulls too (Map
+   * order is the round-robin turn order), none once no credit is left.
+   */
+  private turns: Puller | Map<string, Puller> | undefined;
   private total = 0;
 
   grant(consumer: TaskConsumer, pullId: PullId): void {
-    this.turns ??= new Map();
-    const puller = this.turns.get(consumer.id);
-    if (puller) puller.pulls.push(pullId);
-    else this.turns.set(consumer.id, { consumer, pulls: [pullId] });
     this.total++;
+    const puller = this.pullerOf(consumer.id);
+    if (puller) {
+      puller.pulls.push(pullId);
+      return;
+    }
+    const added: Puller = { consumer, pulls: [pullId] };
+    if (this.turns === undefined) this.turns = added;
+    else if (this.turns instanceof Map) this.turns.set(consumer.id, added);
+    else this.turns = new Map([[this.turns.consumer.id, this.turns], [consumer.id, added]]);
   }
 
   get credits(): number {
@@ -46,13 +55,20 @@ export class CreditLedger {
 
   /** Credits one consumer holds. */
   creditsOf(consumerId: string): number {
-    return this.turns?.get(consumerId)?.pulls.length ?? 0;
+    return this.pullerOf(consumerId)?.pulls.length ?? 0;
   }
 
   /** Consumes one credit of the puller whose turn it is; null when none is left. */
   take(): Credit | null {
     const pullers = this.turns;
-    if (!pullers) return null;
+    if (!(pullers instanceof Map)) {
+      if (!pullers) return null;
+      if (pullers.consumer.closing) return this.dropAll();
+      const pullId = pullers.pulls.shift();
+      this.total--;
+      if (pullers.pulls.length === 0) this.turns = undefined;
+      return { consumer: pullers.consumer, pullId };
+    }
     for (const [id, puller] of pullers) {
       pullers.delete(id);
       if (puller.consumer.closing) {
@@ -66,21 +82,34 @@ export class CreditLedger {
       if (pullers.size === 0) this.turns = undefined;
       return { consumer: puller.consumer, pullId };
     }
-    this.turns = undefined;
-    return null;
+    return this.dropAll();
   }
 
   /** Drops every credit of a consumer (it disconnected). */
   drop(consumerId: string): void {
-    const puller = this.turns?.get(consumerId);
-    if (!this.turns || !puller) return;
-    this.turns.delete(consumerId);
-    if (this.turns.size === 0) this.turns = undefined;
+    const puller = this.pullerOf(consumerId);
+    if (!puller) return;
+    if (this.turns instanceof Map && this.turns.size > 1) this.turns.delete(consumerId);
+    else this.turns = undefined;
     this.total -= puller.pulls.length;
   }
 
   /** The consumers holding credits. */
   pullers(): { consumer: TaskConsumer; credits: number }[] {
-    return [...(this.turns?.values() ?? [])].map((p) => ({ consumer: p.consumer, credits: p.pulls.length }));
+    const pullers = this.turns instanceof Map ? [...this.turns.values()] : this.turns ? [this.turns] : [];
+    return pullers.map((p) => ({ consumer: p.consumer, credits: p.pulls.length }));
+  }
+
+  private pullerOf(consumerId: string): Puller | undefined {
+    const turns = this.turns;
+    if (turns instanceof Map) return turns.get(consumerId);
+    return turns?.consumer.id === consumerId ? turns : undefined;
+  }
+
+  /** No credit is left (the pullers left were closing). */
+  private dropAll(): null {
+    this.turns = undefined;
+    this.total = 0;
+    return null;
   }
 }

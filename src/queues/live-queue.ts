@@ -28,7 +28,7 @@ export interface GatewayParts {
   readonly holders: LeaseTable<TaskJob>;
   readonly returns: TaskReturns;
   /** A fetcher for the queue, on the gateway's shared connections. */
-  newFetcher(name: string): QueueFetcher;
+  newFetcher(queue: TaskQueue): QueueFetcher;
   /** A lease held past its timeout, already revoked: its attempt fails (Settlement). */
   timedOut(lease: Lease<TaskJob>): void;
   onDelivered?(queue: string, waitMs: number, traceparent: string | undefined): void;
@@ -77,7 +77,7 @@ export class LiveQueue {
 
   /** Its fetcher, created now if it has none: from then on its stalled check runs. */
   ensureFetcher(): QueueFetcher {
-    this.fetcher ??= this.gateway.newFetcher(this.name);
+    this.fetcher ??= this.gateway.newFetcher(this.queue);
     return this.fetcher;
   }
 
@@ -151,28 +151,33 @@ export class LiveQueue {
     const limit = this.idle ? 1 : Math.min(MAX_PARALLEL_FETCHES, credits);
     while (this.fetching < limit && this.fetching < credits) {
       this.fetching++;
-      work.trackFetch(this.fetchOne());
+      void this.fetchOne();
     }
   }
 
   private async fetchOne(): Promise<void> {
     const { work, log, returns } = this.gateway;
-    const fetcher = this.ensureFetcher();
-    const token = work.newToken();
-    let job: TaskJob | undefined;
+    work.fetchStarted();
     try {
-      job = await fetcher.getNextJob(token);
-    } catch (err) {
-      if (!work.closing) {
-        const setAside = await returns.afterFetchError(this.queue, token, err).catch(() => false);
-        if (!setAside) {
-          log.warn({ err, queue: this.name }, 'queues: fetching a task failed; retrying');
-          await delay(FETCH_RETRY_MS);
+      const fetcher = this.ensureFetcher();
+      const token = work.newToken();
+      let job: TaskJob | undefined;
+      try {
+        job = await fetcher.getNextJob(token);
+      } catch (err) {
+        if (!work.closing) {
+          const setAside = await returns.afterFetchError(this.queue, token, err).catch(() => false);
+          if (!setAside) {
+            log.warn({ err, queue: this.name }, 'queues: fetching a task failed; retrying');
+            await delay(FETCH_RETRY_MS);
+          }
         }
       }
+      this.fetching--;
+      this.fetched(token, job && fetchedTaskOf(job, token, this.name, Date.now()));
+    } finally {
+      work.fetchEnded();
     }
-    this.fetching--;
-    this.fetched(token, job && fetchedTaskOf(job, token, this.name, Date.now()));
   }
 
   /**

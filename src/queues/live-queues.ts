@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BusError } from '../bus/protocol.js';
 import {
-  GATEWAY_WORKER_NAME, jobHost, metaKey, metaPattern, queueNameOfMetaKey, type FetchOptions, type TaskQueue,
+  GATEWAY_WORKER_NAME, jobHost, metaKey, metaPattern, queueBeside, queueNameOfMetaKey, type FetchOptions, type TaskQueue,
 } from './bullmq-adapter.js';
 import type { ForeignSettlements } from './foreign-settlements.js';
 import { LiveQueue, type GatewayParts } from './live-queue.js';
@@ -16,9 +16,11 @@ import { MAX_ATTEMPTS } from './task-options.js';
 /** The wait on an empty queue's marker, in ms; a new task wakes it at once. */
 const DRAIN_DELAY_MS = 5000;
 /**
- * The BullMQ queue whose backend lends its connection to every queue's
- * scripts: it holds no tasks, and its prefix keeps its own keys out of the
- * queues' (scans for `PREFIX:*:meta` never list it).
+ * The BullMQ queues whose backends lend their connections to every queue:
+ * one on the worker connection for the fetchers' scripts, one on the queue
+ * connection for the queues' own BullMQ objects. They hold no tasks, and
+ * their prefix keeps their own keys out of the queues' (scans for
+ * `PREFIX:*:meta` never list them).
  */
 const TEMPLATE_QUEUE = 'gateway';
 const TEMPLATE_PREFIX = 'brainstem-template';
@@ -52,15 +54,16 @@ export interface LiveQueuesOptions {
 
 /**
  * The queues live on this gateway, one LiveQueue a name, opened on use and
- * evicted when idle, and what they share: the template backend and marker
- * watch their fetchers run on, and the timers that serve them all (lease
- * renewal, stalled check, eviction).
+ * evicted when idle, and what they share: the template backends their
+ * BullMQ queues and fetchers run on, the marker watch, and the timers that
+ * serve them all (lease renewal, stalled check, eviction).
  */
 export class LiveQueues {
   private readonly live = new Map<string, LiveQueue>();
   private readonly parts: GatewayParts;
   private readonly markers: MarkerWatch;
-  private readonly template: TaskQueue;
+  private readonly workerTemplate: TaskQueue;
+  private readonly queueTemplate: TaskQueue;
   private readonly fetchOptions: FetchOptions;
   private readonly renewalTimer: NodeJS.Timeout;
   private readonly stalledTimer: NodeJS.Timeout;
@@ -81,17 +84,22 @@ export class LiveQueues {
       // A producer's own backoff strategy is unknown here: its delay is taken as fixed.
       settings: { backoffStrategy: (_attempts: number, _type?: string, _err?: Error, job?: { opts: StoredOptions }) => fixedDelayOf(job?.opts) },
     };
-    this.template = new Queue<unknown, unknown, string>(TEMPLATE_QUEUE, {
+    this.workerTemplate = new Queue<unknown, unknown, string>(TEMPLATE_QUEUE, {
       connection: options.workerConnection, prefix: TEMPLATE_PREFIX, skipVersionCheck: true,
     });
-    this.template.on('error', (err: Error) => options.log.debug({ err: err.message }, 'queues: redis error'));
+    this.queueTemplate = new Queue<unknown, unknown, string>(TEMPLATE_QUEUE, {
+      connection: options.queueConnection, prefix: TEMPLATE_PREFIX, skipVersionCheck: true,
+    });
+    const onRedisError = (err: Error) => options.log.debug({ err: err.message }, 'queues: redis error');
+    this.workerTemplate.on('error', onRedisError);
+    this.queueTemplate.on('error', onRedisError);
     const { log } = options;
     this.onQueueError = function (err) {
       log.debug({ err: err.message, queue: this.name }, 'queues: redis error');
     };
     this.parts = {
       ...parts,
-      newFetcher: (name) => new QueueFetcher(jobHost(this.template, name, this.fetchOptions), this.markers, DRAIN_DELAY_MS, parts.work.fetcherId),
+      newFetcher: (queue) => new QueueFetcher(jobHost(this.workerTemplate, queue, this.fetchOptions), this.markers, DRAIN_DELAY_MS, parts.work.fetcherId),
     };
     this.renewalTimer = setInterval(() => {
       for (const queue of this.live.values()) queue.renewLeases(options.leaseMs);
@@ -141,11 +149,7 @@ export class LiveQueues {
   open(name: string): LiveQueue {
     let live = this.live.get(name);
     if (!live) {
-      const queue = new Queue<unknown, unknown, string>(name, {
-        connection: this.options.queueConnection,
-        prefix: this.options.prefix,
-        skipVersionCheck: true,
-      });
+      const queue = queueBeside(this.queueTemplate, name, this.options.prefix);
       queue.on('error', this.onQueueError);
       live = new LiveQueue(name, queue, this.parts);
       this.live.set(name, live);
@@ -199,12 +203,18 @@ export class LiveQueues {
     clearInterval(this.renewalTimer);
   }
 
-  /** Stops the stalled check, eviction and the marker watch, and closes the template queue. */
+  /** Stops the stalled check, eviction and the marker watch, and closes the fetchers' template queue. */
   async closeFetching(): Promise<void> {
     clearInterval(this.stalledTimer);
     clearInterval(this.evictionTimer);
     for (const live of this.live.values()) live.stopFetching();
     this.markers.close();
-    await this.template.close();
+    await this.workerTemplate.close();
+  }
+
+  /** Closes every live queue's BullMQ queue, then the template they run beside. */
+  async closeQueues(): Promise<void> {
+    await Promise.allSettled([...this.live.values()].map((live) => live.queue.close()));
+    await this.queueTemplate.close();
   }
 }

@@ -281,14 +281,13 @@ export class QueueService {
     await Promise.allSettled([...work.pending]);
     for (const consumerId of this.holders.consumers()) this.release(consumerId, 'gateway shutting down');
     await Promise.allSettled([...work.pending]);
-    const live = [...this.queues.values()];
     // Closing the fetchers ends their waits on markers; a fetch that still
     // brings a task gives it back (live-queue.ts).
     const fetching = this.queues.closeFetching();
-    await Promise.allSettled([...work.fetches]);
+    await work.noFetches();
     await fetching.catch(() => undefined);
     await Promise.allSettled([...work.pending]);
-    await Promise.allSettled(live.map((q) => q.queue.close()));
+    await this.queues.closeQueues();
     this.foreign.close();
   }
 

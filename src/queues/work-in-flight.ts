@@ -11,11 +11,14 @@ export class WorkInFlight {
   readonly fetcherId = randomUUID();
   /** Settlements (ack, fail, give-backs) in flight. */
   readonly pending = new Set<Promise<unknown>>();
-  /** Fetches in flight. */
-  readonly fetches = new Set<Promise<void>>();
   closing = false;
   /** How many marks each busy token has: a settlement's fetch of the next task marks its token inside the settlement's own. */
   private readonly busyTokens = new Map<string, number>();
+  /** Fetches in flight: a count, not their promises (one waits on each queue with a pull waiting). */
+  private fetchCount = 0;
+  /** close()'s wait for the last fetch to end, made when it waits, and what ends it. */
+  private fetchesEnded: Promise<void> | null = null;
+  private endFetches: (() => void) | null = null;
   private tokenSeq = 0;
 
   /** A lock token for one fetch, unique on this gateway, marked busy until `done`. */
@@ -56,8 +59,23 @@ export class WorkInFlight {
     void promise.finally(() => this.pending.delete(promise));
   }
 
-  trackFetch(fetch: Promise<void>): void {
-    this.fetches.add(fetch);
-    void fetch.finally(() => this.fetches.delete(fetch));
+  fetchStarted(): void {
+    this.fetchCount++;
+  }
+
+  fetchEnded(): void {
+    if (--this.fetchCount > 0) return;
+    this.endFetches?.();
+    this.fetchesEnded = null;
+    this.endFetches = null;
+  }
+
+  /** Resolves once no fetch is in flight (close() waits for this). */
+  noFetches(): Promise<void> {
+    if (this.fetchCount === 0) return Promise.resolve();
+    this.fetchesEnded ??= new Promise((resolve) => {
+      this.endFetches = resolve;
+    });
+    return this.fetchesEnded;
   }
 }
