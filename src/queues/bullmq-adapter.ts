@@ -184,8 +184,6 @@ end
 return replies`;
 }
 
-const MOVE_MANY_TO_ACTIVE = 'brainstemMoveManyToActive';
-let moveManyToActiveLua: string | undefined;
 
 /** BullMQ's own client under a backend, on which its scripts run (its commands are defined there). */
 interface ScriptClient {
@@ -193,7 +191,30 @@ interface ScriptClient {
   defineCommand(name: string, definition: { numberOfKeys?: number; lua: string }): void;
   runCommand(name: string, args: (string | number)[]): Promise<unknown>;
 }
-const withMoveMany = new WeakSet<ScriptClient>();
+
+/**
+ * One of BullMQ's scripts wrapped to run once per item (the `…ManyScript`
+ * builders): built from the installed script at its first use, and defined
+ * on each BullMQ client it runs on, once.
+ */
+class BatchedScript {
+  private lua: string | undefined;
+  private readonly definedOn = new WeakSet<ScriptClient>();
+
+  /** `numberOfKeys` undefined: the call's first argument gives it. */
+  constructor(private readonly name: string, private readonly numberOfKeys: number | undefined, private readonly build: () => string) {}
+
+  run(client: ScriptClient, args: (string | number)[]): Promise<unknown> {
+    if (!this.definedOn.has(client)) {
+      this.lua ??= this.build();
+      client.defineCommand(this.name, this.numberOfKeys === undefined ? { lua: this.lua } : { numberOfKeys: this.numberOfKeys, lua: this.lua });
+      this.definedOn.add(client);
+    }
+    return client.runCommand(this.name, args);
+  }
+}
+
+const moveManyToActiveBatch = new BatchedScript('brainstemMoveManyToActive', 11, () => moveManyToActiveScript(bullmqScripts.moveToActive));
 
 /**
  * BullMQ's moveToActive for each of `tokens` in one Redis call, on the
@@ -204,16 +225,11 @@ const withMoveMany = new WeakSet<ScriptClient>();
 export async function moveManyToActive(host: JobHost, tokens: string[]): Promise<(Fetched | Error)[]> {
   const queue = (host.backend as unknown as { queue: { client: Promise<ScriptClient>; opts: WorkerOptions } }).queue;
   const client = await queue.client;
-  if (!withMoveMany.has(client)) {
-    moveManyToActiveLua ??= moveManyToActiveScript(bullmqScripts.moveToActive);
-    client.defineCommand(MOVE_MANY_TO_ACTIVE, { numberOfKeys: 11, lua: moveManyToActiveLua });
-    withMoveMany.add(client);
-  }
   const keys = host.backend.keys;
   const opts: Record<string, unknown> = { token: '', lockDuration: queue.opts.lockDuration };
   if (queue.opts.limiter) opts.limiter = queue.opts.limiter;
   if (host.opts.name) opts.name = host.opts.name;
-  const replies = await client.runCommand(MOVE_MANY_TO_ACTIVE, [
+  const replies = await moveManyToActiveBatch.run(client, [
     keys.wait, keys.active, keys.prioritized, keys.events, keys.stalled, keys.limiter, keys.delayed,
     keys.paused, keys.meta, keys.pc, keys.marker,
     keys[''], Date.now(), JSON.stringify(opts), ...tokens,
@@ -260,9 +276,7 @@ end
 return replies`;
 }
 
-const FINISH_MANY = 'brainstemFinishMany';
-let finishManyLua: string | undefined;
-const withFinishMany = new WeakSet<ScriptClient>();
+const finishManyBatch = new BatchedScript('brainstemFinishMany', undefined, () => finishManyScript(bullmqScripts.moveToFinished));
 
 /** A held job to complete: BullMQ's `job.moveToCompleted(result, token, fetchNext)`. */
 export interface Completion {
@@ -300,12 +314,7 @@ export async function completeMany(host: JobHost, completions: Completion[]): Pr
   });
   if (sent.length === 0) return results;
   const client = await (backend as unknown as { queue: { client: Promise<ScriptClient> } }).queue.client;
-  if (!withFinishMany.has(client)) {
-    finishManyLua ??= finishManyScript(bullmqScripts.moveToFinished);
-    client.defineCommand(FINISH_MANY, { lua: finishManyLua });
-    withFinishMany.add(client);
-  }
-  const replies = await client.runCommand(FINISH_MANY, [keys.length, ...keys, argv.length / sent.length, ...argv] as (string | number)[]) as unknown[];
+  const replies = await finishManyBatch.run(client, [keys.length, ...keys, argv.length / sent.length, ...argv] as (string | number)[]) as unknown[];
   sent.forEach(({ index, completion, finishedOn }, i) => {
     const reply = replies[i];
     const { job, result } = completion;
@@ -361,9 +370,7 @@ end
 return replies`;
 }
 
-const ADD_MANY = 'brainstemAddMany';
-let addManyLua: string | undefined;
-const withAddMany = new WeakSet<ScriptClient>();
+const addManyBatch = new BatchedScript('brainstemAddMany', ADD_STANDARD_JOB_KEYS, () => addManyScript(bullmqScripts.addStandardJob));
 
 /** A task to store: BullMQ's `queue.add(name, data, opts)`. */
 export interface NewJob {
@@ -384,7 +391,7 @@ function sendHeld(client: ScriptClient, held: HeldAdd[]): void {
   const [first] = held;
   if (!first) return;
   const args = [...first.args.slice(0, ADD_STANDARD_JOB_KEYS), ...held.flatMap((add) => add.args.slice(ADD_STANDARD_JOB_KEYS))];
-  client.runCommand(ADD_MANY, args as (string | number)[]).then((replies) => {
+  addManyBatch.run(client, args as (string | number)[]).then((replies) => {
     held.forEach((add, index) => {
       const reply = (replies as unknown[])[index];
       if (reply instanceof Error) add.reject(reply);
@@ -411,11 +418,6 @@ function sendHeld(client: ScriptClient, held: HeldAdd[]): void {
  */
 export async function addMany(queue: TaskQueue, jobs: NewJob[]): Promise<(TaskJob | Error)[]> {
   const client = await (queue.getBackend() as RedisQueueBackend).client as unknown as ScriptClient;
-  if (!withAddMany.has(client)) {
-    addManyLua ??= addManyScript(bullmqScripts.addStandardJob);
-    client.defineCommand(ADD_MANY, { numberOfKeys: ADD_STANDARD_JOB_KEYS, lua: addManyLua });
-    withAddMany.add(client);
-  }
   let held: HeldAdd[] = [];
   const holding: Pick<ScriptClient, 'runCommand'> = {
     runCommand: (name, args) => {
