@@ -4,6 +4,7 @@ import {
 } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { markUnreadable, type StoredOptions } from './stored-task.js';
+import { settleEach, type Settles } from './tick-batch.js';
 
 /**
  * The only module that relies on bullmq's internals: its raw script
@@ -380,10 +381,8 @@ export interface NewJob {
 }
 
 /** A script call BullMQ's insert of one job made, held for the batch. */
-interface HeldAdd {
+interface HeldAdd extends Settles<unknown> {
   args: unknown[];
-  resolve(reply: unknown): void;
-  reject(err: unknown): void;
 }
 
 /** BullMQ's addStandardJob for each held call, in one call of the batched script: each settles with its own reply. */
@@ -391,15 +390,7 @@ function sendHeld(client: ScriptClient, held: HeldAdd[]): void {
   const [first] = held;
   if (!first) return;
   const args = [...first.args.slice(0, ADD_STANDARD_JOB_KEYS), ...held.flatMap((add) => add.args.slice(ADD_STANDARD_JOB_KEYS))];
-  addManyBatch.run(client, args as (string | number)[]).then((replies) => {
-    held.forEach((add, index) => {
-      const reply = (replies as unknown[])[index];
-      if (reply instanceof Error) add.reject(reply);
-      else add.resolve(reply);
-    });
-  }, (err: unknown) => {
-    for (const add of held) add.reject(err);
-  });
+  settleEach(held, addManyBatch.run(client, args as (string | number)[]) as Promise<unknown[]>);
 }
 
 /**

@@ -1,8 +1,25 @@
-/** An item waiting for this tick's call. */
-interface Pending<I, R> {
-  item: I;
+/** Something waiting for its part of one Redis call's reply. */
+export interface Settles<R> {
   resolve(result: R): void;
   reject(err: unknown): void;
+}
+
+/** An item waiting for this tick's call. */
+interface Pending<I, R> extends Settles<R> {
+  item: I;
+}
+
+/** Settles each waiter with its own result of one call (an Error rejects that one alone), or all with the call's error. */
+export function settleEach<R>(waiting: Settles<R>[], call: Promise<(R | Error)[]>): void {
+  call.then((results) => {
+    waiting.forEach((each, index) => {
+      const result = results[index] as R | Error;
+      if (result instanceof Error) each.reject(result);
+      else each.resolve(result);
+    });
+  }, (err: unknown) => {
+    for (const each of waiting) each.reject(err);
+  });
 }
 
 /** How one queue's items reach Redis: one alone as BullMQ's own call, several in one call that answers each. */
@@ -48,14 +65,6 @@ export class TickBatch<I, R> {
       this.calls.one(only.item).then(only.resolve, only.reject);
       return;
     }
-    this.calls.many(pending.map((each) => each.item)).then((results) => {
-      pending.forEach((each, index) => {
-        const result = results[index] as R | Error;
-        if (result instanceof Error) each.reject(result);
-        else each.resolve(result);
-      });
-    }, (err: unknown) => {
-      for (const each of pending) each.reject(err);
-    });
+    settleEach(pending, this.calls.many(pending.map((each) => each.item)));
   }
 }
