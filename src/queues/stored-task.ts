@@ -81,7 +81,7 @@ export function markUnreadable(job: StoredJob, message: string): void {
  * a hash gone or without a timestamp, or options this gateway cannot
  * honour. Such a job is failed with the reason, never handed to a worker.
  */
-export function deliveryFlaw(job: StoredJob): string | null {
+export function deliveryFlaw(job: StoredJob, facts: TaskFacts = factsOf(job)): string | null {
   const unreadable = unreadableData.get(job);
   if (unreadable !== undefined) return `undeliverable: its data is not JSON (${unreadable})`;
   if (!Number.isFinite(job.timestamp)) return 'undeliverable: its hash is gone or has no readable timestamp';
@@ -89,7 +89,8 @@ export function deliveryFlaw(job: StoredJob): string | null {
   if (opts.timeout !== undefined && !isTimeout(opts.timeout)) {
     return `undeliverable: opts.timeout ${JSON.stringify(opts.timeout)} cannot be honoured (a whole number of ms from 1 to ${MAX_TIMER_MS})`;
   }
-  if (opts.replyTo !== undefined && !isValidTopic(opts.replyTo)) return 'undeliverable: opts.replyTo is not a valid topic';
+  // facts.replyTo is the stored one only when it is a valid topic.
+  if (opts.replyTo !== undefined && facts.replyTo === undefined) return 'undeliverable: opts.replyTo is not a valid topic';
   return null;
 }
 
@@ -111,8 +112,8 @@ export type FetchedTask =
   | Held & { kind: 'deliverable'; task: TaskFrame; timeoutMs: number | undefined; waitMs: number };
 
 export function fetchedTaskOf(job: StoredJob, token: string, queue: string, now: number): FetchedTask {
-  const flaw = deliveryFlaw(job);
   const facts = factsOf(job);
+  const flaw = deliveryFlaw(job, facts);
   if (flaw !== null) return { kind: 'undeliverable', job, token, facts, reason: flaw };
   const { maxAttempts } = facts;
   if (job.deferredFailure || job.attemptsStarted > maxAttempts) {
