@@ -140,6 +140,7 @@ t.test('a task the gateway cannot read is failed with its reason, and the queue 
   const noTimestamp = await queue.add('x', { ok: 3 });
   await connection.hset(`${PREFIX}:poison:${noTimestamp.id}`, 'timestamp', 'soon');
   const foreignTimeout = await queue.add('x', { ok: 4 }, { timeout: 1e308 } as never);
+  const foreignReplyTo = await queue.add('x', { ok: 6 }, { replyTo: 'no spaces allowed' } as never);
   const gone = await queue.add('x', { ok: 5 });
   await connection.del(`${PREFIX}:poison:${gone.id}`);
   const good = await queue.add('x', { ok: 'good' });
@@ -151,7 +152,7 @@ t.test('a task the gateway cannot read is failed with its reason, and the queue 
   t.same(task.payload, { ok: 'good' });
 
   const reasons = new Map<string, string>();
-  for (const job of [unreadableData, unreadableOpts, noTimestamp, foreignTimeout]) {
+  for (const job of [unreadableData, unreadableOpts, noTimestamp, foreignTimeout, foreignReplyTo]) {
     const stored = await queue.getJob(job.id as string);
     t.equal(await stored?.getState(), 'failed', `job ${job.id} is failed, not looping`);
     reasons.set(job.id as string, stored?.failedReason ?? '');
@@ -160,10 +161,11 @@ t.test('a task the gateway cannot read is failed with its reason, and the queue 
   t.match(reasons.get(unreadableOpts.id as string), /undeliverable: BullMQ could not read it .*not JSON: opts/);
   t.match(reasons.get(noTimestamp.id as string), /undeliverable: its hash is gone or has no readable timestamp/);
   t.match(reasons.get(foreignTimeout.id as string), /opts.timeout 1e\+308 cannot be honoured/);
+  t.match(reasons.get(foreignReplyTo.id as string), /undeliverable: opts.replyTo is not a valid topic/);
   t.equal(await connection.hget(`${PREFIX}:poison:${unreadableData.id}`, 'unreadable:data'), '{not json', 'the unreadable data is kept');
   t.equal(await connection.hget(`${PREFIX}:poison:${unreadableOpts.id}`, 'unreadable:opts'), '{"attempts":', 'the unreadable opts are kept');
   t.notOk((await connection.lrange(`${PREFIX}:poison:active`, 0, -1)).includes(gone.id as string), 'the job without a hash left the active list');
   const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text();
-  t.match(metrics, /brainstem_queue_undeliverable_total\{queue="poison"\} 5/);
+  t.match(metrics, /brainstem_queue_undeliverable_total\{queue="poison"\} 6/);
   t.equal((await ws.call({ action: 'ack', taskId: task.id })).ok, true);
 });
