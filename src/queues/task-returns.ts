@@ -92,9 +92,11 @@ export class TaskReturns {
   private async setAside(queue: TaskQueue, id: string, token: string, reason: string, fetched?: HeldTask, onlyIfUnreadable = false): Promise<boolean> {
     const { workerConnection, log: logger } = this.options;
     const log = { queue: queue.name, taskId: id, reason };
+    let failed = false;
     try {
       const repaired = await repairUnreadable(workerConnection, queue, id, token);
       if (onlyIfUnreadable && !('gone' in repaired) && repaired.fields.length === 0) return false;
+      failed = true;
       this.options.onUndeliverable?.(queue.name);
       if ('gone' in repaired) {
         logger.warn(log, 'queues: a fetched task has no hash; taken out of the active list');
@@ -108,7 +110,8 @@ export class TaskReturns {
     } catch (err) {
       logger.error({ ...log, err }, 'queues: could not fail an undeliverable task; it returns when its lease expires');
     }
-    return true;
+    // False when the repair itself failed: the fetch loop then waits before it retries.
+    return failed;
   }
 
   /** The job as stored once its unreadable fields were repaired, held under `token`. */
