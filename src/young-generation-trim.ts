@@ -11,7 +11,7 @@ const TICK_MS = 500;
 const COLLECT_EVERY_MS = 6000;
 /** Allocated in a tick, below this the process counts as quiet: a quarter of what V8 calls a low rate (1 MB/s). */
 const QUIET_BYTES_PER_TICK = 128 * 1024;
-/** Young generation capacity above which trimming is worth a GC (V8 starts at 1 MB and grows to 32 MB). */
+/** Young generation capacity from which trimming is worth a GC (V8 starts at 1 MB and doubles it up to 32 MB: 8 MB is grown). */
 const GROWN_BYTES = 8 * 1024 * 1024;
 
 export interface YoungGeneration {
@@ -68,7 +68,7 @@ export class YoungGenerationTrim {
     // Less in use than a tick ago: V8 collected on its own, so allocation filled the young generation.
     const quiet = used >= this.lastUsed && used - this.lastUsed < QUIET_BYTES_PER_TICK;
     this.lastUsed = used;
-    if (!quiet || size <= GROWN_BYTES || now - this.lastCollectAt < COLLECT_EVERY_MS) return false;
+    if (!quiet || size < GROWN_BYTES || now - this.lastCollectAt < COLLECT_EVERY_MS) return false;
     this.collect();
     this.lastCollectAt = now;
     this.lastUsed = this.read().used;

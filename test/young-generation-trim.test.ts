@@ -33,6 +33,13 @@ t.test('a grown young generation in a quiet process: a minor GC at most every 6 
   t.equal(collections(), 2);
 });
 
+t.test('a young generation V8 doubled to 8 MB counts as grown, one of 4 MB does not', async (t) => {
+  const grown = harness({ size: 8 * MB, used: 0 });
+  t.equal(grown.trim.tick(500), true, 'collected at 8 MB');
+  const small = harness({ size: 4 * MB, used: 0 });
+  t.equal(small.trim.tick(500), false, 'left alone at 4 MB');
+});
+
 t.test('under load, or once V8 has shrunk it, nothing is collected', async (t) => {
   const { young, trim, collections } = harness({ size: 32 * MB, used: 0 });
   for (let now = 500; now <= 20_000; now += 500) {
