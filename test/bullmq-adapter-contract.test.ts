@@ -347,6 +347,7 @@ t.test('the batched ack wraps the installed moveToFinished script, and refuses o
   t.throws(() => finishManyScript(undefined), /moveToFinished script is not the one/);
   t.throws(() => finishManyScript({ ...script!, keys: 15 }), /not the one/);
   t.throws(() => finishManyScript({ ...script!, content: script!.content.replace('local rcall = redis.call', 'local rcall = redis.call\nlocal first = KEYS[1]') }), /not the one/, 'a function outside the body reading KEYS would read the whole batch\'s');
+  t.throws(() => finishManyScript({ ...script!, content: script!.content.replace('local jobIdKey = KEYS[12]\n', 'local jobIdKey = KEYS[12]\nARGV[9] = ""\n') }), /not the one/, 'each job\'s run refills the same tables: a body writing into ARGV would leave its write to the next job');
 });
 
 /** Script calls Redis has run so far (`INFO commandstats`). */

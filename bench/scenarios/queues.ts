@@ -60,13 +60,13 @@ type QueueRound = {
 
 type CpuPerTask = Pick<QueueRound, 'benchMicrosPerTask' | 'gatewayMicrosPerTask' | 'redisMicrosPerTask' | 'totalMicrosPerTask'>;
 
-/** Calls per command so far (`INFO commandstats`: `cmdstat_evalsha:calls=12,…`). */
-async function commandCalls(redis: BenchRedis): Promise<Map<string, number>> {
+/** Calls and µs per command so far (`INFO commandstats`: `cmdstat_evalsha:calls=12,usec=340,…`). */
+async function commandCalls(redis: BenchRedis): Promise<Map<string, { calls: number; usec: number }>> {
   const client = new Redis(redisOptionsFromUrl(redis.url));
   try {
     const info = await client.info('commandstats');
-    const calls = new Map<string, number>();
-    for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(match[1] as string, Number(match[2]));
+    const calls = new Map<string, { calls: number; usec: number }>();
+    for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) calls.set(match[1] as string, { calls: Number(match[2]), usec: Number(match[3]) });
     return calls;
   } finally {
     client.disconnect();
@@ -120,8 +120,15 @@ async function measure(redis: BenchRedis, tasks: number, side: SideRun): Promise
   const seconds = (completedAt - started) / 1000;
   const perTask = cpu(done);
   const callsAfter = await commandCalls(redis);
-  const callsSince = (name?: string) => [...callsAfter].reduce((sum, [command, calls]) => (
-    name === undefined || command === name ? sum + calls - (callsBefore.get(command) ?? 0) : sum), 0);
+  const callsSince = (name?: string) => [...callsAfter].reduce((sum, [command, { calls }]) => (
+    name === undefined || command === name ? sum + calls - (callsBefore.get(command)?.calls ?? 0) : sum), 0);
+  const redisMicrosByCommand: Record<string, number> = {};
+  for (const [command, { usec }] of callsAfter) {
+    const perTask = (usec - (callsBefore.get(command)?.usec ?? 0)) / done;
+    if (perTask >= 1) redisMicrosByCommand[command] = Math.round(perTask * 10) / 10;
+  }
+  // Where Redis's time goes (its own count, without its event loop), for finding a lever.
+  log(`  Redis µs a task by command: ${JSON.stringify(redisMicrosByCommand)}`);
   return {
     ...summarize(tasks, started, side.storedAt() || completedAt, completedAt, side.latencies, done),
     allCompleted: all,

@@ -255,26 +255,59 @@ export const MOVE_TO_FINISHED_BODY = '\nlocal jobIdKey = KEYS[12]\n';
  * BullMQ's moveToFinished run once per job in one call: its body, unchanged,
  * becomes a function of its own KEYS and ARGV (parameters shadowing the
  * globals), called for each job's 14 keys and ARGV[1] arguments in turn.
- * Answers BullMQ's raw replies in order.
+ * A key or argument that every job of the call shares (the queue's keys,
+ * the target, the timestamp of one millisecond) is sent once: ARGV[2] and
+ * ARGV[3] mark each position `s` (shared, sent first, in order) or `j`
+ * (each job's, after them, job by job); ARGV[4] is the number of jobs. Each
+ * job's run reads the same two tables, refilled, so the body must not
+ * write into KEYS or ARGV. Answers BullMQ's raw replies in order.
  */
 export function finishManyScript(script: { content: string; keys: number } | undefined): string {
   const content = script?.content ?? '';
   const body = content.indexOf(MOVE_TO_FINISHED_BODY);
-  if (script?.keys !== 14 || body < 0 || /KEYS|ARGV/.test(content.slice(0, body).replace(/--\[\[[\s\S]*?\]\]/g, ''))) {
+  if (script?.keys !== 14 || body < 0 || /KEYS|ARGV/.test(content.slice(0, body).replace(/--\[\[[\s\S]*?\]\]/g, ''))
+    || /(KEYS|ARGV)\[[^\]]*\]\s*=[^=]/.test(content.slice(body))) {
     throw new Error('the installed bullmq\'s moveToFinished script is not the one the batched ack wraps: see test/bullmq-adapter-contract.test.ts');
   }
   return `${content.slice(0, body)}
 local function finishOne(KEYS, ARGV)${content.slice(body)}
 end
-local argc = tonumber(ARGV[1])
+local argc, keyMask, argMask, count = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local keys, argv, jobKeys, jobArgs = {}, {}, {}, {}
+local k, a = 1, 5
+for p = 1, 14 do
+  if keyMask:sub(p, p) == 's' then keys[p] = KEYS[k]; k = k + 1 else jobKeys[#jobKeys + 1] = p end
+end
+for p = 1, argc do
+  if argMask:sub(p, p) == 's' then argv[p] = ARGV[a]; a = a + 1 else jobArgs[#jobArgs + 1] = p end
+end
 local replies = {}
-for i = 0, #KEYS / 14 - 1 do
-  local keys, argv = {}, {}
-  for k = 1, 14 do keys[k] = KEYS[i * 14 + k] end
-  for a = 1, argc do argv[a] = ARGV[1 + i * argc + a] end
-  replies[i + 1] = finishOne(keys, argv)
+for i = 1, count do
+  for _, p in ipairs(jobKeys) do keys[p] = KEYS[k]; k = k + 1 end
+  for _, p in ipairs(jobArgs) do argv[p] = ARGV[a]; a = a + 1 end
+  replies[i] = finishOne(keys, argv)
 end
 return replies`;
+}
+
+/**
+ * The call of finishManyScript for these rows (each a job's keys, then its
+ * arguments, as BullMQ builds them): what all rows share once, then what
+ * each row has of its own.
+ */
+function finishManyArgs(rows: unknown[][], keyCount: number): unknown[] {
+  const [first] = rows as [unknown[]];
+  const shared = first.map((value, p) => rows.every((row) => row[p] === value));
+  const mask = (from: number, to: number) => shared.slice(from, to).map((s) => (s ? 's' : 'j')).join('');
+  const keys = first.slice(0, keyCount).filter((_, p) => shared[p]);
+  const args = first.slice(keyCount).filter((_, p) => shared[keyCount + p]);
+  for (const row of rows) {
+    row.forEach((value, p) => {
+      if (shared[p]) return;
+      (p < keyCount ? keys : args).push(value);
+    });
+  }
+  return [keys.length, ...keys, first.length - keyCount, mask(0, keyCount), mask(keyCount, first.length), rows.length, ...args];
 }
 
 const finishManyBatch = new BatchedScript('brainstemFinishMany', undefined, () => finishManyScript(bullmqScripts.moveToFinished));
@@ -299,15 +332,13 @@ export interface Completion {
 export async function completeMany(host: JobHost, completions: Completion[]): Promise<unknown[]> {
   const backend = host.backend;
   const results: unknown[] = [];
-  const keys: unknown[] = [];
-  const argv: unknown[] = [];
+  const rows: unknown[][] = [];
   const sent: { index: number; completion: Completion; finishedOn: number }[] = [];
   completions.forEach((completion, index) => {
     const { job, result, token, fetchNext } = completion;
     try {
       const args = backend.moveToCompletedArgs(job, JSON.stringify(result), job.opts.removeOnComplete as boolean, token, fetchNext) as unknown[];
-      keys.push(...args.slice(0, 14));
-      argv.push(...args.slice(14));
+      rows.push(args);
       sent.push({ index, completion, finishedOn: args[15] as number });
     } catch (err) {
       results[index] = err;
@@ -315,7 +346,7 @@ export async function completeMany(host: JobHost, completions: Completion[]): Pr
   });
   if (sent.length === 0) return results;
   const client = await (backend as unknown as { queue: { client: Promise<ScriptClient> } }).queue.client;
-  const replies = await finishManyBatch.run(client, [keys.length, ...keys, argv.length / sent.length, ...argv] as (string | number)[]) as unknown[];
+  const replies = await finishManyBatch.run(client, finishManyArgs(rows, 14) as (string | number)[]) as unknown[];
   sent.forEach(({ index, completion, finishedOn }, i) => {
     const reply = replies[i];
     const { job, result } = completion;
