@@ -128,4 +128,7 @@ t.test('recent durations: p50 and p95 over the window only', async (t) => {
   t.same(recent.quantiles('q', 70_000), { count: 1, p50: 500, p95: 500 }, 'older samples left the window');
   for (let i = 0; i < 150; i++) recent.add('r', i, 0);
   t.equal(recent.quantiles('r', 0).count, 100, 'bounded per key');
+  t.same(recent.quantiles('r', 0), { count: 100, p50: 99, p95: 144 }, 'the newest kept: 50 to 149');
+  for (let i = 0; i < 30; i++) recent.add('s', i, i * 1000);
+  t.same(recent.quantiles('s', 65_000), { count: 25, p50: 17, p95: 28 }, 'a ring that grew drops its oldest by time: 5 to 29 s are in the last minute');
 });
