@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { GATEWAY_WORKER_NAME, jobHost } from '../src/queues/bullmq-adapter.js';
+import { EnqueueBatch } from '../src/queues/enqueue-batch.js';
 import { MarkerWatch } from '../src/queues/marker-watch.js';
 import type { QueueLogger } from '../src/queues/queue-logger.js';
 import { QueueFetcher } from '../src/queues/queue-fetcher.js';
@@ -62,4 +63,44 @@ t.test('in a batch, a task BullMQ cannot read fails its own fetch only', async (
   t.equal(results[1]?.status, 'rejected', 'the unreadable task\'s fetch fails (delivery sets the task aside by its lock)');
   t.equal(await connection.get(`${PREFIX}:f.unreadable:${bad.id}:lock`), 'b');
   t.equal(results[2]?.status === 'fulfilled' && results[2].value?.id, last.id, 'the fetch after it still gets its task');
+});
+
+/** Resolves once the fetcher's drained fetch waits on the marker (the test polls it, not the clock). */
+async function parked(fetcher: QueueFetcher): Promise<NonNullable<ReturnType<QueueFetcher['fetchBehind']>>> {
+  for (;;) {
+    const behind = fetcher.fetchBehind();
+    if (behind) return behind;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+t.test('a drained fetch waiting on the marker gets the task an enqueue stores, fetched right behind it', async (t) => {
+  const { queue, fetcher } = fetcherOf('f.behind');
+  fetcher.drainedAfter({ job: undefined, delayUntil: 0 });
+  let claimed: ReturnType<QueueFetcher['fetchBehind']>;
+  const enqueues = new EnqueueBatch(queue, () => claimed);
+  const fetching = fetcher.getNextJob('fetcher-test:behind');
+  claimed = await parked(fetcher);
+  t.equal(fetcher.fetchBehind(), undefined, 'a waiting fetch is given to one enqueue call only');
+  const before = await scriptCalls();
+  const [added, fetched] = await Promise.all([enqueues.add({ name: 'x', data: { n: 1 }, opts: { jobId: 'b1' } }), fetching]);
+  t.equal(await scriptCalls() - before, 2, 'the add and the fetch behind it: no fetch after a marker wake');
+  t.equal(fetched?.id, added.id, 'the fetch has the task just stored');
+  t.equal(fetched?.token, 'fetcher-test:behind');
+  t.equal(await connection.get(`${PREFIX}:f.behind:b1:lock`), 'fetcher-test:behind', 'locked with the waiting fetch\'s token');
+  t.equal(await connection.zscore(`${PREFIX}:f.behind:marker`, '0'), null, 'nothing left waiting: no marker to wake the next wait for nothing');
+});
+
+t.test('a fetch behind a batch takes the first task; the marker stays while tasks wait', async (t) => {
+  const { queue, fetcher } = fetcherOf('f.behind-many');
+  fetcher.drainedAfter({ job: undefined, delayUntil: 0 });
+  let claimed: ReturnType<QueueFetcher['fetchBehind']>;
+  const enqueues = new EnqueueBatch(queue, () => claimed);
+  const fetching = fetcher.getNextJob('fetcher-test:many');
+  claimed = await parked(fetcher);
+  const [first, second] = await Promise.all([1, 2].map((n) => enqueues.add({ name: 'x', data: { n }, opts: { jobId: `m${n}` } })));
+  t.equal((await fetching)?.id, first?.id, 'the first task stored');
+  t.equal(await queue.getJobState(second!.id as string), 'waiting', 'the other one waits');
+  t.equal(await connection.zscore(`${PREFIX}:f.behind-many:marker`, '0'), '0', 'and its marker is kept for whoever fetches next');
+  t.equal((await fetcher.getNextJob('fetcher-test:next'))?.id, second?.id, 'the next fetch takes it without waiting on the marker');
 });

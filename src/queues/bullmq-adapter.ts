@@ -164,7 +164,10 @@ export const MOVE_TO_ACTIVE_BODY = '\nlocal isPausedOrMaxed, rateLimitMax, rateL
  * the options (token included), so priorities, delayed jobs, rate limits,
  * pause, markers, `ats`, locks and events stay BullMQ's for every job.
  * The options come as JSON (Redis's cjson), not msgpack: the same table
- * without a msgpack encoder here. Answers BullMQ's raw replies in order.
+ * without a msgpack encoder here. Once nothing is left waiting, the base
+ * marker its last run set (BullMQ sets it after every job it moves, for
+ * other workers) is taken back: it would wake the queue's next wait only
+ * for a fetch that finds nothing. Answers BullMQ's raw replies in order.
  */
 export function moveManyToActiveScript(script: { content: string; keys: number } | undefined): string {
   const content = script?.content ?? '';
@@ -181,6 +184,9 @@ for i = 4, #ARGV do
   local reply = moveOne()
   replies[#replies + 1] = reply
   if reply[1] == 0 then break end
+end
+if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[3]) == 0 then
+  redis.call('ZREM', KEYS[11], '0')
 end
 return replies`;
 }
@@ -224,27 +230,38 @@ const moveManyToActiveBatch = new BatchedScript('brainstemMoveManyToActive', 11,
  * after the first run that found none).
  */
 export async function moveManyToActive(host: JobHost, tokens: string[]): Promise<(Fetched | Error)[]> {
-  const queue = (host.backend as unknown as { queue: { client: Promise<ScriptClient>; opts: WorkerOptions } }).queue;
-  const client = await queue.client;
+  return sendMoveManyToActive(await backendQueueOf(host).client, host, tokens);
+}
+
+/** What BullMQ's scripts read of a host's backend: its client and its worker's options. */
+function backendQueueOf(host: JobHost): { client: Promise<ScriptClient>; opts: WorkerOptions } {
+  return (host.backend as unknown as { queue: { client: Promise<ScriptClient>; opts: WorkerOptions } }).queue;
+}
+
+/** moveManyToActive's call, written to `client` now (behind whatever was written to it before). */
+function sendMoveManyToActive(client: ScriptClient, host: JobHost, tokens: string[]): Promise<(Fetched | Error)[]> {
+  const { opts: workerOpts } = backendQueueOf(host);
   const keys = host.backend.keys;
-  const opts: Record<string, unknown> = { token: '', lockDuration: queue.opts.lockDuration };
-  if (queue.opts.limiter) opts.limiter = queue.opts.limiter;
+  const opts: Record<string, unknown> = { token: '', lockDuration: workerOpts.lockDuration };
+  if (workerOpts.limiter) opts.limiter = workerOpts.limiter;
   if (host.opts.name) opts.name = host.opts.name;
-  const replies = await moveManyToActiveBatch.run(client, [
+  const call = moveManyToActiveBatch.run(client, [
     keys.wait, keys.active, keys.prioritized, keys.events, keys.stalled, keys.limiter, keys.delayed,
     keys.paused, keys.meta, keys.pc, keys.marker,
     keys[''], Date.now(), JSON.stringify(opts), ...tokens,
-  ] as (string | number)[]) as unknown[][];
-  let last: Fetched = { job: undefined, delayUntil: 0 };
-  return tokens.map((token, index) => {
-    const reply = replies[index];
-    if (reply === undefined) return { job: undefined, delayUntil: last.delayUntil };
-    try {
-      last = fetchedOf(host, raw2NextJobData(reply) as [JobJson | undefined, string | undefined, number, number], token);
-      return last;
-    } catch (err) {
-      return err as Error;
-    }
+  ] as (string | number)[]) as Promise<unknown[][]>;
+  return call.then((replies) => {
+    let last: Fetched = { job: undefined, delayUntil: 0 };
+    return tokens.map((token, index) => {
+      const reply = replies[index];
+      if (reply === undefined) return { job: undefined, delayUntil: last.delayUntil };
+      try {
+        last = fetchedOf(host, raw2NextJobData(reply) as [JobJson | undefined, string | undefined, number, number], token);
+        return last;
+      } catch (err) {
+        return err as Error;
+      }
+    });
   });
 }
 
@@ -411,6 +428,17 @@ export interface NewJob {
   opts: StoredOptions;
 }
 
+/**
+ * A fetch sent right behind a batch of enqueues on the same connection, so
+ * Redis runs it after them and both answer in one round trip (a drained
+ * queue's waiting fetch finds the task just stored without waiting for its
+ * marker).
+ */
+export interface FetchBehind extends Settles<Fetched> {
+  host: JobHost;
+  token: string;
+}
+
 /** A script call BullMQ's insert of one job made, held for the batch. */
 interface HeldAdd extends Settles<unknown> {
   args: unknown[];
@@ -438,8 +466,11 @@ function sendHeld(client: ScriptClient, held: HeldAdd[]): void {
  * telemetry, so `add`'s span is a no-op, and their ids are never `0`
  * (BullMQ's own check before `add`).
  */
-export async function addMany(queue: TaskQueue, jobs: NewJob[]): Promise<(TaskJob | Error)[]> {
-  const client = await (queue.getBackend() as RedisQueueBackend).client as unknown as ScriptClient;
+export async function addMany(queue: TaskQueue, jobs: NewJob[], behind?: FetchBehind): Promise<(TaskJob | Error)[]> {
+  const client = await ((queue.getBackend() as RedisQueueBackend).client as unknown as Promise<ScriptClient>).catch((err: unknown) => {
+    behind?.reject(err);
+    throw err;
+  });
   let held: HeldAdd[] = [];
   const holding: Pick<ScriptClient, 'runCommand'> = {
     runCommand: (name, args) => {
@@ -464,6 +495,12 @@ export async function addMany(queue: TaskQueue, jobs: NewJob[]): Promise<(TaskJo
     }
   });
   sendHeld(client, held);
+  if (behind) {
+    sendMoveManyToActive(client, behind.host, [behind.token]).then(([fetched]) => {
+      if (fetched instanceof Error) behind.reject(fetched);
+      else behind.resolve(fetched ?? { job: undefined, delayUntil: 0 });
+    }, behind.reject);
+  }
   return Promise.all(added);
 }
 
@@ -523,13 +560,10 @@ export function dropBackoff(job: TaskJob): void {
   job.opts = { ...job.opts, backoff: undefined };
 }
 
-/** The job a completion fetched with `fetchNext` (`moveToCompleted`'s raw reply: `[jobData, jobId, …]`), if any. */
-export function nextJobOf(host: JobHost, reply: unknown, token: string): TaskJob | undefined {
-  const [data, id] = Array.isArray(reply) ? reply as [JobJson | undefined, string | undefined] : [];
-  if (!data || !id) return undefined;
-  const job = readJob(host, data, id);
-  job.token = token;
-  return job;
+/** What a completion with `fetchNext` fetched (`moveToCompleted`'s reply as BullMQ reads it: `[jobData, jobId, rateLimitDelay, delayUntil]`). */
+export function nextJobOf(host: JobHost, reply: unknown, token: string): Fetched {
+  if (!Array.isArray(reply)) return { job: undefined, delayUntil: 0 };
+  return fetchedOf(host, reply as [JobJson | undefined, string | undefined, number, number], token);
 }
 
 /** Suffixes of BullMQ's own keys for a queue (`PREFIX:QUEUE:SUFFIX`): a job with one of them as id would overwrite it. */

@@ -1,4 +1,4 @@
-import { addMany, type NewJob, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
+import { addMany, type FetchBehind, type NewJob, type TaskJob, type TaskQueue } from './bullmq-adapter.js';
 import { TickBatch } from './tick-batch.js';
 
 /**
@@ -10,15 +10,25 @@ const MAX_ADDS_PER_CALL = 100;
 
 /**
  * The enqueues of one queue's tick, stored in one Redis call (one per
- * MAX_ADDS_PER_CALL). One enqueue alone is BullMQ's own `queue.add`.
+ * MAX_ADDS_PER_CALL). One enqueue alone is BullMQ's own `queue.add`,
+ * unless the queue has a drained fetch waiting on its marker: that fetch
+ * then goes right behind the call (`fetchBehind`), so a waiting pull gets
+ * the task in the round trip that stored it.
  */
 export class EnqueueBatch {
   private readonly batch: TickBatch<NewJob, TaskJob>;
 
-  constructor(queue: TaskQueue) {
+  constructor(queue: TaskQueue, fetchBehind: () => FetchBehind | undefined) {
     this.batch = new TickBatch({
-      one: (job) => queue.add(job.name, job.data, job.opts),
-      many: (jobs) => addMany(queue, jobs),
+      one: (job) => {
+        const behind = fetchBehind();
+        if (!behind) return queue.add(job.name, job.data, job.opts);
+        return addMany(queue, [job], behind).then(([added]) => {
+          if (added instanceof Error || added === undefined) throw added ?? new Error('the enqueue had no reply');
+          return added;
+        });
+      },
+      many: (jobs) => addMany(queue, jobs, fetchBehind()),
       maxPerCall: MAX_ADDS_PER_CALL,
     });
   }

@@ -63,7 +63,7 @@ export class LiveQueue {
   readonly enqueues: EnqueueBatch;
 
   constructor(readonly name: string, readonly queue: TaskQueue, private readonly gateway: GatewayParts) {
-    this.enqueues = new EnqueueBatch(queue);
+    this.enqueues = new EnqueueBatch(queue, () => this.fetcher?.fetchBehind());
   }
 
   /** Nothing waits on it, holds from it or runs for it, and it was not used since `before`. */
@@ -102,11 +102,15 @@ export class LiveQueue {
     if (fetchNext) this.gateway.work.busy(lease.token);
     let next: TaskJob | undefined;
     try {
-      const host = this.fetcher?.host;
-      const reply = host
-        ? await this.completionsOf(host).complete({ job: lease.job, result, token: lease.token, fetchNext })
+      const { fetcher } = this;
+      const reply = fetcher
+        ? await this.completionsOf(fetcher.host).complete({ job: lease.job, result, token: lease.token, fetchNext })
         : await lease.job.moveToCompleted(result, lease.token, fetchNext);
-      next = host ? nextJobOf(host, reply, lease.token) : undefined;
+      if (fetcher && fetchNext) {
+        const fetched = nextJobOf(fetcher.host, reply, lease.token);
+        fetcher.drainedAfter(fetched);
+        next = fetched.job;
+      }
     } catch (err) {
       // The command may have run with its reply lost to a Redis restart
       // (then a resent one finds no lock): if the task is done, so is the ack.

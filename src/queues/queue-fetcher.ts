@@ -1,4 +1,4 @@
-import { extendLocks, moveManyToActive, moveToActive, type Fetched, type JobHost, type TaskJob } from './bullmq-adapter.js';
+import { extendLocks, moveManyToActive, moveToActive, type Fetched, type FetchBehind, type JobHost, type TaskJob } from './bullmq-adapter.js';
 import { TickBatch } from './tick-batch.js';
 import type { MarkerWatch } from './marker-watch.js';
 
@@ -15,6 +15,8 @@ export class QueueFetcher {
   /** When the next delayed task is due (0: none known). */
   private blockUntil = 0;
   private closed = false;
+  /** The drained fetch now waiting on the marker (one at a time while the queue is empty). */
+  private parked: { token: string; resolve(woke: { behind: Promise<Fetched> }): void } | null = null;
   /** This tick's fetches: one is BullMQ's own call; several are one call of the same script once per token. */
   private readonly fetches: TickBatch<string, Fetched>;
 
@@ -26,13 +28,19 @@ export class QueueFetcher {
   async getNextJob(token: string): Promise<TaskJob | undefined> {
     if (this.closed) return undefined;
     if (this.drained) {
-      const now = Date.now();
-      const wait = this.blockUntil > now ? Math.min(this.drainDelayMs, this.blockUntil - now) : this.drainDelayMs;
-      const score = await this.markers.wait(this.host.name, this.host.markerKey, wait);
+      const woke = await this.park(token);
+      if ('behind' in woke) {
+        // Sent: what it brings is answered even once closed (and given back).
+        const { job, delayUntil } = await woke.behind;
+        this.blockUntil = delayUntil;
+        // The queue's marker may have been taken meanwhile for a wait that was no more: fetch before waiting again.
+        this.drained = false;
+        return job;
+      }
       if (this.closed) return undefined;
       // A marker for a delayed task: nothing to fetch before it is due.
-      if (score !== null && score > Date.now() + 1) {
-        this.blockUntil = score;
+      if (woke.score !== null && woke.score > Date.now() + 1) {
+        this.blockUntil = woke.score;
         return undefined;
       }
     }
@@ -40,6 +48,48 @@ export class QueueFetcher {
     this.blockUntil = delayUntil;
     this.drained = job === undefined;
     return job;
+  }
+
+  /** A completion's fetch of the next task found none: the next fetch waits on the marker first, as after its own. */
+  drainedAfter({ job, delayUntil }: Fetched): void {
+    if (job) return;
+    this.drained = true;
+    this.blockUntil = delayUntil;
+  }
+
+  /**
+   * The drained fetch waits for the queue's marker, or for an enqueue of
+   * this queue to fetch for it (`fetchBehind`), whichever comes first.
+   */
+  private park(token: string): Promise<{ score: number | null } | { behind: Promise<Fetched> }> {
+    const now = Date.now();
+    const wait = this.blockUntil > now ? Math.min(this.drainDelayMs, this.blockUntil - now) : this.drainDelayMs;
+    return new Promise((resolve) => {
+      const parked = { token, resolve };
+      this.parked = parked;
+      void this.markers.wait(this.host.name, this.host.markerKey, wait).then((score) => {
+        if (this.parked === parked) this.parked = null;
+        resolve({ score });
+      });
+    });
+  }
+
+  /**
+   * The fetch waiting on the marker, if one is, given to the enqueues about
+   * to be sent: its fetch goes right behind them (one round trip for the
+   * tasks stored and the first of them fetched), and its marker wait ends.
+   */
+  fetchBehind(): FetchBehind | undefined {
+    const { parked } = this;
+    if (!parked || this.closed) return undefined;
+    this.parked = null;
+    let settle!: Pick<FetchBehind, 'resolve' | 'reject'>;
+    const behind = new Promise<Fetched>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    parked.resolve({ behind });
+    this.markers.cancel(this.host.name);
+    return { host: this.host, token: parked.token, ...settle };
   }
 
   extendJobLocks(ids: string[], tokens: string[], ms: number): Promise<string[]> {
