@@ -74,13 +74,19 @@ async function parked(fetcher: QueueFetcher): Promise<NonNullable<ReturnType<Que
   }
 }
 
-t.test('a drained fetch waiting on the marker gets the task an enqueue stores, fetched right behind it', async (t) => {
-  const { queue, fetcher } = fetcherOf('f.behind');
+/** A drained fetcher of `name` whose fetch under `token` waits on the marker, and the enqueues that fetch goes behind. */
+async function drainedFetch(name: string, token: string) {
+  const { queue, fetcher } = fetcherOf(name);
   fetcher.drainedAfter({ job: undefined, delayUntil: 0 });
   let claimed: ReturnType<QueueFetcher['fetchBehind']>;
   const enqueues = new EnqueueBatch(queue, () => claimed);
-  const fetching = fetcher.getNextJob('fetcher-test:behind');
+  const fetching = fetcher.getNextJob(token);
   claimed = await parked(fetcher);
+  return { queue, fetcher, enqueues, fetching };
+}
+
+t.test('a drained fetch waiting on the marker gets the task an enqueue stores, fetched right behind it', async (t) => {
+  const { fetcher, enqueues, fetching } = await drainedFetch('f.behind', 'fetcher-test:behind');
   t.equal(fetcher.fetchBehind(), undefined, 'a waiting fetch is given to one enqueue call only');
   const before = await scriptCalls();
   const [added, fetched] = await Promise.all([enqueues.add({ name: 'x', data: { n: 1 }, opts: { jobId: 'b1' } }), fetching]);
@@ -92,12 +98,7 @@ t.test('a drained fetch waiting on the marker gets the task an enqueue stores, f
 });
 
 t.test('a fetch behind a batch takes the first task; the marker stays while tasks wait', async (t) => {
-  const { queue, fetcher } = fetcherOf('f.behind-many');
-  fetcher.drainedAfter({ job: undefined, delayUntil: 0 });
-  let claimed: ReturnType<QueueFetcher['fetchBehind']>;
-  const enqueues = new EnqueueBatch(queue, () => claimed);
-  const fetching = fetcher.getNextJob('fetcher-test:many');
-  claimed = await parked(fetcher);
+  const { queue, fetcher, enqueues, fetching } = await drainedFetch('f.behind-many', 'fetcher-test:many');
   const [first, second] = await Promise.all([1, 2].map((n) => enqueues.add({ name: 'x', data: { n }, opts: { jobId: `m${n}` } })));
   t.equal((await fetching)?.id, first?.id, 'the first task stored');
   t.equal(await queue.getJobState(second!.id as string), 'waiting', 'the other one waits');
