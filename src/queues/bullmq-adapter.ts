@@ -230,17 +230,17 @@ const moveManyToActiveBatch = new BatchedScript('brainstemMoveManyToActive', 11,
  * after the first run that found none).
  */
 export async function moveManyToActive(host: JobHost, tokens: string[]): Promise<(Fetched | Error)[]> {
-  return sendMoveManyToActive(await backendQueueOf(host).client, host, tokens);
+  return sendMoveManyToActive(await backendQueueOf(host.backend).client, host, tokens);
 }
 
-/** What BullMQ's scripts read of a host's backend: its client and its worker's options. */
-function backendQueueOf(host: JobHost): { client: Promise<ScriptClient>; opts: WorkerOptions } {
-  return (host.backend as unknown as { queue: { client: Promise<ScriptClient>; opts: WorkerOptions } }).queue;
+/** What BullMQ's scripts read of a backend (a private field): its client and its worker's options. */
+function backendQueueOf(backend: RedisQueueBackend): { client: Promise<ScriptClient>; opts: WorkerOptions } {
+  return (backend as unknown as { queue: { client: Promise<ScriptClient>; opts: WorkerOptions } }).queue;
 }
 
 /** moveManyToActive's call, written to `client` now (behind whatever was written to it before). */
 function sendMoveManyToActive(client: ScriptClient, host: JobHost, tokens: string[]): Promise<(Fetched | Error)[]> {
-  const { opts: workerOpts } = backendQueueOf(host);
+  const { opts: workerOpts } = backendQueueOf(host.backend);
   const keys = host.backend.keys;
   const opts: Record<string, unknown> = { token: '', lockDuration: workerOpts.lockDuration };
   if (workerOpts.limiter) opts.limiter = workerOpts.limiter;
@@ -362,7 +362,7 @@ export async function completeMany(host: JobHost, completions: Completion[]): Pr
     }
   });
   if (sent.length === 0) return results;
-  const client = await (backend as unknown as { queue: { client: Promise<ScriptClient> } }).queue.client;
+  const client = await backendQueueOf(backend).client;
   const replies = await finishManyBatch.run(client, finishManyArgs(rows, 14) as (string | number)[]) as unknown[];
   sent.forEach(({ index, completion, finishedOn }, i) => {
     const reply = replies[i];
