@@ -429,10 +429,12 @@ export interface NewJob {
 }
 
 /**
- * A fetch sent right behind a batch of enqueues on the same connection, so
- * Redis runs it after them and both answer in one round trip (a drained
+ * A fetch sent right behind a batch of enqueues on the enqueues' connection,
+ * so Redis runs it after them and both answer in one round trip (a drained
  * queue's waiting fetch finds the task just stored without waiting for its
- * marker).
+ * marker). That connection is the fail-fast one, not the fetcher's: a
+ * failure there fails this fetch as any fetch error (a lost reply leaves
+ * an orphan that recovery gives back).
  */
 export interface FetchBehind extends Settles<Fetched> {
   host: JobHost;
